@@ -1,0 +1,75 @@
+/* The `warren.core` module: the C bindings, and the small helpers they share. */
+#include "wr_bind.h"
+
+#include "wr_host.h"
+#include "wr_task.h"
+
+#include <lauxlib.h>
+#include <luajit.h>
+#include <mbedtls/version.h>
+#include <uv.h>
+
+void **wr_box_new(lua_State *L, void *object, const char *metatable)
+{
+    void **box = lua_newuserdata(L, sizeof *box);
+    *box = object;
+    luaL_getmetatable(L, metatable);
+    lua_setmetatable(L, -2);
+    return box;
+}
+
+/* Returns the object, or NULL when it was closed (the box stays valid). */
+void *wr_box_get(lua_State *L, int idx, const char *metatable)
+{
+    void **box = luaL_checkudata(L, idx, metatable);
+    return *box;
+}
+
+/* Called by an object that closes: its box (if still alive) now reads as closed. */
+void wr_box_detach(void ***backref)
+{
+    if (*backref) **backref = NULL;
+    *backref = NULL;
+}
+
+int wr_push_closed(lua_State *L)
+{
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+}
+
+int wr_push_uv_error(lua_State *L, int err)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, uv_strerror(err));
+    lua_pushstring(L, uv_err_name(err));
+    return 3;
+}
+
+void wr_bind_versions(lua_State *L)
+{
+    lua_newtable(L);
+    lua_pushliteral(L, WR_VERSION);
+    lua_setfield(L, -2, "warren");
+    lua_pushliteral(L, LUAJIT_VERSION);
+    lua_setfield(L, -2, "luajit");
+    lua_pushstring(L, uv_version_string());
+    lua_setfield(L, -2, "libuv");
+    lua_pushliteral(L, WR_LUV_VERSION);
+    lua_setfield(L, -2, "luv");
+    lua_pushliteral(L, MBEDTLS_VERSION_STRING);
+    lua_setfield(L, -2, "mbedtls");
+    lua_setfield(L, -2, "versions");
+}
+
+int wr_luaopen_core(lua_State *L)
+{
+    lua_newtable(L);
+    wr_bind_host(L);
+    wr_bind_task(L);
+    wr_bind_timer(L);
+    wr_bind_edit(L);
+    wr_bind_versions(L);
+    return 1;
+}

@@ -1,0 +1,99 @@
+-- Runs child processes from specs (inside warren) and awaits their end, with a deadline.
+local warren = require("warren")
+local uv = require("luv")
+
+local M = {}
+
+M.warren_bin = os.getenv("WARREN_BIN") or "warren"
+M.source_dir = os.getenv("WARREN_SOURCE_DIR") or "."
+
+local function collect(pipe, sink)
+  pipe:read_start(function(err, data)
+    if data then sink[#sink + 1] = data else pipe:close() end
+  end)
+end
+
+-- proc.start{cmd, args..., stdin = "text" | nil, env = {K=V}} -> child
+-- child:wait([timeout_ms]) -> {code=, signal=, stdout=, stderr=} or nil, "timeout"
+-- child:kill([signal])
+function M.start(spec)
+  local stdin, stdout, stderr = uv.new_pipe(false), uv.new_pipe(false), uv.new_pipe(false)
+  local out, err = {}, {}
+  local child = { stdout_parts = out, stderr_parts = err }
+  local env
+  if spec.env then
+    env = {}
+    for k, v in pairs(spec.env) do env[#env + 1] = k .. "=" .. v end
+    for _, k in ipairs({ "PATH", "HOME", "WARREN_LUA_DIR" }) do
+      if os.getenv(k) and not spec.env[k] then env[#env + 1] = k .. "=" .. os.getenv(k) end
+    end
+  end
+  local args = {}
+  for i = 2, #spec do args[#args + 1] = spec[i] end
+  local handle, pid = uv.spawn(spec[1], {
+    args = args,
+    stdio = { stdin, stdout, stderr },
+    env = env,
+    cwd = spec.cwd,
+  }, function(code, signal)
+    child.code, child.signal = code, signal
+    if child.on_exit then child.on_exit() end
+  end)
+  if not handle then
+    stdin:close(); stdout:close(); stderr:close()
+    error("cannot start " .. spec[1] .. ": " .. tostring(pid))
+  end
+  child.handle, child.pid = handle, pid
+  collect(stdout, out)
+  collect(stderr, err)
+  if spec.stdin then stdin:write(spec.stdin) end
+  if not spec.keep_stdin_open then stdin:shutdown(function() stdin:close() end) end
+  child.stdin = stdin
+
+  function child:kill(signal)
+    if not self.code and not handle:is_closing() then handle:kill(signal or "sigterm") end
+  end
+
+  function child:output()
+    return table.concat(out), table.concat(err)
+  end
+
+  -- Waits for the process to exit and its output pipes to drain.
+  function child:wait(timeout_ms)
+    if not self.code then
+      local ok = warren.await(function(resolve) self.on_exit = resolve end, timeout_ms or 10000)
+      if ok == nil and not self.code then return nil, "timeout" end
+    end
+    for _ = 1, 100 do
+      if stdout:is_closing() and stderr:is_closing() then break end
+      warren.sleep(5)
+    end
+    if not handle:is_closing() then handle:close() end
+    if not stdin:is_closing() then stdin:close() end
+    local o, e = self:output()
+    return { code = self.code, signal = self.signal, stdout = o, stderr = e }
+  end
+  return child
+end
+
+-- proc.run{...}: start and wait; raises if it does not finish in time.
+function M.run(spec, timeout_ms)
+  local child = M.start(spec)
+  local result, err = child:wait(timeout_ms)
+  if not result then
+    child:kill("sigkill")
+    child:wait(2000)
+    error(spec[1] .. " did not finish: " .. err, 2)
+  end
+  return result
+end
+
+-- Runs the warren binary with the given arguments.
+function M.warren(args, opts)
+  opts = opts or {}
+  local spec = { M.warren_bin, stdin = opts.stdin, env = opts.env }
+  for _, a in ipairs(args) do spec[#spec + 1] = a end
+  return M.run(spec, opts.timeout)
+end
+
+return M
