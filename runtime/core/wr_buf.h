@@ -1,0 +1,55 @@
+/* Refcounted byte chunks: a socket read lands in a chunk and the same chunk is handed to the
+ * other side's write without copying. Full-size chunks come from a small bounded free list so
+ * steady-state forwarding does no malloc per read; a chunk goes back to the list as soon as its
+ * last reference is dropped, so an idle connection pins no chunk at all. */
+#ifndef WR_BUF_H
+#define WR_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Read size for sockets: large enough for ~GB/s per syscall, small enough to cache a few. */
+#define WR_BUF_SIZE (64 * 1024)
+/* Default number of idle full-size chunks kept per thread (2 MiB). */
+#define WR_BUF_CACHE_DEFAULT 32
+
+typedef struct wr_buf {
+    uint32_t refs;
+    uint32_t size;       /* usable bytes in data[] */
+    struct wr_buf *next; /* free-list link while cached */
+    char data[];         /* 16-byte aligned after the header on LP64 */
+} wr_buf_t;
+
+typedef struct wr_buf_stats {
+    size_t live;      /* chunks with at least one reference */
+    size_t cached;    /* idle full-size chunks on the free list */
+    uint64_t mallocs; /* chunk allocations that went to malloc (cache misses + exact-size) */
+} wr_buf_stats_t;
+
+/* A full-size (WR_BUF_SIZE) chunk with one reference; NULL when out of memory. */
+wr_buf_t *wr_buf_get(void);
+/* An exact-size chunk (never cached): for small slices that must be held for a while. */
+wr_buf_t *wr_buf_new(size_t size);
+
+static inline wr_buf_t *wr_buf_retain(wr_buf_t *b)
+{
+    b->refs++;
+    return b;
+}
+
+/* Drops one reference; the last one returns the chunk to the cache or frees it. */
+void wr_buf_release(wr_buf_t *b);
+
+/* The chunk whose data[] starts at base (as handed to libuv in alloc_cb). */
+static inline wr_buf_t *wr_buf_of(char *base)
+{
+    return (wr_buf_t *)(void *)(base - offsetof(wr_buf_t, data));
+}
+
+/* Bound of the per-thread free list; shrinking frees the surplus at once. */
+void wr_buf_cache_set_limit(size_t chunks);
+/* Frees every cached chunk (e.g. after a burst, or at exit so leak checkers stay quiet). */
+void wr_buf_cache_trim(void);
+void wr_buf_get_stats(wr_buf_stats_t *out);
+
+#endif
