@@ -1,0 +1,870 @@
+/* wr_loadgen: loopback load generator for warren's benchmark (bench.sh) and stress runs.
+ *
+ * One libuv loop, one thread. Every client connection runs the same message loop: send a message
+ * (a per-connection, per-message byte pattern), read the echo back, verify every byte, record the
+ * round-trip time, then decide what to do next (send again, hold idle, or close and redial). The
+ * modes only differ in that last decision, so pingpong, connrate, hold and stress share one code
+ * path. Only loopback addresses are accepted and every mode ends on its own. */
+#include <uv.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#define WR_READ_BUF     (64 * 1024)
+#define WR_HIST_SUB     64 /* sub-buckets per power of two: ~1.6% resolution */
+#define WR_HIST_BUCKETS (WR_HIST_SUB * 48)
+#define WR_NS_PER_S     1000000000ull
+
+enum wr_mode { WR_PINGPONG, WR_CONNRATE, WR_HOLD, WR_ECHO, WR_STRESS };
+
+struct wr_opts {
+    enum wr_mode mode;
+    const char *target;
+    const char *listen;
+    long conns;
+    long msgs;   /* per connection; 0 = until the duration ends */
+    size_t size; /* bytes per message */
+    double duration;
+    double interval; /* seconds between report lines; 0 = none */
+    double timeout;  /* connect or one round trip longer than this is an error */
+    long dial_concurrency;
+    int quiet;
+};
+
+/* Log-linear latency histogram in nanoseconds: bounded memory however long the run. */
+struct wr_hist {
+    uint64_t n;
+    uint64_t max;
+    uint64_t counts[WR_HIST_BUCKETS];
+};
+
+enum wr_cstate { WR_C_FREE, WR_C_CONNECTING, WR_C_WAITING, WR_C_IDLE, WR_C_CLOSING };
+
+struct wr_conn {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    uint32_t id;
+    enum wr_cstate state;
+    int finished; /* done for good: no redial */
+    uint64_t seq;
+    uint64_t t_op; /* start of the current connect/round trip */
+    uint64_t deadline;
+    uint64_t t_dial;
+    size_t recv_off;
+    long msgs_done;
+    unsigned char *tx;
+};
+
+struct wr_sconn {
+    uv_tcp_t tcp;
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    char *pending;
+    struct wr_sconn *prev, *next;
+};
+
+/* Counters for one side; "last" copies feed the per-interval lines. */
+struct wr_counts {
+    uint64_t msgs, bytes;
+    uint64_t err_connect, err_timeout, err_reset, err_corrupt, err_extra, err_unfinished;
+};
+
+static struct {
+    struct wr_opts o;
+    uv_loop_t *loop;
+    struct sockaddr_storage target;
+    struct sockaddr_storage listen_addr;
+    struct wr_conn *conns;
+    long nslots;
+    long dialed; /* hold: connections started so far */
+    long held;
+    long held_at_stop;
+    long active;
+    int stopping;
+    int ready_printed;
+    uint64_t t_start, t_end;
+    struct wr_hist hist, ihist;
+    struct wr_counts c, c_last;
+    uv_timer_t stop_timer, tick_timer, report_timer;
+    uv_signal_t sigint, sigterm;
+    uv_tcp_t server;
+    int server_open;
+    struct wr_sconn *sconns;
+    uint64_t s_accepted, s_active, s_bytes, s_bytes_last, s_errors;
+} wr;
+
+static char wr_rbuf[WR_READ_BUF];
+
+/* ---- histogram ---- */
+
+static size_t wr_hist_index(uint64_t v)
+{
+    if (v < WR_HIST_SUB) return (size_t)v;
+    int msb = 63 - __builtin_clzll(v);
+    int shift = msb - 6;
+    size_t idx = (size_t)(shift + 1) * WR_HIST_SUB + (size_t)((v >> shift) - WR_HIST_SUB);
+    return idx < WR_HIST_BUCKETS ? idx : WR_HIST_BUCKETS - 1;
+}
+
+static uint64_t wr_hist_value(size_t idx)
+{
+    if (idx < WR_HIST_SUB) return idx;
+    int shift = (int)(idx / WR_HIST_SUB) - 1;
+    uint64_t low = (uint64_t)(WR_HIST_SUB + idx % WR_HIST_SUB) << shift;
+    return low + ((1ull << shift) >> 1); /* bucket midpoint */
+}
+
+static void wr_hist_add(struct wr_hist *h, uint64_t ns)
+{
+    h->counts[wr_hist_index(ns)]++;
+    h->n++;
+    if (ns > h->max) h->max = ns;
+}
+
+static double wr_hist_pct_us(const struct wr_hist *h, double p)
+{
+    if (h->n == 0) return 0;
+    uint64_t rank = (uint64_t)(p * (double)h->n + 0.999999);
+    if (rank < 1) rank = 1;
+    uint64_t seen = 0;
+    for (size_t i = 0; i < WR_HIST_BUCKETS; i++) {
+        seen += h->counts[i];
+        if (seen >= rank) {
+            uint64_t v = wr_hist_value(i);
+            return (double)(v < h->max ? v : h->max) / 1000.0;
+        }
+    }
+    return (double)h->max / 1000.0;
+}
+
+/* ---- helpers ---- */
+
+static double wr_now_s(void)
+{
+    return (double)(uv_hrtime() - wr.t_start) / 1e9;
+}
+
+static void wr_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "wr_loadgen: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(2);
+}
+
+static uint64_t wr_errors(const struct wr_counts *c)
+{
+    return c->err_connect + c->err_timeout + c->err_reset + c->err_corrupt + c->err_extra +
+           c->err_unfinished;
+}
+
+/* The pattern depends on connection and message number, so a byte echoed on the wrong
+ * connection or replayed from an earlier message is caught, not just a flipped bit. */
+static void wr_fill(struct wr_conn *c)
+{
+    uint64_t x = ((uint64_t)c->id << 32) ^ c->seq ^ 0x9e3779b97f4a7c15ull;
+    size_t i = 0;
+    while (i < wr.o.size) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        for (int k = 0; k < 8 && i < wr.o.size; k++, i++)
+            c->tx[i] = (unsigned char)(x >> (8 * k));
+    }
+}
+
+static int wr_parse_addr(const char *s, struct sockaddr_storage *out)
+{
+    char host[128];
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || strlen(colon + 1) == 0) return -1;
+    size_t hl = (size_t)(colon - s);
+    if (hl >= sizeof host) return -1;
+    memcpy(host, s, hl);
+    host[hl] = 0;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port <= 0 || port > 65535) return -1;
+    if (strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
+    if (host[0] == '[' && host[hl - 1] == ']') {
+        host[hl - 1] = 0;
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)out;
+        if (uv_ip6_addr(host + 1, (int)port, a6)) return -1;
+        static const unsigned char lo6[16] = {[15] = 1};
+        return memcmp(&a6->sin6_addr, lo6, 16) == 0 ? 0 : -2;
+    }
+    struct sockaddr_in *a4 = (struct sockaddr_in *)out;
+    if (uv_ip4_addr(host, (int)port, a4)) return -1;
+    return ((const unsigned char *)&a4->sin_addr)[0] == 127 ? 0 : -2;
+}
+
+/* ---- client side ---- */
+
+static void wr_stop(void);
+static void wr_conn_open(struct wr_conn *c);
+
+/* hold dials the next slot only when one finishes, so at most dial_concurrency connection
+ * setups are in flight: a burst of 2,000 SYNs would overflow small listen backlogs (socat's is 5)
+ * and measure SYN retransmits instead of the tunnel. */
+static void wr_hold_dial_next(void)
+{
+    while (!wr.stopping && wr.dialed < wr.o.conns) {
+        struct wr_conn *c = &wr.conns[wr.dialed];
+        wr_conn_open(c);
+        if (c->state != WR_C_FREE) return;
+    }
+}
+
+static void wr_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    /* One thread, and data is consumed inside read_cb: one buffer serves every socket. */
+    buf->base = wr_rbuf;
+    buf->len = sizeof wr_rbuf;
+}
+
+static void wr_maybe_finish(void)
+{
+    if (wr.stopping) return;
+    if (wr.o.mode == WR_HOLD) {
+        if (!wr.ready_printed && wr.dialed >= wr.o.conns &&
+            wr.held + (long)wr_errors(&wr.c) >= wr.o.conns && wr.active == wr.held) {
+            wr.ready_printed = 1;
+            printf("ready held=%ld failed=%" PRIu64 " elapsed=%.3f\n", wr.held, wr_errors(&wr.c),
+                   wr_now_s());
+            fflush(stdout);
+        }
+        return;
+    }
+    if ((wr.o.mode == WR_PINGPONG || wr.o.mode == WR_STRESS) && wr.active == 0) wr_stop();
+}
+
+static void wr_conn_on_close(uv_handle_t *h)
+{
+    struct wr_conn *c = h->data;
+    c->state = WR_C_FREE;
+    wr.active--;
+    if (wr.stopping) return;
+    if (wr.o.mode == WR_CONNRATE)
+        wr_conn_open(c);
+    else if (wr.o.mode == WR_HOLD)
+        wr_hold_dial_next();
+    wr_maybe_finish();
+}
+
+static void wr_conn_close(struct wr_conn *c)
+{
+    if (c->state == WR_C_FREE || c->state == WR_C_CLOSING) return;
+    if (c->state == WR_C_IDLE) wr.held--;
+    c->state = WR_C_CLOSING;
+    uv_close((uv_handle_t *)&c->tcp, wr_conn_on_close);
+}
+
+/* A connection that failed in pingpong/stress/hold is not retried: it is one error. */
+static void wr_conn_error(struct wr_conn *c, uint64_t *counter, const char *what, int status)
+{
+    (*counter)++;
+    if (!wr.o.quiet && wr.o.mode != WR_CONNRATE)
+        fprintf(stderr, "wr_loadgen: conn %u: %s%s%s\n", c->id, what, status ? ": " : "",
+                status ? uv_strerror(status) : "");
+    if (wr.o.mode != WR_CONNRATE) c->finished = 1;
+    wr_conn_close(c);
+}
+
+static void wr_conn_on_write(uv_write_t *req, int status)
+{
+    struct wr_conn *c = req->data;
+    if (status < 0 && status != UV_ECANCELED) wr_conn_error(c, &wr.c.err_reset, "write", status);
+}
+
+static void wr_conn_send(struct wr_conn *c)
+{
+    c->seq++;
+    wr_fill(c);
+    c->recv_off = 0;
+    c->t_op = uv_hrtime();
+    c->deadline = c->t_op + (uint64_t)(wr.o.timeout * 1e9);
+    c->state = WR_C_WAITING;
+
+    uv_buf_t b = uv_buf_init((char *)c->tx, (unsigned)wr.o.size);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == (int)wr.o.size) return;
+    if (n < 0 && n != UV_EAGAIN) {
+        wr_conn_error(c, &wr.c.err_reset, "write", n);
+        return;
+    }
+    if (n > 0) {
+        b.base += n;
+        b.len -= (size_t)n;
+    }
+    /* At most one message is in flight per connection, so one write request is enough. */
+    c->wreq.data = c;
+    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, wr_conn_on_write);
+    if (rc) wr_conn_error(c, &wr.c.err_reset, "write", rc);
+}
+
+static void wr_conn_msg_done(struct wr_conn *c)
+{
+    uint64_t now = uv_hrtime();
+    uint64_t rtt = now - (wr.o.mode == WR_CONNRATE ? c->t_dial : c->t_op);
+    wr_hist_add(&wr.hist, rtt);
+    wr_hist_add(&wr.ihist, rtt);
+    wr.c.msgs++;
+    wr.c.bytes += wr.o.size;
+    c->msgs_done++;
+
+    switch (wr.o.mode) {
+    case WR_CONNRATE:
+        wr_conn_close(c);
+        break;
+    case WR_HOLD:
+        c->state = WR_C_IDLE;
+        wr.held++;
+        wr_hold_dial_next();
+        wr_maybe_finish();
+        break;
+    default:
+        if (wr.o.msgs > 0 && c->msgs_done >= wr.o.msgs) {
+            c->finished = 1;
+            wr_conn_close(c);
+        } else {
+            wr_conn_send(c);
+        }
+        break;
+    }
+}
+
+static void wr_conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct wr_conn *c = s->data;
+    if (nread == 0 || c->state == WR_C_CLOSING) return;
+    if (nread < 0) {
+        wr_conn_error(c, &wr.c.err_reset,
+                      c->state == WR_C_IDLE ? "dropped while idle" : "closed before the echo",
+                      nread == UV_EOF ? 0 : (int)nread);
+        return;
+    }
+    if (c->state != WR_C_WAITING || c->recv_off + (size_t)nread > wr.o.size) {
+        wr_conn_error(c, &wr.c.err_extra, "bytes nobody asked for", 0);
+        return;
+    }
+    if (memcmp(buf->base, c->tx + c->recv_off, (size_t)nread) != 0) {
+        size_t i = 0;
+        while (buf->base[i] == (char)c->tx[c->recv_off + i])
+            i++;
+        fprintf(stderr, "wr_loadgen: conn %u msg %" PRIu64 ": corrupt byte at offset %zu\n", c->id,
+                c->seq, c->recv_off + i);
+        wr_conn_error(c, &wr.c.err_corrupt, "corrupt echo", 0);
+        return;
+    }
+    c->recv_off += (size_t)nread;
+    if (c->recv_off == wr.o.size) wr_conn_msg_done(c);
+}
+
+static void wr_conn_on_connect(uv_connect_t *req, int status)
+{
+    struct wr_conn *c = req->data;
+    if (status == UV_ECANCELED || c->state == WR_C_CLOSING) return;
+    if (status < 0) {
+        wr_conn_error(c, &wr.c.err_connect, "connect", status);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, wr_alloc, wr_conn_on_read);
+    if (rc) {
+        wr_conn_error(c, &wr.c.err_connect, "read", rc);
+        return;
+    }
+    wr_conn_send(c);
+}
+
+static void wr_conn_open(struct wr_conn *c)
+{
+    if (wr.stopping || c->finished) return;
+    int rc = uv_tcp_init(wr.loop, &c->tcp);
+    if (rc) wr_fail("uv_tcp_init: %s", uv_strerror(rc));
+    c->tcp.data = c;
+    c->creq.data = c;
+    c->state = WR_C_CONNECTING;
+    c->recv_off = 0;
+    c->t_dial = c->t_op = uv_hrtime();
+    c->deadline = c->t_op + (uint64_t)(wr.o.timeout * 1e9);
+    wr.active++;
+    wr.dialed++;
+    rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&wr.target, wr_conn_on_connect);
+    if (rc) wr_conn_error(c, &wr.c.err_connect, "connect", rc);
+}
+
+/* Deadlines are checked by one coarse timer instead of a timer per connection. */
+static void wr_on_tick(uv_timer_t *t)
+{
+    uint64_t now = uv_hrtime();
+    for (long i = 0; i < wr.nslots; i++) {
+        struct wr_conn *c = &wr.conns[i];
+        if ((c->state == WR_C_CONNECTING || c->state == WR_C_WAITING) && now > c->deadline)
+            wr_conn_error(c, &wr.c.err_timeout,
+                          c->state == WR_C_CONNECTING ? "connect timed out" : "echo timed out", 0);
+    }
+}
+
+/* ---- echo server ---- */
+
+static void wr_sconn_on_close(uv_handle_t *h)
+{
+    struct wr_sconn *sc = h->data;
+    if (sc->prev)
+        sc->prev->next = sc->next;
+    else
+        wr.sconns = sc->next;
+    if (sc->next) sc->next->prev = sc->prev;
+    free(sc->pending);
+    free(sc);
+    wr.s_active--;
+}
+
+static void wr_sconn_close(struct wr_sconn *sc)
+{
+    if (!uv_is_closing((uv_handle_t *)&sc->tcp))
+        uv_close((uv_handle_t *)&sc->tcp, wr_sconn_on_close);
+}
+
+static void wr_sconn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void wr_sconn_on_write(uv_write_t *req, int status)
+{
+    struct wr_sconn *sc = req->data;
+    free(sc->pending);
+    sc->pending = NULL;
+    if (status < 0) {
+        if (status != UV_ECANCELED) wr.s_errors++;
+        wr_sconn_close(sc);
+        return;
+    }
+    if (!uv_is_closing((uv_handle_t *)&sc->tcp))
+        uv_read_start((uv_stream_t *)&sc->tcp, wr_alloc, wr_sconn_on_read);
+}
+
+static void wr_sconn_on_shutdown(uv_shutdown_t *req, int status)
+{
+    wr_sconn_close(req->data);
+}
+
+static void wr_sconn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct wr_sconn *sc = s->data;
+    if (nread == 0) return;
+    if (nread < 0) {
+        /* Half-close is echoed as half-close, so a tunnel's EOF path is exercised too. */
+        if (nread == UV_EOF) {
+            uv_read_stop(s);
+            sc->sreq.data = sc;
+            if (uv_shutdown(&sc->sreq, s, wr_sconn_on_shutdown) == 0) return;
+        } else {
+            wr.s_errors++;
+        }
+        wr_sconn_close(sc);
+        return;
+    }
+    wr.s_bytes += (uint64_t)nread;
+    uv_buf_t b = uv_buf_init(buf->base, (unsigned)nread);
+    int n = uv_try_write(s, &b, 1);
+    if (n == nread) return;
+    if (n < 0 && n != UV_EAGAIN) {
+        wr.s_errors++;
+        wr_sconn_close(sc);
+        return;
+    }
+    if (n < 0) n = 0;
+    /* The peer is slow to read: keep the rest and stop reading until it drains, so memory stays
+     * bounded by one read buffer per connection. */
+    size_t rest = (size_t)(nread - n);
+    sc->pending = malloc(rest);
+    if (!sc->pending) wr_fail("out of memory");
+    memcpy(sc->pending, buf->base + n, rest);
+    uv_read_stop(s);
+    sc->wreq.data = sc;
+    uv_buf_t wb = uv_buf_init(sc->pending, (unsigned)rest);
+    if (uv_write(&sc->wreq, s, &wb, 1, wr_sconn_on_write)) {
+        wr.s_errors++;
+        wr_sconn_close(sc);
+    }
+}
+
+static void wr_server_on_conn(uv_stream_t *server, int status)
+{
+    if (status < 0) {
+        wr.s_errors++;
+        return;
+    }
+    struct wr_sconn *sc = calloc(1, sizeof *sc);
+    if (!sc) wr_fail("out of memory");
+    uv_tcp_init(wr.loop, &sc->tcp);
+    sc->tcp.data = sc;
+    sc->next = wr.sconns;
+    if (wr.sconns) wr.sconns->prev = sc;
+    wr.sconns = sc;
+    wr.s_active++;
+    if (uv_accept(server, (uv_stream_t *)&sc->tcp)) {
+        wr.s_errors++;
+        wr_sconn_close(sc);
+        return;
+    }
+    wr.s_accepted++;
+    uv_tcp_nodelay(&sc->tcp, 1);
+    uv_read_start((uv_stream_t *)&sc->tcp, wr_alloc, wr_sconn_on_read);
+}
+
+static void wr_server_start(void)
+{
+    uv_tcp_init(wr.loop, &wr.server);
+    int rc = uv_tcp_bind(&wr.server, (const struct sockaddr *)&wr.listen_addr, 0);
+    if (!rc) rc = uv_listen((uv_stream_t *)&wr.server, 4096, wr_server_on_conn);
+    if (rc) wr_fail("listen on %s: %s", wr.o.listen, uv_strerror(rc));
+    wr.server_open = 1;
+    if (!wr.o.quiet) printf("listening %s\n", wr.o.listen);
+    fflush(stdout);
+}
+
+/* ---- run control and reports ---- */
+
+static void wr_close_if_open(uv_handle_t *h)
+{
+    if (h->type != UV_UNKNOWN_HANDLE && !uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void wr_stop(void)
+{
+    if (wr.stopping) return;
+    wr.stopping = 1;
+    wr.t_end = uv_hrtime();
+    wr.held_at_stop = wr.held;
+    for (long i = 0; i < wr.nslots; i++)
+        wr_conn_close(&wr.conns[i]);
+    for (struct wr_sconn *sc = wr.sconns; sc; sc = sc->next)
+        wr_sconn_close(sc);
+    if (wr.server_open) wr_close_if_open((uv_handle_t *)&wr.server);
+    wr_close_if_open((uv_handle_t *)&wr.stop_timer);
+    wr_close_if_open((uv_handle_t *)&wr.tick_timer);
+    wr_close_if_open((uv_handle_t *)&wr.report_timer);
+    wr_close_if_open((uv_handle_t *)&wr.sigint);
+    wr_close_if_open((uv_handle_t *)&wr.sigterm);
+}
+
+static void wr_on_stop_timer(uv_timer_t *t)
+{
+    /* With a message budget the duration is only a cap: running into it means a stall. */
+    if ((wr.o.mode == WR_STRESS || wr.o.mode == WR_PINGPONG) && wr.o.msgs > 0) {
+        for (long i = 0; i < wr.nslots; i++)
+            if (!wr.conns[i].finished && wr.conns[i].msgs_done < wr.o.msgs) wr.c.err_unfinished++;
+    }
+    wr_stop();
+}
+
+static void wr_on_signal(uv_signal_t *s, int signum)
+{
+    wr_stop();
+}
+
+static void wr_on_report(uv_timer_t *t)
+{
+    double now = wr_now_s();
+    double dt = wr.o.interval;
+    if (wr.o.mode != WR_ECHO) {
+        uint64_t dm = wr.c.msgs - wr.c_last.msgs;
+        uint64_t db = wr.c.bytes - wr.c_last.bytes;
+        printf("CLIENT: t=%.1fs conns=%ld msgs=%" PRIu64 " (+%" PRIu64 ") MB/s=%.2f p50_us=%.1f "
+               "p99_us=%.1f max_us=%.1f errors=%" PRIu64 "\n",
+               now, wr.active, wr.c.msgs, dm, (double)db / dt / 1e6,
+               wr_hist_pct_us(&wr.ihist, 0.50), wr_hist_pct_us(&wr.ihist, 0.99),
+               (double)wr.ihist.max / 1000.0, wr_errors(&wr.c));
+        wr.c_last = wr.c;
+        memset(&wr.ihist, 0, sizeof wr.ihist);
+    }
+    if (wr.server_open) {
+        printf("SERVER: t=%.1fs conns=%" PRIu64 " accepted=%" PRIu64 " echoed=%" PRIu64
+               " MB/s=%.2f errors=%" PRIu64 "\n",
+               now, wr.s_active, wr.s_accepted, wr.s_bytes,
+               (double)(wr.s_bytes - wr.s_bytes_last) / dt / 1e6, wr.s_errors);
+        wr.s_bytes_last = wr.s_bytes;
+    }
+    fflush(stdout);
+}
+
+static int wr_summary(void)
+{
+    double el = (double)(wr.t_end - wr.t_start) / 1e9;
+    const struct wr_hist *h = &wr.hist;
+    uint64_t errs = wr_errors(&wr.c);
+    switch (wr.o.mode) {
+    case WR_PINGPONG:
+        printf("pingpong conns=%ld size=%zu round_trips=%" PRIu64 " elapsed=%.3f rtt_per_s=%.1f "
+               "p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f errors=%" PRIu64 "\n",
+               wr.o.conns, wr.o.size, h->n, el, el > 0 ? (double)h->n / el : 0,
+               wr_hist_pct_us(h, 0.50), wr_hist_pct_us(h, 0.90), wr_hist_pct_us(h, 0.99),
+               (double)h->max / 1000.0, errs);
+        break;
+    case WR_CONNRATE:
+        printf("connrate dialers=%ld conns=%" PRIu64
+               " elapsed=%.3f conns_per_s=%.1f failures=%" PRIu64
+               " p50_us=%.1f p99_us=%.1f max_us=%.1f\n",
+               wr.o.conns, h->n, el, el > 0 ? (double)h->n / el : 0, errs, wr_hist_pct_us(h, 0.50),
+               wr_hist_pct_us(h, 0.99), (double)h->max / 1000.0);
+        break;
+    case WR_HOLD:
+        printf("hold held=%ld wanted=%ld failed=%" PRIu64 " elapsed=%.3f\n", wr.held_at_stop,
+               wr.o.conns, errs, el);
+        break;
+    case WR_STRESS:
+        printf("SUMMARY: conns=%ld msgs=%" PRIu64 " bytes_verified=%" PRIu64 " elapsed=%.3f "
+               "MB/s=%.2f p50_us=%.1f p99_us=%.1f max_us=%.1f errors=%" PRIu64 " connect=%" PRIu64
+               " timeout=%" PRIu64 " reset=%" PRIu64 " corrupt=%" PRIu64 " extra=%" PRIu64
+               " unfinished=%" PRIu64 " server_errors=%" PRIu64 " %s\n",
+               wr.o.conns, wr.c.msgs, wr.c.bytes, el, el > 0 ? (double)wr.c.bytes / el / 1e6 : 0,
+               wr_hist_pct_us(h, 0.50), wr_hist_pct_us(h, 0.99), (double)h->max / 1000.0, errs,
+               wr.c.err_connect, wr.c.err_timeout, wr.c.err_reset, wr.c.err_corrupt, wr.c.err_extra,
+               wr.c.err_unfinished, wr.s_errors, errs + wr.s_errors ? "FAIL" : "OK");
+        errs += wr.s_errors;
+        break;
+    case WR_ECHO:
+        printf("echo-server accepted=%" PRIu64 " echoed=%" PRIu64 " errors=%" PRIu64 "\n",
+               wr.s_accepted, wr.s_bytes, wr.s_errors);
+        errs = 0; /* a client vanishing is not the server's failure */
+        break;
+    }
+    fflush(stdout);
+    if (wr.o.mode == WR_HOLD) return wr.held_at_stop == wr.o.conns && errs == 0 ? 0 : 1;
+    if (wr.o.mode == WR_CONNRATE) return h->n > 0 ? 0 : 1;
+    return errs ? 1 : 0;
+}
+
+/* ---- command line ---- */
+
+static void wr_usage(FILE *f)
+{
+    fprintf(
+        f,
+        "usage: wr_loadgen MODE [options]   (loopback addresses only)\n"
+        "\n"
+        "modes:\n"
+        "  echo-server  -l ADDR            echo every byte back; half-close is echoed\n"
+        "  pingpong     -t ADDR            N connections, each sends SIZE bytes, waits for the "
+        "echo,\n"
+        "                                  repeats; prints p50/p90/p99/max latency (us) and round "
+        "trips/s\n"
+        "  connrate     -t ADDR            C dialers open a connection, do one 1-byte echo, "
+        "close,\n"
+        "                                  repeat; prints connections/s and failures\n"
+        "  hold         -t ADDR            open N connections (one echo each), print 'ready ...',\n"
+        "                                  stay idle until SIGTERM/SIGINT or the duration ends\n"
+        "  stress       -t ADDR [-l ADDR]  N connections x M messages of SIZE bytes, every echoed "
+        "byte\n"
+        "                                  verified; CLIENT:/SERVER: lines each interval, SUMMARY "
+        "at end;\n"
+        "                                  with -l an echo server runs in-process (target defaults "
+        "to it)\n"
+        "\n"
+        "options (single or double dash):\n"
+        "  -t, -target ADDR       where clients connect (HOST:PORT, HOST is 127.x.x.x, ::1 or "
+        "localhost)\n"
+        "  -l, -listen ADDR       where the echo server listens\n"
+        "  -c, -conns N           connections (pingpong 1, connrate dialers 16, hold 2000, stress "
+        "10)\n"
+        "  -n, -msgs M            messages per connection; 0 = until the duration ends (default "
+        "0)\n"
+        "  -s, -size BYTES        message size (default 1; stress 4096)\n"
+        "  -d, -duration SECS     run time; with -msgs it is a cap and hitting it is an error\n"
+        "                         (pingpong/connrate 5, stress 10 or 60 with -msgs, hold 60,\n"
+        "                         echo-server 600)\n"
+        "  -i, -interval SECS     report line period, 0 = none (stress 1, others 0)\n"
+        "  -timeout SECS          a connect or round trip slower than this is an error (default "
+        "10)\n"
+        "  -dial-concurrency K    hold: connections being set up at once (default 64)\n"
+        "  -q, -quiet             no per-connection error lines\n"
+        "\n"
+        "exit status: 0 on success; 1 if any connection failed, timed out, was dropped or echoed "
+        "a\n"
+        "wrong byte (connrate: only if nothing succeeded, failures are counted); 2 on bad "
+        "usage.\n");
+}
+
+static const char *wr_opt_name(const char *arg)
+{
+    if (arg[0] != '-') return NULL;
+    return arg[1] == '-' ? arg + 2 : arg + 1;
+}
+
+static double wr_num(const char *name, const char *v, double min, double max)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || *end || end == v || d < min || d > max)
+        wr_fail("bad value for -%s: '%s' (expected %g..%g)", name, v, min, max);
+    return d;
+}
+
+static void wr_parse_args(int argc, char **argv)
+{
+    struct wr_opts *o = &wr.o;
+    if (argc < 2) {
+        wr_usage(stderr);
+        exit(2);
+    }
+    const char *m = argv[1];
+    if (!strcmp(m, "-h") || !strcmp(m, "--help") || !strcmp(m, "help")) {
+        wr_usage(stdout);
+        exit(0);
+    }
+    if (!strcmp(m, "pingpong"))
+        o->mode = WR_PINGPONG;
+    else if (!strcmp(m, "connrate"))
+        o->mode = WR_CONNRATE;
+    else if (!strcmp(m, "hold"))
+        o->mode = WR_HOLD;
+    else if (!strcmp(m, "echo-server"))
+        o->mode = WR_ECHO;
+    else if (!strcmp(m, "stress"))
+        o->mode = WR_STRESS;
+    else
+        wr_fail("unknown mode '%s' (try --help)", m);
+
+    o->conns = -1;
+    o->duration = -1;
+    o->interval = -1;
+    o->size = 0;
+    o->timeout = 10;
+    o->dial_concurrency = 64;
+    for (int i = 2; i < argc; i++) {
+        const char *n = wr_opt_name(argv[i]);
+        if (!n) wr_fail("unexpected argument '%s'", argv[i]);
+        if (!strcmp(n, "h") || !strcmp(n, "help")) {
+            wr_usage(stdout);
+            exit(0);
+        }
+        if (!strcmp(n, "q") || !strcmp(n, "quiet")) {
+            o->quiet = 1;
+            continue;
+        }
+        if (i + 1 >= argc) wr_fail("-%s needs a value", n);
+        const char *v = argv[++i];
+        if (!strcmp(n, "t") || !strcmp(n, "target"))
+            o->target = v;
+        else if (!strcmp(n, "l") || !strcmp(n, "listen"))
+            o->listen = v;
+        else if (!strcmp(n, "c") || !strcmp(n, "conns"))
+            o->conns = (long)wr_num(n, v, 1, 100000);
+        else if (!strcmp(n, "n") || !strcmp(n, "msgs"))
+            o->msgs = (long)wr_num(n, v, 0, 1e12);
+        else if (!strcmp(n, "s") || !strcmp(n, "size"))
+            o->size = (size_t)wr_num(n, v, 1, 64 * 1024 * 1024);
+        else if (!strcmp(n, "d") || !strcmp(n, "duration"))
+            o->duration = wr_num(n, v, 0.01, 86400);
+        else if (!strcmp(n, "i") || !strcmp(n, "interval"))
+            o->interval = wr_num(n, v, 0, 3600);
+        else if (!strcmp(n, "timeout"))
+            o->timeout = wr_num(n, v, 0.01, 3600);
+        else if (!strcmp(n, "dial-concurrency"))
+            o->dial_concurrency = (long)wr_num(n, v, 1, 100000);
+        else
+            wr_fail("unknown option '%s' (try --help)", argv[i - 1]);
+    }
+
+    if (o->mode == WR_STRESS && o->listen && !o->target) o->target = o->listen;
+    if (o->mode == WR_ECHO && !o->listen) wr_fail("echo-server needs -l ADDR");
+    if (o->mode != WR_ECHO && !o->target) wr_fail("%s needs -t ADDR", m);
+    if (o->target) {
+        int rc = wr_parse_addr(o->target, &wr.target);
+        if (rc == -2) wr_fail("%s is not a loopback address", o->target);
+        if (rc) wr_fail("bad address '%s' (want HOST:PORT)", o->target);
+    }
+    if (o->listen) {
+        int rc = wr_parse_addr(o->listen, &wr.listen_addr);
+        if (rc == -2) wr_fail("%s is not a loopback address", o->listen);
+        if (rc) wr_fail("bad address '%s' (want HOST:PORT)", o->listen);
+    }
+
+    static const long def_conns[] = {
+        [WR_PINGPONG] = 1, [WR_CONNRATE] = 16, [WR_HOLD] = 2000, [WR_ECHO] = 0, [WR_STRESS] = 10};
+    if (o->conns < 0) o->conns = def_conns[o->mode];
+    if (o->size == 0) o->size = o->mode == WR_STRESS ? 4096 : 1;
+    if (o->mode == WR_CONNRATE || o->mode == WR_HOLD) o->size = 1;
+    if (o->duration < 0) {
+        if (o->mode == WR_HOLD)
+            o->duration = 60;
+        else if (o->mode == WR_ECHO)
+            o->duration = 600;
+        else if (o->msgs > 0)
+            o->duration = 60;
+        else
+            o->duration = o->mode == WR_STRESS ? 10 : 5;
+    }
+    if (o->interval < 0) o->interval = o->mode == WR_STRESS ? 1 : 0;
+}
+
+static void wr_raise_nofile(void)
+{
+    /* hold keeps thousands of sockets open: take whatever the hard limit allows. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    wr_parse_args(argc, argv);
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    wr_raise_nofile();
+
+    wr.loop = uv_default_loop();
+    wr.t_start = uv_hrtime();
+    uv_timer_init(wr.loop, &wr.stop_timer);
+    uv_timer_start(&wr.stop_timer, wr_on_stop_timer, (uint64_t)(wr.o.duration * 1000), 0);
+    uv_signal_init(wr.loop, &wr.sigint);
+    uv_signal_start(&wr.sigint, wr_on_signal, SIGINT);
+    uv_signal_init(wr.loop, &wr.sigterm);
+    uv_signal_start(&wr.sigterm, wr_on_signal, SIGTERM);
+    if (wr.o.interval > 0) {
+        uint64_t ms = (uint64_t)(wr.o.interval * 1000);
+        uv_timer_init(wr.loop, &wr.report_timer);
+        uv_timer_start(&wr.report_timer, wr_on_report, ms ? ms : 1, ms ? ms : 1);
+    }
+    if (wr.o.listen) wr_server_start();
+
+    if (wr.o.mode != WR_ECHO) {
+        wr.nslots = wr.o.conns;
+        wr.conns = calloc((size_t)wr.nslots, sizeof *wr.conns);
+        if (!wr.conns) wr_fail("out of memory");
+        for (long i = 0; i < wr.nslots; i++) {
+            wr.conns[i].id = (uint32_t)i;
+            wr.conns[i].tx = malloc(wr.o.size);
+            if (!wr.conns[i].tx) wr_fail("out of memory");
+        }
+        uv_timer_init(wr.loop, &wr.tick_timer);
+        uv_timer_start(&wr.tick_timer, wr_on_tick, 100, 100);
+        long first = wr.o.mode == WR_HOLD && wr.o.dial_concurrency < wr.nslots
+                         ? wr.o.dial_concurrency
+                         : wr.nslots;
+        for (long i = 0; i < first; i++)
+            wr_conn_open(&wr.conns[i]);
+    }
+
+    uv_run(wr.loop, UV_RUN_DEFAULT);
+    if (!wr.t_end) wr.t_end = uv_hrtime();
+    int rc = wr_summary();
+    uv_loop_close(wr.loop);
+    return rc;
+}
