@@ -1,0 +1,196 @@
+/* libFuzzer target for both handshake parsers.
+ *
+ * The first input byte picks the mode:
+ *   0: raw bytes as msg1 to the server check (a prober), fed in growing prefixes;
+ *   1: raw bytes as msg2 to a real client;
+ *   2: a msg1 forged with the right PSK around fuzzer-chosen plaintext (header fields, variable
+ *      part, lengths), so the checks after authentication are reached; respond runs on success;
+ *   3: a msg2 forged for a real client with the right PSK, DH and transcript around
+ *      fuzzer-chosen plaintext.
+ * The forger follows runtime/PROTOCOL.md; canonical forged messages must be accepted, which
+ * keeps the forger (and this target's reach) honest. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wr_handshake.h"
+
+#define NOW 1700000000u
+
+struct reader {
+    const uint8_t *p;
+    size_t n;
+};
+
+static uint8_t take(struct reader *r)
+{
+    if (!r->n) return 0;
+    r->n--;
+    return *r->p++;
+}
+
+static void take_n(struct reader *r, uint8_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = take(r);
+}
+
+static wr_hs_config cfg;
+static wr_replay *rp;
+
+static void init_once(void)
+{
+    static int done;
+    uint8_t psk[32];
+    if (done) return;
+    for (int i = 0; i < 32; i++)
+        psk[i] = (uint8_t)(0x40 + i);
+    if (wr_hs_config_init(&cfg, psk, WR_BACKEND_DEFAULT, NOW - 100)) abort();
+    if (wr_replay_new(&rp, 256)) abort();
+    done = 1;
+}
+
+static void seal(const uint8_t *k, uint64_t n, const uint8_t *aad, size_t aad_len,
+                 const uint8_t *pt, size_t len, uint8_t *out)
+{
+    uint8_t nonce[12];
+    wr_aead_nonce(nonce, n);
+    if (wr_aead_seal_once(cfg.backend, WR_HS_AEAD, k, nonce, aad, aad_len, pt, len, out)) abort();
+}
+
+static void msg_key(const uint8_t *prk, const char *label, const uint8_t *salt, uint8_t *k)
+{
+    uint8_t info[20];
+    memcpy(info, label, 4);
+    memcpy(info + 4, salt, 16);
+    if (wr_hkdf_expand(prk, info, sizeof info, k, 32)) abort();
+}
+
+static void server_side(const uint8_t *msg, size_t len, uint64_t now, int must_pass)
+{
+    wr_hs_server s;
+    size_t need = 0, have = 0;
+    int rc;
+    wr_hs_server_init(&s);
+    /* grow the prefix the way a socket would deliver it */
+    for (;;) {
+        rc = wr_hs_server_check(&s, &cfg, rp, msg, have, now, &need);
+        if (rc != WR_HS_NEED_MORE) break;
+        if (need <= have || need > WR_HS_MSG1_MAX) abort();
+        if (need > len) return; /* the connection would time out here */
+        have = need;
+    }
+    if (must_pass && rc != WR_HS_OK) abort();
+    if (rc == WR_HS_OK) {
+        uint8_t msg2[WR_HS_MSG2_MAX];
+        size_t l;
+        wr_hs_keys k;
+        if (need != have || s.early_len > WR_HS_EARLY_MAX) abort();
+        rc = wr_hs_server_respond(&s, &cfg, now, msg2, sizeof msg2, &l, &k);
+        if (rc == WR_HS_OK && (l > WR_HS_MSG2_MAX || l > have)) abort();
+    } else if (rc != WR_HS_REJECT || s.reason == WR_HS_R_NONE) {
+        abort();
+    }
+}
+
+static void forge_msg1(struct reader *r)
+{
+    uint8_t msg[WR_HS_MSG1_MAX + 64], k1[32], hdr[16], var[WR_HS_VAR_MAX + 64];
+    int canonical = take(r) & 1;
+    size_t var_len = ((size_t)take(r) << 8 | take(r)) % (WR_HS_VAR_MAX + 40);
+    uint64_t now = NOW + (take(r) % 64);
+    take_n(r, msg, 48); /* salt and (obfuscated) key: anything */
+    take_n(r, hdr, sizeof hdr);
+    take_n(r, var, var_len);
+    if (canonical) {
+        /* a well-formed message: must pass (unless its salt is already in the set) */
+        var_len = WR_HS_VAR1_MIN + var_len % 600;
+        memset(hdr, 0, sizeof hdr);
+        hdr[0] = 1;
+        hdr[1] = 1;
+        for (int i = 0; i < 8; i++)
+            hdr[4 + i] = (uint8_t)((uint64_t)now >> (56 - 8 * i));
+        hdr[12] = (uint8_t)(var_len >> 8);
+        hdr[13] = (uint8_t)var_len;
+        var[0] = 0;
+        var[1] = (uint8_t)(var_len - 2 > 100 ? 100 : var_len - 2);
+    }
+    msg_key(cfg.prk0, "msg1", msg, k1);
+    seal(k1, 0, msg, 48, hdr, sizeof hdr, msg + 48);
+    seal(k1, 1, NULL, 0, var, var_len, msg + 80);
+    server_side(msg, 80 + var_len + 16, now,
+                canonical && !wr_replay_seen(rp, msg, now) && wr_replay_count(rp, now) < 200);
+}
+
+static void forge_msg2(struct reader *r)
+{
+    wr_hs_client c;
+    uint8_t msg1[WR_HS_MSG1_MAX], msg2[WR_HS_MSG2_MAX + 64], th1[32], epub_c[32], es[32];
+    uint8_t epub_s[32], z[32], ikm[64], prk1[32], k2[32], hdr[32], var[WR_HS_VAR_MAX + 64];
+    uint8_t aad[80];
+    size_t l1, need;
+    wr_hs_keys keys;
+    int canonical = take(r) & 1;
+    size_t var_len = ((size_t)take(r) << 8 | take(r)) % (WR_HS_VAR_MAX + 40), len;
+    int rc;
+
+    if (wr_hs_client_start(&c, &cfg, NOW, NULL, 0, msg1, sizeof msg1, &l1)) abort();
+    wr_sha256(msg1, l1, th1);
+    wr_chacha20_xor(cfg.obf_c, msg1, 0, msg1 + 16, 32, epub_c);
+    take_n(r, es, 32);
+    take_n(r, msg2, 16); /* salt_s */
+    if (wr_x25519_public(cfg.backend, es, epub_s)) abort();
+    if (wr_x25519_shared(cfg.backend, es, epub_c, z)) return; /* weak: nothing to forge */
+    wr_chacha20_xor(cfg.obf_s, msg2, 0, epub_s, 32, msg2 + 16);
+    memcpy(ikm, z, 32);
+    memcpy(ikm + 32, cfg.prk0, 32);
+    wr_hkdf_extract(th1, 32, ikm, 64, prk1);
+    msg_key(prk1, "msg2", msg2, k2);
+    take_n(r, hdr, sizeof hdr);
+    take_n(r, var, var_len);
+    if (canonical) {
+        var_len %= 64;
+        memset(hdr, 0, sizeof hdr);
+        hdr[0] = 2;
+        hdr[1] = 1;
+        memcpy(hdr + 12, c.salt_c, 16);
+        hdr[28] = (uint8_t)(var_len >> 8);
+        hdr[29] = (uint8_t)var_len;
+    }
+    memcpy(aad, th1, 32);
+    memcpy(aad + 32, msg2, 48);
+    seal(k2, 0, aad, sizeof aad, hdr, sizeof hdr, msg2 + 48);
+    seal(k2, 1, NULL, 0, var, var_len, msg2 + 96);
+    len = 96 + var_len + 16;
+    rc = wr_hs_client_finish(&c, &cfg, msg2, len, &need, &keys);
+    if (canonical && rc != WR_HS_OK) abort();
+    if (rc == WR_HS_NEED_MORE && need <= len) abort();
+    if (rc == WR_HS_OK && need != len) abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct reader r = {data, size};
+    int mode;
+    init_once();
+    mode = take(&r) % 4;
+    if (mode == 0) {
+        server_side(r.p, r.n, NOW, 0);
+    } else if (mode == 1) {
+        wr_hs_client c;
+        uint8_t msg1[WR_HS_MSG1_MAX];
+        size_t l, need;
+        wr_hs_keys k;
+        int rc;
+        if (wr_hs_client_start(&c, &cfg, NOW, NULL, 0, msg1, sizeof msg1, &l)) abort();
+        rc = wr_hs_client_finish(&c, &cfg, r.p, r.n, &need, &k);
+        if (rc == WR_HS_OK) abort(); /* random bytes never authenticate */
+        if (rc == WR_HS_NEED_MORE) (void)wr_hs_client_eof(&c, r.p, r.n);
+    } else if (mode == 2) {
+        forge_msg1(&r);
+    } else {
+        forge_msg2(&r);
+    }
+    return 0;
+}
