@@ -1,0 +1,173 @@
+/* The warren/1 secure session: one carrier endpoint (TCP today; TLS, WebSocket, HTTP or KCP later,
+ * all through wr_endpoint), the handshake on it, then many multiplexed streams with per-stream
+ * credit windows, keepalive, half-close, graceful goaway and an explicit end of session.
+ *
+ * Each stream is itself a wr_endpoint_t, so wr_relay joins a socket to a stream unchanged. Bytes
+ * never pass through Lua: the owner only sees the callbacks below. runtime/PROTOCOL.md ("Mux and
+ * session") describes the wire behaviour.
+ *
+ * Ownership:
+ *  - The session owns the carrier from wr_session_new on and closes it.
+ *  - on_closed fires once; the owner must not call session functions after it. The session's
+ *    memory lives on until its last stream is closed by its owner, so stream handles stay safe.
+ *  - A stream endpoint belongs to its owner from wr_session_open_stream (or from
+ *    wr_stream_accept) on and must be closed with wr_endpoint_close in every case; on_closed of the
+ *    endpoint then frees it. A stream handed to on_stream_open is owned until the owner calls
+ *    wr_stream_accept (it then owns the endpoint) or wr_stream_reject (which frees it).
+ *  - No callback runs inside an API call: they are deferred to the loop (a per-session uv_check).
+ */
+#ifndef WR_SESSION_H
+#define WR_SESSION_H
+
+#include "wr_endpoint.h"
+#include "wr_handshake.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct wr_session wr_session_t;
+typedef struct wr_stream wr_stream_t; /* begins with a wr_endpoint_t */
+
+#define WR_SESSION_WINDOW_DEFAULT      (256 * 1024)
+#define WR_SESSION_WINDOW_MIN          (64 * 1024) /* also the credit a new stream starts with */
+#define WR_SESSION_WINDOW_MAX_DEFAULT  (4 * 1024 * 1024)
+#define WR_SESSION_RX_BUDGET_DEFAULT   (16 * 1024 * 1024)
+#define WR_SESSION_MAX_STREAMS_DEFAULT 1024
+#define WR_SESSION_KEEPALIVE_DEFAULT   5000
+#define WR_SESSION_HS_TIMEOUT_DEFAULT  10000
+#define WR_SESSION_TARGET_MAX          1024 /* bytes of an OPEN target */
+#define WR_SESSION_REASON_MAX          128  /* bytes of an OPEN_FAIL reason */
+#define WR_SESSION_PROBE_MIN_DEFAULT   60000
+#define WR_SESSION_PROBE_MAX_DEFAULT   180000
+
+/* Server-side state shared by every session of one listener (one pre-shared key): the derived
+ * handshake keys, the replay set and handshake counters. Loop thread only (the worker threads
+ * read only the immutable hs config). */
+typedef struct wr_session_server {
+    wr_hs_config hs;
+    wr_replay *replay;
+    uint32_t dh_inflight;       /* respond steps queued on the threadpool right now */
+    uint64_t handshakes_ok;     /* key confirmed */
+    uint64_t handshakes_failed; /* sent to the probe sink */
+} wr_session_server_t;
+
+/* not_before: refuse handshakes timestamped before this (unix seconds; 0 = now, i.e. process or
+ * listener start, which closes the replay gap a restart would open). 0 or a negative code. */
+int wr_session_server_new(const uint8_t psk[32], uint64_t not_before, wr_session_server_t **out);
+/* Only once no session uses it. */
+void wr_session_server_free(wr_session_server_t *srv);
+
+typedef struct wr_session_config {
+    const uint8_t *psk; /* 32 bytes (wr_key); the client needs it, a server uses hs_server */
+    int is_server;
+    uint32_t window; /* per-stream receive window; default 256 KiB, at least 64 KiB */
+    /* Window auto-tuning: a stream whose sender runs out of credit while its consumer keeps up
+     * gets its window doubled, up to window_max (default 4 MiB), as long as the extra granted
+     * to all streams of the session stays within rx_budget (default 16 MiB). A stalled stream
+     * never grows. window_max = window turns tuning off. */
+    uint32_t window_max;
+    uint32_t rx_budget;
+    uint32_t max_streams;  /* concurrent streams per session (both ways); default 1024 */
+    uint32_t max_payload;  /* frame payload; default WR_FRAME_MAX_DEFAULT; both ends equal */
+    uint32_t keepalive_ms; /* PING after this long without receiving; dead after 3x */
+    uint32_t handshake_timeout_ms; /* default 10000 */
+    size_t stream_high_water; /* per-stream send queue watermark; default WR_EP_HIGH_WATER_DEFAULT
+                                 (wr_relay replaces it with its write_cap) */
+    wr_session_server_t *hs_server; /* server only */
+    /* Probe sink (server, any failure before or at the frame layer): read and discard, then close
+     * with RST after a uniform random delay in [min, max] ms. 0 = 60 s / 180 s. Tests shorten it.
+     */
+    uint32_t probe_close_min_ms;
+    uint32_t probe_close_max_ms;
+} wr_session_config;
+
+/* Why a session ended (on_closed's reason). */
+enum wr_session_reason {
+    WR_SESSION_CLOSED_LOCALLY = 0, /* wr_session_close */
+    WR_SESSION_PEER_ENDED,         /* SESSION_END received: clean end */
+    WR_SESSION_GOAWAY_DRAINED,     /* goaway (either side) and the last stream ended */
+    WR_SESSION_HANDSHAKE_FAILED,   /* server: msg1 or first frame rejected (after the probe sink);
+                                      client: answer malformed or cut short */
+    WR_SESSION_HANDSHAKE_TIMEOUT,  /* no complete handshake within handshake_timeout_ms */
+    WR_SESSION_AUTH_FAILED,        /* client: no valid answer (wrong key, not a warren relay) */
+    WR_SESSION_PEER_DEAD,          /* nothing received for 3 x keepalive_ms */
+    WR_SESSION_TRUNCATED,          /* carrier ended without SESSION_END */
+    WR_SESSION_CARRIER_ERROR,      /* carrier read/write error */
+    WR_SESSION_PROTOCOL_ERROR,     /* authenticated peer broke the mux rules */
+    WR_SESSION_NOMEM,
+};
+const char *wr_session_reason_name(int reason);
+
+typedef struct wr_session_cbs {
+    /* client: handshake done; server: key confirmed (first client frame decrypted) */
+    void (*on_ready)(wr_session_t *s);
+    /* peer opened a stream; answer with wr_stream_accept / wr_stream_reject, possibly later */
+    void (*on_stream_open)(wr_session_t *s, wr_stream_t *st, const uint8_t *target, size_t len);
+    /* once; detail is a static or session-owned string valid during the call */
+    void (*on_closed)(wr_session_t *s, int reason, const char *detail);
+} wr_session_cbs;
+
+/* Takes the carrier (connected, not reading). The client sends msg1 at once. cfg and cbs are
+ * copied. NULL only on bad arguments or no memory (the carrier is then still the caller's). */
+wr_session_t *wr_session_new(uv_loop_t *loop, wr_endpoint_t *carrier, const wr_session_config *cfg,
+                             const wr_session_cbs *cbs, void *data);
+void *wr_session_data(wr_session_t *s);
+void wr_session_set_data(wr_session_t *s, void *data);
+int wr_session_is_server(const wr_session_t *s);
+/* 1 once on_ready fired and until the session ends. */
+int wr_session_is_ready(const wr_session_t *s);
+
+/* Opens a stream (client ids odd, server ids even); target (<= WR_SESSION_TARGET_MAX bytes) is
+ * opaque to the mux. Allowed before on_ready (sent once keys exist) and on both sides. Data may be
+ * written at once (0-RTT, up to WR_SESSION_WINDOW_MIN before OPEN_ACK). on_open reports
+ * OPEN_ACK (status 0), OPEN_FAIL (UV_ECONNREFUSED + the peer's reason), or a session end / RST /
+ * limit before the answer (negative libuv code + reason); while the open is pending, failures come
+ * only through on_open, never through the endpoint's on_error. Whatever the status, the caller
+ * closes the endpoint. NULL only on bad arguments (target too long) or no memory. */
+wr_stream_t *wr_session_open_stream(wr_session_t *s, const uint8_t *target, size_t len,
+                                    void (*on_open)(wr_stream_t *st, int status,
+                                                    const char *reason),
+                                    void *data);
+/* Sends OPEN_ACK; early data is delivered once the owner starts reading. If the stream died
+ * meanwhile the endpoint reports on_error. 0, or UV_EINVAL if already answered. */
+int wr_stream_accept(wr_stream_t *st);
+/* OPEN_FAIL with a short reason (cut to WR_SESSION_REASON_MAX); frees the stream. */
+void wr_stream_reject(wr_stream_t *st, const char *reason);
+wr_endpoint_t *wr_stream_endpoint(wr_stream_t *st);
+wr_stream_t *wr_stream_from_endpoint(wr_endpoint_t *ep); /* NULL if ep is not a stream */
+uint32_t wr_stream_id(const wr_stream_t *st);
+wr_session_t *wr_stream_session(const wr_stream_t *st);
+void *wr_stream_data(const wr_stream_t *st); /* the open_stream data (not the endpoint's) */
+void wr_stream_set_data(wr_stream_t *st, void *data);
+
+typedef struct wr_stream_stats {
+    size_t rx_buffered; /* received, not yet delivered (always <= the receive window) */
+    size_t rx_peak;     /* highest rx_buffered seen */
+    size_t tx_queued;   /* written, not yet sealed (waiting for credit or the carrier) */
+    uint32_t tx_credit; /* bytes the peer will still accept */
+    uint32_t rx_window; /* current receive window (auto-tuned, <= window_max) */
+    uint32_t rx_credit; /* bytes the peer may still send */
+} wr_stream_stats;
+void wr_stream_get_stats(const wr_stream_t *st, wr_stream_stats *out);
+
+/* No new streams either way; the session ends (GOAWAY_DRAINED) when the last stream ends. */
+void wr_session_goaway(wr_session_t *s);
+/* SESSION_END then close the carrier; streams get on_error (UV_ECONNABORTED) or, while opening,
+ * on_open. on_closed follows from the loop. Safe to call more than once. */
+void wr_session_close(wr_session_t *s);
+
+typedef struct wr_session_stats {
+    uint64_t bytes_in, bytes_out; /* carrier bytes */
+    uint64_t frames_in, frames_out;
+    uint64_t streams_opened, streams_active, rtt_us_last;
+    uint64_t carrier_writes; /* carrier write calls (batching: frames_out / carrier_writes) */
+    size_t rx_buffered;      /* all streams */
+} wr_session_stats;
+void wr_session_get_stats(const wr_session_t *s, wr_session_stats *out);
+
+/* Frees this thread's cache of idle queue nodes (at exit, so leak checkers stay quiet; like
+ * wr_buf_cache_trim). */
+void wr_session_cache_trim(void);
+
+#endif
