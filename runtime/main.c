@@ -3,6 +3,17 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
+
+/* A relay holds two descriptors per tunnelled connection: take every descriptor we may. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
 
 int main(int argc, char **argv)
 {
@@ -10,6 +21,7 @@ int main(int argc, char **argv)
 
     argv = uv_setup_args(argc, argv);
     signal(SIGPIPE, SIG_IGN); /* a peer that goes away is an error return, not a process kill */
+    raise_fd_limit();
     if (wr_host_init(&host) != 0) {
         fprintf(stderr, "warren: cannot initialise the runtime\n");
         return 1;

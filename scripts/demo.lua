@@ -1,48 +1,55 @@
--- A self-contained demo on loopback: an echo service, and a client that sends a few messages
--- through it and reports round-trip times. Runs to completion.
---   warren run scripts/demo.lua [PORT]
+-- The main job on loopback, in one process: a relay, a client that connects to it with a fresh
+-- key, a tunnel (like ssh -L) through it to a small echo service, and traffic through the tunnel.
+--   warren run scripts/demo.lua [MESSAGES]
 local warren = require("warren")
 local uv = require("luv")
-local log = warren.log
 
-local port = tonumber(arg and arg[1]) or 0
+local messages = tonumber(arg and arg[1]) or 5
 
-local server = assert(uv.new_tcp())
-assert(server:bind("127.0.0.1", port))
-server:listen(64, function(err)
-  if err then return log.error("accept: %s", err) end
+-- The service behind the relay: a loopback echo server.
+local service = assert(uv.new_tcp())
+assert(service:bind("127.0.0.1", 0))
+service:listen(64, function()
   local peer = uv.new_tcp()
-  server:accept(peer)
-  peer:read_start(function(read_err, data)
+  service:accept(peer)
+  peer:read_start(function(_, data)
     if data then peer:write(data) else peer:close() end
   end)
 end)
-port = server:getsockname().port
-log.info("echo service listening on 127.0.0.1:%d", port)
+local service_port = service:getsockname().port
 
-local client = uv.new_tcp()
-local ok, err = warren.await(function(resolve)
-  client:connect("127.0.0.1", port, function(e) resolve(not e, e) end)
-end, 5000)
-assert(ok, err)
+local key = require("warren.keys").generate()
+local relay = assert(warren.relay({ listen = "127.0.0.1:0", key = key }))
+local client = assert(warren.client({ server = "127.0.0.1:" .. relay:port(), key = key }))
+assert(client:connect())
+local tunnel = assert(client:forward({ listen = "127.0.0.1:0", target = "127.0.0.1:" .. service_port }))
 
-local received = ""
-local waiting
-client:read_start(function(_, data)
+-- A user of the tunnel: connect to its local end and exchange messages.
+local conn = uv.new_tcp()
+assert(warren.await(function(resolve)
+  conn:connect("127.0.0.1", tunnel:port(), function(err) resolve(not err, err) end)
+end, 5000))
+local received, waiting = "", nil
+conn:read_start(function(_, data)
   if data then received = received .. data end
-  if waiting then waiting() end
+  if waiting then waiting(true) end
 end)
-
-for i = 1, 5 do
-  local message = string.format("hello %d from warren", i)
+for i = 1, messages do
+  local message = string.format("message %d through the tunnel", i)
   local t0 = uv.hrtime()
-  client:write(message)
+  conn:write(message)
   while #received < #message do
-    warren.await(function(resolve) waiting = resolve end, 5000)
+    assert(warren.await(function(resolve) waiting = resolve end, 5000), "echo timed out")
   end
-  waiting = nil
-  print(string.format("%-20s echoed in %.1f us", received, (uv.hrtime() - t0) / 1e3))
+  print(string.format("%-32s round trip %6.1f us", received, (uv.hrtime() - t0) / 1e3))
   received = ""
 end
+conn:close()
+warren.sleep(50) -- let the tunnelled connection finish so the stats include it
+
+local s = relay:stats()
+print(string.format("relay: %d session(s), %d stream(s), %d bytes up, %d bytes down",
+  s.sessions_total, s.streams_total, s.bytes_up, s.bytes_down))
 client:close()
-server:close()
+relay:close()
+service:close()

@@ -6,12 +6,28 @@ local M = {}
 
 M.usage = [[
 usage: warren [OPTIONS] COMMAND [ARGS...]
+       warren -L [BIND:]LPORT:HOST:RPORT [-L ...] SERVER -k KEY     forward ports through a relay
 
 Commands:
+  serve [BIND:]PORT       run a relay (-k/-p/--key-file give its key)
+  keygen                  print a new random key for -k
+  bench handshake RELAY   open and close sessions for -d SECONDS (default 5) from -c tasks
+                          (default 64) and print handshakes_per_s=N
   run SCRIPT [ARGS...]    run a Lua script as a task (it sees `arg` and `...`)
   repl                    interactive Lua prompt on the live loop (Ctrl-C cancels, Ctrl-D exits)
   version                 print the versions of warren, LuaJIT, libuv, luv and mbedTLS
   help                    print this text
+
+Tunnels:
+  -L SPEC                 forward a local port through the relay SERVER, like ssh -L (repeatable):
+                          LPORT:HOST:RPORT or BIND:LPORT:HOST:RPORT, IPv6 in brackets; BIND
+                          defaults to 127.0.0.1; an empty HOST means the relay's own localhost
+  -k KEY                  pre-shared key: a `warren keygen` key, or else taken as a password
+  -p PASSWORD             pre-shared password (stretched with PBKDF2 on both ends)
+  --key-file FILE         read the key (or password) from the first line of FILE
+  -W BYTES                per-connection write buffer cap (default 1048576)
+  -t SECONDS              close connections idle this long (default: never)
+  --keepalive SECONDS     ping an idle session this often; the peer is dead after 3 (default 5)
 
 Options:
   -e CODE                 run CODE before the command (repeatable); may be used alone
@@ -30,38 +46,67 @@ local function usage_error(msg)
   return nil, 2
 end
 
--- Parses argv into {command=, args=, chunks=, verbosity=, quiet=, log_format=}.
+-- Flags that take a value, and where it goes.
+local valued = {
+  ["-e"] = "chunks", ["-L"] = "forwards",
+  ["-k"] = "key", ["-p"] = "password", ["--key-file"] = "key_file",
+  ["--log-format"] = "log_format", ["-W"] = "write_cap", ["-t"] = "idle_timeout",
+  ["--keepalive"] = "keepalive", ["-d"] = "duration", ["-c"] = "concurrency",
+}
+local repeatable = { chunks = true, forwards = true }
+local numeric = { write_cap = true, idle_timeout = true, keepalive = true, duration = true, concurrency = true }
+local commands_with_script = { run = true }
+
+-- Parses argv into options. Flags may come before or after positional arguments (as with ssh
+-- and goflyway), except after `run SCRIPT`, where the rest belongs to the script.
 -- Returns the options, or nil and an exit code after printing the problem.
 function M.parse(argv)
-  local opts = { chunks = {}, verbosity = 0, log_format = "text", args = {} }
+  local opts = { chunks = {}, forwards = {}, verbosity = 0, log_format = "text", args = {} }
+  local positional = {}
   local i = 1
   while i <= #argv do
     local a = argv[i]
-    if a == "-e" then
-      if not argv[i + 1] then return usage_error("-e needs a chunk of Lua code") end
-      opts.chunks[#opts.chunks + 1] = argv[i + 1]
+    local dest = valued[a]
+    if dest then
+      local v = argv[i + 1]
+      if not v then return usage_error(a .. " needs a value") end
+      if numeric[dest] then
+        v = tonumber(v)
+        if not v or v < 0 then return usage_error(a .. " needs a number >= 0") end
+      end
+      if repeatable[dest] then table.insert(opts[dest], v) else opts[dest] = v end
       i = i + 1
     elseif a == "-v" then
       opts.verbosity = opts.verbosity + 1
     elseif a == "-q" then
       opts.quiet = true
-    elseif a == "--log-format" then
-      local f = argv[i + 1]
-      if f ~= "text" and f ~= "json" then return usage_error("--log-format takes text or json") end
-      opts.log_format = f
-      i = i + 1
     elseif a == "-h" or a == "--help" then
-      opts.command = "help"
+      opts.help = true
     elseif a:sub(1, 1) == "-" and a ~= "-" then
       return usage_error("unknown option " .. a)
     else
-      opts.command = a
-      for j = i + 1, #argv do opts.args[#opts.args + 1] = argv[j] end
-      break
+      positional[#positional + 1] = a
+      if commands_with_script[positional[1]] and #positional == 2 then
+        for j = i + 1, #argv do positional[#positional + 1] = argv[j] end
+        break
+      end
     end
     i = i + 1
   end
-  if not opts.command and #opts.chunks == 0 then return usage_error("no command given") end
+  if opts.log_format ~= "text" and opts.log_format ~= "json" then
+    return usage_error("--log-format takes text or json")
+  end
+  if opts.help then
+    opts.command = "help"
+  elseif #opts.forwards > 0 then
+    opts.command = "forward"
+    opts.args = positional
+  elseif positional[1] then
+    opts.command = table.remove(positional, 1)
+    opts.args = positional
+  elseif #opts.chunks == 0 then
+    return usage_error("no command given")
+  end
   return opts
 end
 
@@ -82,7 +127,95 @@ local function run_chunk(fn, ...)
   return fn(...)
 end
 
+local function fail(msg)
+  io.stderr:write("warren: ", msg, "\n")
+  return 1
+end
+
+local function key_options(opts)
+  return { key = opts.key, password = opts.password, key_file = opts.key_file }
+end
+
+local function tunnel_options(opts, t)
+  t.write_cap = opts.write_cap
+  t.idle_timeout = opts.idle_timeout and opts.idle_timeout > 0 and opts.idle_timeout or nil
+  t.keepalive = opts.keepalive and opts.keepalive > 0 and opts.keepalive or nil
+  return t
+end
+
 local commands = {}
+
+function commands.keygen(args)
+  if #args > 0 then
+    usage_error("keygen takes no arguments")
+    return 2
+  end
+  local key, err = require("warren.keys").generate()
+  if not key then return fail(err) end
+  io.stdout:write(key, "\n")
+  return 0
+end
+
+function commands.bench(args, opts)
+  if args[1] ~= "handshake" or #args ~= 2 then
+    usage_error("bench handshake RELAY is the only benchmark built in")
+    return 2
+  end
+  local t = key_options(opts)
+  t.server, t.seconds, t.concurrency = args[2], opts.duration, opts.concurrency
+  local r, err = require("warren.bench").handshakes(t)
+  if not r then return fail(err) end
+  io.stdout:write(string.format("handshakes=%d failed=%d seconds=%.2f handshakes_per_s=%.0f\n",
+    r.handshakes, r.failed, r.seconds, r.per_second))
+  if r.error then io.stderr:write("warren: last failure: ", r.error, "\n") end
+  return r.handshakes > 0 and 0 or 1
+end
+
+function commands.serve(args, opts)
+  if #args ~= 1 then
+    usage_error("serve needs one listen address, such as 127.0.0.1:8100")
+    return 2
+  end
+  local t = tunnel_options(opts, key_options(opts))
+  t.listen = args[1]
+  local relay, err = require("warren.tunnel").relay(t)
+  if not relay then return fail(err) end
+end
+
+function commands.forward(args, opts)
+  if #args ~= 1 then
+    usage_error("-L needs the relay's address, such as 127.0.0.1:8100")
+    return 2
+  end
+  local addr = require("warren.addr")
+  local specs = {}
+  for _, spec in ipairs(opts.forwards) do
+    local f, err = addr.parse_forward(spec)
+    if not f then
+      usage_error("-L " .. err)
+      return 2
+    end
+    if not f.target then
+      usage_error("-L " .. spec .. " needs a target: LPORT:HOST:RPORT")
+      return 2
+    end
+    specs[#specs + 1] = f
+  end
+  local t = tunnel_options(opts, key_options(opts))
+  t.server = args[1]
+  local client, err = require("warren.tunnel").client(t)
+  if not client then return fail(err) end
+  local ok, cerr = client:connect()
+  if not ok then return fail(string.format("cannot connect to relay %s: %s", args[1], cerr)) end
+  for _, f in ipairs(specs) do
+    local fwd, ferr = client:forward({ listen = addr.format(f.listen), target = addr.format(f.target) })
+    if not fwd then
+      client:close()
+      return fail(ferr)
+    end
+  end
+  warren.on_shutdown(function() client:close() end)
+end
 
 function commands.help()
   io.stdout:write(M.usage)
@@ -146,7 +279,7 @@ function M.main(...)
     usage_error("unknown command " .. opts.command)
     return 2
   end
-  return command(opts.args)
+  return command(opts.args, opts)
 end
 
 return M

@@ -52,6 +52,10 @@ core.set_teardown(function()
   end
 end)
 
+-- Tunnels (lua/warren/tunnel.lua): loaded on first use.
+function M.relay(opts) return require("warren.tunnel").relay(opts) end
+function M.client(opts) return require("warren.tunnel").client(opts) end
+
 -- Process lifecycle -------------------------------------------------------------------------
 
 local shutdown_handlers = {}

@@ -11,6 +11,10 @@ void wr_bind_host(lua_State *L);
 void wr_bind_timer(lua_State *L);
 void wr_bind_edit(lua_State *L);
 void wr_bind_versions(lua_State *L);
+void wr_bind_key(lua_State *L);
+void wr_bind_session(lua_State *L);
+void wr_bind_forward(lua_State *L);
+void wr_bind_relay(lua_State *L);
 
 /* Boxes: Lua holds a pointer to a C-owned object, and the object keeps a raw pointer back to
  * its box. Whichever goes first clears the other: closing the object empties the box (methods

@@ -71,5 +71,9 @@ int wr_luaopen_core(lua_State *L)
     wr_bind_timer(L);
     wr_bind_edit(L);
     wr_bind_versions(L);
+    wr_bind_key(L);
+    wr_bind_session(L);
+    wr_bind_forward(L);
+    wr_bind_relay(L);
     return 1;
 }

@@ -1,0 +1,250 @@
+/* core.forward{...}: a local listener whose connections each become a stream, through the
+ * current session, to a fixed target on the relay's side (ssh -L). Bytes go socket -> stream in
+ * C (wr_relay); Lua only hears about a connection's end, and only if it asked (on_close). */
+#include "wr_bind.h"
+#include "wr_bind_tunnel.h"
+#include "wr_host.h"
+#include "wr_io.h"
+#include "wr_log.h"
+#include "wr_tcp_endpoint.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FORWARD_MT "warren.forward"
+
+typedef struct wr_lforward {
+    wr_closable link;
+    lua_State *L;
+    void **box;
+    wr_listener_t *listener; /* NULL once closed */
+    int anchor_ref;          /* a listening forward runs without a Lua reference */
+    int session_ref;         /* the session handle streams go through, or LUA_NOREF */
+    wr_lsession *session;
+    int on_close_ref;
+    wr_relay_opts_t ropts;
+    uint64_t accepted, refused, failed_opens, bytes_up, bytes_down;
+    int refs; /* the listener, the handle and each live connection */
+    size_t target_len;
+    char target[WR_HOST_MAX + 16];
+} wr_lforward;
+
+typedef struct forward_conn {
+    wr_lforward *fwd;
+    wr_relay_t *relay;
+} forward_conn;
+
+static void forward_unref(wr_lforward *fwd)
+{
+    if (--fwd->refs > 0) return;
+    luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->on_close_ref);
+    luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->session_ref);
+    free(fwd);
+}
+
+static void stream_opened(wr_stream_t *st, int status, const char *reason)
+{
+    forward_conn *c = wr_stream_data(st);
+    if (status == 0) return;
+    c->fwd->failed_opens++;
+    wr_debug("forward to %s refused by the relay: %s", c->fwd->target, reason ? reason : "");
+    wr_relay_close(c->relay);
+}
+
+static void conn_closed(wr_relay_t *r, const wr_relay_result_t *res, void *data)
+{
+    forward_conn *c = data;
+    wr_lforward *fwd = c->fwd;
+    fwd->bytes_up += res->bytes_ab;
+    fwd->bytes_down += res->bytes_ba;
+    wr_call_close_hook(fwd->L, fwd->on_close_ref, fwd->target, res->bytes_ab, res->bytes_ba, res);
+    free(c);
+    forward_unref(fwd);
+}
+
+static void accepted(wr_listener_t *l, int status)
+{
+    wr_lforward *fwd = wr_listener_data(l);
+    wr_session_t *s;
+    uv_tcp_t *tcp;
+    wr_endpoint_t *ep;
+    wr_stream_t *st;
+    forward_conn *c;
+
+    if (status < 0) {
+        wr_warn("forward accept failed: %s", uv_strerror(status));
+        return;
+    }
+    if (wr_listener_accept(l, &tcp) != 0) return;
+    s = wr_lsession_get(fwd->session);
+    if (!s) { /* no session right now (reconnecting): refuse rather than hold the caller */
+        fwd->refused++;
+        wr_tcp_close_free(tcp);
+        return;
+    }
+    c = calloc(1, sizeof *c);
+    ep = c ? wr_tcp_endpoint_new(tcp) : NULL;
+    if (!ep) {
+        free(c);
+        wr_tcp_close_free(tcp);
+        return;
+    }
+    c->fwd = fwd;
+    st = wr_session_open_stream(s, (const uint8_t *)fwd->target, fwd->target_len, stream_opened, c);
+    if (!st) {
+        wr_endpoint_close(ep, WR_CLOSE_RESET);
+        free(c);
+        return;
+    }
+    c->relay = wr_relay_start(tcp->loop, ep, wr_stream_endpoint(st), &fwd->ropts, conn_closed, c);
+    if (!c->relay) {
+        wr_endpoint_close(ep, WR_CLOSE_RESET);
+        wr_endpoint_close(wr_stream_endpoint(st), WR_CLOSE_RESET);
+        free(c);
+        return;
+    }
+    fwd->accepted++;
+    fwd->refs++;
+}
+
+static void forward_close(wr_lforward *fwd)
+{
+    if (!fwd->listener) return;
+    wr_host_untrack(&fwd->link);
+    wr_listener_close(fwd->listener);
+    fwd->listener = NULL;
+    luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->anchor_ref);
+    fwd->anchor_ref = LUA_NOREF;
+    forward_unref(fwd);
+}
+
+static void forward_close_tracked(wr_closable *c)
+{
+    forward_close((wr_lforward *)((char *)c - offsetof(wr_lforward, link)));
+}
+
+static void set_session(lua_State *L, wr_lforward *fwd, int idx)
+{
+    luaL_unref(L, LUA_REGISTRYINDEX, fwd->session_ref);
+    fwd->session_ref = LUA_NOREF;
+    fwd->session = NULL;
+    if (lua_isnoneornil(L, idx)) return;
+    fwd->session = *(wr_lsession **)luaL_checkudata(L, idx, SESSION_MT);
+    lua_pushvalue(L, idx);
+    fwd->session_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* core.forward{host=, port=, target="host:port", session=, write_cap=, idle_timeout_ms=,
+ * on_close=fn} -> forward | nil, err */
+static int l_forward(lua_State *L)
+{
+    const char *host, *target;
+    lua_Integer port;
+    wr_lforward *fwd;
+    int rc;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    host = wr_opt_string(L, 1, "host", "127.0.0.1");
+    port = wr_opt_integer(L, 1, "port", 0);
+    target = wr_opt_string(L, 1, "target", NULL);
+    if (port > 65535) return luaL_error(L, "forward: bad port");
+    if (!target || strlen(target) >= sizeof fwd->target) return luaL_error(L, "forward: bad target");
+    fwd = calloc(1, sizeof *fwd);
+    if (!fwd) return luaL_error(L, "forward: out of memory");
+    fwd->L = wr_host_get(L)->L;
+    fwd->session_ref = LUA_NOREF;
+    fwd->anchor_ref = LUA_NOREF;
+    fwd->target_len = strlen(target);
+    memcpy(fwd->target, target, fwd->target_len + 1);
+    wr_relay_opts_from(L, 1, &fwd->ropts);
+    lua_getfield(L, 1, "session");
+    set_session(L, fwd, lua_gettop(L));
+    lua_pop(L, 1);
+    rc = wr_listen(wr_host_loop(L), host, (uint16_t)port, 0, accepted, fwd, &fwd->listener);
+    if (rc != 0) {
+        luaL_unref(L, LUA_REGISTRYINDEX, fwd->session_ref);
+        free(fwd);
+        return wr_push_uv_error(L, rc);
+    }
+    fwd->on_close_ref = wr_opt_function_ref(L, 1, "on_close");
+    fwd->refs = 2; /* listener + handle */
+    fwd->link.close = forward_close_tracked;
+    wr_host_track(wr_host_get(L), &fwd->link);
+    fwd->box = wr_box_new(L, fwd, FORWARD_MT);
+    lua_pushvalue(L, -1);
+    fwd->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 1;
+}
+
+static wr_lforward *check_forward(lua_State *L)
+{
+    return *(wr_lforward **)luaL_checkudata(L, 1, FORWARD_MT);
+}
+
+static int l_forward_set_session(lua_State *L)
+{
+    wr_lforward *fwd = check_forward(L);
+    if (!fwd->listener) return wr_push_closed(L);
+    set_session(L, fwd, 2);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_forward_port(lua_State *L)
+{
+    wr_lforward *fwd = check_forward(L);
+    if (!fwd->listener) return wr_push_closed(L);
+    lua_pushinteger(L, wr_listener_port(fwd->listener));
+    return 1;
+}
+
+static int l_forward_stats(lua_State *L)
+{
+    wr_lforward *fwd = check_forward(L);
+    lua_createtable(L, 0, 6);
+    wr_set_number(L, "accepted", (double)fwd->accepted);
+    wr_set_number(L, "refused", (double)fwd->refused);
+    wr_set_number(L, "failed_opens", (double)fwd->failed_opens);
+    wr_set_number(L, "active", (double)(fwd->refs - 1 - (fwd->listener != NULL)));
+    wr_set_number(L, "bytes_up", (double)fwd->bytes_up);
+    wr_set_number(L, "bytes_down", (double)fwd->bytes_down);
+    return 1;
+}
+
+static int l_forward_close(lua_State *L)
+{
+    wr_lforward *fwd = check_forward(L);
+    if (!fwd->listener) return wr_push_closed(L);
+    forward_close(fwd); /* live connections finish on their own */
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_forward_gc(lua_State *L)
+{
+    wr_lforward *fwd = check_forward(L);
+    forward_unref(fwd); /* only collected once closed: an open forward is anchored */
+    return 0;
+}
+
+static const luaL_Reg forward_methods[] = {
+    {"set_session", l_forward_set_session},
+    {"port", l_forward_port},
+    {"stats", l_forward_stats},
+    {"close", l_forward_close},
+    {NULL, NULL},
+};
+
+void wr_bind_forward(lua_State *L)
+{
+    luaL_newmetatable(L, FORWARD_MT);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "__index");
+    luaL_register(L, NULL, forward_methods);
+    lua_pushcfunction(L, l_forward_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_forward);
+    lua_setfield(L, -2, "forward");
+}

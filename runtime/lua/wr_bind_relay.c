@@ -1,0 +1,363 @@
+/* core.relay_server{...}: accepts sessions on a listener and serves their streams: each OPEN
+ * names a target, the on_open hook (if any) decides, C dials it and relays stream <-> socket. */
+#include "wr_bind.h"
+#include "wr_bind_tunnel.h"
+#include "wr_host.h"
+#include "wr_io.h"
+#include "wr_log.h"
+#include "wr_tcp_endpoint.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RELAY_MT "warren.relay"
+#define DIAL_TIMEOUT_MS 10000
+
+typedef struct relay_session relay_session;
+
+typedef struct wr_lrelay {
+    wr_closable link;
+    lua_State *L;
+    uv_loop_t *loop;
+    wr_listener_t *listener; /* NULL once closed */
+    wr_session_server_t *server;
+    wr_session_config cfg;
+    wr_relay_opts_t ropts;
+    int anchor_ref;
+    int on_open_ref, on_close_ref;
+    relay_session *sessions; /* live ones */
+    uint64_t sessions_total, streams_total, streams_denied, dials_failed, bytes_up, bytes_down;
+    uint32_t sessions_active, streams_active;
+    int refs; /* listener, handle, each live session, each open stream */
+} wr_lrelay;
+
+struct relay_session {
+    wr_lrelay *relay;
+    wr_session_t *session;
+    relay_session *next, **prev;
+};
+
+typedef struct relay_stream {
+    wr_lrelay *relay;
+    wr_stream_t *st;
+    char target[WR_HOST_MAX + 16];
+} relay_stream;
+
+static void relay_unref(wr_lrelay *r)
+{
+    if (--r->refs > 0) return;
+    luaL_unref(r->L, LUA_REGISTRYINDEX, r->on_open_ref);
+    luaL_unref(r->L, LUA_REGISTRYINDEX, r->on_close_ref);
+    wr_session_server_free(r->server);
+    free(r);
+}
+
+static void stream_done(wr_relay_t *rl, const wr_relay_result_t *res, void *data)
+{
+    relay_stream *rs = data;
+    wr_lrelay *r = rs->relay;
+    r->streams_active--;
+    r->bytes_up += res->bytes_ab; /* a = the stream: bytes from the client to the target */
+    r->bytes_down += res->bytes_ba;
+    wr_call_close_hook(r->L, r->on_close_ref, rs->target, res->bytes_ab, res->bytes_ba, res);
+    free(rs);
+    relay_unref(r);
+}
+
+static void stream_dialed(wr_dial_t *d, int status, uv_tcp_t *tcp, void *data)
+{
+    relay_stream *rs = data;
+    wr_lrelay *r = rs->relay;
+    wr_endpoint_t *ep;
+    wr_relay_t *rl;
+
+    if (status != 0) {
+        r->dials_failed++;
+        r->streams_active--;
+        wr_debug("relay: dial %s failed: %s", rs->target, uv_strerror(status));
+        wr_stream_reject(rs->st, uv_strerror(status));
+        free(rs);
+        relay_unref(r);
+        return;
+    }
+    ep = wr_tcp_endpoint_new(tcp);
+    if (!ep || wr_stream_accept(rs->st) != 0) {
+        if (ep)
+            wr_endpoint_close(ep, WR_CLOSE_RESET);
+        else
+            wr_tcp_close_free(tcp);
+        if (!ep) wr_stream_reject(rs->st, "out of memory");
+        else wr_endpoint_close(wr_stream_endpoint(rs->st), WR_CLOSE_RESET);
+        r->streams_active--;
+        free(rs);
+        relay_unref(r);
+        return;
+    }
+    rl = wr_relay_start(tcp->loop, wr_stream_endpoint(rs->st), ep, &r->ropts, stream_done, rs);
+    if (!rl) {
+        wr_endpoint_close(ep, WR_CLOSE_RESET);
+        wr_endpoint_close(wr_stream_endpoint(rs->st), WR_CLOSE_RESET);
+        r->streams_active--;
+        free(rs);
+        relay_unref(r);
+    }
+}
+
+/* Asks the on_open hook: true, or false/nil plus a reason. Errors deny (fail closed). */
+static int policy_allows(wr_lrelay *r, const wr_hostport_t *hp, char *reason, size_t size)
+{
+    lua_State *L = r->L;
+    int allowed;
+    if (r->on_open_ref == LUA_NOREF) return 1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->on_open_ref);
+    lua_pushstring(L, hp->host);
+    lua_pushinteger(L, hp->port);
+    if (wr_lua_pcall(L, 2, 2) != 0) {
+        wr_lua_report(L, "relay on_open hook (denied)");
+        snprintf(reason, size, "denied");
+        return 0;
+    }
+    allowed = lua_toboolean(L, -2);
+    if (!allowed) snprintf(reason, size, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "denied");
+    lua_pop(L, 2);
+    return allowed;
+}
+
+static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *target, size_t len)
+{
+    relay_session *rsess = wr_session_data(s);
+    wr_lrelay *r = rsess->relay;
+    relay_stream *rs;
+    wr_hostport_t hp;
+    const char *perr;
+    char text[WR_HOST_MAX + 16], reason[WR_SESSION_REASON_MAX];
+    int rc;
+
+    r->streams_total++;
+    if (len >= sizeof text) {
+        wr_stream_reject(st, "bad target");
+        return;
+    }
+    memcpy(text, target, len);
+    text[len] = '\0';
+    if (wr_parse_hostport(text, 0, &hp, &perr) != 0) {
+        wr_stream_reject(st, perr);
+        return;
+    }
+    if (hp.host[0] == '\0') snprintf(hp.host, sizeof hp.host, "127.0.0.1"); /* relay's localhost */
+    if (!policy_allows(r, &hp, reason, sizeof reason)) {
+        r->streams_denied++;
+        wr_debug("relay: open %s denied: %s", text, reason);
+        wr_stream_reject(st, reason);
+        return;
+    }
+    rs = calloc(1, sizeof *rs);
+    if (!rs) {
+        wr_stream_reject(st, "out of memory");
+        return;
+    }
+    rs->relay = r;
+    rs->st = st;
+    memcpy(rs->target, text, len + 1);
+    rc = wr_dial(r->loop, hp.host, hp.port, DIAL_TIMEOUT_MS, stream_dialed, rs, NULL);
+    if (rc != 0) {
+        wr_stream_reject(st, uv_strerror(rc));
+        free(rs);
+        return;
+    }
+    r->streams_active++;
+    r->refs++;
+}
+
+static void on_ready(wr_session_t *s)
+{
+    wr_debug("relay: session authenticated");
+}
+
+static void on_closed(wr_session_t *s, int reason, const char *detail)
+{
+    relay_session *rsess = wr_session_data(s);
+    wr_lrelay *r = rsess->relay;
+    wr_debug("relay: session closed: %s", detail && *detail ? detail : wr_session_reason_name(reason));
+    *rsess->prev = rsess->next;
+    if (rsess->next) rsess->next->prev = rsess->prev;
+    r->sessions_active--;
+    free(rsess);
+    relay_unref(r);
+}
+
+static const wr_session_cbs relay_session_cbs = {on_ready, on_stream_open, on_closed};
+
+static void accepted(wr_listener_t *l, int status)
+{
+    wr_lrelay *r = wr_listener_data(l);
+    relay_session *rsess;
+    wr_endpoint_t *carrier;
+    uv_tcp_t *tcp;
+
+    if (status < 0) {
+        wr_warn("relay accept failed: %s", uv_strerror(status));
+        return;
+    }
+    if (wr_listener_accept(l, &tcp) != 0) return;
+    rsess = calloc(1, sizeof *rsess);
+    carrier = rsess ? wr_tcp_endpoint_new(tcp) : NULL;
+    if (!carrier) {
+        free(rsess);
+        wr_tcp_close_free(tcp);
+        return;
+    }
+    rsess->relay = r;
+    rsess->session = wr_session_new(tcp->loop, carrier, &r->cfg, &relay_session_cbs, rsess);
+    if (!rsess->session) {
+        wr_endpoint_close(carrier, WR_CLOSE_RESET);
+        free(rsess);
+        return;
+    }
+    rsess->next = r->sessions;
+    rsess->prev = &r->sessions;
+    if (r->sessions) r->sessions->prev = &rsess->next;
+    r->sessions = rsess;
+    r->sessions_total++;
+    r->sessions_active++;
+    r->refs++;
+}
+
+/* Stops listening and ends every session (their streams end with them). */
+static void relay_close(wr_lrelay *r)
+{
+    relay_session *rsess;
+    if (!r->listener) return;
+    wr_host_untrack(&r->link);
+    wr_listener_close(r->listener);
+    r->listener = NULL;
+    for (rsess = r->sessions; rsess; rsess = rsess->next)
+        wr_session_close(rsess->session);
+    luaL_unref(r->L, LUA_REGISTRYINDEX, r->anchor_ref);
+    r->anchor_ref = LUA_NOREF;
+    relay_unref(r);
+}
+
+static void relay_close_tracked(wr_closable *c)
+{
+    relay_close((wr_lrelay *)((char *)c - offsetof(wr_lrelay, link)));
+}
+
+/* core.relay_server{host=, port=, key=, on_open=fn, on_close=fn, window=, keepalive_ms=,
+ * write_cap=, idle_timeout_ms=, probe_close_ms=} -> relay | nil, err */
+static int l_relay_server(lua_State *L)
+{
+    const char *host, *key;
+    size_t keylen;
+    lua_Integer port, probe_ms;
+    wr_lrelay *r;
+    int rc;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    host = wr_opt_string(L, 1, "host", "");
+    port = wr_opt_integer(L, 1, "port", 0);
+    lua_getfield(L, 1, "key");
+    key = lua_tolstring(L, -1, &keylen);
+    lua_pop(L, 1);
+    if (port > 65535) return luaL_error(L, "relay_server: bad port");
+    if (!key || keylen != 32) return luaL_error(L, "relay_server: key must be 32 bytes");
+    r = calloc(1, sizeof *r);
+    if (!r) return luaL_error(L, "relay_server: out of memory");
+    r->L = wr_host_get(L)->L;
+    r->loop = wr_host_loop(L);
+    r->anchor_ref = r->on_open_ref = r->on_close_ref = LUA_NOREF;
+    if (wr_session_server_new((const uint8_t *)key, 0, &r->server) != 0) {
+        free(r);
+        return luaL_error(L, "relay_server: cannot set up the handshake state");
+    }
+    r->cfg.is_server = 1;
+    r->cfg.hs_server = r->server;
+    r->cfg.window = (uint32_t)wr_opt_integer(L, 1, "window", 0);
+    r->cfg.keepalive_ms = (uint32_t)wr_opt_integer(L, 1, "keepalive_ms", 0);
+    r->cfg.max_streams = (uint32_t)wr_opt_integer(L, 1, "max_streams", WR_TUNNEL_MAX_STREAMS);
+    r->cfg.stream_high_water = (size_t)wr_opt_integer(L, 1, "write_cap", 0);
+    probe_ms = wr_opt_integer(L, 1, "probe_close_ms", 0);
+    r->cfg.probe_close_min_ms = r->cfg.probe_close_max_ms = (uint32_t)probe_ms;
+    wr_relay_opts_from(L, 1, &r->ropts);
+    rc = wr_listen(wr_host_loop(L), host, (uint16_t)port, 0, accepted, r, &r->listener);
+    if (rc != 0) {
+        wr_session_server_free(r->server);
+        free(r);
+        return wr_push_uv_error(L, rc);
+    }
+    r->on_open_ref = wr_opt_function_ref(L, 1, "on_open");
+    r->on_close_ref = wr_opt_function_ref(L, 1, "on_close");
+    r->refs = 2; /* listener + handle */
+    r->link.close = relay_close_tracked;
+    wr_host_track(wr_host_get(L), &r->link);
+    wr_box_new(L, r, RELAY_MT);
+    lua_pushvalue(L, -1);
+    r->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 1;
+}
+
+static wr_lrelay *check_relay(lua_State *L)
+{
+    return *(wr_lrelay **)luaL_checkudata(L, 1, RELAY_MT);
+}
+
+static int l_relay_port(lua_State *L)
+{
+    wr_lrelay *r = check_relay(L);
+    if (!r->listener) return wr_push_closed(L);
+    lua_pushinteger(L, wr_listener_port(r->listener));
+    return 1;
+}
+
+static int l_relay_stats(lua_State *L)
+{
+    wr_lrelay *r = check_relay(L);
+    lua_createtable(L, 0, 12);
+    wr_set_number(L, "sessions_active", r->sessions_active);
+    wr_set_number(L, "sessions_total", (double)r->sessions_total);
+    wr_set_number(L, "streams_active", r->streams_active);
+    wr_set_number(L, "streams_total", (double)r->streams_total);
+    wr_set_number(L, "streams_denied", (double)r->streams_denied);
+    wr_set_number(L, "dials_failed", (double)r->dials_failed);
+    wr_set_number(L, "bytes_up", (double)r->bytes_up);
+    wr_set_number(L, "bytes_down", (double)r->bytes_down);
+    wr_set_number(L, "handshakes_ok", (double)r->server->handshakes_ok);
+    wr_set_number(L, "handshakes_failed", (double)r->server->handshakes_failed);
+    return 1;
+}
+
+static int l_relay_close(lua_State *L)
+{
+    wr_lrelay *r = check_relay(L);
+    if (!r->listener) return wr_push_closed(L);
+    relay_close(r);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_relay_gc(lua_State *L)
+{
+    relay_unref(check_relay(L)); /* an open relay is anchored: this runs once it is closed */
+    return 0;
+}
+
+static const luaL_Reg relay_methods[] = {
+    {"port", l_relay_port},
+    {"stats", l_relay_stats},
+    {"close", l_relay_close},
+    {NULL, NULL},
+};
+
+void wr_bind_relay(lua_State *L)
+{
+    luaL_newmetatable(L, RELAY_MT);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "__index");
+    luaL_register(L, NULL, relay_methods);
+    lua_pushcfunction(L, l_relay_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_relay_server);
+    lua_setfield(L, -2, "relay_server");
+}

@@ -1,0 +1,321 @@
+/* core.session_connect{...}: dials a relay, runs the handshake and awaits the session. The session
+ * handle stays valid after the session ends (methods then report it closed), so a forward may keep
+ * a reference across reconnects. */
+#include "wr_bind.h"
+#include "wr_bind_tunnel.h"
+#include "wr_host.h"
+#include "wr_io.h"
+#include "wr_log.h"
+#include "wr_task.h"
+#include "wr_tcp_endpoint.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct wr_lsession {
+    wr_closable link;
+    lua_State *L;
+    wr_session_t *session; /* NULL before the dial completes and after the session ended */
+    wr_dial_t *dial;
+    wr_await *connecting;
+    int anchor_ref;    /* the handle, while connecting or open */
+    int on_closed_ref; /* Lua callbacks waiting for the end */
+    int box_alive;
+    int ended;
+    char reason[160];
+    uint8_t key[32];
+    wr_session_config cfg;
+};
+
+wr_session_t *wr_lsession_get(wr_lsession *ls)
+{
+    return (ls && !ls->ended && ls->session && wr_session_is_ready(ls->session)) ? ls->session
+                                                                                : NULL;
+}
+
+static void lsession_maybe_free(wr_lsession *ls)
+{
+    if (ls->ended && !ls->box_alive) {
+        wr_zeroize(ls->key, sizeof ls->key);
+        free(ls);
+    }
+}
+
+/* Settles a pending connect: the session handle, or nil, err. */
+static void finish_connect(wr_lsession *ls, const char *err)
+{
+    wr_await *aw = ls->connecting;
+    lua_State *co;
+    ls->connecting = NULL;
+    if (!aw) return;
+    co = wr_await_settle(aw);
+    if (co) {
+        if (err) {
+            lua_pushnil(co);
+            lua_pushstring(co, err);
+            wr_await_resume(aw, 2);
+        } else {
+            lua_rawgeti(co, LUA_REGISTRYINDEX, ls->anchor_ref);
+            wr_await_resume(aw, 1);
+        }
+    }
+    wr_await_release(aw);
+}
+
+/* The session is over (or never started): tell the waiters, drop the anchor. */
+static void lsession_end(wr_lsession *ls, const char *reason)
+{
+    lua_State *L = ls->L;
+    if (ls->ended) return;
+    ls->ended = 1;
+    ls->session = NULL;
+    snprintf(ls->reason, sizeof ls->reason, "%s", reason);
+    wr_host_untrack(&ls->link);
+    finish_connect(ls, reason);
+    if (ls->on_closed_ref != LUA_NOREF) {
+        int i, n;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ls->on_closed_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, ls->on_closed_ref);
+        ls->on_closed_ref = LUA_NOREF;
+        n = (int)lua_objlen(L, -1);
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            lua_pushstring(L, reason);
+            if (wr_lua_pcall(L, 1, 0) != 0) wr_lua_report(L, "session on_closed");
+        }
+        lua_pop(L, 1);
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, ls->anchor_ref);
+    ls->anchor_ref = LUA_NOREF;
+    lsession_maybe_free(ls);
+}
+
+static void on_ready(wr_session_t *s)
+{
+    wr_lsession *ls = wr_session_data(s);
+    if (ls) finish_connect(ls, NULL);
+}
+
+static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *target, size_t len)
+{
+    /* Reverse tunnels will accept streams here; until then a client refuses them. */
+    wr_stream_reject(st, "client accepts no streams");
+}
+
+static void on_closed(wr_session_t *s, int reason, const char *detail)
+{
+    wr_lsession *ls = wr_session_data(s);
+    char msg[160];
+    const char *name = wr_session_reason_name(reason);
+    if (!ls) return; /* closed by its owner, who already moved on */
+    if (detail && *detail && strncmp(detail, name, strlen(name)) != 0)
+        snprintf(msg, sizeof msg, "%s: %s", name, detail);
+    else
+        snprintf(msg, sizeof msg, "%s", name);
+    wr_debug("session closed: %s", msg);
+    lsession_end(ls, msg);
+}
+
+static const wr_session_cbs session_cbs = {on_ready, on_stream_open, on_closed};
+
+static void dialed(wr_dial_t *d, int status, uv_tcp_t *tcp, void *data)
+{
+    wr_lsession *ls = data;
+    wr_endpoint_t *carrier;
+    char msg[160];
+
+    ls->dial = NULL;
+    if (ls->ended) { /* cancelled */
+        if (tcp) wr_tcp_close_free(tcp);
+        return;
+    }
+    if (status != 0) {
+        snprintf(msg, sizeof msg, "%s", uv_strerror(status));
+        lsession_end(ls, msg);
+        return;
+    }
+    carrier = wr_tcp_endpoint_new(tcp);
+    if (!carrier) {
+        wr_tcp_close_free(tcp);
+        lsession_end(ls, "out of memory");
+        return;
+    }
+    ls->session = wr_session_new(tcp->loop, carrier, &ls->cfg, &session_cbs, ls);
+    if (!ls->session) {
+        wr_endpoint_close(carrier, WR_CLOSE_RESET);
+        lsession_end(ls, "out of memory");
+    }
+}
+
+static void lsession_close(wr_lsession *ls, const char *why)
+{
+    if (ls->ended) return;
+    if (ls->dial) {
+        wr_dial_cancel(ls->dial); /* its callback sees ended and frees the socket */
+        ls->dial = NULL;
+    }
+    if (ls->session) {
+        wr_session_t *s = ls->session;
+        wr_session_close(s);
+        wr_session_set_data(s, NULL);
+    }
+    lsession_end(ls, why);
+}
+
+static void lsession_close_tracked(wr_closable *c)
+{
+    lsession_close((wr_lsession *)((char *)c - offsetof(wr_lsession, link)), "shutting down");
+}
+
+static void connect_aborted(wr_await *aw)
+{
+    wr_lsession *ls = aw->data;
+    if (ls->connecting == aw) {
+        ls->connecting = NULL;
+        wr_await_release(aw);
+    }
+    lsession_close(ls, "connect timed out or was cancelled");
+}
+
+/* core.session_connect{host=, port=, key=, window=, keepalive_ms=, timeout_ms=} -> session | nil, err */
+static int l_session_connect(lua_State *L)
+{
+    wr_lsession *ls;
+    wr_await *aw;
+    size_t keylen;
+    const char *host, *key;
+    lua_Integer port;
+    uint64_t timeout;
+    int rc;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    host = wr_opt_string(L, 1, "host", NULL);
+    port = wr_opt_integer(L, 1, "port", 0);
+    lua_getfield(L, 1, "key");
+    key = lua_tolstring(L, -1, &keylen);
+    lua_pop(L, 1);
+    if (!host || port <= 0 || port > 65535) return luaL_error(L, "session_connect: host and port required");
+    if (!key || keylen != 32) return luaL_error(L, "session_connect: key must be 32 bytes");
+    timeout = (uint64_t)wr_opt_integer(L, 1, "timeout_ms", 10000);
+
+    ls = calloc(1, sizeof *ls);
+    if (!ls) return luaL_error(L, "session_connect: out of memory");
+    ls->L = wr_host_get(L)->L;
+    ls->anchor_ref = LUA_NOREF;
+    ls->on_closed_ref = LUA_NOREF;
+    memcpy(ls->key, key, 32);
+    ls->cfg.psk = ls->key;
+    ls->cfg.window = (uint32_t)wr_opt_integer(L, 1, "window", 0);
+    ls->cfg.keepalive_ms = (uint32_t)wr_opt_integer(L, 1, "keepalive_ms", 0);
+    ls->cfg.max_streams = (uint32_t)wr_opt_integer(L, 1, "max_streams", WR_TUNNEL_MAX_STREAMS);
+    ls->cfg.handshake_timeout_ms = (uint32_t)timeout;
+    ls->cfg.stream_high_water = (size_t)wr_opt_integer(L, 1, "write_cap", 0);
+
+    rc = wr_dial(wr_host_loop(L), host, (uint16_t)port, timeout, dialed, ls, &ls->dial);
+    if (rc != 0) {
+        free(ls);
+        return wr_push_uv_error(L, rc);
+    }
+    ls->link.close = lsession_close_tracked;
+    wr_host_track(wr_host_get(L), &ls->link);
+    wr_box_new(L, ls, SESSION_MT);
+    ls->box_alive = 1;
+    ls->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    aw = wr_await_begin(L, "session_connect");
+    aw->data = ls;
+    aw->abort = connect_aborted;
+    aw->refs++;
+    ls->connecting = aw;
+    wr_await_timeout(aw, timeout + 1000); /* the dial and handshake time out first */
+    return wr_await_yield(L, aw);
+}
+
+static wr_lsession *check_lsession(lua_State *L)
+{
+    return *(wr_lsession **)luaL_checkudata(L, 1, SESSION_MT);
+}
+
+/* session:on_closed(fn): fn(reason) when the session ends (at once if it already has). */
+static int l_session_on_closed(lua_State *L)
+{
+    wr_lsession *ls = check_lsession(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (ls->ended) {
+        lua_pushvalue(L, 2);
+        lua_pushstring(L, ls->reason);
+        lua_call(L, 1, 0);
+        return 0;
+    }
+    if (ls->on_closed_ref == LUA_NOREF) {
+        lua_newtable(L);
+        ls->on_closed_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ls->on_closed_ref);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+    return 0;
+}
+
+static int l_session_is_open(lua_State *L)
+{
+    lua_pushboolean(L, wr_lsession_get(check_lsession(L)) != NULL);
+    return 1;
+}
+
+static int l_session_close(lua_State *L)
+{
+    wr_lsession *ls = check_lsession(L);
+    if (ls->ended) return wr_push_closed(L);
+    lsession_close(ls, "closed locally");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_session_stats(lua_State *L)
+{
+    wr_lsession *ls = check_lsession(L);
+    wr_session_stats st;
+    if (!wr_lsession_get(ls)) return wr_push_closed(L);
+    wr_session_get_stats(ls->session, &st);
+    lua_createtable(L, 0, 8);
+    wr_set_number(L, "bytes_in", (double)st.bytes_in);
+    wr_set_number(L, "bytes_out", (double)st.bytes_out);
+    wr_set_number(L, "frames_in", (double)st.frames_in);
+    wr_set_number(L, "frames_out", (double)st.frames_out);
+    wr_set_number(L, "streams_opened", (double)st.streams_opened);
+    wr_set_number(L, "streams_active", (double)st.streams_active);
+    wr_set_number(L, "rtt_ms", (double)st.rtt_us_last / 1000.0);
+    wr_set_number(L, "carrier_writes", (double)st.carrier_writes);
+    return 1;
+}
+
+static int l_session_gc(lua_State *L)
+{
+    wr_lsession *ls = check_lsession(L);
+    ls->box_alive = 0;
+    lsession_maybe_free(ls); /* an open session is anchored, so this only runs once it ended */
+    return 0;
+}
+
+static const luaL_Reg session_methods[] = {
+    {"on_closed", l_session_on_closed},
+    {"is_open", l_session_is_open},
+    {"close", l_session_close},
+    {"stats", l_session_stats},
+    {NULL, NULL},
+};
+
+void wr_bind_session(lua_State *L)
+{
+    luaL_newmetatable(L, SESSION_MT);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "__index");
+    luaL_register(L, NULL, session_methods);
+    lua_pushcfunction(L, l_session_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_session_connect);
+    lua_setfield(L, -2, "session_connect");
+}

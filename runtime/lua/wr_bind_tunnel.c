@@ -1,0 +1,74 @@
+/* Helpers shared by the session, relay and forward bindings. */
+#include "wr_bind_tunnel.h"
+
+#include "wr_host.h"
+
+#include <lauxlib.h>
+
+const char *wr_opt_string(lua_State *L, int idx, const char *name, const char *def)
+{
+    const char *v;
+    lua_getfield(L, idx, name);
+    v = lua_isnil(L, -1) ? def : luaL_checkstring(L, -1);
+    lua_pop(L, 1); /* the string stays alive: the option table holds it */
+    return v;
+}
+
+lua_Integer wr_opt_integer(lua_State *L, int idx, const char *name, lua_Integer def)
+{
+    lua_Integer v;
+    lua_getfield(L, idx, name);
+    if (lua_isnil(L, -1)) {
+        v = def;
+    } else {
+        if (!lua_isnumber(L, -1)) luaL_error(L, "option %s must be a number", name);
+        v = lua_tointeger(L, -1);
+        if (v < 0) luaL_error(L, "option %s must be >= 0", name);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int wr_opt_function_ref(lua_State *L, int idx, const char *name)
+{
+    lua_getfield(L, idx, name);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return LUA_NOREF;
+    }
+    if (!lua_isfunction(L, -1)) luaL_error(L, "option %s must be a function", name);
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void wr_relay_opts_from(lua_State *L, int idx, wr_relay_opts_t *out)
+{
+    out->write_cap = (size_t)wr_opt_integer(L, idx, "write_cap", 0);
+    out->low_water = 0;
+    out->idle_timeout_ms = (uint64_t)wr_opt_integer(L, idx, "idle_timeout_ms", 0);
+}
+
+void wr_set_number(lua_State *L, const char *name, double value)
+{
+    lua_pushnumber(L, value);
+    lua_setfield(L, -2, name);
+}
+
+void wr_call_close_hook(lua_State *L, int fn_ref, const char *target, uint64_t up, uint64_t down,
+                        const wr_relay_result_t *res)
+{
+    if (fn_ref == LUA_NOREF) return; /* no hook: no Lua at all */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, fn_ref);
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, target);
+    lua_setfield(L, -2, "target");
+    wr_set_number(L, "bytes_up", (double)up);
+    wr_set_number(L, "bytes_down", (double)down);
+    wr_set_number(L, "duration_ms", (double)res->duration_ms);
+    lua_pushstring(L, wr_relay_reason_name(res->reason));
+    lua_setfield(L, -2, "reason");
+    if (res->err) {
+        lua_pushstring(L, uv_strerror(res->err));
+        lua_setfield(L, -2, "error");
+    }
+    if (wr_lua_pcall(L, 1, 0) != 0) wr_lua_report(L, "on_close hook");
+}

@@ -1,0 +1,95 @@
+-- Loopback servers and clients for specs, on the spec runner's own loop.
+local warren = require("warren")
+local uv = require("luv")
+
+local M = {}
+
+-- An echo server on 127.0.0.1 (ephemeral port). Returns server, port.
+function M.echo_server()
+  local server = uv.new_tcp()
+  assert(server:bind("127.0.0.1", 0))
+  server:listen(256, function()
+    local peer = uv.new_tcp()
+    server:accept(peer)
+    peer:read_start(function(err, data)
+      if data then
+        peer:write(data)
+      else
+        peer:shutdown(function() peer:close() end)
+      end
+    end)
+  end)
+  return server, server:getsockname().port
+end
+
+-- A server that reads until EOF, then answers with the byte count and closes: the answer can
+-- only arrive if a half-close travelled end to end.
+function M.count_server()
+  local server = uv.new_tcp()
+  assert(server:bind("127.0.0.1", 0))
+  server:listen(16, function()
+    local peer = uv.new_tcp()
+    server:accept(peer)
+    local n = 0
+    peer:read_start(function(err, data)
+      if data then
+        n = n + #data
+      else
+        peer:write("received " .. n .. " bytes")
+        peer:shutdown(function() peer:close() end)
+      end
+    end)
+  end)
+  return server, server:getsockname().port
+end
+
+-- Connects to 127.0.0.1:port, sends `data`, optionally half-closes, and reads until EOF or
+-- `want` bytes arrived. Returns the bytes read, or nil, err.
+function M.exchange(port, data, opts)
+  opts = opts or {}
+  local client = uv.new_tcp()
+  local ok, err = warren.await(function(resolve)
+    client:connect("127.0.0.1", port, function(e) resolve(not e, e) end)
+  end, opts.timeout or 5000)
+  if not ok then client:close(); return nil, err or "connect timeout" end
+  local parts, got = {}, 0
+  local result, rerr = warren.await(function(resolve)
+    client:read_start(function(e, chunk)
+      if e then return resolve(nil, e) end
+      if not chunk then return resolve(table.concat(parts)) end
+      parts[#parts + 1] = chunk
+      got = got + #chunk
+      if opts.want and got >= opts.want then resolve(table.concat(parts)) end
+    end)
+    if data then client:write(data) end
+    if opts.half_close then client:shutdown() end
+  end, opts.timeout or 10000)
+  client:close()
+  return result, rerr
+end
+
+-- Waits until something accepts connections on 127.0.0.1:port.
+function M.wait_port(port, timeout_ms)
+  local deadline = uv.now() + (timeout_ms or 5000)
+  while uv.now() < deadline do
+    local c = uv.new_tcp()
+    local ok = warren.await(function(resolve)
+      c:connect("127.0.0.1", port, function(e) resolve(not e) end)
+    end, 1000)
+    c:close()
+    if ok then return true end
+    warren.sleep(50)
+  end
+  return false
+end
+
+-- A port that was free a moment ago.
+function M.free_port()
+  local s = uv.new_tcp()
+  s:bind("127.0.0.1", 0)
+  local port = s:getsockname().port
+  s:close()
+  return port
+end
+
+return M

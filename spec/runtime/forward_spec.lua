@@ -1,0 +1,120 @@
+-- warren serve + warren -L as separate processes on loopback, with the targets in this process.
+local warren = require("warren")
+local uv = require("luv")
+local proc = require("helpers.proc")
+local net = require("helpers.net")
+
+local function key()
+  return proc.warren({ "keygen" }).stdout:match("%S+")
+end
+
+-- Starts `warren serve` and `warren -L` and waits until the forward accepts connections.
+local function tunnel(target_port, extra_relay, extra_client, k)
+  k = k or key()
+  local relay_port, local_port = net.free_port(), net.free_port()
+  local relay_args = { proc.warren_bin, "serve", "127.0.0.1:" .. relay_port, "-k", k }
+  for _, a in ipairs(extra_relay or {}) do relay_args[#relay_args + 1] = a end
+  local relay = proc.start(relay_args)
+  assert(net.wait_port(relay_port), "relay did not start")
+  local client_args = { proc.warren_bin, "-L", string.format("127.0.0.1:%d:127.0.0.1:%d", local_port, target_port),
+    "127.0.0.1:" .. relay_port, "-k", k }
+  for _, a in ipairs(extra_client or {}) do client_args[#client_args + 1] = a end
+  local client = proc.start(client_args)
+  assert(net.wait_port(local_port), "forward did not start")
+  return {
+    relay = relay, client = client, port = local_port, relay_port = relay_port, key = k,
+    stop = function()
+      client:kill(); relay:kill()
+      local c, r = client:wait(5000), relay:wait(5000)
+      return c, r
+    end,
+  }
+end
+
+describe("warren -L through warren serve", function()
+  local echo, echo_port
+  setup(function() echo, echo_port = net.echo_server() end)
+  teardown(function() echo:close() end)
+
+  it("forwards a connection both ways", function()
+    local t = tunnel(echo_port)
+    local reply = net.exchange(t.port, "hello through the tunnel", { want = 24 })
+    assert.equal("hello through the tunnel", reply)
+    local c, r = t.stop()
+    assert.equal(0, c.code)
+    assert.equal(0, r.code)
+  end)
+
+  it("carries a half-close end to end", function()
+    local counter, counter_port = net.count_server()
+    local t = tunnel(counter_port)
+    local payload = string.rep("x", 300000)
+    local reply = net.exchange(t.port, payload, { half_close = true })
+    assert.equal("received 300000 bytes", reply)
+    t.stop()
+    counter:close()
+  end)
+
+  it("moves many concurrent connections intact", function()
+    local t = tunnel(echo_port)
+    local tasks = {}
+    for i = 1, 50 do
+      tasks[i] = warren.spawn(function()
+        local msg = string.rep(string.char(65 + i % 26), 20000 + i)
+        local reply = net.exchange(t.port, msg, { want = #msg })
+        return reply == msg
+      end)
+    end
+    for i = 1, 50 do
+      local ok, same = tasks[i]:join(20000)
+      assert.is_true(ok and same, "connection " .. i)
+    end
+    t.stop()
+  end)
+
+  it("says clearly when the key is wrong, and the relay answers a prober with nothing", function()
+    local relay_port = net.free_port()
+    local relay = proc.start({ proc.warren_bin, "serve", "127.0.0.1:" .. relay_port, "-k", key() })
+    assert(net.wait_port(relay_port))
+    local r = proc.warren({ "-L", "127.0.0.1:" .. net.free_port() .. ":127.0.0.1:" .. echo_port,
+      "127.0.0.1:" .. relay_port, "-k", key() }, { timeout = 30000 })
+    assert.equal(1, r.code)
+    assert.matches("wrong key", r.stderr)
+    -- a prober sending junk gets no byte back
+    local reply = net.exchange(relay_port, string.rep("GET / HTTP/1.1\r\n", 10), { timeout = 1500 })
+    assert.is_true(reply == nil or reply == "", "relay answered a prober: " .. tostring(reply))
+    relay:kill()
+    relay:wait(5000)
+  end)
+
+  it("reports an unreachable relay", function()
+    local r = proc.warren({ "-L", "127.0.0.1:" .. net.free_port() .. ":127.0.0.1:9", "127.0.0.1:" .. net.free_port(),
+      "-k", key() }, { timeout = 30000 })
+    assert.equal(1, r.code)
+    assert.matches("cannot connect to relay .*connection refused", r.stderr)
+  end)
+
+  it("closes the local connection when the target refuses", function()
+    local t = tunnel(net.free_port())
+    local reply = net.exchange(t.port, "anyone?", { timeout = 5000 })
+    assert.is_true(reply == nil or reply == "")
+    t.stop()
+  end)
+
+  it("detects a stopped relay within three keepalives", function()
+    local t = tunnel(echo_port, { "--keepalive", "1" }, { "--keepalive", "1", "-v" })
+    assert.equal("ping", net.exchange(t.port, "ping", { want = 4 }))
+    local stopped = uv.now()
+    t.relay:kill("sigstop")
+    local detected
+    for _ = 1, 100 do
+      local _, err = t.client:output()
+      if err:find("lost: peer dead", 1, true) then detected = uv.now() break end
+      warren.sleep(100)
+    end
+    t.relay:kill("sigcont")
+    assert.is_not_nil(detected, "client never noticed")
+    assert.is_true(detected - stopped <= 4500, "took " .. (detected - stopped) .. " ms")
+    t.stop()
+  end)
+end)
