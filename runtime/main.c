@@ -1,5 +1,8 @@
 /* warren: the C host. Everything user-facing, the command line included, is Lua (lua/warren/). */
+#include "wr_buf.h"
 #include "wr_host.h"
+#include "wr_session.h"
+#include "wr_tcp_endpoint.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@ static void raise_fd_limit(void)
 int main(int argc, char **argv)
 {
     wr_host host;
+    int code;
 
     argv = uv_setup_args(argc, argv);
     signal(SIGPIPE, SIG_IGN); /* a peer that goes away is an error return, not a process kill */
@@ -27,5 +31,12 @@ int main(int argc, char **argv)
         return 1;
     }
     wr_host_run(&host, argc, argv);
-    return wr_host_close(&host);
+    code = wr_host_close(&host);
+    /* Join the threadpool so per-thread state (the crypto library's, in handshake workers) is
+     * released before exit rather than reported as lost. */
+    uv_library_shutdown();
+    wr_session_cache_trim();
+    wr_tcp_endpoint_cache_trim();
+    wr_buf_cache_trim();
+    return code;
 }

@@ -63,6 +63,13 @@ describe_vg("warren under valgrind", function()
     assert.equal(0, r.code, r.stderr)
   end)
 
+  it("exits cleanly after a relay, a client and a tunnel carried traffic", function()
+    local r = valgrind({ "run", proc.source_dir .. "/scripts/demo.lua", "2" })
+    assert.matches("relay: 1 session", r.stdout)
+    assert.is_nil(r.stderr:find("==%d+=="), r.stderr)
+    assert.equal(0, r.code, r.stderr)
+  end)
+
   it("exits cleanly from a REPL driven through a pipe", function()
     local r = valgrind({ "repl" }, "t = warren.timer(); t:start(1e6, 0, print)\nreturn 6*7\n")
     assert.equal("42\n", r.stdout)
