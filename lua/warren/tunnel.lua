@@ -35,6 +35,7 @@ function M.relay(opts)
     on_open = opts.on_open,
     on_close = opts.on_close,
     probe_close_ms = opts.probe_close_ms,
+    max_unauthenticated = opts.max_unauthenticated,
   }))
   if not relay then return nil, string.format("cannot listen on %s: %s", opts.listen, rerr) end
   log.info("relay listening on %s", addr.format({ host = listen.host, port = relay:port() }))

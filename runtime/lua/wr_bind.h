@@ -3,6 +3,7 @@
 #ifndef WR_BIND_H
 #define WR_BIND_H
 
+#include <lauxlib.h>
 #include <lua.h>
 
 int wr_luaopen_core(lua_State *L);
@@ -23,6 +24,10 @@ void **wr_box_new(lua_State *L, void *object, const char *metatable);
 void *wr_box_get(lua_State *L, int idx, const char *metatable);
 void wr_box_detach(void ***backref);
 int wr_push_closed(lua_State *L);
+/* Registers a handle type: metatable `name` with `methods` as __index and `gc` as __gc (may be
+ * NULL), and the module function `ctor_name` (module table at the top of the stack). */
+void wr_bind_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                   const char *ctor_name, lua_CFunction ctor);
 int wr_push_uv_error(lua_State *L, int err);
 
 #endif

@@ -32,6 +32,22 @@ void wr_box_detach(void ***backref)
     *backref = NULL;
 }
 
+void wr_bind_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                   const char *ctor_name, lua_CFunction ctor)
+{
+    luaL_newmetatable(L, name);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "__index");
+    luaL_register(L, NULL, methods);
+    if (gc) {
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, ctor);
+    lua_setfield(L, -2, ctor_name);
+}
+
 int wr_push_closed(lua_State *L)
 {
     lua_pushnil(L);

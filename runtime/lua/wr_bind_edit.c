@@ -202,13 +202,5 @@ static const luaL_Reg edit_methods[] = {
 
 void wr_bind_edit(lua_State *L)
 {
-    luaL_newmetatable(L, EDIT_MT);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -2, "__index");
-    luaL_register(L, NULL, edit_methods);
-    lua_pushcfunction(L, l_edit_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
-    lua_pushcfunction(L, l_editline);
-    lua_setfield(L, -2, "editline");
+    wr_bind_class(L, EDIT_MT, edit_methods, l_edit_close, "editline", l_editline);
 }

@@ -238,13 +238,5 @@ static const luaL_Reg forward_methods[] = {
 
 void wr_bind_forward(lua_State *L)
 {
-    luaL_newmetatable(L, FORWARD_MT);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -2, "__index");
-    luaL_register(L, NULL, forward_methods);
-    lua_pushcfunction(L, l_forward_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
-    lua_pushcfunction(L, l_forward);
-    lua_setfield(L, -2, "forward");
+    wr_bind_class(L, FORWARD_MT, forward_methods, l_forward_gc, "forward", l_forward);
 }

@@ -13,6 +13,9 @@
 
 #define RELAY_MT "warren.relay"
 #define DIAL_TIMEOUT_MS 10000
+/* Connections that have not proved the key yet (the probe sink holds failed ones for 60-180 s,
+ * so without a cap a prober could use up the descriptors). */
+#define MAX_UNAUTHENTICATED_DEFAULT 1024
 
 typedef struct relay_session relay_session;
 
@@ -28,13 +31,15 @@ typedef struct wr_lrelay {
     int on_open_ref, on_close_ref;
     relay_session *sessions; /* live ones */
     uint64_t sessions_total, streams_total, streams_denied, dials_failed, bytes_up, bytes_down;
-    uint32_t sessions_active, streams_active;
+    uint64_t refused_unauthenticated;
+    uint32_t sessions_active, streams_active, unauthenticated, max_unauthenticated;
     int refs; /* listener, handle, each live session, each open stream */
 } wr_lrelay;
 
 struct relay_session {
     wr_lrelay *relay;
     wr_session_t *session;
+    int authenticated;
     relay_session *next, **prev;
 };
 
@@ -69,39 +74,29 @@ static void stream_dialed(wr_dial_t *d, int status, uv_tcp_t *tcp, void *data)
 {
     relay_stream *rs = data;
     wr_lrelay *r = rs->relay;
-    wr_endpoint_t *ep;
-    wr_relay_t *rl;
+    wr_endpoint_t *ep = NULL;
 
     if (status != 0) {
         r->dials_failed++;
-        r->streams_active--;
         wr_debug("relay: dial %s failed: %s", rs->target, uv_strerror(status));
         wr_stream_reject(rs->st, uv_strerror(status));
-        free(rs);
-        relay_unref(r);
-        return;
+        goto failed;
     }
     ep = wr_tcp_endpoint_new(tcp);
-    if (!ep || wr_stream_accept(rs->st) != 0) {
-        if (ep)
-            wr_endpoint_close(ep, WR_CLOSE_RESET);
-        else
-            wr_tcp_close_free(tcp);
-        if (!ep) wr_stream_reject(rs->st, "out of memory");
-        else wr_endpoint_close(wr_stream_endpoint(rs->st), WR_CLOSE_RESET);
-        r->streams_active--;
-        free(rs);
-        relay_unref(r);
+    if (!ep) {
+        wr_tcp_close_free(tcp);
+        wr_stream_reject(rs->st, "out of memory");
+        goto failed;
+    }
+    wr_stream_accept(rs->st); /* answered only here, so it cannot be answered twice */
+    if (wr_relay_start(tcp->loop, wr_stream_endpoint(rs->st), ep, &r->ropts, stream_done, rs))
         return;
-    }
-    rl = wr_relay_start(tcp->loop, wr_stream_endpoint(rs->st), ep, &r->ropts, stream_done, rs);
-    if (!rl) {
-        wr_endpoint_close(ep, WR_CLOSE_RESET);
-        wr_endpoint_close(wr_stream_endpoint(rs->st), WR_CLOSE_RESET);
-        r->streams_active--;
-        free(rs);
-        relay_unref(r);
-    }
+    wr_endpoint_close(ep, WR_CLOSE_RESET);
+    wr_endpoint_close(wr_stream_endpoint(rs->st), WR_CLOSE_RESET);
+failed:
+    r->streams_active--;
+    free(rs);
+    relay_unref(r);
 }
 
 /* Asks the on_open hook: true, or false/nil plus a reason. Errors deny (fail closed). */
@@ -172,6 +167,9 @@ static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *targ
 
 static void on_ready(wr_session_t *s)
 {
+    relay_session *rsess = wr_session_data(s);
+    rsess->authenticated = 1;
+    rsess->relay->unauthenticated--;
     wr_debug("relay: session authenticated");
 }
 
@@ -183,6 +181,7 @@ static void on_closed(wr_session_t *s, int reason, const char *detail)
     *rsess->prev = rsess->next;
     if (rsess->next) rsess->next->prev = rsess->prev;
     r->sessions_active--;
+    if (!rsess->authenticated) r->unauthenticated--;
     free(rsess);
     relay_unref(r);
 }
@@ -201,6 +200,11 @@ static void accepted(wr_listener_t *l, int status)
         return;
     }
     if (wr_listener_accept(l, &tcp) != 0) return;
+    if (r->unauthenticated >= r->max_unauthenticated) {
+        r->refused_unauthenticated++;
+        wr_tcp_close_free(tcp);
+        return;
+    }
     rsess = calloc(1, sizeof *rsess);
     carrier = rsess ? wr_tcp_endpoint_new(tcp) : NULL;
     if (!carrier) {
@@ -221,6 +225,7 @@ static void accepted(wr_listener_t *l, int status)
     r->sessions = rsess;
     r->sessions_total++;
     r->sessions_active++;
+    r->unauthenticated++;
     r->refs++;
 }
 
@@ -245,7 +250,7 @@ static void relay_close_tracked(wr_closable *c)
 }
 
 /* core.relay_server{host=, port=, key=, on_open=fn, on_close=fn, window=, keepalive_ms=,
- * write_cap=, idle_timeout_ms=, probe_close_ms=} -> relay | nil, err */
+ * write_cap=, idle_timeout_ms=, probe_close_ms=, max_unauthenticated=} -> relay | nil, err */
 static int l_relay_server(lua_State *L)
 {
     const char *host, *key;
@@ -278,6 +283,8 @@ static int l_relay_server(lua_State *L)
     r->cfg.max_streams = (uint32_t)wr_opt_integer(L, 1, "max_streams", WR_TUNNEL_MAX_STREAMS);
     r->cfg.stream_high_water = (size_t)wr_opt_integer(L, 1, "write_cap", 0);
     probe_ms = wr_opt_integer(L, 1, "probe_close_ms", 0);
+    r->max_unauthenticated =
+        (uint32_t)wr_opt_integer(L, 1, "max_unauthenticated", MAX_UNAUTHENTICATED_DEFAULT);
     r->cfg.probe_close_min_ms = r->cfg.probe_close_max_ms = (uint32_t)probe_ms;
     wr_relay_opts_from(L, 1, &r->ropts);
     rc = wr_listen(wr_host_loop(L), host, (uint16_t)port, 0, accepted, r, &r->listener);
@@ -322,6 +329,8 @@ static int l_relay_stats(lua_State *L)
     wr_set_number(L, "dials_failed", (double)r->dials_failed);
     wr_set_number(L, "bytes_up", (double)r->bytes_up);
     wr_set_number(L, "bytes_down", (double)r->bytes_down);
+    wr_set_number(L, "unauthenticated", r->unauthenticated);
+    wr_set_number(L, "refused_unauthenticated", (double)r->refused_unauthenticated);
     wr_set_number(L, "handshakes_ok", (double)r->server->handshakes_ok);
     wr_set_number(L, "handshakes_failed", (double)r->server->handshakes_failed);
     return 1;
@@ -351,13 +360,5 @@ static const luaL_Reg relay_methods[] = {
 
 void wr_bind_relay(lua_State *L)
 {
-    luaL_newmetatable(L, RELAY_MT);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -2, "__index");
-    luaL_register(L, NULL, relay_methods);
-    lua_pushcfunction(L, l_relay_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
-    lua_pushcfunction(L, l_relay_server);
-    lua_setfield(L, -2, "relay_server");
+    wr_bind_class(L, RELAY_MT, relay_methods, l_relay_gc, "relay_server", l_relay_server);
 }

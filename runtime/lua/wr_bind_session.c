@@ -309,13 +309,5 @@ static const luaL_Reg session_methods[] = {
 
 void wr_bind_session(lua_State *L)
 {
-    luaL_newmetatable(L, SESSION_MT);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -2, "__index");
-    luaL_register(L, NULL, session_methods);
-    lua_pushcfunction(L, l_session_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
-    lua_pushcfunction(L, l_session_connect);
-    lua_setfield(L, -2, "session_connect");
+    wr_bind_class(L, SESSION_MT, session_methods, l_session_gc, "session_connect", l_session_connect);
 }

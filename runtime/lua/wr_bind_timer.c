@@ -147,13 +147,5 @@ static const luaL_Reg timer_methods[] = {
 
 void wr_bind_timer(lua_State *L)
 {
-    luaL_newmetatable(L, TIMER_MT);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -2, "__index");
-    luaL_register(L, NULL, timer_methods);
-    lua_pushcfunction(L, l_timer_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
-    lua_pushcfunction(L, l_timer_new);
-    lua_setfield(L, -2, "timer");
+    wr_bind_class(L, TIMER_MT, timer_methods, l_timer_gc, "timer", l_timer_new);
 }

@@ -118,3 +118,34 @@ describe("warren -L through warren serve", function()
     t.stop()
   end)
 end)
+
+describe("warren.relay limits", function()
+  it("caps connections that have not proved the key, and probes get nothing", function()
+    local relay = assert(warren.relay({ listen = "127.0.0.1:0", key = "limit-test", max_unauthenticated = 3,
+      probe_close_ms = 60000 }))
+    local port = relay:port()
+    local probes = {}
+    for i = 1, 3 do
+      probes[i] = uv.new_tcp()
+      warren.await(function(resolve) probes[i]:connect("127.0.0.1", port, function() resolve() end) end, 2000)
+      probes[i]:write(string.rep("\0", 200)) -- garbage: sent to the sink, held open
+    end
+    warren.sleep(100)
+    assert.equal(3, relay:stats().unauthenticated)
+    local reply = net.exchange(port, "one more", { timeout = 2000 })
+    assert.is_true(reply == nil or reply == "")
+    warren.sleep(50)
+    assert.equal(1, relay:stats().refused_unauthenticated)
+    -- a real client still gets in once a slot is free
+    probes[1]:close()
+    warren.sleep(100)
+    local client = assert(warren.client({ server = "127.0.0.1:" .. port, key = "limit-test" }))
+    assert(client:connect())
+    warren.sleep(100) -- the relay confirms the key when the client's first frame arrives
+    assert.equal(1, relay:stats().handshakes_ok)
+    assert.equal(2, relay:stats().unauthenticated) -- the two probes still held
+    client:close()
+    for i = 2, 3 do probes[i]:close() end
+    relay:close()
+  end)
+end)
