@@ -22,13 +22,11 @@
 #include "wr_session.h"
 #include "wr_session_int.h"
 #include "wr_tcp_endpoint.h"
+#include "loop_fixture.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
 
-static uv_loop_t loop;
-static uv_timer_t watchdog;
-static int timed_out;
 
 static int sanitized(void)
 {
@@ -44,26 +42,9 @@ static int sanitized(void)
     return 0;
 }
 
-static void watchdog_cb(uv_timer_t *t)
-{
-    timed_out = 1;
-    uv_stop(t->loop);
-}
-
 static uint64_t now_ms(void)
 {
     return uv_hrtime() / 1000000u;
-}
-
-/* Runs until cond(arg) holds; the watchdog turns a hang into a failure. */
-static void run_until(int (*cond)(void *), void *arg, uint64_t ms)
-{
-    timed_out = 0;
-    uv_timer_start(&watchdog, watchdog_cb, ms, 0);
-    while (!cond(arg) && !timed_out)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_timer_stop(&watchdog);
-    if (timed_out) fail_msg("watchdog: no progress within %llu ms", (unsigned long long)ms);
 }
 
 static inline int never(void *arg)
@@ -552,44 +533,18 @@ static void pair_free_shared(pair_t *p)
 
 /* ---- fixture ---- */
 
-static void walk_count(uv_handle_t *h, void *arg)
-{
-    if (h != (uv_handle_t *)&watchdog && !uv_is_closing(h)) ++*(int *)arg;
-}
-
-static void walk_print(uv_handle_t *h, void *arg)
-{
-    if (h != (uv_handle_t *)&watchdog && !uv_is_closing(h))
-        fprintf(stderr, "open handle: %s\n", uv_handle_type_name(uv_handle_get_type(h)));
-}
-
 static int setup(void **state)
 {
-    assert_int_equal(uv_loop_init(&loop), 0);
-    uv_timer_init(&loop, &watchdog);
-    timed_out = 0;
+    loop_setup();
     pat_init();
     return 0;
 }
 
 static int teardown(void **state)
 {
-    int open = 0;
-    for (int i = 0; i < 50; i++)
-        uv_run(&loop, UV_RUN_NOWAIT);
-    uv_walk(&loop, walk_count, &open);
-    if (open) uv_walk(&loop, walk_print, NULL);
-    assert_int_equal(open, 0);
-    uv_close((uv_handle_t *)&watchdog, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
     wr_buf_release(pat);
     pat = NULL;
-    wr_buf_stats_t st;
-    wr_buf_get_stats(&st);
-    assert_int_equal(st.live, 0); /* no chunk reference leaked */
-    wr_buf_cache_trim();
-    wr_tcp_endpoint_cache_trim();
+    loop_teardown();
     wr_seg_cache_trim();
     return 0;
 }

@@ -12,58 +12,23 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "wr_buf.h"
 #include "wr_io.h"
+#include "loop_fixture.h"
 
-static uv_loop_t loop;
-static uv_timer_t watchdog;
-static int timed_out;
-
-static void watchdog_cb(uv_timer_t *t)
+/* Runs the loop until *flag is set. */
+static int flag_set(void *flag)
 {
-    timed_out = 1;
-    uv_stop(t->loop);
-}
-
-/* Runs the loop until *flag is set; a watchdog turns a hang into a test failure. */
-static void run_until(const int *flag, uint64_t ms)
-{
-    timed_out = 0;
-    uv_timer_start(&watchdog, watchdog_cb, ms, 0);
-    while (!*flag && !timed_out)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_timer_stop(&watchdog);
-    assert_false(timed_out);
+    return *(const int *)flag;
 }
 
 static int setup(void **state)
 {
-    assert_int_equal(uv_loop_init(&loop), 0);
-    uv_timer_init(&loop, &watchdog);
-    return 0;
+    return loop_setup();
 }
 
-static void walk_count(uv_handle_t *h, void *arg)
-{
-    if (h != (uv_handle_t *)&watchdog && !uv_is_closing(h)) ++*(int *)arg;
-}
-
-/* Every test must leave no handle open and no chunk referenced. */
 static int teardown(void **state)
 {
-    int open = 0;
-    for (int i = 0; i < 20; i++)
-        uv_run(&loop, UV_RUN_NOWAIT);
-    uv_walk(&loop, walk_count, &open);
-    assert_int_equal(open, 0);
-    uv_close((uv_handle_t *)&watchdog, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    wr_buf_stats_t st;
-    wr_buf_get_stats(&st);
-    assert_int_equal(st.live, 0);
-    wr_buf_cache_trim();
-    return 0;
+    return loop_teardown();
 }
 
 static int have_ipv6(void)
@@ -244,7 +209,7 @@ static int listen_and_dial(const char *listen_host, const char *dial_host)
     ct.t0 = uv_hrtime();
     assert_int_equal(wr_dial(&loop, dial_host, (uint16_t)port, 2000, on_dial, &ct, NULL), 0);
     assert_false(ct.dial_done); /* never called back from inside wr_dial */
-    run_until(&ct.both, 5000);
+    run_until(flag_set, &ct.both, 5000);
     assert_int_equal(ct.dial_status, 0);
     assert_int_equal(ct.accept_status, 0);
     assert_int_equal(nodelay_of(ct.dialed), 1);
@@ -314,7 +279,7 @@ static void test_dial_refused(void **state)
     memset(&ct, 0, sizeof(ct));
     ct.t0 = uv_hrtime();
     assert_int_equal(wr_dial(&loop, "127.0.0.1", (uint16_t)port, 5000, on_dial, &ct, NULL), 0);
-    run_until(&ct.dial_done, 3000);
+    run_until(flag_set, &ct.dial_done, 3000);
     assert_int_equal(ct.dial_status, UV_ECONNREFUSED);
     assert_true(ct.elapsed_ns < 1000000000ull); /* promptly, not at the timeout */
 }
@@ -332,7 +297,7 @@ static void test_dial_tries_each_address(void **state)
     const struct sockaddr *addrs[] = {(struct sockaddr *)&a1, (struct sockaddr *)&a1,
                                       (struct sockaddr *)&a2};
     assert_int_equal(wr_dial_addrs(&loop, addrs, 3, 2000, on_dial, &ct, NULL), 0);
-    run_until(&ct.both, 5000);
+    run_until(flag_set, &ct.both, 5000);
     assert_int_equal(ct.dial_status, 0);
     struct sockaddr_in peer;
     int len = sizeof(peer);
@@ -343,7 +308,7 @@ static void test_dial_tries_each_address(void **state)
     /* All dead: the last error comes back. */
     memset(&ct, 0, sizeof(ct));
     assert_int_equal(wr_dial_addrs(&loop, addrs, 2, 2000, on_dial, &ct, NULL), 0);
-    run_until(&ct.dial_done, 3000);
+    run_until(flag_set, &ct.dial_done, 3000);
     assert_int_equal(ct.dial_status, UV_ECONNREFUSED);
 }
 
@@ -410,7 +375,7 @@ static void test_dial_timeout(void **state)
     memset(&ct, 0, sizeof(ct));
     ct.t0 = uv_hrtime();
     assert_int_equal(wr_dial(&loop, "127.0.0.1", ntohs(sa.sin_port), 300, on_dial, &ct, NULL), 0);
-    run_until(&ct.dial_done, 5000);
+    run_until(flag_set, &ct.dial_done, 5000);
     for (int i = 0; i < 8; i++)
         close(fillers[i]);
     close(lsock);

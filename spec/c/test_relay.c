@@ -16,61 +16,21 @@
 #include "wr_io.h"
 #include "wr_relay.h"
 #include "wr_tcp_endpoint.h"
+#include "loop_fixture.h"
 
 #define MiB (1024u * 1024u)
 
-static uv_loop_t loop;
-static uv_timer_t watchdog;
-static int timed_out;
 static int open_peers;
-
-static void watchdog_cb(uv_timer_t *t)
-{
-    timed_out = 1;
-    uv_stop(t->loop);
-}
 
 static int setup(void **state)
 {
-    assert_int_equal(uv_loop_init(&loop), 0);
-    uv_timer_init(&loop, &watchdog);
-    timed_out = 0;
     open_peers = 0;
-    return 0;
-}
-
-static void walk_count(uv_handle_t *h, void *arg)
-{
-    if (h != (uv_handle_t *)&watchdog && !uv_is_closing(h)) ++*(int *)arg;
+    return loop_setup();
 }
 
 static int teardown(void **state)
 {
-    int open = 0;
-    for (int i = 0; i < 20; i++)
-        uv_run(&loop, UV_RUN_NOWAIT);
-    uv_walk(&loop, walk_count, &open);
-    assert_int_equal(open, 0);
-    uv_close((uv_handle_t *)&watchdog, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    wr_buf_stats_t st;
-    wr_buf_get_stats(&st);
-    assert_int_equal(st.live, 0); /* no chunk reference leaked */
-    wr_buf_cache_trim();
-    wr_tcp_endpoint_cache_trim();
-    return 0;
-}
-
-/* Runs until cond(arg) holds; the watchdog turns a hang into a failure. */
-static void run_until(int (*cond)(void *), void *arg, uint64_t ms)
-{
-    timed_out = 0;
-    uv_timer_start(&watchdog, watchdog_cb, ms, 0);
-    while (!cond(arg) && !timed_out)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_timer_stop(&watchdog);
-    if (timed_out) fail_msg("watchdog: no progress within %llu ms", (unsigned long long)ms);
+    return loop_teardown();
 }
 
 /* Closes a timer that lives on the test's stack, and runs the loop until it is really closed. */
