@@ -30,7 +30,6 @@ function M.handshakes(opts)
           failed = failed + 1
           last_error = e
         end
-        uv.update_time()
       end
     end)
   end

@@ -126,13 +126,14 @@ function Client:forward(opts)
   local target, terr = addr.parse(opts.target or "")
   if not target then return nil, "target: " .. terr end
   if listen.host == "" then listen.host = "127.0.0.1" end
+  local idle_timeout = opts.idle_timeout or self.opts.idle_timeout
   local fwd, ferr = core.forward({
     host = listen.host,
     port = listen.port,
     target = addr.format(target),
     session = self.session,
     write_cap = opts.write_cap or self.opts.write_cap,
-    idle_timeout_ms = (opts.idle_timeout or self.opts.idle_timeout) and (opts.idle_timeout or self.opts.idle_timeout) * 1000 or nil,
+    idle_timeout_ms = idle_timeout and idle_timeout * 1000 or nil,
     on_close = opts.on_close,
   })
   if not fwd then return nil, string.format("cannot listen on %s: %s", opts.listen, ferr) end

@@ -3,6 +3,7 @@
  * a reference across reconnects. */
 #include "wr_bind.h"
 #include "wr_bind_tunnel.h"
+#include "wr_crypto.h"
 #include "wr_host.h"
 #include "wr_io.h"
 #include "wr_log.h"

@@ -2,7 +2,6 @@
 #ifndef WR_BIND_TUNNEL_H
 #define WR_BIND_TUNNEL_H
 
-#include "wr_crypto.h"
 #include "wr_relay.h"
 #include "wr_session.h"
 

@@ -148,17 +148,17 @@ static int l_set_log_handler(lua_State *L)
     return 0;
 }
 
+static const char *const level_names[] = {"error", "warn", "info", "debug", "trace", NULL};
+
 static int l_set_log_level(lua_State *L)
 {
-    static const char *const names[] = {"error", "warn", "info", "debug", "trace", NULL};
-    wr_log_set_level((enum wr_log_level)luaL_checkoption(L, 1, NULL, names));
+    wr_log_set_level((enum wr_log_level)luaL_checkoption(L, 1, NULL, level_names));
     return 0;
 }
 
 static int l_log(lua_State *L)
 {
-    static const char *const names[] = {"error", "warn", "info", "debug", "trace", NULL};
-    enum wr_log_level level = (enum wr_log_level)luaL_checkoption(L, 1, NULL, names);
+    enum wr_log_level level = (enum wr_log_level)luaL_checkoption(L, 1, NULL, level_names);
     wr_log(level, "%s", luaL_checkstring(L, 2));
     return 0;
 }
@@ -242,12 +242,13 @@ static void find_lua_dir(char *out, size_t size)
     }
     if (uv_exepath(exe, &len) == 0) {
         char *slash = strrchr(exe, '/');
+        int n;
         if (slash) *slash = '\0';
-        snprintf(probe, sizeof probe, "%s/%s/warren/cli.lua", exe, WR_LUA_RELATIVE_DIR);
-        if (file_exists(probe)) {
-            snprintf(out, size, "%s/%s", exe, WR_LUA_RELATIVE_DIR);
+        n = snprintf(out, size, "%s/%s", exe, WR_LUA_RELATIVE_DIR);
+        if (n > 0 && (size_t)n < size &&
+            snprintf(probe, sizeof probe, "%s/warren/cli.lua", out) < (int)sizeof probe &&
+            file_exists(probe))
             return;
-        }
     }
     snprintf(out, size, "%s", WR_LUA_SOURCE_DIR);
 }

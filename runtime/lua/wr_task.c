@@ -182,10 +182,35 @@ static void task_release(wr_task *t)
     t->co_ref = LUA_NOREF;
 }
 
+/* Replaces the top n values with one table {n = n, ...}. */
+static void pack_values(lua_State *L, int n)
+{
+    int i;
+    lua_createtable(L, n, 1);
+    lua_insert(L, -n - 1);
+    for (i = n; i > 0; i--)
+        lua_rawseti(L, -i - 1, i);
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "n");
+}
+
+/* The reverse: replaces the table at the top with its n values; returns n. */
+static int unpack_values(lua_State *L)
+{
+    int i, n;
+    lua_getfield(L, -1, "n");
+    n = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    luaL_checkstack(L, n, "too many results");
+    for (i = 1; i <= n; i++)
+        lua_rawgeti(L, -i, i);
+    lua_remove(L, -n - 1);
+    return n;
+}
+
 /* Pushes a join's results on co: true, results... or nil, error. */
 static int push_outcome(wr_task *t, lua_State *co)
 {
-    int i, n;
     if (t->state == TASK_CANCELLED) {
         lua_pushnil(co);
         lua_pushliteral(co, "cancelled");
@@ -197,15 +222,9 @@ static int push_outcome(wr_task *t, lua_State *co)
         lua_insert(co, -2);
         return 2;
     }
-    lua_getfield(co, -1, "n");
-    n = (int)lua_tointeger(co, -1);
-    lua_pop(co, 1);
     lua_pushboolean(co, 1);
-    luaL_checkstack(co, n, "too many results");
-    for (i = 1; i <= n; i++)
-        lua_rawgeti(co, -1 - i, i);
-    lua_remove(co, -2 - n);
-    return n + 1;
+    lua_insert(co, -2);
+    return 1 + unpack_values(co);
 }
 
 static void wake_joiners(wr_task *t)
@@ -250,18 +269,6 @@ static void task_failed(wr_task *t)
     }
     if (t->exit_on_error) wr_host_teardown(wr_host_get(co), t->exit_code);
     task_finish(t, TASK_FAILED);
-}
-
-/* Replaces the top n values with one table {n = n, ...}. */
-static void pack_values(lua_State *L, int n)
-{
-    int i;
-    lua_createtable(L, n, 1);
-    lua_insert(L, -n - 1);
-    for (i = n; i > 0; i--)
-        lua_rawseti(L, -i - 1, i);
-    lua_pushinteger(L, n);
-    lua_setfield(L, -2, "n");
 }
 
 static void task_run(wr_task *t, int nargs)
@@ -451,17 +458,9 @@ static int l_await(lua_State *L)
         return lua_error(L);
     }
     if (cell->sync_ref != LUA_NOREF) {
-        int i, n;
         lua_rawgeti(L, LUA_REGISTRYINDEX, cell->sync_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, cell->sync_ref);
-        lua_getfield(L, -1, "n");
-        n = (int)lua_tointeger(L, -1);
-        lua_pop(L, 1);
-        luaL_checkstack(L, n, "too many results");
-        for (i = 1; i <= n; i++)
-            lua_rawgeti(L, -i, i);
-        lua_remove(L, -n - 1);
-        wr_await_resume(aw, n);
+        wr_await_resume(aw, unpack_values(L));
         return wr_await_yield(L, aw);
     }
     if (timeout > 0) wr_await_timeout(aw, (uint64_t)timeout);
