@@ -1,15 +1,20 @@
 -- The command line. Flags build the same objects a script would, so there is one code path.
 local warren = require("warren")
 local log = require("warren.log")
+local addr = require("warren.addr")
+local uv = require("luv")
 
 local M = {}
 
 M.usage = [[
 usage: warren [OPTIONS] COMMAND [ARGS...]
        warren -L [BIND:]LPORT:HOST:RPORT [-L ...] SERVER -k KEY     forward ports through a relay
+       warren -D [BIND:]PORT [-D ...] SERVER -k KEY                   SOCKS5/SOCKS4/HTTP proxy
+       warren [BIND]:PORT -k KEY                                       run a relay (as serve)
 
 Commands:
-  serve [BIND:]PORT       run a relay (-k/-p/--key-file give its key)
+  serve [BIND:]PORT       run a relay (-k/-p/--key-file give its key); a bare [BIND]:PORT with
+                          no command means the same (goflyway's `:80`)
   keygen                  print a new random key for -k
   bench handshake RELAY   open and close sessions for -d SECONDS (default 5) from -c tasks
                           (default 64) and print handshakes_per_s=N
@@ -21,13 +26,25 @@ Commands:
 Tunnels:
   -L SPEC                 forward a local port through the relay SERVER, like ssh -L (repeatable):
                           LPORT:HOST:RPORT or BIND:LPORT:HOST:RPORT, IPv6 in brackets; BIND
-                          defaults to 127.0.0.1; an empty HOST means the relay's own localhost
+                          defaults to 127.0.0.1; an empty HOST means the relay's own localhost.
+                          LPORT or BIND:LPORT alone (no target) is a -D proxy on that address
+  -D [BIND:]PORT          a local proxy (like ssh -D) speaking SOCKS5, SOCKS4/4a and HTTP (CONNECT
+                          and http:// URLs) whose connections go out from the relay (repeatable;
+                          BIND defaults to 127.0.0.1); names are resolved by the relay. With an
+                          -L that has no target and no SERVER, -D's value is the SERVER
+                          (goflyway's `-L :1080 -D server:8100`)
+  --proxy-user USER:PASS  require this username/password from -D clients (SOCKS5 RFC 1929, HTTP
+                          Basic); SOCKS4 clients are then refused
   -k KEY                  pre-shared key: a `warren keygen` key, or else taken as a password
   -p PASSWORD             pre-shared password (stretched with PBKDF2 on both ends)
   --key-file FILE         read the key (or password) from the first line of FILE
   -W BYTES                per-connection write buffer cap (default 1048576)
   -t SECONDS              close connections idle this long (default: never)
   --keepalive SECONDS     ping an idle session this often; the peer is dead after 3 (default 5)
+  -P URL|DIR              relay: the web site shown to probes on HTTP carriers, http://HOST:PORT[/..]
+                          or a directory (checked and kept; nothing serves it yet)
+  -w, -K, --http, --tls   carriers (WebSocket, KCP, HTTP, TLS): accepted, but only the raw TCP
+                          carrier exists so far, which is used (with a warning)
 
 Options:
   -e CODE                 run CODE before the command (repeatable); may be used alone
@@ -48,20 +65,38 @@ end
 
 -- Flags that take a value, and where it goes.
 local valued = {
-  ["-e"] = "chunks", ["-L"] = "forwards",
+  ["-e"] = "chunks", ["-L"] = "forwards", ["-D"] = "dynamics",
   ["-k"] = "key", ["-p"] = "password", ["--key-file"] = "key_file",
   ["--log-format"] = "log_format", ["-W"] = "write_cap", ["-t"] = "idle_timeout",
   ["--keepalive"] = "keepalive", ["-d"] = "duration", ["-c"] = "concurrency",
+  ["--proxy-user"] = "proxy_user", ["-P"] = "fallback",
 }
-local repeatable = { chunks = true, forwards = true }
+local repeatable = { chunks = true, forwards = true, dynamics = true }
+-- goflyway's carrier switches: accepted so its command lines run, with a warning at start.
+local carriers = { ["-w"] = "WebSocket", ["-K"] = "KCP", ["--http"] = "HTTP", ["--tls"] = "TLS" }
 local numeric = { write_cap = true, idle_timeout = true, keepalive = true, duration = true, concurrency = true }
 local commands_with_script = { run = true }
+
+-- -P URL|DIR: http://host:port[/path] or an existing directory.
+local function check_fallback(v)
+  local authority = v:match("^http://([^/]*)")
+  if authority then
+    local a = addr.parse(authority, { host_required = true })
+    if a then return true end
+    return nil, "-P URL must be http://HOST:PORT[/PATH], not " .. v
+  end
+  if v:match("^%a[%w+.-]*:") then return nil, "-P URL must be http://HOST:PORT[/PATH], not " .. v end
+  local st = uv.fs_stat(v)
+  if not st or st.type ~= "directory" then return nil, "-P " .. v .. ": no such directory" end
+  return true
+end
 
 -- Parses argv into options. Flags may come before or after positional arguments (as with ssh
 -- and goflyway), except after `run SCRIPT`, where the rest belongs to the script.
 -- Returns the options, or nil and an exit code after printing the problem.
 function M.parse(argv)
-  local opts = { chunks = {}, forwards = {}, verbosity = 0, log_format = "text", args = {} }
+  local opts = { chunks = {}, forwards = {}, dynamics = {}, carriers = {}, verbosity = 0,
+    log_format = "text", args = {} }
   local positional = {}
   local i = 1
   while i <= #argv do
@@ -82,6 +117,8 @@ function M.parse(argv)
       opts.quiet = true
     elseif a == "-h" or a == "--help" then
       opts.help = true
+    elseif carriers[a] then
+      opts.carriers[#opts.carriers + 1] = a
     elseif a:sub(1, 1) == "-" and a ~= "-" then
       return usage_error("unknown option " .. a)
     else
@@ -96,10 +133,20 @@ function M.parse(argv)
   if opts.log_format ~= "text" and opts.log_format ~= "json" then
     return usage_error("--log-format takes text or json")
   end
+  if opts.proxy_user and not opts.proxy_user:match("^[^:]+:.") then
+    return usage_error("--proxy-user takes USER:PASS")
+  end
+  if opts.fallback then
+    local ok, err = check_fallback(opts.fallback)
+    if not ok then return usage_error(err) end
+  end
   if opts.help then
     opts.command = "help"
-  elseif #opts.forwards > 0 then
+  elseif #opts.forwards > 0 or #opts.dynamics > 0 then
     opts.command = "forward"
+    opts.args = positional
+  elseif positional[1] and addr.parse(positional[1], { allow_zero = true }) then
+    opts.command = "serve" -- goflyway's `:80`: a listen address alone runs a relay
     opts.args = positional
   elseif positional[1] then
     opts.command = table.remove(positional, 1)
@@ -178,40 +225,63 @@ function commands.serve(args, opts)
   end
   local t = tunnel_options(opts, key_options(opts))
   t.listen = args[1]
+  t.fallback = opts.fallback
   local relay, err = require("warren.tunnel").relay(t)
   if not relay then return fail(err) end
 end
 
+-- -L and -D (and goflyway's forms of them): one client, its forwards and its proxies.
 function commands.forward(args, opts)
-  if #args ~= 1 then
-    usage_error("-L needs the relay's address, such as 127.0.0.1:8100")
-    return 2
-  end
-  local addr = require("warren.addr")
-  local specs = {}
+  local specs, proxies = {}, {}
   for _, spec in ipairs(opts.forwards) do
     local f, err = addr.parse_forward(spec)
     if not f then
       usage_error("-L " .. err)
       return 2
     end
-    if not f.target then
-      usage_error("-L " .. spec .. " needs a target: LPORT:HOST:RPORT")
+    if f.target then specs[#specs + 1] = f else proxies[#proxies + 1] = f.listen end
+  end
+  local dynamics, server = opts.dynamics, args[1]
+  if #args == 0 and #proxies > 0 and #dynamics == 1 then
+    -- goflyway's `-L :1080 -D SERVER`: -L names the proxy's address, -D the relay
+    server, dynamics = dynamics[1], {}
+  end
+  if #args > 1 or not server then
+    usage_error("-L and -D need the relay's address, such as 127.0.0.1:8100")
+    return 2
+  end
+  for _, spec in ipairs(dynamics) do
+    local f, err = addr.parse_forward(spec)
+    if not f or f.target then
+      usage_error("-D takes [BIND:]PORT" .. (err and ": " .. err or ", not " .. spec))
       return 2
     end
-    specs[#specs + 1] = f
+    proxies[#proxies + 1] = f.listen
   end
+  if opts.fallback then
+    usage_error("-P is for the relay (warren serve, or warren :PORT)")
+    return 2
+  end
+  local user, password
+  if opts.proxy_user then user, password = opts.proxy_user:match("^([^:]+):(.+)$") end
   local t = tunnel_options(opts, key_options(opts))
-  t.server = args[1]
+  t.server = server
   local client, err = require("warren.tunnel").client(t)
   if not client then return fail(err) end
   local ok, cerr = client:connect()
-  if not ok then return fail(string.format("cannot connect to relay %s: %s", args[1], cerr)) end
+  if not ok then return fail(string.format("cannot connect to relay %s: %s", server, cerr)) end
   for _, f in ipairs(specs) do
     local fwd, ferr = client:forward({ listen = addr.format(f.listen), target = addr.format(f.target) })
     if not fwd then
       client:close()
       return fail(ferr)
+    end
+  end
+  for _, listen in ipairs(proxies) do
+    local proxy, perr = client:dynamic({ listen = addr.format(listen), user = user, password = password })
+    if not proxy then
+      client:close()
+      return fail(perr)
     end
   end
   warren.on_shutdown(function() client:close() end)
@@ -264,6 +334,10 @@ function M.main(...)
   local opts, code = M.parse({ ... })
   if not opts then return code end
   configure_logging(opts)
+  for _, flag in ipairs(opts.carriers) do
+    log.warn("%s asks for the %s carrier: only the raw TCP carrier exists so far, using it", flag,
+      carriers[flag])
+  end
   warren.install_default_signals()
   for _, chunk in ipairs(opts.chunks) do
     local fn, err = loadstring(chunk, "=(command line)")

@@ -55,6 +55,9 @@ end)
 -- Tunnels (lua/warren/tunnel.lua): loaded on first use.
 function M.relay(opts) return require("warren.tunnel").relay(opts) end
 function M.client(opts) return require("warren.tunnel").client(opts) end
+-- Discovery without keeping a client: a list, or nil, err.
+function M.free_ports(server, key) return require("warren.reverse").free_ports(server, key) end
+function M.services(server, key) return require("warren.reverse").services(server, key) end
 
 -- Process lifecycle -------------------------------------------------------------------------
 

@@ -5,6 +5,8 @@ local core = require("warren.core")
 local keys = require("warren.keys")
 local addr = require("warren.addr")
 local log = require("warren.log")
+local registry = require("warren.registry")
+local reverse = require("warren.reverse")
 
 local M = {}
 
@@ -18,29 +20,66 @@ local function session_options(opts, t)
   return t
 end
 
+local Relay = {}
+Relay.__index = Relay
+
 -- warren.relay{listen = "127.0.0.1:8100", key = ..., on_open = fn, on_close = fn, ...}
 --   on_open(host, port, info) -> true | false, reason   where a client may dial (default: anywhere;
---                                                        an empty host means this relay's localhost)
---   on_close(info)   info = {target, bytes_up, bytes_down, duration_ms, reason}
--- Returns the relay (relay:port(), :stats(), :close()) or nil, err.
+--       an empty host means this relay's localhost). info = {addresses = {resolved...},
+--       peer = "client address", session = the client's session handle}; the addresses are the
+--       ones that will be dialled.
+--   on_close(info)   info = {target, peer, bytes_up, bytes_down, duration_ms, reason}
+-- Reverse tunnels: ports = {"9930-9939", ...} (the outer port pool), outer_bind = address the
+--   outer ports listen on (default all interfaces), lease = seconds (default 30),
+--   max_services = per client (default 1024), hooks = {auth, register, unregister,
+--   user_connect, user_close, up, down, discover} (see warren.registry); hooks.dial and
+--   hooks.dial_close stand for on_open and on_close when those are not given.
+-- Returns the relay (relay:port(), :stats(), :services(), :free_ports(), :add_ports(from, to),
+-- :close()) or nil, err.
 function M.relay(opts)
   local key, err = keys.resolve(opts)
   if not key then return nil, err end
   local listen, lerr = addr.parse(opts.listen or "", { allow_zero = true })
   if not listen then return nil, "listen: " .. lerr end
+  local reg, gerr = registry.new({
+    ports = opts.ports, bind = opts.outer_bind, lease = opts.lease, max_services = opts.max_services,
+    hooks = opts.hooks, write_cap = opts.write_cap, idle_timeout = opts.idle_timeout,
+  })
+  if not reg then return nil, gerr end
   local relay, rerr = core.relay_server(session_options(opts, {
     host = listen.host,
     port = listen.port,
     key = key,
-    on_open = opts.on_open,
-    on_close = opts.on_close,
+    on_open = opts.on_open or (opts.hooks and opts.hooks.dial),
+    on_close = opts.on_close or (opts.hooks and opts.hooks.dial_close),
+    on_channel = function(channel, session)
+      warren.spawn(function() reg:serve(channel, session) end)
+    end,
     probe_close_ms = opts.probe_close_ms,
     max_unauthenticated = opts.max_unauthenticated,
+    fallback = opts.fallback, -- -P URL|DIR: the site probes see on HTTP carriers (not served yet)
   }))
   if not relay then return nil, string.format("cannot listen on %s: %s", opts.listen, rerr) end
   log.info("relay listening on %s", addr.format({ host = listen.host, port = relay:port() }))
-  warren.on_shutdown(function() relay:close() end)
-  return relay
+  local self = setmetatable({ core = relay, registry = reg }, Relay)
+  warren.on_shutdown(function() self:close() end)
+  return self
+end
+
+function Relay:port() return self.core:port() end
+function Relay:stats()
+  local st = self.core:stats()
+  local n = 0
+  for _ in pairs(self.registry.services) do n = n + 1 end
+  st.services = n
+  return st
+end
+function Relay:services() return self.registry:services_list() end
+function Relay:free_ports() return self.registry:free_ports() end
+function Relay:add_ports(from, to) return self.registry:add_ports(from, to) end
+function Relay:close()
+  self.registry:close()
+  return self.core:close()
 end
 
 local Client = {}
@@ -59,8 +98,13 @@ function M.client(opts)
     opts = opts,
     forwards = {},
     waiters = {},
+    entries = {},
+    by_id = {},
+    client_id = opts.client_id or reverse.default_client_id(),
   }, Client)
 end
+
+for name, fn in pairs(reverse.Client) do Client[name] = fn end
 
 function Client:_session_options()
   return session_options(self.opts, { host = self.server.host, port = self.server.port, key = self.key })
@@ -72,6 +116,7 @@ function Client:_attach(session)
   local waiters = self.waiters
   self.waiters = {}
   for _, resolve in ipairs(waiters) do resolve(true) end
+  self:_reverse_attached()
 end
 
 -- Keeps the session up: after a drop, reconnects with exponential backoff and full jitter.
@@ -85,6 +130,7 @@ function Client:_keep_alive()
       log.warn("session to %s lost: %s", addr.format(self.server), tostring(reason))
       self.session = nil
       for _, fwd in ipairs(self.forwards) do fwd:set_session(nil) end
+      self:_reverse_lost()
     end
     warren.sleep(math.random() * backoff * 1000)
     if self.closed then break end
@@ -143,9 +189,40 @@ function Client:forward(opts)
   return fwd
 end
 
+-- client:dynamic{listen = "127.0.0.1:1080", user = ..., password = ..., on_close = fn}: like
+-- ssh -D, a SOCKS5 / SOCKS4(a) / HTTP proxy whose every connection goes, through the relay, to
+-- the target its client asks for (names resolved by the relay). user and password (both or
+-- neither) are required from SOCKS5 clients (RFC 1929) and HTTP clients (Basic); SOCKS4 is then
+-- refused. request_timeout (seconds, default 10) bounds the request and the relay's answer.
+-- Returns the proxy (:port(), :stats(), :close()).
+function Client:dynamic(opts)
+  local listen, err = addr.parse(opts.listen or "", { allow_zero = true })
+  if not listen then return nil, "listen: " .. err end
+  if listen.host == "" then listen.host = "127.0.0.1" end
+  local idle_timeout = opts.idle_timeout or self.opts.idle_timeout
+  local proxy, perr = core.dynamic({
+    host = listen.host,
+    port = listen.port,
+    session = self.session,
+    user = opts.user,
+    password = opts.password,
+    write_cap = opts.write_cap or self.opts.write_cap,
+    idle_timeout_ms = idle_timeout and idle_timeout * 1000 or nil,
+    request_timeout_ms = opts.request_timeout and math.ceil(opts.request_timeout * 1000) or nil,
+    on_close = opts.on_close,
+  })
+  if not proxy then return nil, string.format("cannot listen on %s: %s", opts.listen, perr) end
+  self.forwards[#self.forwards + 1] = proxy -- re-attached to each new session like a forward
+  log.info("proxy (SOCKS5, SOCKS4, HTTP) on %s via %s%s",
+    addr.format({ host = listen.host, port = proxy:port() }), addr.format(self.server),
+    opts.user and " (username/password required)" or "")
+  return proxy
+end
+
 function Client:close()
   self.closed = true
   for _, fwd in ipairs(self.forwards) do fwd:close() end
+  if self.channel then self.channel:close() end
   if self.session then self.session:close() end
   if self.keeper then self.keeper:cancel() end
 end

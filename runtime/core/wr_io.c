@@ -275,6 +275,7 @@ struct wr_dial {
     uv_getaddrinfo_t gai;
     attempt_t *att;
     wr_dial_cb cb;
+    wr_dial_check_cb check; /* not yet run, or NULL */
     void *data;
     uint64_t timeout_ms;
     int gai_pending;
@@ -318,6 +319,16 @@ static int start_connect(attempt_t *a, const struct sockaddr *sa);
 
 static void dial_try_next(wr_dial_t *d)
 {
+    if (d->check) {
+        wr_dial_check_cb check = d->check;
+        int rc;
+        d->check = NULL;
+        rc = check(d, d->addrs, d->naddrs, d->data);
+        if (rc != 0) {
+            dial_finish(d, rc, NULL);
+            return;
+        }
+    }
     while (d->next < d->naddrs) {
         const struct sockaddr *sa = (const struct sockaddr *)&d->addrs[d->next++];
         attempt_t *a = malloc(sizeof(*a));
@@ -478,6 +489,11 @@ int wr_dial(uv_loop_t *loop, const char *host, uint16_t port, uint64_t timeout_m
     if (timeout_ms) uv_timer_start(&d->timer, dial_timeout_cb, timeout_ms, 0);
     if (out) *out = d;
     return 0;
+}
+
+void wr_dial_set_check(wr_dial_t *d, wr_dial_check_cb check)
+{
+    d->check = check;
 }
 
 void wr_dial_cancel(wr_dial_t *d)

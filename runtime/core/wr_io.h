@@ -70,6 +70,13 @@ int wr_dial(uv_loop_t *loop, const char *host, uint16_t port, uint64_t timeout_m
 /* Same, over a list of already resolved addresses (at most WR_DIAL_MAX_ADDRS are used). */
 int wr_dial_addrs(uv_loop_t *loop, const struct sockaddr *const *addrs, int naddrs,
                   uint64_t timeout_ms, wr_dial_cb cb, void *data, wr_dial_t **out);
+/* Runs once the addresses are known, before the first connect; a non-zero libuv code ends the
+ * dial with that status. A destination policy checks the addresses that will really be dialled
+ * here, so a name cannot resolve one way for the check and another way for the connect. */
+typedef int (*wr_dial_check_cb)(wr_dial_t *d, const struct sockaddr_storage *addrs, int naddrs,
+                                void *data);
+/* Set right after wr_dial / wr_dial_addrs (their callbacks never run inside the call). */
+void wr_dial_set_check(wr_dial_t *d, wr_dial_check_cb check);
 /* Aborts a dial in progress: its callback runs with UV_ECANCELED before this returns. */
 void wr_dial_cancel(wr_dial_t *d);
 

@@ -44,6 +44,7 @@ void wr_bind_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
+    if (!ctor) return; /* made only from C (e.g. channels) */
     lua_pushcfunction(L, ctor);
     lua_setfield(L, -2, ctor_name);
 }
@@ -90,6 +91,9 @@ int wr_luaopen_core(lua_State *L)
     wr_bind_key(L);
     wr_bind_session(L);
     wr_bind_forward(L);
+    wr_bind_dynamic(L);
     wr_bind_relay(L);
+    wr_bind_ctl(L);
+    wr_bind_channel(L);
     return 1;
 }

@@ -1,6 +1,9 @@
-/* core.forward{...}: a local listener whose connections each become a stream, through the
- * current session, to a fixed target on the relay's side (ssh -L). Bytes go socket -> stream in
- * C (wr_relay); Lua only hears about a connection's end, and only if it asked (on_close). */
+/* core.forward{...}: a listener whose connections each become a stream, through the current
+ * session, to a fixed target on the far side. A client's -L is one (the target is host:port on
+ * the relay's side); so is a relay's outer port of a reverse tunnel (the session is the
+ * registering client's, the target names its service and carries the user's address). Bytes go
+ * socket <-> stream in C (wr_relay); Lua hears about a connection only if it asked (on_connect,
+ * on_close). Users over max_users are refused while the port stays bound. */
 #include "wr_bind.h"
 #include "wr_bind_tunnel.h"
 #include "wr_host.h"
@@ -23,8 +26,13 @@ typedef struct wr_lforward {
     int session_ref;         /* the session handle streams go through, or LUA_NOREF */
     wr_lsession *session;
     int on_close_ref;
+    int on_connect_ref;
+    int send_peer; /* append " PEER" to the target (reverse tunnels tell the client who came) */
+    uint32_t active, max_users;
+    uint64_t max_total;
     wr_relay_opts_t ropts;
-    uint64_t accepted, refused, failed_opens, bytes_up, bytes_down;
+    uint64_t accepted, refused, refused_busy, refused_total, denied, failed_opens, bytes_up,
+        bytes_down;
     int refs; /* the listener, the handle and each live connection */
     size_t target_len;
     char target[WR_HOST_MAX + 16];
@@ -33,12 +41,14 @@ typedef struct wr_lforward {
 typedef struct forward_conn {
     wr_lforward *fwd;
     wr_relay_t *relay;
+    char peer[64];
 } forward_conn;
 
 static void forward_unref(wr_lforward *fwd)
 {
     if (--fwd->refs > 0) return;
     luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->on_close_ref);
+    luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->on_connect_ref);
     luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->session_ref);
     free(fwd);
 }
@@ -58,9 +68,29 @@ static void conn_closed(wr_relay_t *r, const wr_relay_result_t *res, void *data)
     wr_lforward *fwd = c->fwd;
     fwd->bytes_up += res->bytes_ab;
     fwd->bytes_down += res->bytes_ba;
-    wr_call_close_hook(fwd->L, fwd->on_close_ref, fwd->target, res->bytes_ab, res->bytes_ba, res);
+    fwd->active--;
+    wr_call_close_hook(fwd->L, fwd->on_close_ref, fwd->target, c->peer[0] ? c->peer : NULL, res->bytes_ab,
+                       res->bytes_ba, res);
     free(c);
     forward_unref(fwd);
+}
+
+/* Asks on_connect(peer): true, or false/nil plus a reason. Errors deny (fail closed). */
+static int connect_allowed(wr_lforward *fwd, const char *peer)
+{
+    lua_State *L = fwd->L;
+    int allowed;
+    if (fwd->on_connect_ref == LUA_NOREF) return 1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, fwd->on_connect_ref);
+    lua_pushstring(L, peer);
+    if (wr_lua_pcall(L, 1, 2) != 0) {
+        wr_lua_report(L, "on_connect hook (denied)");
+        return 0;
+    }
+    allowed = lua_toboolean(L, -2);
+    if (!allowed) wr_debug("%s: user %s denied: %s", fwd->target, peer, luaL_optstring(L, -1, ""));
+    lua_pop(L, 2);
+    return allowed;
 }
 
 static void accepted(wr_listener_t *l, int status)
@@ -71,6 +101,8 @@ static void accepted(wr_listener_t *l, int status)
     wr_endpoint_t *ep;
     wr_stream_t *st;
     forward_conn *c;
+    char target[sizeof fwd->target + 80];
+    size_t target_len = fwd->target_len;
 
     if (status < 0) {
         wr_warn("forward accept failed: %s", uv_strerror(status));
@@ -83,6 +115,16 @@ static void accepted(wr_listener_t *l, int status)
         wr_tcp_close_free(tcp);
         return;
     }
+    if (fwd->max_users && fwd->active >= fwd->max_users) {
+        fwd->refused_busy++;
+        wr_tcp_close_free(tcp);
+        return;
+    }
+    if (fwd->max_total && fwd->accepted >= fwd->max_total) {
+        fwd->refused_total++;
+        wr_tcp_close_free(tcp);
+        return;
+    }
     c = calloc(1, sizeof *c);
     ep = c ? wr_tcp_endpoint_new(tcp) : NULL;
     if (!ep) {
@@ -91,7 +133,20 @@ static void accepted(wr_listener_t *l, int status)
         return;
     }
     c->fwd = fwd;
-    st = wr_session_open_stream(s, (const uint8_t *)fwd->target, fwd->target_len, stream_opened, c);
+    memcpy(target, fwd->target, target_len);
+    if (fwd->send_peer || fwd->on_connect_ref != LUA_NOREF || fwd->on_close_ref != LUA_NOREF) {
+        wr_format_peer(ep, c->peer, sizeof c->peer);
+        if (!connect_allowed(fwd, c->peer)) {
+            fwd->denied++;
+            wr_endpoint_close(ep, WR_CLOSE_GRACEFUL);
+            free(c);
+            return;
+        }
+        if (fwd->send_peer)
+            target_len += (size_t)snprintf(target + target_len, sizeof target - target_len, " %s",
+                                           c->peer);
+    }
+    st = wr_session_open_stream(s, (const uint8_t *)target, target_len, stream_opened, c);
     if (!st) {
         wr_endpoint_close(ep, WR_CLOSE_RESET);
         free(c);
@@ -105,6 +160,7 @@ static void accepted(wr_listener_t *l, int status)
         return;
     }
     fwd->accepted++;
+    fwd->active++;
     fwd->refs++;
 }
 
@@ -135,8 +191,15 @@ static void set_session(lua_State *L, wr_lforward *fwd, int idx)
     fwd->session_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+static void read_limits(lua_State *L, int idx, wr_lforward *fwd)
+{
+    fwd->max_users = (uint32_t)wr_opt_integer(L, idx, "max_users", fwd->max_users);
+    fwd->max_total = (uint64_t)wr_opt_integer(L, idx, "max_total", (lua_Integer)fwd->max_total);
+}
+
 /* core.forward{host=, port=, target="host:port", session=, write_cap=, idle_timeout_ms=,
- * on_close=fn} -> forward | nil, err */
+ * max_users=, max_total= (0 = no limit), send_peer=bool, on_connect=fn(peer) -> ok, reason,
+ * on_close=fn(info)} -> forward | nil, err */
 static int l_forward(lua_State *L)
 {
     const char *host, *target;
@@ -155,6 +218,7 @@ static int l_forward(lua_State *L)
     fwd->L = wr_host_get(L)->L;
     fwd->session_ref = LUA_NOREF;
     fwd->anchor_ref = LUA_NOREF;
+    fwd->on_close_ref = fwd->on_connect_ref = LUA_NOREF;
     fwd->target_len = strlen(target);
     memcpy(fwd->target, target, fwd->target_len + 1);
     wr_relay_opts_from(L, 1, &fwd->ropts);
@@ -168,6 +232,9 @@ static int l_forward(lua_State *L)
         return wr_push_uv_error(L, rc);
     }
     fwd->on_close_ref = wr_opt_function_ref(L, 1, "on_close");
+    fwd->on_connect_ref = wr_opt_function_ref(L, 1, "on_connect");
+    fwd->send_peer = wr_opt_boolean(L, 1, "send_peer");
+    read_limits(L, 1, fwd);
     fwd->refs = 2; /* listener + handle */
     fwd->link.close = forward_close_tracked;
     wr_host_track(wr_host_get(L), &fwd->link);
@@ -191,6 +258,25 @@ static int l_forward_set_session(lua_State *L)
     return 1;
 }
 
+/* forward:update{target=, max_users=, max_total=}: for new connections; live ones go on. */
+static int l_forward_update(lua_State *L)
+{
+    wr_lforward *fwd = check_forward(L);
+    const char *target;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!fwd->listener) return wr_push_closed(L);
+    target = wr_opt_string(L, 2, "target", NULL);
+    if (target) {
+        size_t len = strlen(target);
+        if (len >= sizeof fwd->target) return luaL_error(L, "forward:update: bad target");
+        memcpy(fwd->target, target, len + 1);
+        fwd->target_len = len;
+    }
+    read_limits(L, 2, fwd);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int l_forward_port(lua_State *L)
 {
     wr_lforward *fwd = check_forward(L);
@@ -202,11 +288,14 @@ static int l_forward_port(lua_State *L)
 static int l_forward_stats(lua_State *L)
 {
     wr_lforward *fwd = check_forward(L);
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 10);
     wr_set_number(L, "accepted", (double)fwd->accepted);
     wr_set_number(L, "refused", (double)fwd->refused);
+    wr_set_number(L, "refused_busy", (double)fwd->refused_busy);
+    wr_set_number(L, "refused_total", (double)fwd->refused_total);
+    wr_set_number(L, "denied", (double)fwd->denied);
     wr_set_number(L, "failed_opens", (double)fwd->failed_opens);
-    wr_set_number(L, "active", (double)(fwd->refs - 1 - (fwd->listener != NULL)));
+    wr_set_number(L, "active", fwd->active);
     wr_set_number(L, "bytes_up", (double)fwd->bytes_up);
     wr_set_number(L, "bytes_down", (double)fwd->bytes_down);
     return 1;
@@ -230,6 +319,7 @@ static int l_forward_gc(lua_State *L)
 
 static const luaL_Reg forward_methods[] = {
     {"set_session", l_forward_set_session},
+    {"update", l_forward_update},
     {"port", l_forward_port},
     {"stats", l_forward_stats},
     {"close", l_forward_close},

@@ -1,10 +1,13 @@
 /* core.relay_server{...}: accepts sessions on a listener and serves their streams: each OPEN
- * names a target, the on_open hook (if any) decides, C dials it and relays stream <-> socket. */
+ * names a target, C resolves it, the on_open hook (if any) decides on the resolved addresses, C
+ * dials and relays stream <-> socket. An OPEN of the control target instead becomes a channel
+ * handed to on_channel, with the session's handle, for the reverse-tunnel registry in Lua. */
 #include "wr_bind.h"
 #include "wr_bind_tunnel.h"
 #include "wr_host.h"
 #include "wr_io.h"
 #include "wr_log.h"
+#include "wr_stream_dial.h"
 #include "wr_tcp_endpoint.h"
 
 #include <lauxlib.h>
@@ -28,7 +31,7 @@ typedef struct wr_lrelay {
     wr_session_config cfg;
     wr_relay_opts_t ropts;
     int anchor_ref;
-    int on_open_ref, on_close_ref;
+    int on_open_ref, on_close_ref, on_channel_ref;
     relay_session *sessions; /* live ones */
     uint64_t sessions_total, streams_total, streams_denied, dials_failed, bytes_up, bytes_down;
     uint64_t refused_unauthenticated;
@@ -39,13 +42,18 @@ typedef struct wr_lrelay {
 struct relay_session {
     wr_lrelay *relay;
     wr_session_t *session;
+    wr_lsession *handle; /* made the first time Lua needs it */
     int authenticated;
+    char peer[64];
     relay_session *next, **prev;
 };
 
 typedef struct relay_stream {
     wr_lrelay *relay;
-    wr_stream_t *st;
+    int session_ref; /* the session's handle, for the on_open hook */
+    char peer[64];
+    char host[WR_HOST_MAX + 1];
+    uint16_t port;
     char target[WR_HOST_MAX + 16];
 } relay_stream;
 
@@ -54,69 +62,103 @@ static void relay_unref(wr_lrelay *r)
     if (--r->refs > 0) return;
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->on_open_ref);
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->on_close_ref);
+    luaL_unref(r->L, LUA_REGISTRYINDEX, r->on_channel_ref);
     wr_session_server_free(r->server);
     free(r);
 }
 
-static void stream_done(wr_relay_t *rl, const wr_relay_result_t *res, void *data)
+static void stream_done(void *data, int dial_status, const wr_relay_result_t *res)
 {
     relay_stream *rs = data;
     wr_lrelay *r = rs->relay;
     r->streams_active--;
-    r->bytes_up += res->bytes_ab; /* a = the stream: bytes from the client to the target */
-    r->bytes_down += res->bytes_ba;
-    wr_call_close_hook(r->L, r->on_close_ref, rs->target, res->bytes_ab, res->bytes_ba, res);
-    free(rs);
-    relay_unref(r);
-}
-
-static void stream_dialed(wr_dial_t *d, int status, uv_tcp_t *tcp, void *data)
-{
-    relay_stream *rs = data;
-    wr_lrelay *r = rs->relay;
-    wr_endpoint_t *ep = NULL;
-
-    if (status != 0) {
+    luaL_unref(r->L, LUA_REGISTRYINDEX, rs->session_ref);
+    if (dial_status != 0) {
         r->dials_failed++;
-        wr_debug("relay: dial %s failed: %s", rs->target, uv_strerror(status));
-        wr_stream_reject(rs->st, uv_strerror(status));
-        goto failed;
+        wr_debug("relay: open %s failed: %s", rs->target, uv_strerror(dial_status));
+    } else {
+        r->bytes_up += res->bytes_ab; /* a = the stream: bytes from the client to the target */
+        r->bytes_down += res->bytes_ba;
+        wr_call_close_hook(r->L, r->on_close_ref, rs->target, rs->peer, res->bytes_ab,
+                           res->bytes_ba, res);
     }
-    ep = wr_tcp_endpoint_new(tcp);
-    if (!ep) {
-        wr_tcp_close_free(tcp);
-        wr_stream_reject(rs->st, "out of memory");
-        goto failed;
-    }
-    wr_stream_accept(rs->st); /* answered only here, so it cannot be answered twice */
-    if (wr_relay_start(tcp->loop, wr_stream_endpoint(rs->st), ep, &r->ropts, stream_done, rs))
-        return;
-    wr_endpoint_close(ep, WR_CLOSE_RESET);
-    wr_endpoint_close(wr_stream_endpoint(rs->st), WR_CLOSE_RESET);
-failed:
-    r->streams_active--;
     free(rs);
     relay_unref(r);
 }
 
-/* Asks the on_open hook: true, or false/nil plus a reason. Errors deny (fail closed). */
-static int policy_allows(wr_lrelay *r, const wr_hostport_t *hp, char *reason, size_t size)
+static void push_address(lua_State *L, const struct sockaddr_storage *ss)
 {
+    char ip[64] = "?";
+    if (ss->ss_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)ss, ip, sizeof ip);
+    else
+        uv_ip4_name((const struct sockaddr_in *)ss, ip, sizeof ip);
+    lua_pushstring(L, ip);
+}
+
+/* The destination policy: on_open(host, port, info) with info = {addresses = {...}, peer =
+ * "client address", session = handle}; true, or false/nil plus a reason. Errors deny. */
+static int policy_check(void *data, const struct sockaddr_storage *addrs, int naddrs, char *reason,
+                        size_t size)
+{
+    relay_stream *rs = data;
+    wr_lrelay *r = rs->relay;
     lua_State *L = r->L;
     int allowed;
-    if (r->on_open_ref == LUA_NOREF) return 1;
+    if (!r->listener) {
+        snprintf(reason, size, "relay closing");
+        return -1;
+    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->on_open_ref);
-    lua_pushstring(L, hp->host);
-    lua_pushinteger(L, hp->port);
-    if (wr_lua_pcall(L, 2, 2) != 0) {
+    lua_pushstring(L, rs->host);
+    lua_pushinteger(L, rs->port);
+    lua_createtable(L, 0, 3);
+    lua_createtable(L, naddrs, 0);
+    for (int i = 0; i < naddrs; i++) {
+        push_address(L, &addrs[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "addresses");
+    lua_pushstring(L, rs->peer);
+    lua_setfield(L, -2, "peer");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rs->session_ref);
+    lua_setfield(L, -2, "session");
+    if (wr_lua_pcall(L, 3, 2) != 0) {
         wr_lua_report(L, "relay on_open hook (denied)");
-        snprintf(reason, size, "denied");
-        return 0;
+        return -1;
     }
     allowed = lua_toboolean(L, -2);
-    if (!allowed) snprintf(reason, size, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "denied");
+    if (!allowed && lua_isstring(L, -1)) snprintf(reason, size, "%s", lua_tostring(L, -1));
     lua_pop(L, 2);
-    return allowed;
+    if (!allowed) {
+        r->streams_denied++;
+        wr_debug("relay: open %s denied: %s", rs->target, reason[0] ? reason : "by policy");
+    }
+    return !allowed;
+}
+
+/* Pushes the handle of a relay session (made on first use). */
+static void push_session(lua_State *L, relay_session *rsess)
+{
+    wr_lsession_wrap(L, &rsess->handle, rsess->session, rsess->peer);
+}
+
+static void open_channel(relay_session *rsess, wr_stream_t *st)
+{
+    wr_lrelay *r = rsess->relay;
+    lua_State *L = r->L;
+    if (r->on_channel_ref == LUA_NOREF) {
+        wr_stream_reject(st, "denied: this relay takes no registrations");
+        return;
+    }
+    if (wr_stream_accept(st) != 0 || wr_channel_push(L, wr_stream_endpoint(st)) != 0) {
+        wr_endpoint_close(wr_stream_endpoint(st), WR_CLOSE_RESET);
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->on_channel_ref);
+    lua_insert(L, -2);
+    push_session(L, rsess);
+    if (wr_lua_pcall(L, 2, 0) != 0) wr_lua_report(L, "relay on_channel hook");
 }
 
 static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *target, size_t len)
@@ -127,37 +169,43 @@ static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *targ
     wr_hostport_t hp;
     const char *perr;
     char text[WR_HOST_MAX + 16], reason[WR_SESSION_REASON_MAX];
-    int rc;
 
     r->streams_total++;
     if (len >= sizeof text) {
-        wr_stream_reject(st, "bad target");
+        wr_stream_reject(st, "bad target: too long");
         return;
     }
     memcpy(text, target, len);
     text[len] = '\0';
-    if (wr_parse_hostport(text, 0, &hp, &perr) != 0) {
-        wr_stream_reject(st, perr);
+    if (strcmp(text, WR_CONTROL_TARGET) == 0) {
+        open_channel(rsess, st);
         return;
     }
-    if (hp.host[0] == '\0') snprintf(hp.host, sizeof hp.host, "127.0.0.1"); /* relay's localhost */
-    if (!policy_allows(r, &hp, reason, sizeof reason)) {
-        r->streams_denied++;
-        wr_debug("relay: open %s denied: %s", text, reason);
+    if (wr_parse_hostport(text, 0, &hp, &perr) != 0) {
+        snprintf(reason, sizeof reason, "bad target: %s", perr);
         wr_stream_reject(st, reason);
         return;
     }
+    if (hp.host[0] == '\0') snprintf(hp.host, sizeof hp.host, "127.0.0.1"); /* relay's localhost */
     rs = calloc(1, sizeof *rs);
     if (!rs) {
-        wr_stream_reject(st, "out of memory");
+        wr_stream_reject(st, "failed: out of memory");
         return;
     }
     rs->relay = r;
-    rs->st = st;
+    rs->session_ref = LUA_NOREF;
+    rs->port = hp.port;
+    memcpy(rs->host, hp.host, sizeof rs->host);
+    memcpy(rs->peer, rsess->peer, sizeof rs->peer);
     memcpy(rs->target, text, len + 1);
-    rc = wr_dial(r->loop, hp.host, hp.port, DIAL_TIMEOUT_MS, stream_dialed, rs, NULL);
-    if (rc != 0) {
-        wr_stream_reject(st, uv_strerror(rc));
+    if (r->on_open_ref != LUA_NOREF) {
+        push_session(r->L, rsess);
+        rs->session_ref = luaL_ref(r->L, LUA_REGISTRYINDEX);
+    }
+    if (wr_stream_dial(r->loop, st, rs->host, rs->port, DIAL_TIMEOUT_MS, &r->ropts,
+                       r->on_open_ref != LUA_NOREF ? policy_check : NULL, stream_done, rs) != 0) {
+        r->dials_failed++;
+        luaL_unref(r->L, LUA_REGISTRYINDEX, rs->session_ref);
         free(rs);
         return;
     }
@@ -177,7 +225,9 @@ static void on_closed(wr_session_t *s, int reason, const char *detail)
 {
     relay_session *rsess = wr_session_data(s);
     wr_lrelay *r = rsess->relay;
-    wr_debug("relay: session closed: %s", detail && *detail ? detail : wr_session_reason_name(reason));
+    const char *why = detail && *detail ? detail : wr_session_reason_name(reason);
+    wr_debug("relay: session from %s closed: %s", rsess->peer, why);
+    wr_lsession_ended(rsess->handle, why);
     *rsess->prev = rsess->next;
     if (rsess->next) rsess->next->prev = rsess->prev;
     r->sessions_active--;
@@ -213,6 +263,7 @@ static void accepted(wr_listener_t *l, int status)
         return;
     }
     rsess->relay = r;
+    wr_format_peer(carrier, rsess->peer, sizeof rsess->peer);
     rsess->session = wr_session_new(tcp->loop, carrier, &r->cfg, &relay_session_cbs, rsess);
     if (!rsess->session) {
         wr_endpoint_close(carrier, WR_CLOSE_RESET);
@@ -249,8 +300,9 @@ static void relay_close_tracked(wr_closable *c)
     relay_close((wr_lrelay *)((char *)c - offsetof(wr_lrelay, link)));
 }
 
-/* core.relay_server{host=, port=, key=, on_open=fn, on_close=fn, window=, keepalive_ms=,
- * write_cap=, idle_timeout_ms=, probe_close_ms=, max_unauthenticated=} -> relay | nil, err */
+/* core.relay_server{host=, port=, key=, on_open=fn(host, port, info), on_close=fn(info),
+ * on_channel=fn(channel, session), window=, keepalive_ms=, write_cap=, idle_timeout_ms=,
+ * probe_close_ms=, max_unauthenticated=} -> relay | nil, err */
 static int l_relay_server(lua_State *L)
 {
     const char *host, *key;
@@ -271,7 +323,7 @@ static int l_relay_server(lua_State *L)
     if (!r) return luaL_error(L, "relay_server: out of memory");
     r->L = wr_host_get(L)->L;
     r->loop = wr_host_loop(L);
-    r->anchor_ref = r->on_open_ref = r->on_close_ref = LUA_NOREF;
+    r->anchor_ref = r->on_open_ref = r->on_close_ref = r->on_channel_ref = LUA_NOREF;
     if (wr_session_server_new((const uint8_t *)key, 0, &r->server) != 0) {
         free(r);
         return luaL_error(L, "relay_server: cannot set up the handshake state");
@@ -295,6 +347,7 @@ static int l_relay_server(lua_State *L)
     }
     r->on_open_ref = wr_opt_function_ref(L, 1, "on_open");
     r->on_close_ref = wr_opt_function_ref(L, 1, "on_close");
+    r->on_channel_ref = wr_opt_function_ref(L, 1, "on_channel");
     r->refs = 2; /* listener + handle */
     r->link.close = relay_close_tracked;
     wr_host_track(wr_host_get(L), &r->link);

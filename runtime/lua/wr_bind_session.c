@@ -1,18 +1,31 @@
-/* core.session_connect{...}: dials a relay, runs the handshake and awaits the session. The session
- * handle stays valid after the session ends (methods then report it closed), so a forward may keep
- * a reference across reconnects. */
+/* Session handles. core.session_connect{...} dials a relay, runs the handshake and awaits the
+ * session; a relay wraps its own authenticated sessions in the same handle type (wr_lsession_wrap)
+ * so Lua can bind reverse-tunnel listeners to them. The handle stays valid after the session ends
+ * (methods then report it closed), so a forward may keep a reference across reconnects.
+ *
+ * Reverse tunnels, client side: the relay opens a stream "@svc/ID USER" for each user of an outer
+ * port; the client dials the inner address it exposed under ID (session:expose) and relays. Only
+ * exposed services are dialled: a relay cannot steer the client anywhere else. */
 #include "wr_bind.h"
 #include "wr_bind_tunnel.h"
 #include "wr_crypto.h"
 #include "wr_host.h"
 #include "wr_io.h"
 #include "wr_log.h"
+#include "wr_stream_dial.h"
 #include "wr_task.h"
 #include "wr_tcp_endpoint.h"
 
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* An inner service the relay may reach through this session. */
+typedef struct exposure {
+    uint32_t id;
+    uint16_t port;
+    char host[WR_HOST_MAX + 1];
+} exposure;
 
 struct wr_lsession {
     wr_closable link;
@@ -24,9 +37,17 @@ struct wr_lsession {
     int on_closed_ref; /* Lua callbacks waiting for the end */
     int box_alive;
     int ended;
+    int wrapped; /* a relay's session: the relay owns it and reports its end */
+    int refs;    /* reverse connections still running (they count into the stats below) */
     char reason[160];
+    char peer[64];
     uint8_t key[32];
     wr_session_config cfg;
+    wr_relay_opts_t ropts; /* for reverse connections */
+    exposure *exposed;
+    size_t nexposed, exposed_cap;
+    uint64_t reverse_total, reverse_failed;
+    uint32_t reverse_active;
 };
 
 wr_session_t *wr_lsession_get(wr_lsession *ls)
@@ -37,8 +58,9 @@ wr_session_t *wr_lsession_get(wr_lsession *ls)
 
 static void lsession_maybe_free(wr_lsession *ls)
 {
-    if (ls->ended && !ls->box_alive) {
+    if (ls->ended && !ls->box_alive && ls->refs == 0) {
         wr_zeroize(ls->key, sizeof ls->key);
+        free(ls->exposed);
         free(ls);
     }
 }
@@ -72,7 +94,7 @@ static void lsession_end(wr_lsession *ls, const char *reason)
     ls->ended = 1;
     ls->session = NULL;
     snprintf(ls->reason, sizeof ls->reason, "%s", reason);
-    wr_host_untrack(&ls->link);
+    if (!ls->wrapped) wr_host_untrack(&ls->link);
     finish_connect(ls, reason);
     if (ls->on_closed_ref != LUA_NOREF) {
         int i, n;
@@ -98,10 +120,52 @@ static void on_ready(wr_session_t *s)
     if (ls) finish_connect(ls, NULL);
 }
 
+static void reverse_done(void *data, int dial_status, const wr_relay_result_t *res)
+{
+    wr_lsession *ls = data;
+    (void)res;
+    if (dial_status != 0) ls->reverse_failed++;
+    ls->reverse_active--;
+    ls->refs--;
+    lsession_maybe_free(ls);
+}
+
+static const exposure *find_exposure(const wr_lsession *ls, uint32_t id)
+{
+    for (size_t i = 0; i < ls->nexposed; i++)
+        if (ls->exposed[i].id == id) return &ls->exposed[i];
+    return NULL;
+}
+
+/* The relay opens "@svc/ID USER" for each user of one of our outer ports. */
 static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *target, size_t len)
 {
-    /* Reverse tunnels will accept streams here; until then a client refuses them. */
-    wr_stream_reject(st, "client accepts no streams");
+    wr_lsession *ls = wr_session_data(s);
+    const exposure *e;
+    char text[64];
+    unsigned long id;
+    char *end;
+
+    if (!ls || len < 6 || len >= sizeof text || memcmp(target, "@svc/", 5) != 0) {
+        wr_stream_reject(st, "bad target: this client serves only its registered services");
+        return;
+    }
+    memcpy(text, target, len);
+    text[len] = '\0';
+    id = strtoul(text + 5, &end, 10);
+    e = (*end == ' ' || *end == '\0') && end != text + 5 ? find_exposure(ls, (uint32_t)id) : NULL;
+    if (!e) {
+        wr_stream_reject(st, "denied: no such service on this client");
+        return;
+    }
+    ls->reverse_total++;
+    if (wr_stream_dial(wr_host_loop(ls->L), st, e->host, e->port, 10000, &ls->ropts, NULL,
+                       reverse_done, ls) != 0) {
+        ls->reverse_failed++;
+        return;
+    }
+    ls->reverse_active++;
+    ls->refs++;
 }
 
 static void on_closed(wr_session_t *s, int reason, const char *detail)
@@ -152,6 +216,10 @@ static void dialed(wr_dial_t *d, int status, uv_tcp_t *tcp, void *data)
 static void lsession_close(wr_lsession *ls, const char *why)
 {
     if (ls->ended) return;
+    if (ls->wrapped) { /* the relay hears the end and calls wr_lsession_ended */
+        wr_session_close(ls->session);
+        return;
+    }
     if (ls->dial) {
         wr_dial_cancel(ls->dial); /* its callback sees ended and frees the socket */
         ls->dial = NULL;
@@ -212,6 +280,7 @@ static int l_session_connect(lua_State *L)
     ls->cfg.max_streams = (uint32_t)wr_opt_integer(L, 1, "max_streams", WR_TUNNEL_MAX_STREAMS);
     ls->cfg.handshake_timeout_ms = (uint32_t)timeout;
     ls->cfg.stream_high_water = (size_t)wr_opt_integer(L, 1, "write_cap", 0);
+    wr_relay_opts_from(L, 1, &ls->ropts);
 
     rc = wr_dial(wr_host_loop(L), host, (uint16_t)port, timeout, dialed, ls, &ls->dial);
     if (rc != 0) {
@@ -280,7 +349,7 @@ static int l_session_stats(lua_State *L)
     wr_session_stats st;
     if (!wr_lsession_get(ls)) return wr_push_closed(L);
     wr_session_get_stats(ls->session, &st);
-    lua_createtable(L, 0, 8);
+    lua_createtable(L, 0, 11);
     wr_set_number(L, "bytes_in", (double)st.bytes_in);
     wr_set_number(L, "bytes_out", (double)st.bytes_out);
     wr_set_number(L, "frames_in", (double)st.frames_in);
@@ -289,7 +358,125 @@ static int l_session_stats(lua_State *L)
     wr_set_number(L, "streams_active", (double)st.streams_active);
     wr_set_number(L, "rtt_ms", (double)st.rtt_us_last / 1000.0);
     wr_set_number(L, "carrier_writes", (double)st.carrier_writes);
+    wr_set_number(L, "reverse_active", ls->reverse_active);
+    wr_set_number(L, "reverse_total", (double)ls->reverse_total);
+    wr_set_number(L, "reverse_failed", (double)ls->reverse_failed);
     return 1;
+}
+
+/* session:expose(id, host, port): the relay may now open "@svc/ID ..." streams, which this client
+ * answers by dialing host:port. Replaces an earlier exposure of the same id. */
+static int l_session_expose(lua_State *L)
+{
+    wr_lsession *ls = check_lsession(L);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    size_t hlen;
+    const char *host = luaL_checklstring(L, 3, &hlen);
+    lua_Integer port = luaL_checkinteger(L, 4);
+    exposure *e;
+    luaL_argcheck(L, id >= 0 && id <= UINT32_MAX, 2, "bad id");
+    luaL_argcheck(L, hlen <= WR_HOST_MAX, 3, "host too long");
+    luaL_argcheck(L, port > 0 && port <= 65535, 4, "bad port");
+    if (ls->ended) return wr_push_closed(L);
+    e = (exposure *)find_exposure(ls, (uint32_t)id);
+    if (!e) {
+        if (ls->nexposed == ls->exposed_cap) {
+            size_t cap = ls->exposed_cap ? ls->exposed_cap * 2 : 8;
+            exposure *grown = realloc(ls->exposed, cap * sizeof *grown);
+            if (!grown) return luaL_error(L, "session:expose: out of memory");
+            ls->exposed = grown;
+            ls->exposed_cap = cap;
+        }
+        e = &ls->exposed[ls->nexposed++];
+        e->id = (uint32_t)id;
+    }
+    memcpy(e->host, host, hlen + 1);
+    e->port = (uint16_t)port;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* session:unexpose(id): new users of that service are refused (live ones keep going). */
+static int l_session_unexpose(lua_State *L)
+{
+    wr_lsession *ls = check_lsession(L);
+    const exposure *e = find_exposure(ls, (uint32_t)luaL_checkinteger(L, 2));
+    if (e) ls->exposed[e - ls->exposed] = ls->exposed[--ls->nexposed];
+    lua_pushboolean(L, e != NULL);
+    return 1;
+}
+
+static void channel_opened(wr_stream_t *st, int status, const char *reason)
+{
+    wr_await *aw = wr_stream_data(st);
+    lua_State *co = wr_await_settle(aw);
+    if (co && status == 0 && wr_channel_push(co, wr_stream_endpoint(st)) == 0) {
+        wr_await_resume(aw, 1);
+    } else {
+        wr_endpoint_close(wr_stream_endpoint(st), WR_CLOSE_RESET);
+        if (co) {
+            lua_pushnil(co);
+            lua_pushstring(co, status == 0 ? "out of memory" : reason ? reason : "refused");
+            wr_await_resume(aw, 2);
+        }
+    }
+    wr_await_release(aw);
+}
+
+/* session:open_channel([timeout_ms]) -> channel | nil, err: the control channel to the relay. */
+static int l_session_open_channel(lua_State *L)
+{
+    wr_lsession *ls = check_lsession(L);
+    lua_Integer timeout = luaL_optinteger(L, 2, 10000);
+    wr_session_t *s = wr_lsession_get(ls);
+    wr_stream_t *st;
+    wr_await *aw;
+    if (!s) return wr_push_closed(L);
+    aw = wr_await_begin(L, "session:open_channel");
+    st = wr_session_open_stream(s, (const uint8_t *)WR_CONTROL_TARGET,
+                                sizeof WR_CONTROL_TARGET - 1, channel_opened, aw);
+    if (!st) {
+        wr_await_abandon(aw);
+        return luaL_error(L, "session:open_channel: out of memory");
+    }
+    aw->refs++;
+    if (timeout > 0) wr_await_timeout(aw, (uint64_t)timeout);
+    return wr_await_yield(L, aw);
+}
+
+/* session:peer() -> "address:port" of the far end (relay side), or nil for a client's session. */
+static int l_session_peer(lua_State *L)
+{
+    wr_lsession *ls = check_lsession(L);
+    if (!ls->peer[0]) return 0;
+    lua_pushstring(L, ls->peer);
+    return 1;
+}
+
+void wr_lsession_wrap(lua_State *L, wr_lsession **slot, wr_session_t *s, const char *peer)
+{
+    wr_lsession *ls = *slot;
+    if (!ls) {
+        ls = calloc(1, sizeof *ls);
+        if (!ls) luaL_error(L, "out of memory");
+        ls->L = wr_host_get(L)->L;
+        ls->wrapped = 1;
+        ls->session = s;
+        ls->on_closed_ref = LUA_NOREF;
+        snprintf(ls->peer, sizeof ls->peer, "%s", peer);
+        wr_box_new(L, ls, SESSION_MT);
+        ls->box_alive = 1;
+        lua_pushvalue(L, -1);
+        ls->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        *slot = ls;
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ls->anchor_ref);
+}
+
+void wr_lsession_ended(wr_lsession *ls, const char *reason)
+{
+    if (ls) lsession_end(ls, reason);
 }
 
 static int l_session_gc(lua_State *L)
@@ -305,6 +492,10 @@ static const luaL_Reg session_methods[] = {
     {"is_open", l_session_is_open},
     {"close", l_session_close},
     {"stats", l_session_stats},
+    {"expose", l_session_expose},
+    {"unexpose", l_session_unexpose},
+    {"open_channel", l_session_open_channel},
+    {"peer", l_session_peer},
     {NULL, NULL},
 };
 

@@ -2,6 +2,9 @@
 #include "wr_bind_tunnel.h"
 
 #include "wr_host.h"
+#include "wr_tcp_endpoint.h"
+
+#include <stdio.h>
 
 #include <lauxlib.h>
 
@@ -25,6 +28,15 @@ lua_Integer wr_opt_integer(lua_State *L, int idx, const char *name, lua_Integer 
         v = lua_tointeger(L, -1);
         if (v < 0) luaL_error(L, "option %s must be >= 0", name);
     }
+    lua_pop(L, 1);
+    return v;
+}
+
+int wr_opt_boolean(lua_State *L, int idx, const char *name)
+{
+    int v;
+    lua_getfield(L, idx, name);
+    v = lua_toboolean(L, -1);
     lua_pop(L, 1);
     return v;
 }
@@ -53,14 +65,37 @@ void wr_set_number(lua_State *L, const char *name, double value)
     lua_setfield(L, -2, name);
 }
 
-void wr_call_close_hook(lua_State *L, int fn_ref, const char *target, uint64_t up, uint64_t down,
-                        const wr_relay_result_t *res)
+void wr_format_peer(wr_endpoint_t *ep, char *out, size_t size)
+{
+    uv_tcp_t *tcp = wr_tcp_endpoint_handle(ep);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char ip[64];
+    snprintf(out, size, "?");
+    if (!tcp || uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0) return;
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&ss;
+        uv_ip6_name(a6, ip, sizeof ip);
+        snprintf(out, size, "[%s]:%u", ip, ntohs(a6->sin6_port));
+    } else {
+        const struct sockaddr_in *a4 = (const struct sockaddr_in *)&ss;
+        uv_ip4_name(a4, ip, sizeof ip);
+        snprintf(out, size, "%s:%u", ip, ntohs(a4->sin_port));
+    }
+}
+
+void wr_call_close_hook(lua_State *L, int fn_ref, const char *target, const char *peer,
+                        uint64_t up, uint64_t down, const wr_relay_result_t *res)
 {
     if (fn_ref == LUA_NOREF) return; /* no hook: no Lua at all */
     lua_rawgeti(L, LUA_REGISTRYINDEX, fn_ref);
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 7);
     lua_pushstring(L, target);
     lua_setfield(L, -2, "target");
+    if (peer) {
+        lua_pushstring(L, peer);
+        lua_setfield(L, -2, "peer");
+    }
     wr_set_number(L, "bytes_up", (double)up);
     wr_set_number(L, "bytes_down", (double)down);
     wr_set_number(L, "duration_ms", (double)res->duration_ms);

@@ -12,21 +12,41 @@
  * a client, so the mux default (sized for one application) is too small here. */
 #define WR_TUNNEL_MAX_STREAMS 8192
 
+/* OPEN target of the control channel; real targets always have a ":port", so no host collides. */
+#define WR_CONTROL_TARGET "@control"
+
 typedef struct wr_lsession wr_lsession;
 /* The live, ready session behind a handle, or NULL. */
 wr_session_t *wr_lsession_get(wr_lsession *ls);
+/* Relay side: pushes the handle of a relay's session, creating it into *slot the first time (it
+ * stays anchored until wr_lsession_ended). The relay keeps owning the session. */
+void wr_lsession_wrap(lua_State *L, wr_lsession **slot, wr_session_t *s, const char *peer);
+/* Relay side: the wrapped session ended (runs the on_closed callbacks, drops the anchor). */
+void wr_lsession_ended(wr_lsession *ls, const char *reason);
+
+/* Takes a ready stream endpoint and pushes a channel handle on it (wr_bind_channel.c). 0 or
+ * UV_ENOMEM (the endpoint is then still the caller's). */
+int wr_channel_push(lua_State *L, wr_endpoint_t *ep);
+/* Control values (wr_bind_ctl.c): pushes the framed encoding of the value at idx (raises on
+ * values that cannot be encoded); pushes the value decoded from buf, or returns why not
+ * (pushing nothing). */
+void wr_ctl_push_encoded(lua_State *L, int idx);
+const char *wr_ctl_push_value(lua_State *L, const uint8_t *buf, size_t len);
+/* "ip:port" or "[ip6]:port" of a TCP endpoint's peer ("?" when unknown). */
+void wr_format_peer(wr_endpoint_t *ep, char *out, size_t size);
 
 /* Option readers for a table argument at idx. */
 const char *wr_opt_string(lua_State *L, int idx, const char *name, const char *def);
 lua_Integer wr_opt_integer(lua_State *L, int idx, const char *name, lua_Integer def);
+int wr_opt_boolean(lua_State *L, int idx, const char *name); /* absent = false */
 /* A registry ref to an optional function field, or LUA_NOREF. */
 int wr_opt_function_ref(lua_State *L, int idx, const char *name);
 void wr_relay_opts_from(lua_State *L, int idx, wr_relay_opts_t *out);
 void wr_set_number(lua_State *L, const char *name, double value);
 
-/* Calls the on_close hook fn_ref(info) with {target, bytes_up, bytes_down, duration_ms, reason,
- * error}: up is from the local side towards the far side. */
-void wr_call_close_hook(lua_State *L, int fn_ref, const char *target, uint64_t up, uint64_t down,
-                        const wr_relay_result_t *res);
+/* Calls the on_close hook fn_ref(info) with {target, peer (when given), bytes_up, bytes_down,
+ * duration_ms, reason, error}: up is from the local side towards the far side. */
+void wr_call_close_hook(lua_State *L, int fn_ref, const char *target, const char *peer,
+                        uint64_t up, uint64_t down, const wr_relay_result_t *res);
 
 #endif

@@ -1,0 +1,278 @@
+-- Reverse tunnels: a client registers inner services onto a relay's outer ports. Relay and
+-- client run in this process or as child processes; users are real sockets and curl.
+local warren = require("warren")
+local uv = require("luv")
+local proc = require("helpers.proc")
+local net = require("helpers.net")
+local keys = require("warren.keys")
+
+-- A pool of n consecutive ports that were free a moment ago.
+local function free_range(n)
+  for _ = 1, 50 do
+    local base = net.free_port()
+    if base + n <= 65535 then
+      local ok = true
+      for p = base, base + n - 1 do
+        local s = uv.new_tcp()
+        if not s:bind("127.0.0.1", p) then ok = false end
+        s:close()
+      end
+      if ok then return base, base + n - 1 end
+    end
+  end
+  error("no free port range")
+end
+
+-- An HTTP server answering every request with `body`.
+local function http_server(body)
+  local server = uv.new_tcp()
+  assert(server:bind("127.0.0.1", 0))
+  server:listen(64, function()
+    local peer = uv.new_tcp()
+    server:accept(peer)
+    local head = ""
+    peer:read_start(function(err, data)
+      if not data then return peer:close() end
+      head = head .. data
+      if head:find("\r\n\r\n", 1, true) then
+        peer:write("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\nConnection: close\r\n\r\n" .. body)
+        peer:shutdown(function() peer:close() end)
+      end
+    end)
+  end)
+  return server, server:getsockname().port
+end
+
+-- A server that speaks first: a banner on connect, then echo.
+local function banner_server(banner)
+  local server = uv.new_tcp()
+  assert(server:bind("127.0.0.1", 0))
+  server:listen(64, function()
+    local peer = uv.new_tcp()
+    server:accept(peer)
+    peer:write(banner)
+    peer:read_start(function(err, data)
+      if data then peer:write(data) else peer:close() end
+    end)
+  end)
+  return server, server:getsockname().port
+end
+
+-- Opens a connection and keeps it: returns the handle once connected (or nil).
+local function hold(port)
+  local c = uv.new_tcp()
+  local ok = warren.await(function(resolve)
+    c:connect("127.0.0.1", port, function(e) resolve(not e) end)
+  end, 3000)
+  if not ok then c:close() return nil end
+  return c
+end
+
+-- Reads from a connection until `want` bytes or EOF; "" on EOF with nothing.
+local function read_some(c, want, timeout)
+  local parts, got = {}, 0
+  local r = warren.await(function(resolve)
+    c:read_start(function(e, chunk)
+      if e or not chunk then return resolve(table.concat(parts)) end
+      parts[#parts + 1] = chunk
+      got = got + #chunk
+      if got >= want then resolve(table.concat(parts)) end
+    end)
+  end, timeout or 3000)
+  c:read_stop()
+  return r
+end
+
+local function setup_pair(relay_opts, client_opts)
+  local key = keys.generate()
+  relay_opts.listen = "127.0.0.1:0"
+  relay_opts.key = key
+  local relay = assert(warren.relay(relay_opts))
+  client_opts = client_opts or {}
+  client_opts.server = "127.0.0.1:" .. relay:port()
+  client_opts.key = key
+  local client = assert(warren.client(client_opts))
+  assert(client:connect())
+  return relay, client, key
+end
+
+describe("reverse tunnels", function()
+  local http, http_port
+  setup(function() http, http_port = http_server("hello from the inner service") end)
+  teardown(function() http:close() end)
+
+  it("registers, is discovered, and serves curl through the outer port", function()
+    local from, to = free_range(4)
+    local relay, client, key = setup_pair({ ports = { from .. "-" .. to } })
+    local entry, err = client:register({ outer = "any", inner = ":" .. http_port, name = "web", message = "a web page" })
+    assert.is_truthy(entry, err)
+    assert.is_true(entry.port >= from and entry.port <= to)
+    assert.equal("active", entry.state)
+    assert.equal(entry, client:entry("web"))
+    assert.equal(entry, client:entry(entry.port))
+
+    local services = assert(client:active_services())
+    assert.equal(1, #services)
+    assert.equal("web", services[1].name)
+    assert.equal("a web page", services[1].message)
+    assert.equal(entry.port, services[1].port)
+    local free = assert(client:available_ports())
+    assert.equal(3, #free)
+    -- discovery from a separate one-shot client, and only with the key
+    local listed = assert(warren.services("127.0.0.1:" .. relay:port(), key))
+    assert.equal("web", listed[1].name)
+    local wrong = warren.free_ports("127.0.0.1:" .. relay:port(), keys.generate())
+    assert.is_nil(wrong)
+
+    local r = proc.run({ "curl", "-s", "--max-time", "5", "http://127.0.0.1:" .. entry.port .. "/" }, 10000)
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("hello from the inner service", r.stdout)
+    services = assert(client:active_services())
+    assert.equal(1, services[1].users_served)
+
+    assert.is_true(entry:cancel())
+    assert.equal("done", entry.state)
+    assert.equal(0, #assert(client:active_services()))
+    assert.is_nil(hold(entry.port))
+    client:close()
+    relay:close()
+  end)
+
+  it("carries a server that speaks first", function()
+    local banner, banner_port = banner_server("SSH-2.0-banner\r\n")
+    local from, to = free_range(1)
+    local relay, client = setup_pair({ ports = { from .. "-" .. to } })
+    local entry = assert(client:register({ outer = from, inner = "127.0.0.1:" .. banner_port, name = "speaker" }))
+    assert.equal(from, entry.port)
+    local c = assert(hold(entry.port))
+    assert.equal("SSH-2.0-banner\r\n", read_some(c, 16))
+    c:close()
+    banner:close()
+    client:close()
+    relay:close()
+  end)
+
+  it("refuses users over max_users while the port stays bound, and ends after max_total", function()
+    local echo, echo_port = net.echo_server()
+    local from, to = free_range(1)
+    local relay, client = setup_pair({ ports = { from .. "-" .. to } })
+    local entry = assert(client:register({ outer = from, inner = ":" .. echo_port, name = "e", max_users = 2, max_total = 4 }))
+    local deadline
+    local a, b = assert(hold(from)), assert(hold(from))
+    a:write("a"); b:write("b")
+    assert.equal("a", read_some(a, 1))
+    assert.equal("b", read_some(b, 1))
+    local c = assert(hold(from), "port unbound while busy")
+    assert.equal("", read_some(c, 1)) -- refused: closed at once
+    c:close()
+    a:close()
+    deadline = uv.now() + 3000
+    while uv.now() < deadline and assert(client:active_services())[1].users_online > 1 do warren.sleep(20) end
+    local d = assert(hold(from))
+    d:write("d")
+    assert.equal("d", read_some(d, 1))
+    d:close(); b:close()
+    deadline = uv.now() + 3000
+    while uv.now() < deadline and assert(client:active_services())[1].users_online > 0 do warren.sleep(20) end
+    -- users served so far: a, b, d (c was refused); one more, then the service ends
+    local e = assert(hold(from))
+    e:write("e")
+    assert.equal("e", read_some(e, 1))
+    e:close()
+    assert.equal("served its 4 users", entry:wait(5000))
+    assert.equal("done", entry.state)
+    assert.is_nil(hold(from))
+    echo:close()
+    client:close()
+    relay:close()
+  end)
+
+  it("ends a service when its lifetime is over", function()
+    local from, to = free_range(1)
+    local relay, client = setup_pair({ ports = { from .. "-" .. to } })
+    local states = {}
+    local entry = assert(client:register({ outer = from, inner = ":" .. http_port, name = "brief", ttl = 1,
+      on_state = function(state) states[#states + 1] = state end }))
+    local t0 = uv.now()
+    assert.equal("lifetime over", entry:wait(5000))
+    assert.is_true(uv.now() - t0 >= 900)
+    assert.same({ "active", "done" }, states)
+    client:close()
+    relay:close()
+  end)
+
+  it("answers each refusal with its reason", function()
+    local from, to = free_range(2)
+    local relay, client, key = setup_pair({
+      ports = { from .. "-" .. to },
+      hooks = {
+        register = function(svc) if svc.name == "forbidden" then return false, "not this one" end return true end,
+      },
+    })
+    local _, err, code = client:register({ outer = to + 1, inner = ":1", name = "x" })
+    assert.equal("not_in_pool", code, err)
+    _, err, code = client:register({ outer = from, inner = ":1", name = "forbidden" })
+    assert.equal("denied", code)
+    assert.equal("not this one", err)
+    assert.is_truthy(client:register({ outer = from, inner = ":1", name = "first" }))
+    -- a second client races for the same port and the same name
+    local other = assert(warren.client({ server = "127.0.0.1:" .. relay:port(), key = key, client_id = "other" }))
+    assert(other:connect())
+    _, err, code = other:register({ outer = from, inner = ":1", name = "second" })
+    assert.equal("port_taken", code, err)
+    _, err, code = other:register({ outer = to, inner = ":1", name = "first" })
+    assert.equal("name_taken", code, err)
+    -- bad fields get a clear error and the relay keeps serving
+    local reply, rerr, rcode = client:_request({ op = "register", id = 99, name = 12, outer = "x" })
+    assert.is_nil(reply)
+    assert.equal("bad_request", rcode)
+    assert.matches("name", rerr)
+    _, err, code = client:_request({ op = "launch" })
+    assert.equal("bad_request", code)
+    assert.is_truthy(other:register({ outer = to, inner = ":1", name = "second" }))
+    other:close()
+    client:close()
+    relay:close()
+  end)
+
+  it("lets two clients race for one port: exactly one wins", function()
+    local from, to = free_range(1)
+    local key = keys.generate()
+    local relay = assert(warren.relay({ listen = "127.0.0.1:0", key = key, ports = { from .. "-" .. to } }))
+    local results = {}
+    local tasks = {}
+    for i = 1, 2 do
+      tasks[i] = warren.spawn(function()
+        local c = assert(warren.client({ server = "127.0.0.1:" .. relay:port(), key = key, client_id = "racer" .. i }))
+        assert(c:connect())
+        local e, err, code = c:register({ outer = from, inner = ":" .. http_port, name = "race" .. i })
+        results[i] = e and "ok" or code
+        return c
+      end)
+    end
+    local c1 = select(2, tasks[1]:join(10000))
+    local c2 = select(2, tasks[2]:join(10000))
+    table.sort(results)
+    assert.same({ "ok", "port_taken" }, results)
+    c1:close(); c2:close()
+    relay:close()
+  end)
+
+  it("keeps a dropped client's port through the lease and gives it back", function()
+    local from, to = free_range(2)
+    local relay, client = setup_pair({ ports = { from .. "-" .. to }, lease = 30 }, { keepalive = 1 })
+    local entry = assert(client:register({ outer = "any", inner = ":" .. http_port, name = "kept" }))
+    local port = entry.port
+    local states = {}
+    entry:on_state(function(state) states[#states + 1] = state end)
+    client.session:close() -- drop the session; the client reconnects by itself
+    local deadline = uv.now() + 10000
+    while uv.now() < deadline and not (entry.state == "active" and #states >= 2) do warren.sleep(50) end
+    assert.same({ "lost", "active" }, states)
+    assert.equal(port, entry.port)
+    local r = proc.run({ "curl", "-s", "--max-time", "5", "http://127.0.0.1:" .. port .. "/" }, 10000)
+    assert.equal("hello from the inner service", r.stdout)
+    client:close()
+    relay:close()
+  end)
+end)
