@@ -63,8 +63,9 @@ function M.format(a)
 end
 
 -- ssh -L forms: LPORT, BIND:LPORT, LPORT:HOST:RPORT, BIND:LPORT:HOST:RPORT (IPv6 in brackets).
--- Returns {listen = {host, port}, target = {host, port} or nil}; an empty target host means the
--- relay's own localhost, an empty bind address means 127.0.0.1 (as ssh does).
+-- Returns {listen = {host, port}, target = {host, port} or nil, bind = BIND as written or nil};
+-- an empty target host means the relay's own localhost, an empty or absent bind address means
+-- 127.0.0.1 in listen.host (as ssh does).
 function M.parse_forward(spec)
   local parts, err = split(spec or "")
   if not parts then return nil, err end
@@ -85,6 +86,7 @@ function M.parse_forward(spec)
     local h, herr = host_of(bind)
     if not h then return nil, herr end
     r.listen.host = h
+    r.bind = h
   end
   if not r.listen.host or r.listen.host == "" then r.listen.host = "127.0.0.1" end
   local p, perr = port_of(lport.text, "listen", true)

@@ -10,12 +10,15 @@ M.usage = [[
 usage: warren [OPTIONS] COMMAND [ARGS...]
        warren -L [BIND:]LPORT:HOST:RPORT [-L ...] SERVER -k KEY     forward ports through a relay
        warren -D [BIND:]PORT [-D ...] SERVER -k KEY                   SOCKS5/SOCKS4/HTTP proxy
+       warren -R [BIND:]OUTER:HOST:PORT --name N [-R ...] SERVER -k KEY  publish a local service
        warren [BIND]:PORT -k KEY                                       run a relay (as serve)
 
 Commands:
   serve [BIND:]PORT       run a relay (-k/-p/--key-file give its key); a bare [BIND]:PORT with
                           no command means the same (goflyway's `:80`)
   keygen                  print a new random key for -k
+  services SERVER         list the relay's reverse-tunnel services (needs the key)
+  ports SERVER            list the free outer ports of the relay's pool (needs the key)
   bench handshake RELAY   open and close sessions for -d SECONDS (default 5) from -c tasks
                           (default 64) and print handshakes_per_s=N
   run SCRIPT [ARGS...]    run a Lua script as a task (it sees `arg` and `...`)
@@ -35,6 +38,17 @@ Tunnels:
                           (goflyway's `-L :1080 -D server:8100`)
   --proxy-user USER:PASS  require this username/password from -D clients (SOCKS5 RFC 1929, HTTP
                           Basic); SOCKS4 clients are then refused
+  -R SPEC                 publish HOST:PORT (reachable from this machine) on the relay's outer
+                          port OUTER (repeatable): [BIND:]OUTER:HOST:PORT; OUTER 0 takes any free
+                          port of the relay's pool (printed on stdout); BIND is the relay-side
+                          listen address (default: all interfaces); an empty HOST is 127.0.0.1
+  --name NAME             the name of each -R in order (default: the -R spec)
+  --message TEXT          a description of each -R in order, shown by `warren services`
+  --max-users N           per -R: users at once (extras are refused, the port stays bound)
+  --max-total N           per -R: users in all, then the service ends
+  --ttl SECONDS           per -R: lifetime of the service
+  --client-id ID          who this client is to the relay (default: the host name); a restarted
+                          client with the same id takes back its own ports at once
   -k KEY                  pre-shared key: a `warren keygen` key, or else taken as a password
   -p PASSWORD             pre-shared password (stretched with PBKDF2 on both ends)
   --key-file FILE         read the key (or password) from the first line of FILE
@@ -45,6 +59,15 @@ Tunnels:
                           or a directory (checked and kept; nothing serves it yet)
   -w, -K, --http, --tls   carriers (WebSocket, KCP, HTTP, TLS): accepted, but only the raw TCP
                           carrier exists so far, which is used (with a warning)
+
+Relay (serve):
+  --ports FROM-TO         outer ports reverse tunnels may use (repeatable; none by default)
+  --outer-bind ADDR       address the outer ports listen on (default: all interfaces)
+  --lease SECONDS         how long a dropped client keeps its ports (default 30)
+  --max-services N        services per client (default 1024)
+  --hooks FILE            a Lua file returning hooks: auth, register, unregister, user_connect,
+                          user_close, up, down, discover, and dial (where -L/-D may go);
+                          see examples/hooks.lua and examples/acl.lua
 
 Options:
   -e CODE                 run CODE before the command (repeatable); may be used alone
@@ -70,11 +93,17 @@ local valued = {
   ["--log-format"] = "log_format", ["-W"] = "write_cap", ["-t"] = "idle_timeout",
   ["--keepalive"] = "keepalive", ["-d"] = "duration", ["-c"] = "concurrency",
   ["--proxy-user"] = "proxy_user", ["-P"] = "fallback",
+  ["-R"] = "reverses", ["--name"] = "names", ["--message"] = "messages",
+  ["--max-users"] = "max_users", ["--max-total"] = "max_total", ["--ttl"] = "ttl",
+  ["--client-id"] = "client_id", ["--ports"] = "ports", ["--outer-bind"] = "outer_bind",
+  ["--lease"] = "lease", ["--max-services"] = "max_services", ["--hooks"] = "hooks_file",
 }
-local repeatable = { chunks = true, forwards = true, dynamics = true }
+local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
+  messages = true, ports = true }
 -- goflyway's carrier switches: accepted so its command lines run, with a warning at start.
 local carriers = { ["-w"] = "WebSocket", ["-K"] = "KCP", ["--http"] = "HTTP", ["--tls"] = "TLS" }
-local numeric = { write_cap = true, idle_timeout = true, keepalive = true, duration = true, concurrency = true }
+local numeric = { write_cap = true, idle_timeout = true, keepalive = true, duration = true, concurrency = true,
+  max_users = true, max_total = true, ttl = true, lease = true, max_services = true }
 local commands_with_script = { run = true }
 
 -- -P URL|DIR: http://host:port[/path] or an existing directory.
@@ -95,8 +124,8 @@ end
 -- and goflyway), except after `run SCRIPT`, where the rest belongs to the script.
 -- Returns the options, or nil and an exit code after printing the problem.
 function M.parse(argv)
-  local opts = { chunks = {}, forwards = {}, dynamics = {}, carriers = {}, verbosity = 0,
-    log_format = "text", args = {} }
+  local opts = { chunks = {}, forwards = {}, dynamics = {}, reverses = {}, names = {}, messages = {},
+    ports = {}, carriers = {}, verbosity = 0, log_format = "text", args = {} }
   local positional = {}
   local i = 1
   while i <= #argv do
@@ -142,7 +171,7 @@ function M.parse(argv)
   end
   if opts.help then
     opts.command = "help"
-  elseif #opts.forwards > 0 or #opts.dynamics > 0 then
+  elseif #opts.forwards > 0 or #opts.dynamics > 0 or #opts.reverses > 0 then
     opts.command = "forward"
     opts.args = positional
   elseif positional[1] and addr.parse(positional[1], { allow_zero = true }) then
@@ -226,8 +255,38 @@ function commands.serve(args, opts)
   local t = tunnel_options(opts, key_options(opts))
   t.listen = args[1]
   t.fallback = opts.fallback
+  t.ports, t.outer_bind, t.lease, t.max_services = opts.ports, opts.outer_bind, opts.lease, opts.max_services
+  if opts.hooks_file then
+    local chunk, lerr = loadfile(opts.hooks_file)
+    if not chunk then return fail(lerr) end
+    local ok, hooks = pcall(chunk)
+    if not ok or type(hooks) ~= "table" then
+      return fail(string.format("--hooks %s: %s", opts.hooks_file, ok and "must return a table of hooks" or tostring(hooks)))
+    end
+    t.hooks = hooks
+  end
   local relay, err = require("warren.tunnel").relay(t)
   if not relay then return fail(err) end
+end
+
+-- -R specs with their --name/--message, in order. Returns a list or nil, message.
+local function reverse_specs(opts)
+  local list = {}
+  for i, spec in ipairs(opts.reverses) do
+    local f, err = addr.parse_forward(spec)
+    if not f then return nil, "-R " .. err end
+    if not f.target then return nil, "-R " .. spec .. " needs an inner address: [BIND:]OUTER:HOST:PORT" end
+    -- An absent or empty BIND is the relay's choice (all interfaces), not -L's 127.0.0.1.
+    local bind = f.bind ~= "" and f.bind or nil
+    if f.target.host == "" then f.target.host = "127.0.0.1" end
+    list[i] = {
+      outer = f.listen.port, bind = bind, inner = addr.format(f.target),
+      name = opts.names[i] or spec, message = opts.messages[i],
+      max_users = opts.max_users, max_total = opts.max_total, ttl = opts.ttl,
+    }
+  end
+  if #opts.names > #list then return nil, "more --name than -R" end
+  return list
 end
 
 -- -L and -D (and goflyway's forms of them): one client, its forwards and its proxies.
@@ -262,10 +321,16 @@ function commands.forward(args, opts)
     usage_error("-P is for the relay (warren serve, or warren :PORT)")
     return 2
   end
+  local reverses, rerr = reverse_specs(opts)
+  if not reverses then
+    usage_error(rerr)
+    return 2
+  end
   local user, password
   if opts.proxy_user then user, password = opts.proxy_user:match("^([^:]+):(.+)$") end
   local t = tunnel_options(opts, key_options(opts))
   t.server = server
+  t.client_id = opts.client_id
   local client, err = require("warren.tunnel").client(t)
   if not client then return fail(err) end
   local ok, cerr = client:connect()
@@ -284,7 +349,92 @@ function commands.forward(args, opts)
       return fail(perr)
     end
   end
+  for _, r in ipairs(reverses) do
+    local entry, eerr = client:register(r)
+    if not entry then
+      client:close()
+      return fail(string.format("cannot register %s: %s", r.name, eerr))
+    end
+    io.stdout:write(string.format("%s: relay port %d -> %s\n", entry.name, entry.port, r.inner))
+    io.stdout:flush()
+  end
   warren.on_shutdown(function() client:close() end)
+end
+
+-- "9930-9935, 9937" from a sorted list of ports.
+local function port_ranges(ports)
+  local out, i = {}, 1
+  while ports[i] do
+    local j = i
+    while ports[j + 1] == ports[j] + 1 do j = j + 1 end
+    out[#out + 1] = i == j and tostring(ports[i]) or (ports[i] .. "-" .. ports[j])
+    i = j + 1
+  end
+  return table.concat(out, ", ")
+end
+
+local function duration(seconds)
+  if seconds < 120 then return string.format("%ds", seconds) end
+  if seconds < 7200 then return string.format("%dm", math.floor(seconds / 60)) end
+  return string.format("%dh", math.floor(seconds / 3600))
+end
+
+-- Prints rows as aligned columns.
+local function print_table(header, rows)
+  local widths = {}
+  for _, row in ipairs({ header, unpack(rows) }) do
+    for c, cell in ipairs(row) do widths[c] = math.max(widths[c] or 0, #cell) end
+  end
+  for _, row in ipairs({ header, unpack(rows) }) do
+    local cells = {}
+    for c, cell in ipairs(row) do
+      cells[c] = c == #row and cell or cell .. string.rep(" ", widths[c] - #cell)
+    end
+    io.stdout:write(table.concat(cells, "  "), "\n")
+  end
+end
+
+local function discovery(args, opts, what)
+  if #args ~= 1 then
+    usage_error(what .. " needs the relay's address, such as 127.0.0.1:8100")
+    return nil
+  end
+  if opts.verbosity == 0 and not opts.quiet then log.set_level("warn") end -- the table is the output
+  local t = tunnel_options(opts, key_options(opts))
+  t.server = args[1]
+  local client, err = require("warren.tunnel").client(t)
+  if not client then return nil, fail(err) end
+  local ok, cerr = client:connect()
+  if not ok then return nil, fail(string.format("cannot connect to relay %s: %s", args[1], cerr)) end
+  local result, rerr
+  if what == "services" then result, rerr = client:active_services() else result, rerr = client:available_ports() end
+  client:close()
+  if not result then return nil, fail(rerr) end
+  return result
+end
+
+function commands.services(args, opts)
+  local list, code = discovery(args, opts, "services")
+  if not list then return code or 2 end
+  local now = os.time()
+  local rows = {}
+  for _, s in ipairs(list) do
+    local limits = {}
+    if s.max_users and s.max_users > 0 then limits[#limits + 1] = "users<=" .. s.max_users end
+    if s.max_total and s.max_total > 0 then limits[#limits + 1] = "total<=" .. s.max_total end
+    if s.deadline then limits[#limits + 1] = "ends in " .. duration(math.max(0, s.deadline - now)) end
+    rows[#rows + 1] = { tostring(s.port), s.name, s.state or "", tostring(s.users_online), tostring(s.users_served),
+      duration(math.max(0, now - (s.birth or now))), #limits > 0 and table.concat(limits, " ") or "-", s.message or "" }
+  end
+  print_table({ "PORT", "NAME", "STATE", "ONLINE", "SERVED", "AGE", "LIMITS", "MESSAGE" }, rows)
+  return 0
+end
+
+function commands.ports(args, opts)
+  local ports, code = discovery(args, opts, "ports")
+  if not ports then return code or 2 end
+  io.stdout:write(#ports > 0 and port_ranges(ports) or "(no free port)", "\n")
+  return 0
 end
 
 function commands.help()

@@ -323,44 +323,16 @@ describe("real clients through warren", function()
   end)
 
   it("carries ssh through -L to a local sshd", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(uv.fs_mkdir(dir, tonumber("700", 8)))
-    for _, name in ipairs({ "host_key", "user_key" }) do
-      local r = proc.run({ "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", dir .. "/" .. name })
-      assert.equal(0, r.code, r.stderr)
-    end
-    local f = assert(io.open(dir .. "/user_key.pub"))
-    local pub = f:read("*a")
-    f:close()
-    f = assert(io.open(dir .. "/authorized_keys", "w"))
-    f:write(pub)
-    f:close()
-    local sshd_port = net.free_port()
-    local cfg = assert(io.open(dir .. "/sshd_config", "w"))
-    cfg:write(table.concat({ "Port " .. sshd_port, "ListenAddress 127.0.0.1", "HostKey " .. dir .. "/host_key",
-      "AuthorizedKeysFile " .. dir .. "/authorized_keys", "PidFile " .. dir .. "/sshd.pid", "StrictModes no",
-      "UsePAM no", "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PubkeyAuthentication yes",
-      "PermitRootLogin prohibit-password", "" }, "\n"))
-    cfg:close()
-    local sshd = proc.start({ "/usr/sbin/sshd", "-D", "-e", "-f", dir .. "/sshd_config" })
-    if not net.wait_port(sshd_port, 5000) then
-      sshd:kill()
-      local out = sshd:wait(5000)
-      proc.run({ "rm", "-rf", dir })
-      return pending("sshd cannot start here: " .. (out and out.stderr or "?"))
-    end
+    local sshd, why = require("helpers.sshd").start()
+    if not sshd then return pending(why) end
     local k, relay_port, fwd_port = key(), net.free_port(), net.free_port()
     local relay = start({ "serve", "127.0.0.1:" .. relay_port, "-k", k })
     assert(net.wait_port(relay_port))
-    local client = start({ "-L", fwd_port .. "::" .. sshd_port, "127.0.0.1:" .. relay_port, "-k", k })
+    local client = start({ "-L", fwd_port .. "::" .. sshd.port, "127.0.0.1:" .. relay_port, "-k", k })
     assert(net.wait_port(fwd_port))
-    local user = proc.run({ "id", "-un" }).stdout:match("%S+")
-    local r = proc.run({ "ssh", "-p", tostring(fwd_port), "-i", dir .. "/user_key", "-o", "BatchMode=yes",
-      "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-      user .. "@127.0.0.1", "echo through warren" }, 30000)
-    stop(client, relay, sshd)
-    proc.run({ "rm", "-rf", dir })
+    local r = sshd.ssh(fwd_port, "echo through warren")
+    stop(client, relay)
+    sshd.stop()
     assert.equal(0, r.code, r.stderr)
     assert.equal("through warren\n", r.stdout)
   end)

@@ -276,3 +276,113 @@ describe("reverse tunnels", function()
     relay:close()
   end)
 end)
+
+-- The command line: warren serve --ports and warren -R as separate processes.
+describe("warren -R and warren serve --ports", function()
+  local function start(args)
+    local spec = { proc.warren_bin }
+    for _, a in ipairs(args) do spec[#spec + 1] = a end
+    return proc.start(spec)
+  end
+
+  -- Waits until `pred()` holds; true, or false after timeout_ms.
+  local function eventually(pred, timeout_ms)
+    local deadline = uv.now() + timeout_ms
+    repeat
+      if pred() then return true end
+      warren.sleep(50)
+    until uv.now() > deadline
+    return false
+  end
+
+  local function services(relay_port, k)
+    return proc.warren({ "services", "127.0.0.1:" .. relay_port, "-k", k }, { timeout = 15000 })
+  end
+
+  it("publishes sshd with -R and ssh logs in through the outer port", function()
+    local sshd, why = require("helpers.sshd").start()
+    if not sshd then return pending(why) end
+    local from, to = free_range(2)
+    local k, relay_port = keys.generate(), net.free_port()
+    local relay = start({ "serve", "127.0.0.1:" .. relay_port, "-k", k, "--ports", from .. "-" .. to })
+    assert(net.wait_port(relay_port))
+    local client = start({ "-R", "0:127.0.0.1:" .. sshd.port, "--name", "ssh", "--message", "ssh login",
+      "127.0.0.1:" .. relay_port, "-k", k })
+    assert(eventually(function() return client:output():find("ssh: relay port") end, 10000), "no port printed")
+    local port = tonumber(client:output():match("ssh: relay port (%d+)"))
+    assert.is_true(port >= from and port <= to)
+    local r = sshd.ssh(port, "echo through a reverse tunnel")
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("through a reverse tunnel\n", r.stdout)
+    local listed = services(relay_port, k)
+    assert.equal(0, listed.code, listed.stderr)
+    assert.matches("PORT%s+NAME%s+STATE%s+ONLINE%s+SERVED", listed.stdout)
+    assert.matches(port .. "%s+ssh%s+up%s+0%s+1%s+.*ssh login", listed.stdout)
+    local ports = proc.warren({ "ports", "127.0.0.1:" .. relay_port, "-k", k }, { timeout = 15000 })
+    assert.equal((port == from and to or from) .. "\n", ports.stdout)
+    client:kill(); relay:kill()
+    client:wait(5000); relay:wait(5000)
+    sshd.stop()
+  end)
+
+  it("brings every client back after a relay restart, and frees a killed client's ports after the lease", function()
+    local from, to = free_range(3)
+    local k, relay_port = keys.generate(), net.free_port()
+    local relay_args = { "serve", "127.0.0.1:" .. relay_port, "-k", k, "--ports", from .. "-" .. to, "--lease", "2" }
+    local relay = start(relay_args)
+    assert(net.wait_port(relay_port))
+    local http, http_port = http_server("behind nat")
+    local clients = {}
+    for i = 1, 3 do
+      clients[i] = start({ "-R", (from + i - 1) .. "::" .. http_port, "--name", "svc" .. i, "--client-id", "c" .. i,
+        "--keepalive", "1", "127.0.0.1:" .. relay_port, "-k", k })
+    end
+    assert(eventually(function() return select(2, services(relay_port, k).stdout:gsub("\n", "")) == 4 end, 10000))
+
+    relay:kill()
+    relay:wait(5000)
+    local t0 = uv.now()
+    relay = start(relay_args)
+    assert(net.wait_port(relay_port))
+    local back = eventually(function()
+      for p = from, to do
+        local r = proc.run({ "curl", "-s", "--max-time", "2", "http://127.0.0.1:" .. p .. "/" }, 5000)
+        if r.stdout ~= "behind nat" then return false end
+      end
+      return true
+    end, 10000)
+    assert.is_true(back, "clients not back within 10 s")
+    assert.is_true(uv.now() - t0 < 10000)
+
+    -- kill one client: its port stays bound for the 2 s lease, then returns to the pool
+    clients[1]:kill("sigkill")
+    clients[1]:wait(5000)
+    assert(eventually(function() return services(relay_port, k).stdout:find("svc1%s+leased") end, 5000))
+    assert(eventually(function()
+      return proc.warren({ "ports", "127.0.0.1:" .. relay_port, "-k", k }, { timeout = 15000 }).stdout == from .. "\n"
+    end, 8000), "port not freed after the lease")
+    -- a restarted client with the same id takes its port back at once, even inside a lease
+    clients[2]:kill("sigkill")
+    clients[2]:wait(5000)
+    clients[2] = start({ "-R", (from + 1) .. "::" .. http_port, "--name", "svc2", "--client-id", "c2",
+      "127.0.0.1:" .. relay_port, "-k", k })
+    assert(eventually(function() return clients[2]:output():find("svc2: relay port " .. (from + 1)) end, 10000))
+    for i = 2, 3 do clients[i]:kill() end
+    relay:kill()
+    for i = 2, 3 do clients[i]:wait(5000) end
+    relay:wait(5000)
+    http:close()
+  end)
+
+  it("refuses bad -R specs and bad port ranges with a clear error", function()
+    local r = proc.warren({ "-R", "9000", "127.0.0.1:1", "-k", "x" })
+    assert.equal(2, r.code)
+    assert.matches("needs an inner address", r.stderr)
+    r = proc.warren({ "serve", "127.0.0.1:0", "-k", "x", "--ports", "9939-9930" })
+    assert.equal(1, r.code)
+    assert.matches("runs backwards", r.stderr)
+    r = proc.warren({ "serve", "127.0.0.1:0", "-k", "x", "--ports", "70000-70001" })
+    assert.equal(1, r.code)
+    assert.matches("outside 1%-65535", r.stderr)
+  end)
+end)
