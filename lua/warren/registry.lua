@@ -57,6 +57,9 @@ end
 --   unregister(svc, reason)      the registration ended
 --   discover(list, client, what) filters what a client sees: the service list, or with
 --                                what = "ports" the free ports; returns the list to show
+--   tap(svc, user, direction, bytes)  opt-in data tap: the first tap_bytes (a number in the
+--                                hook table, default 4096) of each direction of each user
+--                                connection, direction "up" (user to service) or "down"
 -- svc.store is a table shared by every hook call about one service (it survives a client's
 -- reconnect). auth, register run in the client's control task and may await; user_connect and
 -- user_close run on the data path and must not.
@@ -219,6 +222,10 @@ function Registry:_listen(svc, port, bind, session)
       if not ok then log.info("user %s of %s denied: %s", peer, svc.name, tostring(reason)) end
       return ok, reason
     end,
+    tap = self.hooks.tap and function(direction, bytes, peer)
+      self:_tell("tap", svc, { peer = peer }, direction, bytes)
+    end,
+    tap_bytes = self.hooks.tap_bytes,
     on_close = function(info)
       self:_tell("user_close", svc, info)
       if svc.max_total and svc.max_total > 0 and svc.state ~= "ended" then

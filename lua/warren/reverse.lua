@@ -75,21 +75,22 @@ function Client:_control()
   self.channel_opening = {}
   local session = self.session
   local ch, cerr = session:open_channel(REQUEST_TIMEOUT_MS)
-  local waiting = self.channel_opening
-  self.channel_opening = nil
+  local code
   if ch then
     self.channel = ch
     self.pending = {}
     warren.spawn(function() self:_read_control(ch) end)
-    local hello, herr = self:_request({ op = "hello", client_id = self.client_id })
+    local hello, herr, hcode = self:_send_request(ch, { op = "hello", client_id = self.client_id })
     if not hello then
       ch:close()
       self.channel = nil
-      ch, cerr = nil, herr
+      ch, cerr, code = nil, herr, hcode
     end
   end
-  for _, resolve in ipairs(waiting) do resolve(ch, cerr) end
-  return ch, cerr
+  local waiting = self.channel_opening
+  self.channel_opening = nil
+  for _, resolve in ipairs(waiting) do resolve(ch, cerr, code) end
+  return ch, cerr, code
 end
 
 -- Dispatches answers to the tasks waiting for them, and the relay's events to entries.
@@ -122,8 +123,12 @@ end
 
 -- Sends a request and awaits its answer: the answer table, or nil, reason, code.
 function Client:_request(msg)
-  local ch, err = self:_control()
-  if not ch then return nil, err end
+  local ch, err, code = self:_control()
+  if not ch then return nil, err, code end
+  return self:_send_request(ch, msg)
+end
+
+function Client:_send_request(ch, msg)
   self.seq = (self.seq or 0) + 1
   msg.seq = self.seq
   local ok, serr = ch:send(msg)

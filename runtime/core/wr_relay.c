@@ -22,6 +22,8 @@ struct wr_relay {
     uint64_t end_ns;
     struct dir dir[2];
     uint32_t pauses;
+    void (*tap)(wr_relay_t *r, int dir, const char *base, size_t len, void *data);
+    size_t tap_left[2];
     int pending_closes;
     int ending;
     wr_relay_result_t res;
@@ -86,6 +88,11 @@ static void on_read(wr_endpoint_t *src, wr_buf_t *b, const char *base, size_t le
     int i = side_of(r, src);
     wr_endpoint_t *sink = r->ep[1 - i];
     r->last_active = uv_now(r->loop);
+    if (r->tap_left[i]) {
+        size_t n = len < r->tap_left[i] ? len : r->tap_left[i];
+        r->tap_left[i] -= n;
+        r->tap(r, i, base, n, r->data);
+    }
     int rc = wr_endpoint_write(sink, b, base, len);
     if (rc < 0) {
         relay_fail(r, rc, 1 - i);
@@ -174,6 +181,10 @@ wr_relay_t *wr_relay_start(uv_loop_t *loop, wr_endpoint_t *a, wr_endpoint_t *b,
     r->cb = cb;
     r->data = data;
     r->idle_ms = opts ? opts->idle_timeout_ms : 0;
+    if (opts && opts->tap) {
+        r->tap = opts->tap;
+        r->tap_left[0] = r->tap_left[1] = opts->tap_limit;
+    }
     r->start_ns = uv_hrtime();
     r->last_active = uv_now(loop);
     r->res.err_side = -1;

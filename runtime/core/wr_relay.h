@@ -26,6 +26,10 @@ typedef struct wr_relay_opts {
     size_t write_cap;         /* per-direction queued-bytes cap (high-water); 0 = default */
     size_t low_water;         /* resume reading at or below this; 0 = write_cap / 4 */
     uint64_t idle_timeout_ms; /* 0 = no idle timeout */
+    /* Opt-in data tap: shown the first tap_limit bytes of each direction as they pass (dir 0 is
+     * A to B), before they are written on. It only looks; the bytes go on unchanged. */
+    void (*tap)(wr_relay_t *r, int dir, const char *base, size_t len, void *data);
+    size_t tap_limit;
 } wr_relay_opts_t;
 
 typedef struct wr_relay_result {

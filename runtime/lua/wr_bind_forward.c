@@ -27,6 +27,7 @@ typedef struct wr_lforward {
     wr_lsession *session;
     int on_close_ref;
     int on_connect_ref;
+    int tap_ref; /* opt-in: fn(direction, bytes, peer) sees the first tap_bytes each way */
     int send_peer; /* append " PEER" to the target (reverse tunnels tell the client who came) */
     uint32_t active, max_users;
     uint64_t max_total;
@@ -49,6 +50,7 @@ static void forward_unref(wr_lforward *fwd)
     if (--fwd->refs > 0) return;
     luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->on_close_ref);
     luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->on_connect_ref);
+    luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->tap_ref);
     luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->session_ref);
     free(fwd);
 }
@@ -73,6 +75,18 @@ static void conn_closed(wr_relay_t *r, const wr_relay_result_t *res, void *data)
                        res->bytes_ba, res);
     free(c);
     forward_unref(fwd);
+}
+
+static void tap_data(wr_relay_t *r, int dir, const char *base, size_t len, void *data)
+{
+    forward_conn *c = data;
+    lua_State *L = c->fwd->L;
+    (void)r;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->fwd->tap_ref);
+    lua_pushstring(L, dir == 0 ? "up" : "down");
+    lua_pushlstring(L, base, len);
+    lua_pushstring(L, c->peer);
+    if (wr_lua_pcall(L, 3, 0) != 0) wr_lua_report(L, "tap hook");
 }
 
 /* Asks on_connect(peer): true, or false/nil plus a reason. Errors deny (fail closed). */
@@ -134,7 +148,8 @@ static void accepted(wr_listener_t *l, int status)
     }
     c->fwd = fwd;
     memcpy(target, fwd->target, target_len);
-    if (fwd->send_peer || fwd->on_connect_ref != LUA_NOREF || fwd->on_close_ref != LUA_NOREF) {
+    if (fwd->send_peer || fwd->on_connect_ref != LUA_NOREF || fwd->on_close_ref != LUA_NOREF ||
+        fwd->tap_ref != LUA_NOREF) {
         wr_format_peer(ep, c->peer, sizeof c->peer);
         if (!connect_allowed(fwd, c->peer)) {
             fwd->denied++;
@@ -199,7 +214,9 @@ static void read_limits(lua_State *L, int idx, wr_lforward *fwd)
 
 /* core.forward{host=, port=, target="host:port", session=, write_cap=, idle_timeout_ms=,
  * max_users=, max_total= (0 = no limit), send_peer=bool, on_connect=fn(peer) -> ok, reason,
- * on_close=fn(info)} -> forward | nil, err */
+ * on_close=fn(info), tap=fn(direction, bytes, peer), tap_bytes= (default 4096)}
+ * -> forward | nil, err. The tap sees the first tap_bytes of each direction of each connection:
+ * a bounded look at payload for hooks that need it, at the price of a Lua call per chunk. */
 static int l_forward(lua_State *L)
 {
     const char *host, *target;
@@ -218,7 +235,7 @@ static int l_forward(lua_State *L)
     fwd->L = wr_host_get(L)->L;
     fwd->session_ref = LUA_NOREF;
     fwd->anchor_ref = LUA_NOREF;
-    fwd->on_close_ref = fwd->on_connect_ref = LUA_NOREF;
+    fwd->on_close_ref = fwd->on_connect_ref = fwd->tap_ref = LUA_NOREF;
     fwd->target_len = strlen(target);
     memcpy(fwd->target, target, fwd->target_len + 1);
     wr_relay_opts_from(L, 1, &fwd->ropts);
@@ -233,6 +250,11 @@ static int l_forward(lua_State *L)
     }
     fwd->on_close_ref = wr_opt_function_ref(L, 1, "on_close");
     fwd->on_connect_ref = wr_opt_function_ref(L, 1, "on_connect");
+    fwd->tap_ref = wr_opt_function_ref(L, 1, "tap");
+    if (fwd->tap_ref != LUA_NOREF) {
+        fwd->ropts.tap = tap_data;
+        fwd->ropts.tap_limit = (size_t)wr_opt_integer(L, 1, "tap_bytes", 4096);
+    }
     fwd->send_peer = wr_opt_boolean(L, 1, "send_peer");
     read_limits(L, 1, fwd);
     fwd->refs = 2; /* listener + handle */

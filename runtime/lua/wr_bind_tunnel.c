@@ -5,6 +5,7 @@
 #include "wr_tcp_endpoint.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include <lauxlib.h>
 
@@ -54,6 +55,7 @@ int wr_opt_function_ref(lua_State *L, int idx, const char *name)
 
 void wr_relay_opts_from(lua_State *L, int idx, wr_relay_opts_t *out)
 {
+    memset(out, 0, sizeof *out);
     out->write_cap = (size_t)wr_opt_integer(L, idx, "write_cap", 0);
     out->low_water = 0;
     out->idle_timeout_ms = (uint64_t)wr_opt_integer(L, idx, "idle_timeout_ms", 0);

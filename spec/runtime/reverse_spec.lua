@@ -235,6 +235,55 @@ describe("reverse tunnels", function()
     relay:close()
   end)
 
+  it("runs the relay's hooks: auth, user connect and close, taps, up and down", function()
+    local from, to = free_range(1)
+    local events, tapped = {}, { up = "", down = "" }
+    local key = keys.generate()
+    local relay = assert(warren.relay({
+      listen = "127.0.0.1:0", key = key, ports = { from .. "-" .. to },
+      hooks = {
+        auth = function(client)
+          if client.client_id == "intruder" then return false, "who are you?" end
+          return true
+        end,
+        user_connect = function(svc, user)
+          svc.store.users = (svc.store.users or 0) + 1
+          if svc.store.users == 2 then return false, "second user turned away" end
+          return true
+        end,
+        user_close = function(svc, info) events[#events + 1] = "close " .. info.bytes_up .. "/" .. info.bytes_down end,
+        up = function(svc) events[#events + 1] = "up " .. svc.name end,
+        down = function(svc, reason) events[#events + 1] = "down " .. reason end,
+        tap = function(svc, user, direction, bytes) tapped[direction] = tapped[direction] .. bytes end,
+        tap_bytes = 4,
+      },
+    }))
+    local server = "127.0.0.1:" .. relay:port()
+    local intruder = assert(warren.client({ server = server, key = key, client_id = "intruder" }))
+    assert(intruder:connect())
+    local _, err, code = intruder:register({ outer = from, inner = ":" .. http_port, name = "x" })
+    assert.equal("denied", code)
+    assert.equal("who are you?", err)
+    intruder:close()
+
+    local client = assert(warren.client({ server = server, key = key }))
+    assert(client:connect())
+    local entry = assert(client:register({ outer = from, inner = ":" .. http_port, name = "web" }))
+    local r = proc.run({ "curl", "-s", "--max-time", "5", "http://127.0.0.1:" .. from .. "/" }, 10000)
+    assert.equal("hello from the inner service", r.stdout)
+    r = proc.run({ "curl", "-s", "--max-time", "5", "http://127.0.0.1:" .. from .. "/" }, 10000)
+    assert.equal("", r.stdout) -- the second user was turned away
+    entry:cancel()
+    warren.sleep(100)
+    assert.equal("up web", events[1])
+    assert.matches("^close %d+/%d+$", events[2])
+    assert.equal("down cancelled by the client", events[3])
+    assert.equal("GET ", tapped.up)
+    assert.equal("HTTP", tapped.down)
+    client:close()
+    relay:close()
+  end)
+
   it("lets two clients race for one port: exactly one wins", function()
     local from, to = free_range(1)
     local key = keys.generate()
