@@ -65,6 +65,9 @@ Relay (serve):
   --outer-bind ADDR       address the outer ports listen on (default: all interfaces)
   --lease SECONDS         how long a dropped client keeps its ports (default 30)
   --max-services N        services per client (default 1024)
+  --max-failed-handshakes N
+                          failed handshakes one address may cause per minute before the relay
+                          refuses its connections at once (default 32; 0 = no limit)
   --hooks FILE            a Lua file returning hooks: auth, register, unregister, user_connect,
                           user_close, up, down, discover, and dial (where -L/-D may go);
                           see examples/hooks.lua and examples/acl.lua
@@ -97,13 +100,15 @@ local valued = {
   ["--max-users"] = "max_users", ["--max-total"] = "max_total", ["--ttl"] = "ttl",
   ["--client-id"] = "client_id", ["--ports"] = "ports", ["--outer-bind"] = "outer_bind",
   ["--lease"] = "lease", ["--max-services"] = "max_services", ["--hooks"] = "hooks_file",
+  ["--max-failed-handshakes"] = "max_failed_handshakes",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
   messages = true, ports = true }
 -- goflyway's carrier switches: accepted so its command lines run, with a warning at start.
 local carriers = { ["-w"] = "WebSocket", ["-K"] = "KCP", ["--http"] = "HTTP", ["--tls"] = "TLS" }
 local numeric = { write_cap = true, idle_timeout = true, keepalive = true, duration = true, concurrency = true,
-  max_users = true, max_total = true, ttl = true, lease = true, max_services = true }
+  max_users = true, max_total = true, ttl = true, lease = true, max_services = true,
+  max_failed_handshakes = true }
 local commands_with_script = { run = true }
 
 -- -P URL|DIR: http://host:port[/path] or an existing directory.
@@ -256,6 +261,7 @@ function commands.serve(args, opts)
   t.listen = args[1]
   t.fallback = opts.fallback
   t.ports, t.outer_bind, t.lease, t.max_services = opts.ports, opts.outer_bind, opts.lease, opts.max_services
+  t.max_failed_handshakes = opts.max_failed_handshakes
   if opts.hooks_file then
     local chunk, lerr = loadfile(opts.hooks_file)
     if not chunk then return fail(lerr) end

@@ -57,11 +57,16 @@ function M.relay(opts)
     end,
     probe_close_ms = opts.probe_close_ms,
     max_unauthenticated = opts.max_unauthenticated,
-    fallback = opts.fallback, -- -P URL|DIR: the site probes see on HTTP carriers (not served yet)
+    max_failed_handshakes = opts.max_failed_handshakes,
   }))
   if not relay then return nil, string.format("cannot listen on %s: %s", opts.listen, rerr) end
   log.info("relay listening on %s", addr.format({ host = listen.host, port = relay:port() }))
-  local self = setmetatable({ core = relay, registry = reg }, Relay)
+  if opts.fallback then
+    -- The fallback site belongs to the HTTP carriers; on raw TCP a prober gets nothing at all.
+    log.warn("fallback site %s kept for the HTTP carriers; the raw TCP carrier shows probes nothing",
+      opts.fallback)
+  end
+  local self = setmetatable({ core = relay, registry = reg, fallback = opts.fallback }, Relay)
   warren.on_shutdown(function() self:close() end)
   return self
 end

@@ -498,7 +498,10 @@ int wr_session__protocol_error(wr_session_t *s, const char *detail)
 static void enter_sink(wr_session_t *s, const char *why)
 {
     if (s->ending) return;
-    if (s->srv && !s->ready) s->srv->handshakes_failed++;
+    if (s->srv && !s->ready) {
+        s->srv->handshakes_failed++;
+        if (s->cbs.on_rejected) s->cbs.on_rejected(s);
+    }
     s->ending = 1;
     s->reason = s->ready ? WR_SESSION_PROTOCOL_ERROR : WR_SESSION_HANDSHAKE_FAILED;
     set_detail(s, why);

@@ -106,6 +106,9 @@ typedef struct wr_session_cbs {
     void (*on_stream_open)(wr_session_t *s, wr_stream_t *st, const uint8_t *target, size_t len);
     /* once; detail is a static or session-owned string valid during the call */
     void (*on_closed)(wr_session_t *s, int reason, const char *detail);
+    /* server, optional: the handshake was refused and the connection went to the probe sink
+     * (on_closed follows 60-180 s later); for per-address limits */
+    void (*on_rejected)(wr_session_t *s);
 } wr_session_cbs;
 
 /* Takes the carrier (connected, not reading). The client sends msg1 at once. cfg and cbs are

@@ -276,8 +276,11 @@ static int l_channel_gc(lua_State *L)
 }
 
 static const luaL_Reg channel_methods[] = {
-    {"send", l_channel_send},   {"recv", l_channel_recv}, {"is_open", l_channel_is_open},
-    {"close", l_channel_close}, {NULL, NULL},
+    {"send", l_channel_send},
+    {"recv", l_channel_recv},
+    {"is_open", l_channel_is_open},
+    {"close", l_channel_close},
+    {NULL, NULL},
 };
 
 void wr_bind_channel(lua_State *L)

@@ -23,7 +23,7 @@
 #include <math.h>
 #include <string.h>
 
-#define EXACT_INT     9007199254740992.0 /* 2^53 */
+#define EXACT_INT 9007199254740992.0 /* 2^53 */
 
 /* ---- encoding ---- */
 

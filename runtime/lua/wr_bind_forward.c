@@ -27,7 +27,7 @@ typedef struct wr_lforward {
     wr_lsession *session;
     int on_close_ref;
     int on_connect_ref;
-    int tap_ref; /* opt-in: fn(direction, bytes, peer) sees the first tap_bytes each way */
+    int tap_ref;   /* opt-in: fn(direction, bytes, peer) sees the first tap_bytes each way */
     int send_peer; /* append " PEER" to the target (reverse tunnels tell the client who came) */
     uint32_t active, max_users;
     uint64_t max_total;
@@ -71,8 +71,8 @@ static void conn_closed(wr_relay_t *r, const wr_relay_result_t *res, void *data)
     fwd->bytes_up += res->bytes_ab;
     fwd->bytes_down += res->bytes_ba;
     fwd->active--;
-    wr_call_close_hook(fwd->L, fwd->on_close_ref, fwd->target, c->peer[0] ? c->peer : NULL, res->bytes_ab,
-                       res->bytes_ba, res);
+    wr_call_close_hook(fwd->L, fwd->on_close_ref, fwd->target, c->peer[0] ? c->peer : NULL,
+                       res->bytes_ab, res->bytes_ba, res);
     free(c);
     forward_unref(fwd);
 }
@@ -158,8 +158,8 @@ static void accepted(wr_listener_t *l, int status)
             return;
         }
         if (fwd->send_peer)
-            target_len += (size_t)snprintf(target + target_len, sizeof target - target_len, " %s",
-                                           c->peer);
+            target_len +=
+                (size_t)snprintf(target + target_len, sizeof target - target_len, " %s", c->peer);
     }
     st = wr_session_open_stream(s, (const uint8_t *)target, target_len, stream_opened, c);
     if (!st) {
@@ -229,7 +229,8 @@ static int l_forward(lua_State *L)
     port = wr_opt_integer(L, 1, "port", 0);
     target = wr_opt_string(L, 1, "target", NULL);
     if (port > 65535) return luaL_error(L, "forward: bad port");
-    if (!target || strlen(target) >= sizeof fwd->target) return luaL_error(L, "forward: bad target");
+    if (!target || strlen(target) >= sizeof fwd->target)
+        return luaL_error(L, "forward: bad target");
     fwd = calloc(1, sizeof *fwd);
     if (!fwd) return luaL_error(L, "forward: out of memory");
     fwd->L = wr_host_get(L)->L;

@@ -2,6 +2,7 @@
  * names a target, C resolves it, the on_open hook (if any) decides on the resolved addresses, C
  * dials and relays stream <-> socket. An OPEN of the control target instead becomes a channel
  * handed to on_channel, with the session's handle, for the reverse-tunnel registry in Lua. */
+#include "wr_addr_limit.h"
 #include "wr_bind.h"
 #include "wr_bind_tunnel.h"
 #include "wr_host.h"
@@ -14,11 +15,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RELAY_MT "warren.relay"
+#define RELAY_MT        "warren.relay"
 #define DIAL_TIMEOUT_MS 10000
 /* Connections that have not proved the key yet (the probe sink holds failed ones for 60-180 s,
  * so without a cap a prober could use up the descriptors). */
 #define MAX_UNAUTHENTICATED_DEFAULT 1024
+/* Failed handshakes one address may cause per window before its connections are refused at
+ * accept: a prober gets a few tries, not the whole unauthenticated budget. */
+#define MAX_FAILED_HANDSHAKES_DEFAULT 32
+#define FAILED_HANDSHAKE_WINDOW_MS    60000
+#define FAILED_HANDSHAKE_SLOTS        4096
 
 typedef struct relay_session relay_session;
 
@@ -28,13 +34,14 @@ typedef struct wr_lrelay {
     uv_loop_t *loop;
     wr_listener_t *listener; /* NULL once closed */
     wr_session_server_t *server;
+    wr_addr_limit_t *failures; /* NULL = no per-address limit */
     wr_session_config cfg;
     wr_relay_opts_t ropts;
     int anchor_ref;
     int on_open_ref, on_close_ref, on_channel_ref;
     relay_session *sessions; /* live ones */
     uint64_t sessions_total, streams_total, streams_denied, dials_failed, bytes_up, bytes_down;
-    uint64_t refused_unauthenticated;
+    uint64_t refused_unauthenticated, refused_failures;
     uint32_t sessions_active, streams_active, unauthenticated, max_unauthenticated;
     int refs; /* listener, handle, each live session, each open stream */
 } wr_lrelay;
@@ -45,6 +52,7 @@ struct relay_session {
     wr_lsession *handle; /* made the first time Lua needs it */
     int authenticated;
     char peer[64];
+    struct sockaddr_storage addr;
     relay_session *next, **prev;
 };
 
@@ -64,6 +72,7 @@ static void relay_unref(wr_lrelay *r)
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->on_close_ref);
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->on_channel_ref);
     wr_session_server_free(r->server);
+    wr_addr_limit_free(r->failures);
     free(r);
 }
 
@@ -236,7 +245,17 @@ static void on_closed(wr_session_t *s, int reason, const char *detail)
     relay_unref(r);
 }
 
-static const wr_session_cbs relay_session_cbs = {on_ready, on_stream_open, on_closed};
+static void on_rejected(wr_session_t *s)
+{
+    relay_session *rsess = wr_session_data(s);
+    wr_addr_limit_fail(rsess->relay->failures, (struct sockaddr *)&rsess->addr,
+                       uv_now(rsess->relay->loop));
+}
+
+static const wr_session_cbs relay_session_cbs = {.on_ready = on_ready,
+                                                 .on_stream_open = on_stream_open,
+                                                 .on_closed = on_closed,
+                                                 .on_rejected = on_rejected};
 
 static void accepted(wr_listener_t *l, int status)
 {
@@ -256,6 +275,16 @@ static void accepted(wr_listener_t *l, int status)
         return;
     }
     rsess = calloc(1, sizeof *rsess);
+    if (rsess) {
+        int len = sizeof rsess->addr;
+        uv_tcp_getpeername(tcp, (struct sockaddr *)&rsess->addr, &len);
+        if (wr_addr_limit_blocked(r->failures, (struct sockaddr *)&rsess->addr, uv_now(r->loop))) {
+            r->refused_failures++;
+            free(rsess);
+            wr_tcp_close_free(tcp);
+            return;
+        }
+    }
     carrier = rsess ? wr_tcp_endpoint_new(tcp) : NULL;
     if (!carrier) {
         free(rsess);
@@ -302,7 +331,8 @@ static void relay_close_tracked(wr_closable *c)
 
 /* core.relay_server{host=, port=, key=, on_open=fn(host, port, info), on_close=fn(info),
  * on_channel=fn(channel, session), window=, keepalive_ms=, write_cap=, idle_timeout_ms=,
- * probe_close_ms=, max_unauthenticated=} -> relay | nil, err */
+ * probe_close_ms=, max_unauthenticated=, max_failed_handshakes= (per address per minute; 0 =
+ * no limit)} -> relay | nil, err */
 static int l_relay_server(lua_State *L)
 {
     const char *host, *key;
@@ -337,11 +367,15 @@ static int l_relay_server(lua_State *L)
     probe_ms = wr_opt_integer(L, 1, "probe_close_ms", 0);
     r->max_unauthenticated =
         (uint32_t)wr_opt_integer(L, 1, "max_unauthenticated", MAX_UNAUTHENTICATED_DEFAULT);
+    r->failures = wr_addr_limit_new(
+        (uint32_t)wr_opt_integer(L, 1, "max_failed_handshakes", MAX_FAILED_HANDSHAKES_DEFAULT),
+        FAILED_HANDSHAKE_WINDOW_MS, FAILED_HANDSHAKE_SLOTS);
     r->cfg.probe_close_min_ms = r->cfg.probe_close_max_ms = (uint32_t)probe_ms;
     wr_relay_opts_from(L, 1, &r->ropts);
     rc = wr_listen(wr_host_loop(L), host, (uint16_t)port, 0, accepted, r, &r->listener);
     if (rc != 0) {
         wr_session_server_free(r->server);
+        wr_addr_limit_free(r->failures);
         free(r);
         return wr_push_uv_error(L, rc);
     }
@@ -373,7 +407,7 @@ static int l_relay_port(lua_State *L)
 static int l_relay_stats(lua_State *L)
 {
     wr_lrelay *r = check_relay(L);
-    lua_createtable(L, 0, 12);
+    lua_createtable(L, 0, 13);
     wr_set_number(L, "sessions_active", r->sessions_active);
     wr_set_number(L, "sessions_total", (double)r->sessions_total);
     wr_set_number(L, "streams_active", r->streams_active);
@@ -384,6 +418,7 @@ static int l_relay_stats(lua_State *L)
     wr_set_number(L, "bytes_down", (double)r->bytes_down);
     wr_set_number(L, "unauthenticated", r->unauthenticated);
     wr_set_number(L, "refused_unauthenticated", (double)r->refused_unauthenticated);
+    wr_set_number(L, "refused_failures", (double)r->refused_failures);
     wr_set_number(L, "handshakes_ok", (double)r->server->handshakes_ok);
     wr_set_number(L, "handshakes_failed", (double)r->server->handshakes_failed);
     return 1;

@@ -53,7 +53,7 @@ struct wr_lsession {
 wr_session_t *wr_lsession_get(wr_lsession *ls)
 {
     return (ls && !ls->ended && ls->session && wr_session_is_ready(ls->session)) ? ls->session
-                                                                                : NULL;
+                                                                                 : NULL;
 }
 
 static void lsession_maybe_free(wr_lsession *ls)
@@ -182,7 +182,8 @@ static void on_closed(wr_session_t *s, int reason, const char *detail)
     lsession_end(ls, msg);
 }
 
-static const wr_session_cbs session_cbs = {on_ready, on_stream_open, on_closed};
+static const wr_session_cbs session_cbs = {
+    .on_ready = on_ready, .on_stream_open = on_stream_open, .on_closed = on_closed};
 
 static void dialed(wr_dial_t *d, int status, uv_tcp_t *tcp, void *data)
 {
@@ -247,7 +248,8 @@ static void connect_aborted(wr_await *aw)
     lsession_close(ls, "connect timed out or was cancelled");
 }
 
-/* core.session_connect{host=, port=, key=, window=, keepalive_ms=, timeout_ms=} -> session | nil, err */
+/* core.session_connect{host=, port=, key=, window=, keepalive_ms=, timeout_ms=} -> session | nil,
+ * err */
 static int l_session_connect(lua_State *L)
 {
     wr_lsession *ls;
@@ -264,7 +266,8 @@ static int l_session_connect(lua_State *L)
     lua_getfield(L, 1, "key");
     key = lua_tolstring(L, -1, &keylen);
     lua_pop(L, 1);
-    if (!host || port <= 0 || port > 65535) return luaL_error(L, "session_connect: host and port required");
+    if (!host || port <= 0 || port > 65535)
+        return luaL_error(L, "session_connect: host and port required");
     if (!key || keylen != 32) return luaL_error(L, "session_connect: key must be 32 bytes");
     timeout = (uint64_t)wr_opt_integer(L, 1, "timeout_ms", 10000);
 
@@ -433,8 +436,8 @@ static int l_session_open_channel(lua_State *L)
     wr_await *aw;
     if (!s) return wr_push_closed(L);
     aw = wr_await_begin(L, "session:open_channel");
-    st = wr_session_open_stream(s, (const uint8_t *)WR_CONTROL_TARGET,
-                                sizeof WR_CONTROL_TARGET - 1, channel_opened, aw);
+    st = wr_session_open_stream(s, (const uint8_t *)WR_CONTROL_TARGET, sizeof WR_CONTROL_TARGET - 1,
+                                channel_opened, aw);
     if (!st) {
         wr_await_abandon(aw);
         return luaL_error(L, "session:open_channel: out of memory");
@@ -501,5 +504,6 @@ static const luaL_Reg session_methods[] = {
 
 void wr_bind_session(lua_State *L)
 {
-    wr_bind_class(L, SESSION_MT, session_methods, l_session_gc, "session_connect", l_session_connect);
+    wr_bind_class(L, SESSION_MT, session_methods, l_session_gc, "session_connect",
+                  l_session_connect);
 }

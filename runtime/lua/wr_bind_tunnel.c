@@ -86,8 +86,8 @@ void wr_format_peer(wr_endpoint_t *ep, char *out, size_t size)
     }
 }
 
-void wr_call_close_hook(lua_State *L, int fn_ref, const char *target, const char *peer,
-                        uint64_t up, uint64_t down, const wr_relay_result_t *res)
+void wr_call_close_hook(lua_State *L, int fn_ref, const char *target, const char *peer, uint64_t up,
+                        uint64_t down, const wr_relay_result_t *res)
 {
     if (fn_ref == LUA_NOREF) return; /* no hook: no Lua at all */
     lua_rawgeti(L, LUA_REGISTRYINDEX, fn_ref);

@@ -46,7 +46,7 @@ void wr_set_number(lua_State *L, const char *name, double value);
 
 /* Calls the on_close hook fn_ref(info) with {target, peer (when given), bytes_up, bytes_down,
  * duration_ms, reason, error}: up is from the local side towards the far side. */
-void wr_call_close_hook(lua_State *L, int fn_ref, const char *target, const char *peer,
-                        uint64_t up, uint64_t down, const wr_relay_result_t *res);
+void wr_call_close_hook(lua_State *L, int fn_ref, const char *target, const char *peer, uint64_t up,
+                        uint64_t down, const wr_relay_result_t *res);
 
 #endif

@@ -183,7 +183,8 @@ static void srv_ready(wr_session_t *s)
 
 static void srv_closed(wr_session_t *s, int reason, const char *detail) {}
 
-static const wr_session_cbs srv_cbs = {srv_ready, srv_stream, srv_closed};
+static const wr_session_cbs srv_cbs = {
+    .on_ready = srv_ready, .on_stream_open = srv_stream, .on_closed = srv_closed};
 
 static void srv_accept(wr_listener_t *l, int status)
 {
@@ -223,7 +224,7 @@ static void cli_closed(wr_session_t *s, int reason, const char *detail)
     if (s == e->s) e->s = NULL;
 }
 
-static const wr_session_cbs cli_cbs = {cli_ready, NULL, cli_closed};
+static const wr_session_cbs cli_cbs = {.on_ready = cli_ready, .on_closed = cli_closed};
 
 static void cli_dialed(wr_dial_t *d, int status, uv_tcp_t *tcp, void *data)
 {
@@ -318,7 +319,7 @@ static void hs_ready(wr_session_t *s)
 }
 
 static void hs_closed(wr_session_t *s, int reason, const char *detail);
-static const wr_session_cbs hs_cbs = {hs_ready, NULL, hs_closed};
+static const wr_session_cbs hs_cbs = {.on_ready = hs_ready, .on_closed = hs_closed};
 
 static void hs_dial_next(end_t *e);
 

@@ -83,7 +83,7 @@ static void s_closed(wr_session_t *s, int reason, const char *detail)
 {
     ctx.closed = 1;
 }
-static const wr_session_cbs s_cbs = {NULL, s_stream_open, s_closed};
+static const wr_session_cbs s_cbs = {.on_stream_open = s_stream_open, .on_closed = s_closed};
 
 typedef struct in {
     const uint8_t *p;

@@ -188,4 +188,29 @@ describe("warren.relay limits", function()
     for i = 2, 3 do probes[i]:close() end
     relay:close()
   end)
+
+  it("refuses an address at once after too many failed handshakes", function()
+    local relay = assert(warren.relay({ listen = "127.0.0.1:0", key = "limit-test", max_failed_handshakes = 2,
+      probe_close_ms = 100 }))
+    local port = relay:port()
+    for _ = 1, 2 do -- garbage: each costs one failed handshake, then the sink closes it
+      local reply = net.exchange(port, string.rep("\1", 200), { timeout = 3000 })
+      assert.is_true(reply == nil or reply == "")
+    end
+    assert.equal(2, relay:stats().handshakes_failed)
+    local before = relay:stats().sessions_total
+    local reply = net.exchange(port, string.rep("\1", 200), { timeout = 3000 })
+    assert.is_true(reply == nil or reply == "")
+    assert.equal(before, relay:stats().sessions_total) -- closed at accept: no session, no crypto
+    assert.equal(1, relay:stats().refused_failures)
+    -- the limit is per address: a key holder from another loopback address gets in
+    local c = uv.new_tcp()
+    assert(c:bind("127.0.0.2", 0))
+    local ok = warren.await(function(resolve) c:connect("127.0.0.1", port, function(e) resolve(not e) end) end, 2000)
+    assert.is_true(ok)
+    c:close()
+    warren.sleep(100)
+    assert.equal(before + 1, relay:stats().sessions_total)
+    relay:close()
+  end)
 end)

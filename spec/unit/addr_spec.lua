@@ -27,16 +27,17 @@ describe("warren.addr", function()
 
   it("parses every ssh -L form", function()
     assert.same({ listen = { host = "127.0.0.1", port = 1080 } }, addr.parse_forward("1080"))
-    assert.same({ listen = { host = "0.0.0.0", port = 1080 } }, addr.parse_forward("0.0.0.0:1080"))
-    assert.same({ listen = { host = "127.0.0.1", port = 9000 }, target = { host = "127.0.0.1", port = 5201 } },
-      addr.parse_forward("127.0.0.1:9000:127.0.0.1:5201"))
+    assert.same({ listen = { host = "0.0.0.0", port = 1080 }, bind = "0.0.0.0" }, addr.parse_forward("0.0.0.0:1080"))
+    assert.same({ listen = { host = "127.0.0.1", port = 9000 }, target = { host = "127.0.0.1", port = 5201 },
+      bind = "127.0.0.1" }, addr.parse_forward("127.0.0.1:9000:127.0.0.1:5201"))
     assert.same({ listen = { host = "127.0.0.1", port = 1080 }, target = { host = "", port = 1080 } },
       addr.parse_forward("1080::1080"))
     assert.same({ listen = { host = "127.0.0.1", port = 1080 }, target = { host = "server2", port = 1080 } },
       addr.parse_forward("1080:server2:1080"))
-    assert.same({ listen = { host = "::1", port = 9000 }, target = { host = "::1", port = 22 } },
+    assert.same({ listen = { host = "::1", port = 9000 }, target = { host = "::1", port = 22 }, bind = "::1" },
       addr.parse_forward("[::1]:9000:[::1]:22"))
-    assert.same({ listen = { host = "127.0.0.1", port = 1080 } }, addr.parse_forward(":1080"))
+    -- an empty BIND is kept as written (-R leaves it to the relay); -L listens on 127.0.0.1
+    assert.same({ listen = { host = "127.0.0.1", port = 1080 }, bind = "" }, addr.parse_forward(":1080"))
   end)
 
   it("rejects bad forwards", function()

@@ -1,0 +1,105 @@
+/* Per-address failure limits: counting, windows, IPv6 /64 grouping and a full table. */
+#include "wr_addr_limit.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static struct sockaddr_storage v4(const char *ip)
+{
+    struct sockaddr_storage ss;
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    memset(&ss, 0, sizeof ss);
+    a->sin_family = AF_INET;
+    inet_pton(AF_INET, ip, &a->sin_addr);
+    return ss;
+}
+
+static struct sockaddr_storage v6(const char *ip)
+{
+    struct sockaddr_storage ss;
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    memset(&ss, 0, sizeof ss);
+    a->sin6_family = AF_INET6;
+    inet_pton(AF_INET6, ip, &a->sin6_addr);
+    return ss;
+}
+
+#define SA(ss) ((const struct sockaddr *)&(ss))
+
+static void blocks_after_max_failures_until_the_window_ends(void **state)
+{
+    wr_addr_limit_t *l = wr_addr_limit_new(3, 1000, 64);
+    struct sockaddr_storage a = v4("127.0.0.2"), b = v4("127.0.0.3");
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        assert_false(wr_addr_limit_blocked(l, SA(a), 100));
+        wr_addr_limit_fail(l, SA(a), 100 + i);
+    }
+    assert_true(wr_addr_limit_blocked(l, SA(a), 500));
+    assert_false(wr_addr_limit_blocked(l, SA(b), 500)); /* others are not affected */
+    assert_true(wr_addr_limit_blocked(l, SA(a), 1099));
+    assert_false(wr_addr_limit_blocked(l, SA(a), 1100)); /* a new window */
+    wr_addr_limit_fail(l, SA(a), 1100);
+    assert_false(wr_addr_limit_blocked(l, SA(a), 1100));
+    wr_addr_limit_free(l);
+}
+
+static void groups_ipv6_by_64(void **state)
+{
+    wr_addr_limit_t *l = wr_addr_limit_new(2, 1000, 64);
+    struct sockaddr_storage a = v6("2001:db8:1:2::1"), b = v6("2001:db8:1:2::ffff"),
+                            c = v6("2001:db8:1:3::1");
+    (void)state;
+    wr_addr_limit_fail(l, SA(a), 0);
+    wr_addr_limit_fail(l, SA(b), 0);
+    assert_true(wr_addr_limit_blocked(l, SA(a), 1));
+    assert_true(wr_addr_limit_blocked(l, SA(b), 1));
+    assert_false(wr_addr_limit_blocked(l, SA(c), 1));
+    wr_addr_limit_free(l);
+}
+
+static void a_full_table_forgets_the_oldest(void **state)
+{
+    wr_addr_limit_t *l = wr_addr_limit_new(1, 100000, 8); /* one probe run covers the table */
+    char ip[32];
+    struct sockaddr_storage first = v4("10.0.0.1");
+    (void)state;
+    wr_addr_limit_fail(l, SA(first), 0);
+    assert_true(wr_addr_limit_blocked(l, SA(first), 1));
+    for (int i = 2; i < 2 + 64; i++) {
+        struct sockaddr_storage a;
+        snprintf(ip, sizeof ip, "10.0.%d.%d", i / 250, i % 250);
+        a = v4(ip);
+        wr_addr_limit_fail(l, SA(a), (uint64_t)i);
+        assert_true(wr_addr_limit_blocked(l, SA(a), (uint64_t)i)); /* the newest is always kept */
+    }
+    assert_false(wr_addr_limit_blocked(l, SA(first), 100)); /* evicted: memory stays bounded */
+    wr_addr_limit_free(l);
+}
+
+static void zero_means_no_limit(void **state)
+{
+    struct sockaddr_storage a = v4("127.0.0.2");
+    (void)state;
+    assert_null(wr_addr_limit_new(0, 1000, 64));
+    wr_addr_limit_fail(NULL, SA(a), 0);
+    assert_false(wr_addr_limit_blocked(NULL, SA(a), 0));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(blocks_after_max_failures_until_the_window_ends),
+        cmocka_unit_test(groups_ipv6_by_64),
+        cmocka_unit_test(a_full_table_forgets_the_oldest),
+        cmocka_unit_test(zero_means_no_limit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
