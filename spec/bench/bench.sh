@@ -8,6 +8,8 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$SCRIPT_DIR/../.." && pwd)
 readonly SCRIPT_DIR REPO_DIR
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
 readonly ALL_PEERS=(direct haproxy socat ssh ss warren)
 readonly PORT_LO=17000 PORT_HI=17999
 readonly HOLD_CONNS=2000
@@ -98,7 +100,7 @@ selected() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
 find_loadgen() {
     local c
     if [[ -z $LOADGEN ]]; then
-        for c in "$REPO_DIR"/build*/spec/bench/wr_loadgen /tmp/build-bench/spec/bench/wr_loadgen; do
+        for c in "$REPO_DIR"/build*/spec/bench/wr_loadgen; do
             [[ -x $c ]] && { LOADGEN=$c; break; }
         done
     fi
@@ -147,85 +149,6 @@ raise_nofile() {
 }
 
 # ---------------------------------------------------------------- processes and ports
-
-cleanup() {
-    local rc=$? p
-    trap - EXIT INT TERM
-    for p in "${PIDS[@]}"; do kill_tree "$p"; done
-    [[ -n $WORK && -d $WORK ]] && rm -rf "$WORK"
-    exit "$rc"
-}
-
-descendants() {
-    # All processes below $1, by walking parent links: socat forks one child per connection and
-    # sshd one (or two) per session.
-    ps -e -o pid=,ppid= | awk -v root="$1" '
-        { kids[$2] = kids[$2] " " $1 }
-        END { n = split(kids[root], q, " "); i = 1
-              while (i <= n) { p = q[i++]; print p; m = split(kids[p], c, " ")
-                               for (j = 1; j <= m; j++) q[++n] = c[j] } }'
-}
-
-kill_tree() {
-    local root=$1 p all
-    kill -0 "$root" 2>/dev/null || return 0
-    all="$(descendants "$root") $root"
-    for p in $all; do kill -TERM "$p" 2>/dev/null || true; done
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-        kill -0 "$root" 2>/dev/null || break
-        sleep 0.1
-    done
-    for p in $all; do kill -KILL "$p" 2>/dev/null || true; done
-    wait "$root" 2>/dev/null || true
-}
-
-# spawn NAME CMD...: start CMD in the background, logging to $WORK/NAME.log; pid in SPAWNED.
-spawn() {
-    local name=$1
-    shift
-    "$@" >"$WORK/$name.log" 2>&1 &
-    SPAWNED=$!
-    PIDS+=("$SPAWNED")
-}
-
-port_in_use() {
-    local hex
-    hex=$(printf ':%04X' "$1")
-    awk -v h="$hex" 'NR > 1 && substr($2, length($2) - 4) == h { f = 1 } END { exit !f }' \
-        /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
-
-port_listening() {
-    local hex
-    hex=$(printf ':%04X' "$1")
-    awk -v h="$hex" 'NR > 1 && $4 == "0A" && substr($2, length($2) - 4) == h { f = 1 } END { exit !f }' \
-        /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
-
-# alloc_port VAR: next free port of the private range (fresh for every start, so no peer waits on
-# another's lingering sockets).
-alloc_port() {
-    local tries=0 p
-    while ((tries++ < PORT_HI - PORT_LO)); do
-        p=$PORT_NEXT
-        PORT_NEXT=$((PORT_NEXT >= PORT_HI ? PORT_LO : PORT_NEXT + 1))
-        if ! port_in_use "$p"; then
-            printf -v "$1" '%s' "$p"
-            return 0
-        fi
-    done
-    die "no free port in $PORT_LO-$PORT_HI"
-}
-
-wait_listen() {
-    local port=$1 pid=${2:-} i
-    for ((i = 0; i < 100; i++)); do
-        port_listening "$port" && return 0
-        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then return 1; fi
-        sleep 0.05
-    done
-    return 1
-}
 
 rss_kb() {
     # Sum of VmRSS over the given roots and all their descendants.
@@ -380,7 +303,7 @@ detect_warren() {
     fi
     local c
     if [[ -z ${WARREN_BIN:-} ]]; then
-        for c in "$REPO_DIR"/build*/warren /tmp/build-bench/warren; do
+        for c in "$REPO_DIR"/build*/warren; do
             [[ -x $c ]] && { WARREN_BIN=$c; break; }
         done
         [[ -z ${WARREN_BIN:-} ]] && WARREN_BIN=$(command -v warren 2>/dev/null || true)
@@ -404,8 +327,6 @@ detect_warren() {
 }
 
 # ---------------------------------------------------------------- measurements
-
-kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2" | head -1; }
 
 record() { RES[$1:$2]+="${3:-NA} "; }
 
@@ -580,12 +501,6 @@ bench_peer() {
 
 # ---------------------------------------------------------------- report
 
-median() {
-    tr ' ' '\n' <<<"$1" | awk '$1 != "" && $1 != "NA"' | sort -g |
-        awk '{ v[NR] = $1 } END { if (!NR) print "NA"; else if (NR % 2) print v[(NR + 1) / 2];
-                                  else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 # Added latency is paired per run (peer and direct measured minutes apart), then the median.
 compute_added() {
     local peer=$1 m=$2 d p i out=""
@@ -600,15 +515,6 @@ compute_added() {
 }
 
 med() { median "${RES[$1:$2]:-}"; }
-
-fmt() { # fmt VALUE DECIMALS
-    awk -v v="$1" -v d="$2" 'BEGIN { if (v == "NA" || v == "") print "n/a"; else printf("%." d "f\n", v) }'
-}
-
-ratio() { # ratio A B: A/B with a multiplication sign
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "NA" || b == "NA" || a == "" || b == "" || b + 0 == 0) print "n/a";
-                                     else printf "%.2f×\n", a / b }'
-}
 
 bar() { # bar VALUE OP LIMIT: PASS/FAIL/n/a
     awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {

@@ -61,6 +61,7 @@ struct wr_conn {
     uint64_t t_dial;
     size_t recv_off;
     long msgs_done;
+    int failed;
     unsigned char *tx;
 };
 
@@ -69,13 +70,23 @@ struct wr_sconn {
     uv_write_t wreq;
     uv_shutdown_t sreq;
     char *pending;
+    size_t pending_len;
+    int failed;
+    uint64_t in, out; /* bytes received and echoed back */
+    uint64_t t_first; /* arrival of the first byte of the message being echoed */
     struct wr_sconn *prev, *next;
 };
 
-/* Counters for one side; "last" copies feed the per-interval lines. */
+/* Client counters; "last" copies feed the per-interval lines. msgs are verified echoes. */
 struct wr_counts {
-    uint64_t msgs, bytes;
+    uint64_t sent, msgs, bytes, ok, failed;
     uint64_t err_connect, err_timeout, err_reset, err_corrupt, err_extra, err_unfinished;
+};
+
+/* The echo server's counters. It knows no message boundaries, so it counts whole SIZE-byte
+ * messages of each connection's byte stream. */
+struct wr_scounts {
+    uint64_t accepted, ok, failed, msgs_in, msgs_out, bytes_out, errors;
 };
 
 static struct {
@@ -91,15 +102,16 @@ static struct {
     long active;
     int stopping;
     int ready_printed;
-    uint64_t t_start, t_end;
-    struct wr_hist hist, ihist;
+    uint64_t t_start, t_end, t_report;
+    struct wr_hist hist, ihist, s_hist, s_ihist;
     struct wr_counts c, c_last;
+    struct wr_scounts s, s_last;
     uv_timer_t stop_timer, tick_timer, report_timer;
     uv_signal_t sigint, sigterm;
     uv_tcp_t server;
     int server_open;
     struct wr_sconn *sconns;
-    uint64_t s_accepted, s_active, s_bytes, s_bytes_last, s_errors;
+    uint64_t s_active;
 } wr;
 
 static char wr_rbuf[WR_READ_BUF];
@@ -275,6 +287,8 @@ static void wr_conn_close(struct wr_conn *c)
 static void wr_conn_error(struct wr_conn *c, uint64_t *counter, const char *what, int status)
 {
     (*counter)++;
+    wr.c.failed++;
+    c->failed = 1;
     if (!wr.o.quiet && wr.o.mode != WR_CONNRATE)
         fprintf(stderr, "wr_loadgen: conn %u: %s%s%s\n", c->id, what, status ? ": " : "",
                 status ? uv_strerror(status) : "");
@@ -296,6 +310,7 @@ static void wr_conn_send(struct wr_conn *c)
     c->t_op = uv_hrtime();
     c->deadline = c->t_op + (uint64_t)(wr.o.timeout * 1e9);
     c->state = WR_C_WAITING;
+    wr.c.sent++;
 
     uv_buf_t b = uv_buf_init((char *)c->tx, (unsigned)wr.o.size);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -337,6 +352,7 @@ static void wr_conn_msg_done(struct wr_conn *c)
     default:
         if (wr.o.msgs > 0 && c->msgs_done >= wr.o.msgs) {
             c->finished = 1;
+            wr.c.ok++;
             wr_conn_close(c);
         } else {
             wr_conn_send(c);
@@ -428,6 +444,10 @@ static void wr_sconn_on_close(uv_handle_t *h)
     else
         wr.sconns = sc->next;
     if (sc->next) sc->next->prev = sc->prev;
+    if (sc->failed)
+        wr.s.failed++;
+    else
+        wr.s.ok++;
     free(sc->pending);
     free(sc);
     wr.s_active--;
@@ -439,6 +459,28 @@ static void wr_sconn_close(struct wr_sconn *sc)
         uv_close((uv_handle_t *)&sc->tcp, wr_sconn_on_close);
 }
 
+static void wr_sconn_fail(struct wr_sconn *sc)
+{
+    wr.s.errors++;
+    sc->failed = 1;
+    wr_sconn_close(sc);
+}
+
+/* Latency as the server sees it: first byte of a message in, last byte handed to the kernel.
+ * Exact when one message is in flight per connection, which is what the clients here do. */
+static void wr_sconn_echoed(struct wr_sconn *sc, size_t n)
+{
+    uint64_t before = sc->out / wr.o.size;
+    sc->out += n;
+    wr.s.bytes_out += n;
+    uint64_t done = sc->out / wr.o.size - before;
+    if (done == 0) return;
+    wr.s.msgs_out += done;
+    uint64_t held = uv_hrtime() - sc->t_first;
+    wr_hist_add(&wr.s_hist, held);
+    wr_hist_add(&wr.s_ihist, held);
+}
+
 static void wr_sconn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void wr_sconn_on_write(uv_write_t *req, int status)
@@ -447,10 +489,13 @@ static void wr_sconn_on_write(uv_write_t *req, int status)
     free(sc->pending);
     sc->pending = NULL;
     if (status < 0) {
-        if (status != UV_ECANCELED) wr.s_errors++;
-        wr_sconn_close(sc);
+        if (status == UV_ECANCELED)
+            wr_sconn_close(sc);
+        else
+            wr_sconn_fail(sc);
         return;
     }
+    wr_sconn_echoed(sc, sc->pending_len);
     if (!uv_is_closing((uv_handle_t *)&sc->tcp))
         uv_read_start((uv_stream_t *)&sc->tcp, wr_alloc, wr_sconn_on_read);
 }
@@ -470,41 +515,38 @@ static void wr_sconn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             uv_read_stop(s);
             sc->sreq.data = sc;
             if (uv_shutdown(&sc->sreq, s, wr_sconn_on_shutdown) == 0) return;
-        } else {
-            wr.s_errors++;
         }
-        wr_sconn_close(sc);
+        wr_sconn_fail(sc);
         return;
     }
-    wr.s_bytes += (uint64_t)nread;
+    if (sc->in % wr.o.size == 0) sc->t_first = uv_hrtime();
+    wr.s.msgs_in += (sc->in + (uint64_t)nread) / wr.o.size - sc->in / wr.o.size;
+    sc->in += (uint64_t)nread;
     uv_buf_t b = uv_buf_init(buf->base, (unsigned)nread);
     int n = uv_try_write(s, &b, 1);
-    if (n == nread) return;
     if (n < 0 && n != UV_EAGAIN) {
-        wr.s_errors++;
-        wr_sconn_close(sc);
+        wr_sconn_fail(sc);
         return;
     }
     if (n < 0) n = 0;
+    wr_sconn_echoed(sc, (size_t)n);
+    if (n == nread) return;
     /* The peer is slow to read: keep the rest and stop reading until it drains, so memory stays
      * bounded by one read buffer per connection. */
-    size_t rest = (size_t)(nread - n);
-    sc->pending = malloc(rest);
+    sc->pending_len = (size_t)(nread - n);
+    sc->pending = malloc(sc->pending_len);
     if (!sc->pending) wr_fail("out of memory");
-    memcpy(sc->pending, buf->base + n, rest);
+    memcpy(sc->pending, buf->base + n, sc->pending_len);
     uv_read_stop(s);
     sc->wreq.data = sc;
-    uv_buf_t wb = uv_buf_init(sc->pending, (unsigned)rest);
-    if (uv_write(&sc->wreq, s, &wb, 1, wr_sconn_on_write)) {
-        wr.s_errors++;
-        wr_sconn_close(sc);
-    }
+    uv_buf_t wb = uv_buf_init(sc->pending, (unsigned)sc->pending_len);
+    if (uv_write(&sc->wreq, s, &wb, 1, wr_sconn_on_write)) wr_sconn_fail(sc);
 }
 
 static void wr_server_on_conn(uv_stream_t *server, int status)
 {
     if (status < 0) {
-        wr.s_errors++;
+        wr.s.errors++;
         return;
     }
     struct wr_sconn *sc = calloc(1, sizeof *sc);
@@ -516,11 +558,10 @@ static void wr_server_on_conn(uv_stream_t *server, int status)
     wr.sconns = sc;
     wr.s_active++;
     if (uv_accept(server, (uv_stream_t *)&sc->tcp)) {
-        wr.s_errors++;
-        wr_sconn_close(sc);
+        wr_sconn_fail(sc);
         return;
     }
-    wr.s_accepted++;
+    wr.s.accepted++;
     uv_tcp_nodelay(&sc->tcp, 1);
     uv_read_start((uv_stream_t *)&sc->tcp, wr_alloc, wr_sconn_on_read);
 }
@@ -561,42 +602,84 @@ static void wr_stop(void)
     wr_close_if_open((uv_handle_t *)&wr.sigterm);
 }
 
+/* Accounts for the connections still running when the run is cut short (duration or signal).
+ * With a message budget the duration is only a cap: running into it means a stall. A stress
+ * connection that never got one echo back in the whole run stalled too. */
+static void wr_settle(void)
+{
+    if (wr.o.mode != WR_STRESS && wr.o.mode != WR_PINGPONG) return;
+    for (long i = 0; i < wr.nslots; i++) {
+        struct wr_conn *c = &wr.conns[i];
+        if (c->finished) continue;
+        c->finished = 1;
+        if ((wr.o.msgs > 0 && c->msgs_done < wr.o.msgs) ||
+            (wr.o.mode == WR_STRESS && c->msgs_done == 0)) {
+            wr.c.err_unfinished++;
+            wr.c.failed++;
+            c->failed = 1;
+        } else {
+            wr.c.ok++;
+        }
+    }
+}
+
 static void wr_on_stop_timer(uv_timer_t *t)
 {
-    /* With a message budget the duration is only a cap: running into it means a stall. */
-    if ((wr.o.mode == WR_STRESS || wr.o.mode == WR_PINGPONG) && wr.o.msgs > 0) {
-        for (long i = 0; i < wr.nslots; i++)
-            if (!wr.conns[i].finished && wr.conns[i].msgs_done < wr.o.msgs) wr.c.err_unfinished++;
-    }
+    wr_settle();
     wr_stop();
 }
 
 static void wr_on_signal(uv_signal_t *s, int signum)
 {
+    wr_settle();
     wr_stop();
+}
+
+/* One report line for a side: `when` is "t=2.0s" for an interval, "total" at the end. */
+static void wr_print_side(const char *side, const char *when, uint64_t active, uint64_t total,
+                          uint64_t ok, uint64_t failed, uint64_t m_out, uint64_t m_in, uint64_t dm,
+                          uint64_t db, double dt, uint64_t errors, const struct wr_hist *h)
+{
+    printf("%s: %s conns=%" PRIu64 "/%" PRIu64 " ok=%" PRIu64 " failed=%" PRIu64 " msgs=%" PRIu64
+           "->%" PRIu64 " rate=%.0f/s MB/s=%.2f errors=%" PRIu64
+           " p50_us=%.1f p99_us=%.1f max_us=%.1f\n",
+           side, when, active, total, ok, failed, m_out, m_in, dt > 0 ? (double)dm / dt : 0,
+           dt > 0 ? (double)db / dt / 1e6 : 0, errors, wr_hist_pct_us(h, 0.50),
+           wr_hist_pct_us(h, 0.99), (double)h->max / 1000.0);
+}
+
+static void wr_print_client(const char *when, const struct wr_counts *last, double dt,
+                            const struct wr_hist *h)
+{
+    wr_print_side("CLIENT", when, (uint64_t)wr.active, (uint64_t)wr.dialed, wr.c.ok, wr.c.failed,
+                  wr.c.sent, wr.c.msgs, wr.c.msgs - last->msgs, wr.c.bytes - last->bytes, dt,
+                  wr_errors(&wr.c), h);
+}
+
+static void wr_print_server(const char *when, const struct wr_scounts *last, double dt,
+                            const struct wr_hist *h)
+{
+    wr_print_side("SERVER", when, wr.s_active, wr.s.accepted, wr.s.ok, wr.s.failed, wr.s.msgs_in,
+                  wr.s.msgs_out, wr.s.msgs_out - last->msgs_out, wr.s.bytes_out - last->bytes_out,
+                  dt, wr.s.errors, h);
 }
 
 static void wr_on_report(uv_timer_t *t)
 {
-    double now = wr_now_s();
-    double dt = wr.o.interval;
+    uint64_t now = uv_hrtime();
+    double dt = (double)(now - wr.t_report) / 1e9;
+    char when[32];
+    snprintf(when, sizeof when, "t=%.1fs", (double)(now - wr.t_start) / 1e9);
+    wr.t_report = now;
     if (wr.o.mode != WR_ECHO) {
-        uint64_t dm = wr.c.msgs - wr.c_last.msgs;
-        uint64_t db = wr.c.bytes - wr.c_last.bytes;
-        printf("CLIENT: t=%.1fs conns=%ld msgs=%" PRIu64 " (+%" PRIu64 ") MB/s=%.2f p50_us=%.1f "
-               "p99_us=%.1f max_us=%.1f errors=%" PRIu64 "\n",
-               now, wr.active, wr.c.msgs, dm, (double)db / dt / 1e6,
-               wr_hist_pct_us(&wr.ihist, 0.50), wr_hist_pct_us(&wr.ihist, 0.99),
-               (double)wr.ihist.max / 1000.0, wr_errors(&wr.c));
+        wr_print_client(when, &wr.c_last, dt, &wr.ihist);
         wr.c_last = wr.c;
         memset(&wr.ihist, 0, sizeof wr.ihist);
     }
     if (wr.server_open) {
-        printf("SERVER: t=%.1fs conns=%" PRIu64 " accepted=%" PRIu64 " echoed=%" PRIu64
-               " MB/s=%.2f errors=%" PRIu64 "\n",
-               now, wr.s_active, wr.s_accepted, wr.s_bytes,
-               (double)(wr.s_bytes - wr.s_bytes_last) / dt / 1e6, wr.s_errors);
-        wr.s_bytes_last = wr.s_bytes;
+        wr_print_server(when, &wr.s_last, dt, &wr.s_ihist);
+        wr.s_last = wr.s;
+        memset(&wr.s_ihist, 0, sizeof wr.s_ihist);
     }
     fflush(stdout);
 }
@@ -606,6 +689,8 @@ static int wr_summary(void)
     double el = (double)(wr.t_end - wr.t_start) / 1e9;
     const struct wr_hist *h = &wr.hist;
     uint64_t errs = wr_errors(&wr.c);
+    static const struct wr_counts c0;
+    static const struct wr_scounts s0;
     switch (wr.o.mode) {
     case WR_PINGPONG:
         printf("pingpong conns=%ld size=%zu round_trips=%" PRIu64 " elapsed=%.3f rtt_per_s=%.1f "
@@ -626,19 +711,22 @@ static int wr_summary(void)
                wr.o.conns, errs, el);
         break;
     case WR_STRESS:
-        printf("SUMMARY: conns=%ld msgs=%" PRIu64 " bytes_verified=%" PRIu64 " elapsed=%.3f "
-               "MB/s=%.2f p50_us=%.1f p99_us=%.1f max_us=%.1f errors=%" PRIu64 " connect=%" PRIu64
+        wr_print_client("total", &c0, el, h);
+        if (wr.server_open) wr_print_server("total", &s0, el, &wr.s_hist);
+        errs += wr.s.errors;
+        printf("SUMMARY: conns=%ld size=%zu msgs=%" PRIu64 " msgs_per_s=%.1f MB/s=%.2f "
+               "p50_us=%.1f p99_us=%.1f max_us=%.1f errors=%" PRIu64 " connect=%" PRIu64
                " timeout=%" PRIu64 " reset=%" PRIu64 " corrupt=%" PRIu64 " extra=%" PRIu64
-               " unfinished=%" PRIu64 " server_errors=%" PRIu64 " %s\n",
-               wr.o.conns, wr.c.msgs, wr.c.bytes, el, el > 0 ? (double)wr.c.bytes / el / 1e6 : 0,
-               wr_hist_pct_us(h, 0.50), wr_hist_pct_us(h, 0.99), (double)h->max / 1000.0, errs,
+               " unfinished=%" PRIu64 " server_errors=%" PRIu64 " elapsed=%.3f %s\n",
+               wr.o.conns, wr.o.size, wr.c.msgs, el > 0 ? (double)wr.c.msgs / el : 0,
+               el > 0 ? (double)wr.c.bytes / el / 1e6 : 0, wr_hist_pct_us(h, 0.50),
+               wr_hist_pct_us(h, 0.99), (double)h->max / 1000.0, wr_errors(&wr.c) + wr.s.errors,
                wr.c.err_connect, wr.c.err_timeout, wr.c.err_reset, wr.c.err_corrupt, wr.c.err_extra,
-               wr.c.err_unfinished, wr.s_errors, errs + wr.s_errors ? "FAIL" : "OK");
-        errs += wr.s_errors;
+               wr.c.err_unfinished, wr.s.errors, el, errs ? "FAIL" : "OK");
         break;
     case WR_ECHO:
         printf("echo-server accepted=%" PRIu64 " echoed=%" PRIu64 " errors=%" PRIu64 "\n",
-               wr.s_accepted, wr.s_bytes, wr.s_errors);
+               wr.s.accepted, wr.s.bytes_out, wr.s.errors);
         errs = 0; /* a client vanishing is not the server's failure */
         break;
     }
@@ -652,50 +740,73 @@ static int wr_summary(void)
 
 static void wr_usage(FILE *f)
 {
-    fprintf(
-        f,
+    fputs(
         "usage: wr_loadgen MODE [options]   (loopback addresses only)\n"
         "\n"
         "modes:\n"
         "  echo-server  -l ADDR            echo every byte back; half-close is echoed\n"
-        "  pingpong     -t ADDR            N connections, each sends SIZE bytes, waits for the "
-        "echo,\n"
-        "                                  repeats; prints p50/p90/p99/max latency (us) and round "
-        "trips/s\n"
-        "  connrate     -t ADDR            C dialers open a connection, do one 1-byte echo, "
-        "close,\n"
-        "                                  repeat; prints connections/s and failures\n"
-        "  hold         -t ADDR            open N connections (one echo each), print 'ready ...',\n"
-        "                                  stay idle until SIGTERM/SIGINT or the duration ends\n"
-        "  stress       -t ADDR [-l ADDR]  N connections x M messages of SIZE bytes, every echoed "
-        "byte\n"
-        "                                  verified; CLIENT:/SERVER: lines each interval, SUMMARY "
-        "at end;\n"
-        "                                  with -l an echo server runs in-process (target defaults "
-        "to it)\n"
+        "  pingpong     -t ADDR            N connections, each sends SIZE bytes, waits for the\n"
+        "                                  echo, repeats; prints p50/p90/p99/max latency (us)\n"
+        "                                  and round trips/s\n"
+        "  connrate     -t ADDR            C dialers open a connection, do one 1-byte echo,\n"
+        "                                  close, repeat; prints connections/s and failures\n"
+        "  hold         -t ADDR            open N connections (one echo each), print\n"
+        "                                  'ready ...', stay idle until SIGTERM/SIGINT or the\n"
+        "                                  duration ends\n"
+        "  stress       -t ADDR [-l ADDR]  capacity test: N connections each send a SIZE-byte\n"
+        "                                  message, verify every echoed byte and send the next\n"
+        "                                  one at once (no think time), M times or until the\n"
+        "                                  duration ends\n"
+        "\n"
+        "stress output: each interval a CLIENT: line and, with -l, a SERVER: line; at the end\n"
+        "both again with 'total' in place of t=, then one SUMMARY: line.\n"
+        "  CLIENT: t=2.0s conns=ACTIVE/DIALED ok=N failed=N msgs=SENT->VERIFIED rate=N/s\n"
+        "          MB/s=N errors=N p50_us=N p99_us=N max_us=N\n"
+        "    ok/failed count connections that ended; rate, MB/s (verified echo bytes) and the\n"
+        "    round-trip latency cover the interval, the other fields the run so far.\n"
+        "  SERVER: the same fields from the echo server's side: conns=OPEN/ACCEPTED,\n"
+        "    msgs=RECEIVED->ECHOED in whole SIZE-byte messages of each connection's stream,\n"
+        "    latency = first byte of a message in to its last byte written back. The echo\n"
+        "    server runs in this process, on the same thread as the clients; -t may point at\n"
+        "    a tunnel that leads to it (without -t, clients connect to -l directly).\n"
+        "  SUMMARY: conns size msgs msgs_per_s MB/s p50_us p99_us max_us errors (client and\n"
+        "    server), then errors by kind: connect timeout reset corrupt extra unfinished\n"
+        "    server_errors; elapsed; OK or FAIL.\n"
+        "  A connection ends at its first error. corrupt: an echoed byte differs from the one\n"
+        "  sent (the pattern depends on connection and message number, so bytes from another\n"
+        "  connection or an earlier message are caught too; the offset goes to stderr even\n"
+        "  with -q); extra: bytes arrived that nobody asked for; reset: the connection closed\n"
+        "  or failed before its echo; unfinished: when the run was cut (duration or signal),\n"
+        "  the connection had not completed its -msgs budget, or with -msgs 0 had not had a\n"
+        "  single echo back.\n"
         "\n"
         "options (single or double dash):\n"
-        "  -t, -target ADDR       where clients connect (HOST:PORT, HOST is 127.x.x.x, ::1 or "
-        "localhost)\n"
-        "  -l, -listen ADDR       where the echo server listens\n"
-        "  -c, -conns N           connections (pingpong 1, connrate dialers 16, hold 2000, stress "
-        "10)\n"
-        "  -n, -msgs M            messages per connection; 0 = until the duration ends (default "
-        "0)\n"
-        "  -s, -size BYTES        message size (default 1; stress 4096)\n"
-        "  -d, -duration SECS     run time; with -msgs it is a cap and hitting it is an error\n"
-        "                         (pingpong/connrate 5, stress 10 or 60 with -msgs, hold 60,\n"
-        "                         echo-server 600)\n"
-        "  -i, -interval SECS     report line period, 0 = none (stress 1, others 0)\n"
-        "  -timeout SECS          a connect or round trip slower than this is an error (default "
-        "10)\n"
-        "  -dial-concurrency K    hold: connections being set up at once (default 64)\n"
-        "  -q, -quiet             no per-connection error lines\n"
+        "  -t, -target ADDR     where clients connect (HOST:PORT; HOST is 127.x.x.x, ::1 or\n"
+        "                       localhost)\n"
+        "  -l, -listen ADDR     where the echo server listens\n"
+        "  -c, -conns N         connections (pingpong 1, connrate dialers 16, hold 2000,\n"
+        "                       stress 500)\n"
+        "  -n, -msgs M          messages per connection; 0 = until the duration ends (default 0)\n"
+        "  -s, -size BYTES      message size (default 1; stress 8192; echo-server: the size its\n"
+        "                       SERVER: lines count messages in)\n"
+        "  -d, -duration SECS   run time; with -msgs it is a cap and hitting it is an error\n"
+        "                       (pingpong/connrate 5, stress 10 or 60 with -msgs, hold 60,\n"
+        "                       echo-server 600)\n"
+        "  -i, -interval SECS   report line period, 0 = none (stress 1, others 0)\n"
+        "  -timeout SECS        a connect or round trip slower than this is an error\n"
+        "                       (default 10)\n"
+        "  -dial-concurrency K  hold: connections being set up at once (default 64)\n"
+        "  -q, -quiet           no per-connection error lines\n"
         "\n"
-        "exit status: 0 on success; 1 if any connection failed, timed out, was dropped or echoed "
-        "a\n"
-        "wrong byte (connrate: only if nothing succeeded, failures are counted); 2 on bad "
-        "usage.\n");
+        "The open-file limit is raised to its hard limit; if that is still too low for the\n"
+        "connections asked for (two descriptors each with -l), nothing starts (exit 2).\n"
+        "\n"
+        "exit status: 0 on success; 1 if a connection failed, timed out, was dropped, echoed a\n"
+        "wrong or extra byte or was unfinished, or the in-process echo server had an error\n"
+        "(hold: also if fewer than N were held; connrate: only if nothing succeeded, failures\n"
+        "are counted; echo-server: never, a client vanishing is not its failure); 2 on bad\n"
+        "usage or when it cannot start (listen fails, too few file descriptors).\n",
+        f);
 }
 
 static const char *wr_opt_name(const char *arg)
@@ -795,9 +906,9 @@ static void wr_parse_args(int argc, char **argv)
     }
 
     static const long def_conns[] = {
-        [WR_PINGPONG] = 1, [WR_CONNRATE] = 16, [WR_HOLD] = 2000, [WR_ECHO] = 0, [WR_STRESS] = 10};
+        [WR_PINGPONG] = 1, [WR_CONNRATE] = 16, [WR_HOLD] = 2000, [WR_ECHO] = 0, [WR_STRESS] = 500};
     if (o->conns < 0) o->conns = def_conns[o->mode];
-    if (o->size == 0) o->size = o->mode == WR_STRESS ? 4096 : 1;
+    if (o->size == 0) o->size = o->mode == WR_STRESS ? 8192 : 1;
     if (o->mode == WR_CONNRATE || o->mode == WR_HOLD) o->size = 1;
     if (o->duration < 0) {
         if (o->mode == WR_HOLD)
@@ -814,12 +925,19 @@ static void wr_parse_args(int argc, char **argv)
 
 static void wr_raise_nofile(void)
 {
-    /* hold keeps thousands of sockets open: take whatever the hard limit allows. */
+    /* hold and stress keep hundreds or thousands of sockets open: take whatever the hard limit
+     * allows, and refuse to start rather than fail connections with EMFILE halfway through. */
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
     }
+    rlim_t need = 64;
+    if (wr.o.mode != WR_ECHO) need += (rlim_t)wr.o.conns * (wr.o.listen ? 2 : 1);
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        wr_fail("%ld connections need %lu open files, the limit is %lu (raise ulimit -Hn)",
+                wr.o.conns, (unsigned long)need, (unsigned long)rl.rlim_cur);
 }
 
 int main(int argc, char **argv)
@@ -830,7 +948,7 @@ int main(int argc, char **argv)
     wr_raise_nofile();
 
     wr.loop = uv_default_loop();
-    wr.t_start = uv_hrtime();
+    wr.t_start = wr.t_report = uv_hrtime();
     uv_timer_init(wr.loop, &wr.stop_timer);
     uv_timer_start(&wr.stop_timer, wr_on_stop_timer, (uint64_t)(wr.o.duration * 1000), 0);
     uv_signal_init(wr.loop, &wr.sigint);

@@ -1,0 +1,170 @@
+# lib.sh: helpers sourced by bench.sh and stress.sh: child processes, loopback ports, and the
+# numbers in their reports. The sourcing script defines die (prints and exits 2) and the globals
+# used here: WORK (scratch directory), PIDS (every process started, killed by cleanup), SPAWNED,
+# PORT_LO, PORT_HI and PORT_NEXT (its private port range and where the next search starts).
+
+# cleanup: the EXIT trap: kill every process started (with its descendants), drop WORK.
+cleanup() {
+    local rc=$? p
+    trap - EXIT INT TERM
+    for p in "${PIDS[@]}"; do kill_tree "$p"; done
+    [[ -n $WORK && -d $WORK ]] && rm -rf "$WORK"
+    exit "$rc"
+}
+
+descendants() {
+    # All processes below $1, by walking parent links: socat forks one child per connection and
+    # sshd one (or two) per session.
+    ps -e -o pid=,ppid= | awk -v root="$1" '
+        { kids[$2] = kids[$2] " " $1 }
+        END { n = split(kids[root], q, " "); i = 1
+              while (i <= n) { p = q[i++]; print p; m = split(kids[p], c, " ")
+                               for (j = 1; j <= m; j++) q[++n] = c[j] } }'
+}
+
+kill_tree() {
+    local root=$1 p all
+    kill -0 "$root" 2>/dev/null || return 0
+    all="$(descendants "$root") $root"
+    for p in $all; do kill -TERM "$p" 2>/dev/null || true; done
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        kill -0 "$root" 2>/dev/null || break
+        sleep 0.1
+    done
+    for p in $all; do kill -KILL "$p" 2>/dev/null || true; done
+    wait "$root" 2>/dev/null || true
+}
+
+# spawn NAME CMD...: start CMD in the background, logging to $WORK/NAME.log; pid in SPAWNED.
+spawn() {
+    local name=$1
+    shift
+    "$@" >"$WORK/$name.log" 2>&1 &
+    SPAWNED=$!
+    PIDS+=("$SPAWNED")
+}
+
+port_in_use() {
+    local hex
+    hex=$(printf ':%04X' "$1")
+    awk -v h="$hex" 'NR > 1 && substr($2, length($2) - 4) == h { f = 1 } END { exit !f }' \
+        /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+port_listening() {
+    local hex
+    hex=$(printf ':%04X' "$1")
+    awk -v h="$hex" 'NR > 1 && $4 == "0A" && substr($2, length($2) - 4) == h { f = 1 } END { exit !f }' \
+        /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# alloc_port VAR: next free port of the private range (fresh for every start, so no peer waits on
+# another's lingering sockets).
+alloc_port() {
+    local tries=0 p
+    while ((tries++ < PORT_HI - PORT_LO)); do
+        p=$PORT_NEXT
+        PORT_NEXT=$((PORT_NEXT >= PORT_HI ? PORT_LO : PORT_NEXT + 1))
+        if ! port_in_use "$p"; then
+            printf -v "$1" '%s' "$p"
+            return 0
+        fi
+    done
+    die "no free port in $PORT_LO-$PORT_HI"
+}
+
+wait_listen() {
+    local port=$1 pid=${2:-} i
+    for ((i = 0; i < 100; i++)); do
+        port_listening "$port" && return 0
+        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then return 1; fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# kv KEY LINE: the value of KEY=VALUE in LINE.
+kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2" | head -1; }
+
+# median "V1 V2 ...": the median of the values, NA ones ignored; NA when none.
+median() {
+    tr ' ' '\n' <<<"$1" | awk '$1 != "" && $1 != "NA"' | sort -g |
+        awk '{ v[NR] = $1 } END { if (!NR) print "NA"; else if (NR % 2) print v[(NR + 1) / 2];
+                                  else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+fmt() { # fmt VALUE DECIMALS
+    awk -v v="$1" -v d="$2" 'BEGIN { if (v == "NA" || v == "") print "n/a"; else printf("%." d "f\n", v) }'
+}
+
+ratio() { # ratio A B: A/B with a multiplication sign
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "NA" || b == "NA" || a == "" || b == "" || b + 0 == 0) print "n/a";
+                                     else printf "%.2f×\n", a / b }'
+}
+
+# find_warren: WARREN_BIN if set, else a build directory's warren, else warren on PATH; dies
+# when none runs.
+find_warren() {
+    local c
+    if [[ -z ${WARREN_BIN:-} ]]; then
+        for c in "$REPO_DIR"/build*/warren; do
+            [[ -x $c ]] && { WARREN_BIN=$c; break; }
+        done
+        [[ -z ${WARREN_BIN:-} ]] && WARREN_BIN=$(command -v warren 2>/dev/null || true)
+    fi
+    [[ -n ${WARREN_BIN:-} && -x $WARREN_BIN ]] || die "warren not found; build it
+  (cmake -S $REPO_DIR -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build) or set WARREN_BIN"
+}
+
+# proc_rss_kb PID: VmRSS of one process in KiB (NA when it is gone).
+proc_rss_kb() {
+    awk '/^VmRSS:/ { print $2; f = 1 } END { if (!f) print "NA" }' "/proc/$1/status" 2>/dev/null || echo NA
+}
+
+# proc_cpu_ms PID: user + system CPU time the process has used so far, in ms (NA when gone).
+proc_cpu_ms() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo NA; return; }
+    # Fields after the command name, which may hold spaces: utime and stime are the 12th and 13th.
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f\n", ($12 + $13) * 1000 / hz }' <<<"${stat##*) }"
+}
+
+# sockets_in LO HI [STATE]: how many TCP sockets (IPv4 and IPv6) have a local port in LO-HI;
+# with STATE (the kernel's hex code, 0A = listening) only those in that state.
+sockets_in() {
+    awk -v lo="$1" -v hi="$2" -v st="${3:-}" '
+        function hex(s,   i, v) { v = 0; for (i = 1; i <= length(s); i++)
+                                      v = v * 16 + index("0123456789ABCDEF", substr(s, i, 1)) - 1
+                                  return v }
+        FNR > 1 && (st == "" || $4 == st) { p = hex(substr($2, length($2) - 3)); if (p >= lo && p <= hi) n++ }
+        END { print n + 0 }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# start_private_sshd: an sshd on a port of the private range, loopback only, with throwaway host
+# and user keys in $WORK/ssh, root login by key, forwarding (-L and -R) allowed, none of the
+# system's configuration; sets SSHD_PID and SSHD_PORT, and SSH_OPTS for the client. Needs root.
+start_private_sshd() {
+    local d=$WORK/ssh
+    mkdir -p "$d"
+    ssh-keygen -q -t ed25519 -N '' -C bench-host -f "$d/host_key"
+    ssh-keygen -q -t ed25519 -N '' -C bench-user -f "$d/user_key"
+    cp "$d/user_key.pub" "$d/authorized_keys"
+    # sshd insists on its privilege-separation directory; creating it changes no configuration.
+    [[ -d /run/sshd ]] || { mkdir -p /run/sshd && chmod 755 /run/sshd; }
+    alloc_port SSHD_PORT
+    spawn sshd /usr/sbin/sshd -D -e -f /dev/null -p "$SSHD_PORT" \
+        -o ListenAddress=127.0.0.1 -o HostKey="$d/host_key" -o PidFile=none \
+        -o AuthorizedKeysFile="$d/authorized_keys" -o StrictModes=no \
+        -o PermitRootLogin=prohibit-password -o PubkeyAuthentication=yes \
+        -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o UsePAM=no \
+        -o AllowTcpForwarding=yes -o GatewayPorts=no -o Ciphers=aes128-gcm@openssh.com \
+        -o Compression=no -o MaxStartups=200 -o MaxSessions=200 -o ClientAliveInterval=0 \
+        -o LogLevel=ERROR -o KexAlgorithms=curve25519-sha256
+    SSHD_PID=$SPAWNED
+    # shellcheck disable=SC2034 # for the sourcing script's ssh commands
+    SSH_OPTS=(-F /dev/null -i "$d/user_key" -o IdentitiesOnly=yes -o BatchMode=yes
+        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
+        -o ControlMaster=no -o ControlPath=none -o Compression=no
+        -o KexAlgorithms=curve25519-sha256 -c aes128-gcm@openssh.com -p "$SSHD_PORT")
+    wait_listen "$SSHD_PORT" "$SSHD_PID"
+}
