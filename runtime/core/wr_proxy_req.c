@@ -732,29 +732,17 @@ enum wr_proxy_fail wr_proxy_fail_classify(const char *reason)
     static const struct {
         const char *text;
         enum wr_proxy_fail fail;
-    } prefixes[] =
-        {
-            {"refused", WR_PROXY_FAIL_REFUSED},        {"unreachable", WR_PROXY_FAIL_UNREACHABLE},
-            {"denied", WR_PROXY_FAIL_NOT_ALLOWED},     {"timeout", WR_PROXY_FAIL_TIMEOUT},
-            {"bad target", WR_PROXY_FAIL_BAD_REQUEST},
-        },
-      uv_texts[] = {
-          /* what uv_strerror says for failed dials, as relays without prefixes send it */
-          {"connection refused", WR_PROXY_FAIL_REFUSED},
-          {"connection timed out", WR_PROXY_FAIL_TIMEOUT},
-          {"host is unreachable", WR_PROXY_FAIL_UNREACHABLE},
-          {"network is unreachable", WR_PROXY_FAIL_UNREACHABLE},
-          {"unknown node or service", WR_PROXY_FAIL_UNREACHABLE},
-      };
-    size_t i;
+    } prefixes[] = {
+        {"refused", WR_PROXY_FAIL_REFUSED},        {"unreachable", WR_PROXY_FAIL_UNREACHABLE},
+        {"denied", WR_PROXY_FAIL_NOT_ALLOWED},     {"timeout", WR_PROXY_FAIL_TIMEOUT},
+        {"bad target", WR_PROXY_FAIL_BAD_REQUEST},
+    };
     if (!reason) return WR_PROXY_FAIL_GENERAL;
-    for (i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
         size_t n = strlen(prefixes[i].text);
         if (strncmp(reason, prefixes[i].text, n) == 0 && (reason[n] == ':' || reason[n] == '\0'))
             return prefixes[i].fail;
     }
-    for (i = 0; i < sizeof uv_texts / sizeof uv_texts[0]; i++)
-        if (strcmp(reason, uv_texts[i].text) == 0) return uv_texts[i].fail;
     return WR_PROXY_FAIL_GENERAL;
 }
 

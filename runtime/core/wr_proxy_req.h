@@ -109,9 +109,9 @@ size_t wr_proxy_req_target(const wr_proxy_req *p, char *out, size_t cap);
 size_t wr_proxy_reply(enum wr_proxy_kind kind, enum wr_proxy_fail fail, const char *detail,
                       uint8_t *out, size_t cap);
 
-/* The class of a relay's OPEN_FAIL reason: "refused: ...", "unreachable: ...", "denied: ...",
- * "timeout: ...", "bad target: ..." (the word alone counts too); libuv's own texts for those
- * cases are recognised as well; anything else is GENERAL. */
+/* The class of a relay's OPEN_FAIL reason (wr_stream_dial.h): "refused: ...",
+ * "unreachable: ...", "denied: ...", "timeout: ...", "bad target: ..." (the word alone counts
+ * too); anything else is GENERAL. */
 enum wr_proxy_fail wr_proxy_fail_classify(const char *reason);
 
 const char *wr_proxy_kind_name(enum wr_proxy_kind kind);
