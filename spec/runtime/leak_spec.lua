@@ -86,7 +86,7 @@ describe_vg("warren under valgrind", function()
       assert(probe:bind("127.0.0.1", 0))
       local outer = probe:getsockname().port
       probe:close()
-      local relay = assert(warren.relay({ listen = "127.0.0.1:0", key = key,
+      local relay = assert(warren.relay({ listen = "127.0.0.1:0", key = key, outer_bind = "127.0.0.1",
         hooks = { tap = function() end, user_close = function() end } }))
       assert(relay:add_ports(outer, outer))
       local client = assert(warren.client({ server = "127.0.0.1:" .. relay:port(), key = key }))

@@ -87,6 +87,7 @@ local function setup_pair(relay_opts, client_opts)
   local key = keys.generate()
   relay_opts.listen = "127.0.0.1:0"
   relay_opts.key = key
+  relay_opts.outer_bind = "127.0.0.1" -- tests stay on loopback
   local relay = assert(warren.relay(relay_opts))
   client_opts = client_opts or {}
   client_opts.server = "127.0.0.1:" .. relay:port()
@@ -240,7 +241,7 @@ describe("reverse tunnels", function()
     local events, tapped = {}, { up = "", down = "" }
     local key = keys.generate()
     local relay = assert(warren.relay({
-      listen = "127.0.0.1:0", key = key, ports = { from .. "-" .. to },
+      listen = "127.0.0.1:0", key = key, ports = { from .. "-" .. to }, outer_bind = "127.0.0.1",
       hooks = {
         auth = function(client)
           if client.client_id == "intruder" then return false, "who are you?" end
@@ -287,7 +288,8 @@ describe("reverse tunnels", function()
   it("lets two clients race for one port: exactly one wins", function()
     local from, to = free_range(1)
     local key = keys.generate()
-    local relay = assert(warren.relay({ listen = "127.0.0.1:0", key = key, ports = { from .. "-" .. to } }))
+    local relay = assert(warren.relay({ listen = "127.0.0.1:0", key = key, ports = { from .. "-" .. to },
+      outer_bind = "127.0.0.1" }))
     local results = {}
     local tasks = {}
     for i = 1, 2 do
@@ -353,7 +355,8 @@ describe("warren -R and warren serve --ports", function()
     if not sshd then return pending(why) end
     local from, to = free_range(2)
     local k, relay_port = keys.generate(), net.free_port()
-    local relay = start({ "serve", "127.0.0.1:" .. relay_port, "-k", k, "--ports", from .. "-" .. to })
+    local relay = start({ "serve", "127.0.0.1:" .. relay_port, "-k", k, "--ports", from .. "-" .. to,
+      "--outer-bind", "127.0.0.1" })
     assert(net.wait_port(relay_port))
     local client = start({ "-R", "0:127.0.0.1:" .. sshd.port, "--name", "ssh", "--message", "ssh login",
       "127.0.0.1:" .. relay_port, "-k", k })
@@ -377,7 +380,8 @@ describe("warren -R and warren serve --ports", function()
   it("brings every client back after a relay restart, and frees a killed client's ports after the lease", function()
     local from, to = free_range(3)
     local k, relay_port = keys.generate(), net.free_port()
-    local relay_args = { "serve", "127.0.0.1:" .. relay_port, "-k", k, "--ports", from .. "-" .. to, "--lease", "2" }
+    local relay_args = { "serve", "127.0.0.1:" .. relay_port, "-k", k, "--ports", from .. "-" .. to, "--lease", "2",
+      "--outer-bind", "127.0.0.1" }
     local relay = start(relay_args)
     assert(net.wait_port(relay_port))
     local http, http_port = http_server("behind nat")
