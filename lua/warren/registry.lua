@@ -151,8 +151,9 @@ function Registry:services_list(client)
   return list
 end
 
--- Ends a service: closes its outer port (live users finish on their own), tells the client.
-function Registry:_end(svc, reason)
+-- Ends a service: closes its outer port (live users finish on their own) and, unless the relay
+-- itself is stopping (its clients will re-register with the next one), tells the client.
+function Registry:_end(svc, reason, stopping)
   if svc.state == "ended" then return end
   svc.state = "ended"
   if svc.timer then svc.timer:close() end
@@ -164,7 +165,7 @@ function Registry:_end(svc, reason)
   if client then
     client.services[svc] = nil
     client.count = client.count - 1
-    if client.channel:is_open() then
+    if not stopping and client.channel:is_open() then
       client.channel:send({ op = "ended", id = svc.id, reason = reason })
     end
   end
@@ -426,7 +427,7 @@ function Registry:serve(channel, session)
 end
 
 function Registry:close()
-  for _, svc in pairs(self.services) do self:_end(svc, "relay shutting down") end
+  for _, svc in pairs(self.services) do self:_end(svc, "relay shutting down", true) end
 end
 
 return M
