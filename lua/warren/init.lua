@@ -85,6 +85,7 @@ function M.shutdown(grace_ms, code)
   shutting_down = true
   log.info("shutting down")
   for _, fn in ipairs(shutdown_handlers) do M.spawn(fn) end
+  if core.exiting() then return end -- a handler exited at once: nothing left to wait for
   local force = core.timer()
   force:start(grace_ms or 5000, 0, function()
     log.warn("grace period over, closing what is left")

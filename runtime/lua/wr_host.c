@@ -285,6 +285,9 @@ int wr_host_init(wr_host *h)
     memset(h, 0, sizeof *h);
     h->closables.next = h->closables.prev = &h->closables;
     if (uv_loop_init(&h->loop) != 0) return -1;
+    uv_check_init(&h->loop, &h->late_closer);
+    h->late_closer.data = h;
+    uv_unref((uv_handle_t *)&h->late_closer);
     L = luaL_newstate();
     if (!L) return -1;
     h->L = L;
@@ -339,6 +342,22 @@ int wr_host_run(wr_host *h, int argc, char **argv)
     return h->exit_code;
 }
 
+static void close_tracked(wr_host *h)
+{
+    while (h->closables.next != &h->closables) {
+        wr_closable *c = h->closables.next;
+        wr_host_untrack(c);
+        c->close(c);
+    }
+}
+
+/* Code still running when the teardown starts (the rest of a chunk that called exit, a
+ * shutdown handler) may create handles; each loop turn closes them, once they are built. */
+static void close_late(uv_check_t *check)
+{
+    close_tracked(check->data);
+}
+
 void wr_host_teardown(wr_host *h, int exit_code)
 {
     lua_State *T = h->callback_thread;
@@ -355,11 +374,8 @@ void wr_host_teardown(wr_host *h, int exit_code)
     } else {
         lua_pop(T, 1);
     }
-    while (h->closables.next != &h->closables) {
-        wr_closable *c = h->closables.next;
-        wr_host_untrack(c);
-        c->close(c);
-    }
+    close_tracked(h);
+    uv_check_start(&h->late_closer, close_late);
     wr_task_cancel_all(h->L);
 }
 
@@ -377,6 +393,9 @@ int wr_host_close(wr_host *h)
     int stray = 0;
 
     wr_host_teardown(h, h->exit_code);
+    uv_run(&h->loop, UV_RUN_DEFAULT);
+    close_tracked(h);
+    uv_close((uv_handle_t *)&h->late_closer, NULL);
     uv_run(&h->loop, UV_RUN_DEFAULT);
     uv_walk(&h->loop, close_stray, &stray);
     if (stray) wr_warn("%d handle(s) were still open at exit", stray);

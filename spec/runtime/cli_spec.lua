@@ -175,6 +175,23 @@ describe("warren signals", function()
     assert.matches("ready\nhandler ran\n", r.stdout)
   end)
 
+  it("exits cleanly when a shutdown handler exits, or code makes handles after exiting", function()
+    local child = proc.start({ proc.warren_bin, "-e", [[
+      local warren = require("warren")
+      warren.on_shutdown(function() warren.exit(3) end)
+      print("ready")
+      io.stdout:flush()
+      warren.sleep(100000)
+    ]] })
+    warren.sleep(300)
+    child:kill("sigterm")
+    local r = assert(child:wait(5000))
+    assert.equal(3, r.code, r.stderr)
+    r = proc.warren({ "-e", "warren = require('warren'); warren.exit(4); warren.timer():start(1e6, 0, print)" })
+    assert.equal(4, r.code, r.stderr)
+    assert.is_nil(r.stderr:find("still open"), r.stderr)
+  end)
+
   it("forces the exit after the grace period", function()
     local child = proc.start({ proc.warren_bin, "-e", [[
       local warren = require("warren")
