@@ -66,6 +66,7 @@ end
 function M.new(opts)
   local self = setmetatable({
     pool = {},        -- port -> true
+    sorted = {},      -- the pool's ports in order
     services = {},    -- port -> service
     by_name = {},     -- name -> service
     clients = {},     -- session -> client record
@@ -93,16 +94,25 @@ function Registry:add_ports(from, to)
     if not f then return nil, t end
     from, to = f, t
   end
-  for p = from, to do self.pool[p] = true end
+  for p = from, to do
+    if not self.pool[p] then
+      self.pool[p] = true
+      self.sorted[#self.sorted + 1] = p
+    end
+  end
+  table.sort(self.sorted) -- once per change of the pool, not per registration
   return true
 end
 
-function Registry:free_ports()
-  local free = {}
-  for p in pairs(self.pool) do
-    if not self.services[p] then free[#free + 1] = p end
+-- Free ports in order; at most `limit` of them (registering "any" needs only the first few).
+function Registry:free_ports(limit)
+  local free, services = {}, self.services
+  for _, p in ipairs(self.sorted) do
+    if not services[p] then
+      free[#free + 1] = p
+      if limit and #free >= limit then break end
+    end
   end
-  table.sort(free)
   return free
 end
 
@@ -272,7 +282,8 @@ function Registry:_register(client, req)
       listener, lerr = self:_listen(svc, port, svc.bind, client.session)
       if not listener then return nil, "port_taken", "cannot listen on port " .. port .. ": " .. tostring(lerr) end
     else
-      for _, p in ipairs(self:free_ports()) do
+      -- The lowest free ports first; one taken by another program is skipped.
+      for _, p in ipairs(self:free_ports(16)) do
         listener = self:_listen(svc, p, svc.bind, client.session)
         if listener then
           port = p
