@@ -169,14 +169,6 @@ start_targets() {
     start_iperf
 }
 
-start_iperf() {
-    [[ -n $IPERF_PID ]] && kill_tree "$IPERF_PID"
-    alloc_port IPERF_PORT
-    spawn iperf3-server iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" --idle-timeout 60
-    IPERF_PID=$SPAWNED
-    wait_listen "$IPERF_PORT" "$IPERF_PID" || die "iperf3 server did not start: $(tail -3 "$WORK/iperf3-server.log")"
-}
-
 start_sshd() {
     local d=$WORK/ssh
     mkdir -p "$d"

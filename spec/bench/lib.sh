@@ -168,3 +168,12 @@ start_private_sshd() {
         -o KexAlgorithms=curve25519-sha256 -c aes128-gcm@openssh.com -p "$SSHD_PORT")
     wait_listen "$SSHD_PORT" "$SSHD_PID"
 }
+
+# start_iperf: (re)starts the iperf3 server on a fresh private port (IPERF_PORT, IPERF_PID).
+start_iperf() {
+    [[ -n $IPERF_PID ]] && kill_tree "$IPERF_PID"
+    alloc_port IPERF_PORT
+    spawn iperf3-server iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" --idle-timeout 60
+    IPERF_PID=$SPAWNED
+    wait_listen "$IPERF_PORT" "$IPERF_PID" || die "iperf3 server did not start: $(tail -3 "$WORK/iperf3-server.log")"
+}
