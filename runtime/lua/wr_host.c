@@ -12,10 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
-static char host_key;       /* registry key of the host pointer */
-static char exit_sentinel;  /* error value of os.exit() */
+static char host_key;        /* registry key of the host pointer */
+static char exit_sentinel;   /* error value of os.exit() */
 static char log_handler_key; /* registry key of the Lua log handler */
-static char teardown_key;   /* registry key of the Lua teardown function */
+static char teardown_key;    /* registry key of the Lua teardown function */
 
 wr_host *wr_host_get(lua_State *L)
 {

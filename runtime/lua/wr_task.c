@@ -9,8 +9,8 @@
 #define TASK_MT "warren.task"
 
 enum task_state { TASK_NEW, TASK_RUNNING, TASK_WAITING, TASK_DONE, TASK_FAILED, TASK_CANCELLED };
-static const char *const state_names[] = {"new",    "running", "waiting",
-                                          "done",   "failed",  "cancelled"};
+static const char *const state_names[] = {"new",  "running", "waiting",
+                                          "done", "failed",  "cancelled"};
 
 struct wr_task {
     lua_State *co;
@@ -565,7 +565,7 @@ static const luaL_Reg task_methods[] = {
 };
 
 static const luaL_Reg task_funcs[] = {
-    {"spawn", l_spawn},     {"sleep", l_sleep},        {"await", l_await},
+    {"spawn", l_spawn},     {"sleep", l_sleep},           {"await", l_await},
     {"running", l_running}, {"task_count", l_task_count}, {NULL, NULL},
 };
 

@@ -27,10 +27,10 @@ typedef struct wr_await wr_await;
 struct wr_await {
     wr_task *task;
     uv_timer_t timer;
-    int refs;      /* the await itself, its timer, and each operation holding it */
-    int settled;   /* results delivered (or timed out / cancelled) */
-    int yielded;   /* the task is suspended on this await */
-    int nresults;  /* results pushed before the yield */
+    int refs;     /* the await itself, its timer, and each operation holding it */
+    int settled;  /* results delivered (or timed out / cancelled) */
+    int yielded;  /* the task is suspended on this await */
+    int nresults; /* results pushed before the yield */
     /* Called when a timeout or a cancel wins: abort the operation (close its handle...). */
     void (*abort)(wr_await *aw);
     /* Pushes the results of a timeout; the default pushes nil, "timeout". */
