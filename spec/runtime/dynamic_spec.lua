@@ -188,6 +188,37 @@ describe("warren -D with --proxy-user", function()
 end)
 
 describe("client:dynamic in a script", function()
+  it("gives the dial hook the resolved addresses, and examples/acl.lua keeps clients off internal ones", function()
+    local web, web_port = http_server()
+    local seen
+    local acl = dofile(proc.source_dir .. "/examples/acl.lua")
+    local relay = assert(warren.relay({ listen = "127.0.0.1:0", key = "acl-test", hooks = {
+      dial = function(host, port, info)
+        seen = { host = host, port = port, addresses = info.addresses, peer = info.peer, session = info.session }
+        if port == web_port then return true end
+        return acl.dial(host, port, info)
+      end,
+    } }))
+    local c = assert(warren.client({ server = "127.0.0.1:" .. relay:port(), key = "acl-test" }))
+    assert(c:connect())
+    local p = assert(c:dynamic({ listen = "127.0.0.1:0" }))
+    local r = curl("-x", "socks5h://127.0.0.1:" .. p:port(), "http://localhost:" .. web_port .. "/acl")
+    assert.equal("hello /acl\n", r.stdout)
+    assert.equal("localhost", seen.host)
+    assert.is_truthy(seen.addresses[1] == "127.0.0.1" or seen.addresses[1] == "::1", seen.addresses[1])
+    assert.matches("^127%.0%.0%.1:%d+$", seen.peer)
+    assert.is_truthy(seen.session:peer())
+    -- the example ACL: port 80 on an internal address is refused with its reason
+    r = curl("-x", "http://127.0.0.1:" .. p:port(), "-w", "%{http_code}", "-o", "/dev/null", "http://localhost:80/")
+    assert.equal("403", r.stdout)
+    assert.is_false((acl.dial("example.org", 80, { addresses = { "10.1.2.3" } })))
+    assert.is_true(acl.dial("example.org", 443, { addresses = { "93.184.215.14" } }))
+    assert.is_false((acl.dial("example.org", 25, { addresses = { "93.184.215.14" } })))
+    c:close()
+    relay:close()
+    web:close()
+  end)
+
   it("maps a policy denial, counts what happened, and drops silent clients", function()
     local web, web_port = http_server()
     local blocked = net.free_port()
