@@ -169,28 +169,36 @@ function Client:wait_connected(timeout_ms)
   return warren.await(function(resolve) self.waiters[#self.waiters + 1] = resolve end, timeout_ms)
 end
 
--- client:forward{listen = "127.0.0.1:9000", target = "127.0.0.1:5201"}: like ssh -L. An empty
--- target host means the relay's own localhost. Returns the forward (:port(), :stats(), :close()).
-function Client:forward(opts)
+-- The options every local listener of this client shares (forwards and proxies): its address
+-- (an empty host is 127.0.0.1), the current session and the connection options.
+function Client:_listener_options(opts)
   local listen, err = addr.parse(opts.listen or "", { allow_zero = true })
   if not listen then return nil, "listen: " .. err end
-  local target, terr = addr.parse(opts.target or "")
-  if not target then return nil, "target: " .. terr end
   if listen.host == "" then listen.host = "127.0.0.1" end
   local idle_timeout = opts.idle_timeout or self.opts.idle_timeout
-  local fwd, ferr = core.forward({
+  return {
     host = listen.host,
     port = listen.port,
-    target = addr.format(target),
     session = self.session,
     write_cap = opts.write_cap or self.opts.write_cap,
     idle_timeout_ms = idle_timeout and idle_timeout * 1000 or nil,
     on_close = opts.on_close,
-  })
+  }
+end
+
+-- client:forward{listen = "127.0.0.1:9000", target = "127.0.0.1:5201"}: like ssh -L. An empty
+-- target host means the relay's own localhost. Returns the forward (:port(), :stats(), :close()).
+function Client:forward(opts)
+  local t, err = self:_listener_options(opts)
+  if not t then return nil, err end
+  local target, terr = addr.parse(opts.target or "")
+  if not target then return nil, "target: " .. terr end
+  t.target = addr.format(target)
+  local fwd, ferr = core.forward(t)
   if not fwd then return nil, string.format("cannot listen on %s: %s", opts.listen, ferr) end
   self.forwards[#self.forwards + 1] = fwd
-  log.info("forwarding %s -> %s via %s", addr.format({ host = listen.host, port = fwd:port() }),
-    addr.format(target), addr.format(self.server))
+  log.info("forwarding %s -> %s via %s", addr.format({ host = t.host, port = fwd:port() }),
+    t.target, addr.format(self.server))
   return fwd
 end
 
@@ -201,25 +209,15 @@ end
 -- refused. request_timeout (seconds, default 10) bounds the request and the relay's answer.
 -- Returns the proxy (:port(), :stats(), :close()).
 function Client:dynamic(opts)
-  local listen, err = addr.parse(opts.listen or "", { allow_zero = true })
-  if not listen then return nil, "listen: " .. err end
-  if listen.host == "" then listen.host = "127.0.0.1" end
-  local idle_timeout = opts.idle_timeout or self.opts.idle_timeout
-  local proxy, perr = core.dynamic({
-    host = listen.host,
-    port = listen.port,
-    session = self.session,
-    user = opts.user,
-    password = opts.password,
-    write_cap = opts.write_cap or self.opts.write_cap,
-    idle_timeout_ms = idle_timeout and idle_timeout * 1000 or nil,
-    request_timeout_ms = opts.request_timeout and math.ceil(opts.request_timeout * 1000) or nil,
-    on_close = opts.on_close,
-  })
+  local t, err = self:_listener_options(opts)
+  if not t then return nil, err end
+  t.user, t.password = opts.user, opts.password
+  t.request_timeout_ms = opts.request_timeout and math.ceil(opts.request_timeout * 1000) or nil
+  local proxy, perr = core.dynamic(t)
   if not proxy then return nil, string.format("cannot listen on %s: %s", opts.listen, perr) end
   self.forwards[#self.forwards + 1] = proxy -- re-attached to each new session like a forward
   log.info("proxy (SOCKS5, SOCKS4, HTTP) on %s via %s%s",
-    addr.format({ host = listen.host, port = proxy:port() }), addr.format(self.server),
+    addr.format({ host = t.host, port = proxy:port() }), addr.format(self.server),
     opts.user and " (username/password required)" or "")
   return proxy
 end

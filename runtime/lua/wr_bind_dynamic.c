@@ -44,8 +44,7 @@ typedef struct wr_ldynamic {
     conn_queue waiting;   /* PH_REQUEST and PH_OPENING: request_timeout_ms */
     conn_queue lingering; /* PH_LINGER: LINGER_MS */
     int anchor_ref;       /* a listening proxy runs without a Lua reference */
-    int session_ref;
-    wr_lsession *session;
+    wr_session_slot session;
     int on_close_ref;
     wr_relay_opts_t ropts;
     uint64_t request_timeout_ms;
@@ -75,7 +74,7 @@ static void dynamic_unref(wr_ldynamic *dyn)
 {
     if (--dyn->refs > 0) return;
     luaL_unref(dyn->L, LUA_REGISTRYINDEX, dyn->on_close_ref);
-    luaL_unref(dyn->L, LUA_REGISTRYINDEX, dyn->session_ref);
+    luaL_unref(dyn->L, LUA_REGISTRYINDEX, dyn->session.ref);
     free(dyn->user);
     free(dyn->password);
     free(dyn);
@@ -247,7 +246,7 @@ static void start_open(dyn_conn *c, wr_buf_t *b, const char *rest, size_t rest_l
 {
     wr_ldynamic *dyn = c->dyn;
     wr_proxy_req *r = c->req;
-    wr_session_t *s = wr_lsession_get(dyn->session);
+    wr_session_t *s = wr_lsession_get(dyn->session.session);
     wr_endpoint_t *sep;
 
     c->kind = r->kind;
@@ -432,17 +431,6 @@ static void dynamic_close_tracked(wr_closable *c)
     dynamic_close((wr_ldynamic *)((char *)c - offsetof(wr_ldynamic, link)));
 }
 
-static void set_session(lua_State *L, wr_ldynamic *dyn, int idx)
-{
-    luaL_unref(L, LUA_REGISTRYINDEX, dyn->session_ref);
-    dyn->session_ref = LUA_NOREF;
-    dyn->session = NULL;
-    if (lua_isnoneornil(L, idx)) return;
-    dyn->session = *(wr_lsession **)luaL_checkudata(L, idx, SESSION_MT);
-    lua_pushvalue(L, idx);
-    dyn->session_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-}
-
 /* core.dynamic{host=, port=, session=, user=, password=, write_cap=, idle_timeout_ms=,
  * request_timeout_ms=, on_close=fn} -> dynamic | nil, err */
 static int l_dynamic(lua_State *L)
@@ -482,7 +470,7 @@ static int l_dynamic(lua_State *L)
     }
     dyn->L = wr_host_get(L)->L;
     dyn->loop = wr_host_loop(L);
-    dyn->session_ref = dyn->anchor_ref = dyn->on_close_ref = LUA_NOREF;
+    dyn->session.ref = dyn->anchor_ref = dyn->on_close_ref = LUA_NOREF;
     dyn->request_timeout_ms = (uint64_t)timeout;
     dyn->ropts = ropts;
     rc = wr_listen(dyn->loop, host, (uint16_t)port, 0, accepted, dyn, &dyn->listener);
@@ -495,7 +483,7 @@ static int l_dynamic(lua_State *L)
     uv_timer_init(dyn->loop, &dyn->timer);
     dyn->timer.data = dyn;
     lua_getfield(L, 1, "session");
-    set_session(L, dyn, lua_gettop(L));
+    wr_session_slot_set(L, &dyn->session, lua_gettop(L));
     lua_pop(L, 1);
     dyn->on_close_ref = wr_opt_function_ref(L, 1, "on_close");
     dyn->refs = 3; /* listener + timer + handle */
@@ -516,7 +504,7 @@ static int l_dynamic_set_session(lua_State *L)
 {
     wr_ldynamic *dyn = check_dynamic(L);
     if (!dyn->listener) return wr_push_closed(L);
-    set_session(L, dyn, 2);
+    wr_session_slot_set(L, &dyn->session, 2);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -20,11 +20,9 @@
 typedef struct wr_lforward {
     wr_closable link;
     lua_State *L;
-    void **box;
     wr_listener_t *listener; /* NULL once closed */
     int anchor_ref;          /* a listening forward runs without a Lua reference */
-    int session_ref;         /* the session handle streams go through, or LUA_NOREF */
-    wr_lsession *session;
+    wr_session_slot session; /* the session streams go through */
     int on_close_ref;
     int on_connect_ref;
     int tap_ref;   /* opt-in: fn(direction, bytes, peer) sees the first tap_bytes each way */
@@ -51,7 +49,7 @@ static void forward_unref(wr_lforward *fwd)
     luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->on_close_ref);
     luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->on_connect_ref);
     luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->tap_ref);
-    luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->session_ref);
+    luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->session.ref);
     free(fwd);
 }
 
@@ -123,7 +121,7 @@ static void accepted(wr_listener_t *l, int status)
         return;
     }
     if (wr_listener_accept(l, &tcp) != 0) return;
-    s = wr_lsession_get(fwd->session);
+    s = wr_lsession_get(fwd->session.session);
     if (!s) { /* no session right now (reconnecting): refuse rather than hold the caller */
         fwd->refused++;
         wr_tcp_close_free(tcp);
@@ -195,17 +193,6 @@ static void forward_close_tracked(wr_closable *c)
     forward_close((wr_lforward *)((char *)c - offsetof(wr_lforward, link)));
 }
 
-static void set_session(lua_State *L, wr_lforward *fwd, int idx)
-{
-    luaL_unref(L, LUA_REGISTRYINDEX, fwd->session_ref);
-    fwd->session_ref = LUA_NOREF;
-    fwd->session = NULL;
-    if (lua_isnoneornil(L, idx)) return;
-    fwd->session = *(wr_lsession **)luaL_checkudata(L, idx, SESSION_MT);
-    lua_pushvalue(L, idx);
-    fwd->session_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-}
-
 static void read_limits(lua_State *L, int idx, wr_lforward *fwd)
 {
     fwd->max_users = (uint32_t)wr_opt_integer(L, idx, "max_users", fwd->max_users);
@@ -234,18 +221,18 @@ static int l_forward(lua_State *L)
     fwd = calloc(1, sizeof *fwd);
     if (!fwd) return luaL_error(L, "forward: out of memory");
     fwd->L = wr_host_get(L)->L;
-    fwd->session_ref = LUA_NOREF;
+    fwd->session.ref = LUA_NOREF;
     fwd->anchor_ref = LUA_NOREF;
     fwd->on_close_ref = fwd->on_connect_ref = fwd->tap_ref = LUA_NOREF;
     fwd->target_len = strlen(target);
     memcpy(fwd->target, target, fwd->target_len + 1);
     wr_relay_opts_from(L, 1, &fwd->ropts);
     lua_getfield(L, 1, "session");
-    set_session(L, fwd, lua_gettop(L));
+    wr_session_slot_set(L, &fwd->session, lua_gettop(L));
     lua_pop(L, 1);
     rc = wr_listen(wr_host_loop(L), host, (uint16_t)port, 0, accepted, fwd, &fwd->listener);
     if (rc != 0) {
-        luaL_unref(L, LUA_REGISTRYINDEX, fwd->session_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, fwd->session.ref);
         free(fwd);
         return wr_push_uv_error(L, rc);
     }
@@ -261,7 +248,7 @@ static int l_forward(lua_State *L)
     fwd->refs = 2; /* listener + handle */
     fwd->link.close = forward_close_tracked;
     wr_host_track(wr_host_get(L), &fwd->link);
-    fwd->box = wr_box_new(L, fwd, FORWARD_MT);
+    wr_box_new(L, fwd, FORWARD_MT);
     lua_pushvalue(L, -1);
     fwd->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 1;
@@ -276,7 +263,7 @@ static int l_forward_set_session(lua_State *L)
 {
     wr_lforward *fwd = check_forward(L);
     if (!fwd->listener) return wr_push_closed(L);
-    set_session(L, fwd, 2);
+    wr_session_slot_set(L, &fwd->session, 2);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -109,3 +109,14 @@ void wr_call_close_hook(lua_State *L, int fn_ref, const char *target, const char
     }
     if (wr_lua_pcall(L, 1, 0) != 0) wr_lua_report(L, "on_close hook");
 }
+
+void wr_session_slot_set(lua_State *L, wr_session_slot *slot, int idx)
+{
+    luaL_unref(L, LUA_REGISTRYINDEX, slot->ref);
+    slot->ref = LUA_NOREF;
+    slot->session = NULL;
+    if (lua_isnoneornil(L, idx)) return;
+    slot->session = *(wr_lsession **)luaL_checkudata(L, idx, SESSION_MT);
+    lua_pushvalue(L, idx);
+    slot->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}

@@ -18,6 +18,15 @@
 typedef struct wr_lsession wr_lsession;
 /* The live, ready session behind a handle, or NULL. */
 wr_session_t *wr_lsession_get(wr_lsession *ls);
+/* The session a listener's connections go through: the handle and the registry reference that
+ * keeps it alive (LUA_NOREF when none). Forwards and proxies swap it on each reconnect. */
+typedef struct wr_session_slot {
+    wr_lsession *session;
+    int ref;
+} wr_session_slot;
+/* Sets the slot to the session handle at idx (nil/none empties it); raises on another type. */
+void wr_session_slot_set(lua_State *L, wr_session_slot *slot, int idx);
+
 /* Relay side: pushes the handle of a relay's session, creating it into *slot the first time (it
  * stays anchored until wr_lsession_ended). The relay keeps owning the session. */
 void wr_lsession_wrap(lua_State *L, wr_lsession **slot, wr_session_t *s, const char *peer);

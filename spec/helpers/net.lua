@@ -43,6 +43,33 @@ function M.count_server()
   return server, server:getsockname().port
 end
 
+-- An HTTP/1.1 origin that answers every request with `body` (default "hello PATH\n") and
+-- closes; `seen` keeps the request heads it received. Returns server, port, seen, or nil, err.
+function M.http_server(body, host)
+  local server = uv.new_tcp()
+  local ok, err = server:bind(host or "127.0.0.1", 0)
+  if not ok then server:close() return nil, err end
+  local seen = {}
+  server:listen(64, function()
+    local peer = uv.new_tcp()
+    server:accept(peer)
+    local buf = ""
+    peer:read_start(function(_, data)
+      if not data then return peer:close() end
+      buf = buf .. data
+      local stop_at = buf:find("\r\n\r\n", 1, true)
+      if not stop_at then return end
+      local head = buf:sub(1, stop_at + 3)
+      seen[#seen + 1] = head
+      local answer = body or ("hello " .. head:match("^%S+ (%S+)") .. "\n")
+      peer:read_stop()
+      peer:write("HTTP/1.1 200 OK\r\nContent-Length: " .. #answer .. "\r\nConnection: close\r\n\r\n" .. answer)
+      peer:shutdown(function() peer:close() end)
+    end)
+  end)
+  return server, server:getsockname().port, seen
+end
+
 -- Connects to 127.0.0.1:port, sends `data`, optionally half-closes, and reads until EOF or
 -- `want` bytes arrived. Returns the bytes read, or nil, err.
 function M.exchange(port, data, opts)

@@ -96,4 +96,34 @@ function M.warren(args, opts)
   return M.run(spec, opts.timeout)
 end
 
+-- A fresh `warren keygen` key.
+function M.key()
+  return M.warren({ "keygen" }).stdout:match("%S+")
+end
+
+-- Starts `warren serve` and `warren -L` (local port -> relay -> 127.0.0.1:target_port) and waits
+-- until the forward accepts connections. Returns {relay, client, port, relay_port, key, stop()}.
+function M.tunnel(target_port, extra_relay, extra_client, k)
+  local net = require("helpers.net")
+  k = k or M.key()
+  local relay_port, local_port = net.free_port(), net.free_port()
+  local relay_args = { M.warren_bin, "serve", "127.0.0.1:" .. relay_port, "-k", k }
+  for _, a in ipairs(extra_relay or {}) do relay_args[#relay_args + 1] = a end
+  local relay = M.start(relay_args)
+  assert(net.wait_port(relay_port), "relay did not start")
+  local client_args = { M.warren_bin, "-L", string.format("127.0.0.1:%d:127.0.0.1:%d", local_port, target_port),
+    "127.0.0.1:" .. relay_port, "-k", k }
+  for _, a in ipairs(extra_client or {}) do client_args[#client_args + 1] = a end
+  local client = M.start(client_args)
+  assert(net.wait_port(local_port), "forward did not start")
+  return {
+    relay = relay, client = client, port = local_port, relay_port = relay_port, key = k,
+    stop = function()
+      client:kill(); relay:kill()
+      local c, r = client:wait(5000), relay:wait(5000)
+      return c, r
+    end,
+  }
+end
+
 return M

@@ -6,9 +6,7 @@ local uv = require("luv")
 local proc = require("helpers.proc")
 local net = require("helpers.net")
 
-local function key()
-  return proc.warren({ "keygen" }).stdout:match("%S+")
-end
+local key = proc.key
 
 local function start(args)
   local spec = { proc.warren_bin }
@@ -36,32 +34,7 @@ local function proxy(client_extra, k)
   return relay, client, proxy_port, relay_port
 end
 
--- An HTTP/1.1 origin that answers every request with its path and closes; `seen` keeps the heads
--- it received, to check what the proxy rewrote.
-local function http_server(host)
-  local server = uv.new_tcp()
-  local ok, err = server:bind(host or "127.0.0.1", 0)
-  if not ok then server:close() return nil, err end
-  local seen = {}
-  server:listen(64, function()
-    local peer = uv.new_tcp()
-    server:accept(peer)
-    local buf = ""
-    peer:read_start(function(_, data)
-      if not data then return peer:close() end
-      buf = buf .. data
-      local stop_at = buf:find("\r\n\r\n", 1, true)
-      if not stop_at then return end
-      local head = buf:sub(1, stop_at + 3)
-      seen[#seen + 1] = head
-      local body = "hello " .. head:match("^%S+ (%S+)") .. "\n"
-      peer:read_stop()
-      peer:write("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\nConnection: close\r\n\r\n" .. body)
-      peer:shutdown(function() peer:close() end)
-    end)
-  end)
-  return server, server:getsockname().port, seen
-end
+local http_server = net.http_server
 
 local function curl(...)
   local spec = { "curl", "-sS", "-m", "10" }
@@ -109,7 +82,7 @@ describe("warren -D", function()
   end)
 
   it("reaches an IPv6 target", function()
-    local web6, port6 = http_server("::1")
+    local web6, port6 = http_server(nil, "::1")
     if not web6 then return pending("no IPv6 on loopback: " .. tostring(port6)) end
     for _, args in ipairs({ { "-x", "socks5h://127.0.0.1:" .. port }, { "-x", "socks5://127.0.0.1:" .. port },
       { "-p", "-x", "http://127.0.0.1:" .. port }, { "-x", "http://127.0.0.1:" .. port } }) do

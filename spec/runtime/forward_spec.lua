@@ -4,32 +4,7 @@ local uv = require("luv")
 local proc = require("helpers.proc")
 local net = require("helpers.net")
 
-local function key()
-  return proc.warren({ "keygen" }).stdout:match("%S+")
-end
-
--- Starts `warren serve` and `warren -L` and waits until the forward accepts connections.
-local function tunnel(target_port, extra_relay, extra_client, k)
-  k = k or key()
-  local relay_port, local_port = net.free_port(), net.free_port()
-  local relay_args = { proc.warren_bin, "serve", "127.0.0.1:" .. relay_port, "-k", k }
-  for _, a in ipairs(extra_relay or {}) do relay_args[#relay_args + 1] = a end
-  local relay = proc.start(relay_args)
-  assert(net.wait_port(relay_port), "relay did not start")
-  local client_args = { proc.warren_bin, "-L", string.format("127.0.0.1:%d:127.0.0.1:%d", local_port, target_port),
-    "127.0.0.1:" .. relay_port, "-k", k }
-  for _, a in ipairs(extra_client or {}) do client_args[#client_args + 1] = a end
-  local client = proc.start(client_args)
-  assert(net.wait_port(local_port), "forward did not start")
-  return {
-    relay = relay, client = client, port = local_port, relay_port = relay_port, key = k,
-    stop = function()
-      client:kill(); relay:kill()
-      local c, r = client:wait(5000), relay:wait(5000)
-      return c, r
-    end,
-  }
-end
+local key, tunnel = proc.key, proc.tunnel
 
 describe("warren -L through warren serve", function()
   local echo, echo_port

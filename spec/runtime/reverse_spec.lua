@@ -23,26 +23,6 @@ local function free_range(n)
   error("no free port range")
 end
 
--- An HTTP server answering every request with `body`.
-local function http_server(body)
-  local server = uv.new_tcp()
-  assert(server:bind("127.0.0.1", 0))
-  server:listen(64, function()
-    local peer = uv.new_tcp()
-    server:accept(peer)
-    local head = ""
-    peer:read_start(function(err, data)
-      if not data then return peer:close() end
-      head = head .. data
-      if head:find("\r\n\r\n", 1, true) then
-        peer:write("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\nConnection: close\r\n\r\n" .. body)
-        peer:shutdown(function() peer:close() end)
-      end
-    end)
-  end)
-  return server, server:getsockname().port
-end
-
 -- A server that speaks first: a banner on connect, then echo.
 local function banner_server(banner)
   local server = uv.new_tcp()
@@ -99,7 +79,7 @@ end
 
 describe("reverse tunnels", function()
   local http, http_port
-  setup(function() http, http_port = http_server("hello from the inner service") end)
+  setup(function() http, http_port = net.http_server("hello from the inner service") end)
   teardown(function() http:close() end)
 
   it("registers, is discovered, and serves curl through the outer port", function()
@@ -384,7 +364,7 @@ describe("warren -R and warren serve --ports", function()
       "--outer-bind", "127.0.0.1" }
     local relay = start(relay_args)
     assert(net.wait_port(relay_port))
-    local http, http_port = http_server("behind nat")
+    local http, http_port = net.http_server("behind nat")
     local clients = {}
     for i = 1, 3 do
       clients[i] = start({ "-R", (from + i - 1) .. "::" .. http_port, "--name", "svc" .. i, "--client-id", "c" .. i,

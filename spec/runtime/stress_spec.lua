@@ -24,26 +24,7 @@ local function stress(args, timeout_ms)
   return r, s
 end
 
-local function key()
-  return proc.warren({ "keygen" }).stdout:match("%S+")
-end
-
--- warren serve + warren -L forwarding to 127.0.0.1:target_port.
-local function tunnel(target_port)
-  local k, relay_port, local_port = key(), net.free_port(), net.free_port()
-  local relay = proc.start({ proc.warren_bin, "serve", "127.0.0.1:" .. relay_port, "-k", k })
-  assert(net.wait_port(relay_port), "relay did not start")
-  local client = proc.start({ proc.warren_bin, "-L",
-    string.format("127.0.0.1:%d:127.0.0.1:%d", local_port, target_port), "127.0.0.1:" .. relay_port, "-k", k })
-  assert(net.wait_port(local_port), "forward did not start")
-  return {
-    port = local_port,
-    stop = function()
-      client:kill(); relay:kill()
-      return client:wait(5000), relay:wait(5000)
-    end,
-  }
-end
+local tunnel = proc.tunnel
 
 -- An echo server that flips the lowest bit of byte `at` of one connection's stream: the first
 -- connection to get that far.
