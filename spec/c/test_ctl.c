@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl_recoder.h"
 #include "wr_ctl.h"
 
 /* ---- helpers ---- */
@@ -86,43 +87,6 @@ static int dump(const uint8_t *buf, size_t len, struct dump *d, const char **err
     free(copy);
     return rc;
 }
-
-/* A visitor that writes what it sees into a writer: decode + re-encode must give the input. */
-static int r_nil(void *ud)
-{
-    return wr_ctl_put_nil(ud);
-}
-static int r_bool(void *ud, int v)
-{
-    return wr_ctl_put_bool(ud, v);
-}
-static int r_int(void *ud, int64_t v)
-{
-    return wr_ctl_put_int(ud, v);
-}
-static int r_num(void *ud, double v)
-{
-    return wr_ctl_put_double(ud, v);
-}
-static int r_str(void *ud, const uint8_t *s, size_t len)
-{
-    return wr_ctl_put_string(ud, s, len);
-}
-static int r_arr(void *ud, uint32_t n)
-{
-    return wr_ctl_put_array(ud, n);
-}
-static int r_map(void *ud, uint32_t n)
-{
-    return wr_ctl_put_map(ud, n);
-}
-static int r_key(void *ud, const uint8_t *s, size_t len)
-{
-    return wr_ctl_put_key(ud, s, len);
-}
-
-static const wr_ctl_visitor recoder = {r_nil, r_bool, r_int, r_num, r_str,
-                                       r_arr, r_map,  r_key, NULL};
 
 static void assert_recodes(const uint8_t *value, size_t len)
 {
