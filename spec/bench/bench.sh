@@ -169,35 +169,6 @@ start_targets() {
     start_iperf
 }
 
-start_sshd() {
-    local d=$WORK/ssh
-    mkdir -p "$d"
-    ssh-keygen -q -t ed25519 -N '' -C bench-host -f "$d/host_key"
-    ssh-keygen -q -t ed25519 -N '' -C bench-user -f "$d/user_key"
-    cp "$d/user_key.pub" "$d/authorized_keys"
-    # sshd insists on its privilege-separation directory; creating it changes no configuration.
-    [[ -d /run/sshd ]] || { mkdir -p /run/sshd && chmod 755 /run/sshd && log "created /run/sshd for sshd's privilege separation"; }
-    alloc_port SSHD_PORT
-    # -f /dev/null: none of the system's sshd_config applies; everything is on this line.
-    spawn sshd /usr/sbin/sshd -D -e -f /dev/null -p "$SSHD_PORT" \
-        -o ListenAddress=127.0.0.1 -o HostKey="$d/host_key" -o PidFile=none \
-        -o AuthorizedKeysFile="$d/authorized_keys" -o StrictModes=no \
-        -o PermitRootLogin=prohibit-password -o PubkeyAuthentication=yes \
-        -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o UsePAM=no \
-        -o AllowTcpForwarding=yes -o Ciphers=aes128-gcm@openssh.com -o Compression=no \
-        -o MaxStartups=200 -o MaxSessions=200 -o ClientAliveInterval=0 -o LogLevel=ERROR \
-        -o KexAlgorithms=curve25519-sha256 -o "Subsystem=sftp internal-sftp"
-    SSHD_PID=$SPAWNED
-    wait_listen "$SSHD_PORT" "$SSHD_PID" || die "private sshd did not start: $(tail -3 "$WORK/sshd.log")"
-}
-
-ssh_opts() {
-    SSH_OPTS=(-F /dev/null -i "$WORK/ssh/user_key" -o IdentitiesOnly=yes -o BatchMode=yes
-        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
-        -o ControlMaster=no -o ControlPath=none -o Compression=no
-        -o KexAlgorithms=curve25519-sha256 -c aes128-gcm@openssh.com)
-}
-
 # ---------------------------------------------------------------- peers
 
 # start_peer PEER TARGET_PORT: sets PEER_PORT and PEER_PIDS; returns non-zero if it fails.
@@ -235,7 +206,6 @@ EOF
             PEER_PIDS=("$SPAWNED")
             ;;
         ssh)
-            ssh_opts
             spawn ssh ssh "${SSH_OPTS[@]}" -p "$SSHD_PORT" -N -o ExitOnForwardFailure=yes \
                 -L "127.0.0.1:$lp:127.0.0.1:$target" root@127.0.0.1
             # The tunnel is the client plus the sshd session processes below the listener.
@@ -438,7 +408,6 @@ warren_handshakes() {
 # opening sshd's in-process sftp server, which starts no shell), from 4 parallel clients.
 ssh_handshakes() {
     local w start end total=0 f jobs=()
-    ssh_opts
     start=$(date +%s.%N)
     end=$(awk -v s="$start" -v d="$HS_SECS" 'BEGIN { printf "%.3f", s + d }')
     for w in 1 2 3 4; do
@@ -620,10 +589,7 @@ main() {
     parse_args "$@"
     check_prereqs
     raise_nofile
-    WORK=$(mktemp -d /tmp/warren-bench.XXXXXX)
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
-    PORT_NEXT=$((PORT_LO + RANDOM % (PORT_HI - PORT_LO)))
+    begin_work bench
     if ((QUICK)); then
         IPERF_SECS=2 IPERF_OMIT=0 PP_SECS=1 CR_SECS=1 HS_SECS=1
     else
@@ -632,7 +598,7 @@ main() {
 
     local started=$SECONDS run p
     start_targets
-    selected ssh && start_sshd
+    selected ssh && { start_private_sshd || die "private sshd did not start: $(tail -3 "$WORK/sshd.log")"; }
     if selected warren; then
         if detect_warren; then
             log "warren: $WARREN_BIN carries -L traffic; measuring it"

@@ -141,8 +141,9 @@ sockets_in() {
 }
 
 # start_private_sshd: an sshd on a port of the private range, loopback only, with throwaway host
-# and user keys in $WORK/ssh, root login by key, forwarding (-L and -R) allowed, none of the
-# system's configuration; sets SSHD_PID and SSHD_PORT, and SSH_OPTS for the client. Needs root.
+# and user keys in $WORK/ssh, root login by key, forwarding (-L and -R) and sftp allowed, none of
+# the system's configuration; sets SSHD_PID and SSHD_PORT, and SSH_OPTS for ssh and sftp (the
+# port is the caller's: ssh -p, sftp -P). Needs root.
 start_private_sshd() {
     local d=$WORK/ssh
     mkdir -p "$d"
@@ -159,14 +160,23 @@ start_private_sshd() {
         -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o UsePAM=no \
         -o AllowTcpForwarding=yes -o GatewayPorts=no -o Ciphers=aes128-gcm@openssh.com \
         -o Compression=no -o MaxStartups=200 -o MaxSessions=200 -o ClientAliveInterval=0 \
-        -o LogLevel=ERROR -o KexAlgorithms=curve25519-sha256
+        -o LogLevel=ERROR -o KexAlgorithms=curve25519-sha256 -o "Subsystem=sftp internal-sftp"
     SSHD_PID=$SPAWNED
     # shellcheck disable=SC2034 # for the sourcing script's ssh commands
     SSH_OPTS=(-F /dev/null -i "$d/user_key" -o IdentitiesOnly=yes -o BatchMode=yes
         -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
         -o ControlMaster=no -o ControlPath=none -o Compression=no
-        -o KexAlgorithms=curve25519-sha256 -c aes128-gcm@openssh.com -p "$SSHD_PORT")
+        -o KexAlgorithms=curve25519-sha256 -c aes128-gcm@openssh.com)
     wait_listen "$SSHD_PORT" "$SSHD_PID"
+}
+
+# begin_work NAME: a fresh work directory ($WORK, removed by cleanup at exit), the exit traps and
+# a random start in the private port range.
+begin_work() {
+    WORK=$(mktemp -d "/tmp/warren-$1.XXXXXX")
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    PORT_NEXT=$((PORT_LO + RANDOM % (PORT_HI - PORT_LO)))
 }
 
 # start_iperf: (re)starts the iperf3 server on a fresh private port (IPERF_PORT, IPERF_PID).

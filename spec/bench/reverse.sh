@@ -211,7 +211,7 @@ start_path() {
         ssh)
             alloc_port o1
             alloc_port o2
-            spawn ssh ssh "${SSH_OPTS[@]}" -N -o ExitOnForwardFailure=yes \
+            spawn ssh ssh "${SSH_OPTS[@]}" -p "$SSHD_PORT" -N -o ExitOnForwardFailure=yes \
                 -R "127.0.0.1:$o1:127.0.0.1:$REDIS_PORT" -R "127.0.0.1:$o2:127.0.0.1:$IPERF_PORT" root@127.0.0.1
             # The outer ports listen in sshd's session process.
             PEER_PIDS=("$SPAWNED")
@@ -428,10 +428,7 @@ main() {
     parse_args "$@"
     check_prereqs
     raise_nofile
-    WORK=$(mktemp -d /tmp/warren-reverse.XXXXXX)
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
-    PORT_NEXT=$((PORT_LO + RANDOM % (PORT_HI - PORT_LO)))
+    begin_work reverse
     if ((QUICK)); then
         REDIS_N=300000 IPERF_SECS=2 IPERF_OMIT=0
     else

@@ -376,10 +376,7 @@ main() {
     parse_args "$@"
     check_prereqs
     raise_nofile
-    WORK=$(mktemp -d /tmp/warren-stress.XXXXXX)
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
-    PORT_NEXT=$((PORT_LO + RANDOM % (PORT_HI - PORT_LO)))
+    begin_work stress
     WARREN_KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 
     local started=$SECONDS run p
