@@ -97,11 +97,8 @@ static void stream_done(void *data, int dial_status, const wr_relay_result_t *re
 
 static void push_address(lua_State *L, const struct sockaddr_storage *ss)
 {
-    char ip[64] = "?";
-    if (ss->ss_family == AF_INET6)
-        uv_ip6_name((const struct sockaddr_in6 *)ss, ip, sizeof ip);
-    else
-        uv_ip4_name((const struct sockaddr_in *)ss, ip, sizeof ip);
+    char ip[64];
+    wr_format_addr((const struct sockaddr *)ss, 0, ip, sizeof ip);
     lua_pushstring(L, ip);
 }
 
@@ -292,7 +289,7 @@ static void accepted(wr_listener_t *l, int status)
         return;
     }
     rsess->relay = r;
-    wr_format_peer(carrier, rsess->peer, sizeof rsess->peer);
+    wr_format_addr((struct sockaddr *)&rsess->addr, 1, rsess->peer, sizeof rsess->peer);
     rsess->session = wr_session_new(tcp->loop, carrier, &r->cfg, &relay_session_cbs, rsess);
     if (!rsess->session) {
         wr_endpoint_close(carrier, WR_CLOSE_RESET);
