@@ -408,14 +408,8 @@ local function discovery(args, opts, what)
   if opts.verbosity == 0 and not opts.quiet then log.set_level("warn") end -- the table is the output
   local t = tunnel_options(opts, key_options(opts))
   t.server = args[1]
-  local client, err = require("warren.tunnel").client(t)
-  if not client then return nil, fail(err) end
-  local ok, cerr = client:connect()
-  if not ok then return nil, fail(string.format("cannot connect to relay %s: %s", args[1], cerr)) end
-  local result, rerr
-  if what == "services" then result, rerr = client:active_services() else result, rerr = client:available_ports() end
-  client:close()
-  if not result then return nil, fail(rerr) end
+  local result, err = require("warren.reverse").ask(t, what == "services" and "active_services" or "available_ports")
+  if not result then return nil, fail(err) end
   return result
 end
 

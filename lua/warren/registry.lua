@@ -166,18 +166,12 @@ end
 function Registry:_end(svc, reason, stopping)
   if svc.state == "ended" then return end
   svc.state = "ended"
-  if svc.timer then svc.timer:close() end
-  if svc.lease_timer then svc.lease_timer:close() end
   svc.listener:close()
   if self.services[svc.port] == svc then self.services[svc.port] = nil end
   if self.by_name[svc.name] == svc then self.by_name[svc.name] = nil end
-  local client = svc.client
-  if client then
-    client.services[svc] = nil
-    client.count = client.count - 1
-    if not stopping and client.channel:is_open() then
-      client.channel:send({ op = "ended", id = svc.id, reason = reason })
-    end
+  local client = self:_detach(svc)
+  if client and not stopping and client.channel:is_open() then
+    client.channel:send({ op = "ended", id = svc.id, reason = reason })
   end
   log.info("service %s on port %d ended: %s", svc.name, svc.port, reason)
   self:_tell("down", svc, reason)
@@ -309,25 +303,31 @@ function Registry:_add(svc, client)
   client.count = client.count + 1
 end
 
+-- Stops the service's timers and takes it off its client's books; returns that client.
+function Registry:_detach(svc)
+  if svc.timer then svc.timer:close() end
+  if svc.lease_timer then svc.lease_timer:close() end
+  svc.timer, svc.lease_timer = nil, nil
+  local client = svc.client
+  if client then
+    client.services[svc] = nil
+    client.count = client.count - 1
+  end
+  return client
+end
+
 -- Our own registration again (a reconnect, or a restart with the same client id): the record,
 -- its outer port and its live users stay; it now belongs to the new session. The port never
 -- closes, so nobody else can take it in between.
 function Registry:_take_over(old, new, client)
-  if old.timer then old.timer:close() end
-  if old.lease_timer then old.lease_timer:close() end
-  old.timer, old.lease_timer = nil, nil
-  if old.client then
-    old.client.services[old] = nil
-    old.client.count = old.client.count - 1
-  end
+  self:_detach(old)
   for _, k in ipairs({ "id", "message", "client", "client_id", "max_users", "max_total", "ttl", "idle_timeout" }) do
     old[k] = new[k]
   end
   old.state = "up"
   old.listener:update({ target = "@svc/" .. old.id, max_users = old.max_users or 0, max_total = old.max_total or 0 })
   old.listener:set_session(client.session)
-  client.services[old] = true
-  client.count = client.count + 1
+  self:_add(old, client)
   return old
 end
 

@@ -109,7 +109,6 @@ function Client:_read_control(ch)
       local entry = self.by_id[msg.id]
       if entry then
         log.info("service %s on relay port %s ended: %s", entry.name, tostring(entry.port), tostring(msg.reason))
-        if self.session then self.session:unexpose(entry.id) end
         entry:_set_state("done", msg.reason)
       end
     end
@@ -164,10 +163,7 @@ function Client:_register_entry(entry, outer)
     message = entry.message, max_users = entry.max_users, max_total = entry.max_total,
     ttl = entry.ttl, idle_timeout = entry.idle_timeout,
   })
-  if not reply then
-    if self.session then self.session:unexpose(entry.id) end
-    return nil, err, code
-  end
+  if not reply then return nil, err, code end -- the entry is done or retried: either way
   entry.port = reply.port
   return true
 end
@@ -272,18 +268,19 @@ function M.default_client_id()
   return uv.os_gethostname() or "warren"
 end
 
--- One-shot discovery: connect, ask, close.
-local function ask(server, key, method)
-  local client, err = require("warren.tunnel").client({ server = server, key = key })
+-- One-shot discovery: connect with the client options `opts` (server, key...), ask, close.
+-- method is "active_services" or "available_ports". The list, or nil, err.
+function M.ask(opts, method)
+  local client, err = require("warren.tunnel").client(opts)
   if not client then return nil, err end
   local ok, cerr = client:connect()
-  if not ok then return nil, cerr end
+  if not ok then return nil, string.format("cannot connect to relay %s: %s", opts.server, cerr) end
   local result, rerr = client[method](client)
   client:close()
   return result, rerr
 end
 
-function M.free_ports(server, key) return ask(server, key, "available_ports") end
-function M.services(server, key) return ask(server, key, "active_services") end
+function M.free_ports(server, key) return M.ask({ server = server, key = key }, "available_ports") end
+function M.services(server, key) return M.ask({ server = server, key = key }, "active_services") end
 
 return M
