@@ -56,14 +56,21 @@ struct relay_session {
     relay_session *next, **prev;
 };
 
+/* Lives as long as the stream's relay: kept small (the target is sized to fit). */
 typedef struct relay_stream {
     wr_lrelay *relay;
     int session_ref; /* the session's handle, for the on_open hook */
     char peer[64];
-    char host[WR_HOST_MAX + 1];
-    uint16_t port;
-    char target[WR_HOST_MAX + 16];
+    char target[]; /* "host:port" as the client sent it */
 } relay_stream;
+
+/* Parses an OPEN target; an empty host means the relay's own localhost. */
+static int parse_target(const char *text, wr_hostport_t *hp, const char **err)
+{
+    if (wr_parse_hostport(text, 0, hp, err) != 0) return -1;
+    if (hp->host[0] == '\0') snprintf(hp->host, sizeof hp->host, "127.0.0.1");
+    return 0;
+}
 
 static void relay_unref(wr_lrelay *r)
 {
@@ -110,14 +117,17 @@ static int policy_check(void *data, const struct sockaddr_storage *addrs, int na
     relay_stream *rs = data;
     wr_lrelay *r = rs->relay;
     lua_State *L = r->L;
+    wr_hostport_t hp;
+    const char *perr;
     int allowed;
     if (!r->listener) {
         snprintf(reason, size, "relay closing");
         return -1;
     }
+    parse_target(rs->target, &hp, &perr); /* parsed once already: cannot fail */
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->on_open_ref);
-    lua_pushstring(L, rs->host);
-    lua_pushinteger(L, rs->port);
+    lua_pushstring(L, hp.host);
+    lua_pushinteger(L, hp.port);
     lua_createtable(L, 0, 3);
     lua_createtable(L, naddrs, 0);
     for (int i = 0; i < naddrs; i++) {
@@ -187,28 +197,25 @@ static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *targ
         open_channel(rsess, st);
         return;
     }
-    if (wr_parse_hostport(text, 0, &hp, &perr) != 0) {
+    if (parse_target(text, &hp, &perr) != 0) {
         snprintf(reason, sizeof reason, "bad target: %s", perr);
         wr_stream_reject(st, reason);
         return;
     }
-    if (hp.host[0] == '\0') snprintf(hp.host, sizeof hp.host, "127.0.0.1"); /* relay's localhost */
-    rs = calloc(1, sizeof *rs);
+    rs = calloc(1, sizeof *rs + len + 1);
     if (!rs) {
         wr_stream_reject(st, "failed: out of memory");
         return;
     }
     rs->relay = r;
     rs->session_ref = LUA_NOREF;
-    rs->port = hp.port;
-    memcpy(rs->host, hp.host, sizeof rs->host);
     memcpy(rs->peer, rsess->peer, sizeof rs->peer);
     memcpy(rs->target, text, len + 1);
     if (r->on_open_ref != LUA_NOREF) {
         push_session(r->L, rsess);
         rs->session_ref = luaL_ref(r->L, LUA_REGISTRYINDEX);
     }
-    if (wr_stream_dial(r->loop, st, rs->host, rs->port, DIAL_TIMEOUT_MS, &r->ropts,
+    if (wr_stream_dial(r->loop, st, hp.host, hp.port, DIAL_TIMEOUT_MS, &r->ropts,
                        r->on_open_ref != LUA_NOREF ? policy_check : NULL, stream_done, rs) != 0) {
         r->dials_failed++;
         luaL_unref(r->L, LUA_REGISTRYINDEX, rs->session_ref);
