@@ -239,22 +239,12 @@ stop_peer() {
     for p in "${PEER_PIDS[@]}"; do
         [[ $p == "$SSHD_PID" ]] || kill_tree "$p"
     done
-    # sshd's session processes outlive the client briefly; the next RSS baseline must not see them.
-    if [[ -n $SSHD_PID ]]; then
-        for _ in $(seq 30); do
-            [[ -z $(descendants "$SSHD_PID") ]] && break
-            sleep 0.1
-        done
-    fi
+    wait_sshd_sessions # the next RSS baseline must not see them
     PEER_PIDS=()
 }
 
 peer_log_tail() {
-    local f
-    for f in "$WORK"/{haproxy,socat,ssh,ss-server,ss-tunnel,warren-relay,warren-client,sshd}.log; do
-        [[ -s $f ]] && { printf '  %s: ' "${f##*/}"; tail -2 "$f" | tr '\n' ' '; echo; }
-    done >&2
-    return 0
+    log_tails 2 haproxy socat ssh ss-server ss-tunnel warren-relay warren-client sshd
 }
 
 # warren counts only once a real echo has gone through its -L tunnel.

@@ -187,3 +187,23 @@ start_iperf() {
     IPERF_PID=$SPAWNED
     wait_listen "$IPERF_PORT" "$IPERF_PID" || die "iperf3 server did not start: $(tail -3 "$WORK/iperf3-server.log")"
 }
+
+# wait_sshd_sessions: sshd's session processes outlive their client briefly; waits (up to 3 s)
+# until the private sshd has none left, so the next measurement does not see them.
+wait_sshd_sessions() {
+    [[ -n $SSHD_PID ]] || return 0
+    for _ in $(seq 30); do
+        [[ -z $(descendants "$SSHD_PID") ]] && break
+        sleep 0.1
+    done
+}
+
+# log_tails LINES NAME...: the last LINES lines of each non-empty $WORK/NAME.log, on stderr.
+log_tails() {
+    local n=$1 f
+    shift
+    for f in "$@"; do
+        f=$WORK/$f.log
+        [[ -s $f ]] && { printf '  %s: ' "${f##*/}"; tail -"$n" "$f" | tr '\n' ' '; echo; }
+    done >&2
+}

@@ -225,22 +225,12 @@ start_path() {
 stop_path() {
     local p
     for p in "${PEER_PIDS[@]}"; do kill_tree "$p"; done
-    # sshd's session process outlives the client briefly; let it go before the next path.
-    if [[ -n $SSHD_PID ]]; then
-        for _ in $(seq 30); do
-            [[ -z $(descendants "$SSHD_PID") ]] && break
-            sleep 0.1
-        done
-    fi
+    wait_sshd_sessions
     PEER_PIDS=()
 }
 
 path_log_tail() {
-    local f
-    for f in "$WORK"/{warren-relay,warren-client,ssh,sshd}.log; do
-        [[ -s $f ]] && { printf '  %s: ' "${f##*/}"; tail -3 "$f" | tr '\n' ' '; echo; }
-    done >&2
-    return 0
+    log_tails 3 warren-relay warren-client ssh sshd
 }
 
 # ---------------------------------------------------------------- measurements

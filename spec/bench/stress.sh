@@ -230,11 +230,7 @@ stop_peer() {
 }
 
 peer_log_tail() {
-    local f
-    for f in "$WORK"/{warren-relay,warren-client,ss-server,ss-tunnel}.log; do
-        [[ -s $f ]] && { printf '  %s: ' "${f##*/}"; tail -2 "$f" | tr '\n' ' '; echo; }
-    done >&2
-    return 0
+    log_tails 2 warren-relay warren-client ss-server ss-tunnel
 }
 
 # ---------------------------------------------------------------- runs
