@@ -110,13 +110,43 @@ function M.wait_port(port, timeout_ms)
   return false
 end
 
+-- Ports handed to processes that bind them later come from below the kernel's
+-- ephemeral range, so outgoing connections of parallel tests cannot take them
+-- in the meantime.
+local ephemeral_low = 32768
+do
+  local f = io.open("/proc/sys/net/ipv4/ip_local_port_range")
+  if f then
+    ephemeral_low = tonumber(f:read("*n")) or ephemeral_low
+    f:close()
+  end
+end
+local first_port = math.min(20000, ephemeral_low - 4096)
+math.randomseed(uv.os_getpid() * 1000 + uv.hrtime() % 1000)
+
+local function bindable(port)
+  local s = uv.new_tcp()
+  local ok = s:bind("127.0.0.1", port)
+  s:close()
+  return ok ~= nil
+end
+
+-- N consecutive ports that were free a moment ago. Returns first, last.
+function M.free_range(n)
+  for _ = 1, 200 do
+    local base = math.random(first_port, ephemeral_low - n)
+    local ok = true
+    for p = base, base + n - 1 do
+      if not bindable(p) then ok = false break end
+    end
+    if ok then return base, base + n - 1 end
+  end
+  error("no free range of " .. n .. " ports")
+end
+
 -- A port that was free a moment ago.
 function M.free_port()
-  local s = uv.new_tcp()
-  s:bind("127.0.0.1", 0)
-  local port = s:getsockname().port
-  s:close()
-  return port
+  return (M.free_range(1))
 end
 
 return M

@@ -7,21 +7,7 @@ local net = require("helpers.net")
 local keys = require("warren.keys")
 
 -- A pool of n consecutive ports that were free a moment ago.
-local function free_range(n)
-  for _ = 1, 50 do
-    local base = net.free_port()
-    if base + n <= 65535 then
-      local ok = true
-      for p = base, base + n - 1 do
-        local s = uv.new_tcp()
-        if not s:bind("127.0.0.1", p) then ok = false end
-        s:close()
-      end
-      if ok then return base, base + n - 1 end
-    end
-  end
-  error("no free port range")
-end
+local free_range = net.free_range
 
 -- A server that speaks first: a banner on connect, then echo.
 local function banner_server(banner)
