@@ -246,8 +246,11 @@ describe("reverse tunnels", function()
     assert.equal("hello from the inner service", r.stdout)
     r = proc.run({ "curl", "-s", "--max-time", "5", "http://127.0.0.1:" .. from .. "/" }, 10000)
     assert.equal("", r.stdout) -- the second user was turned away
+    local deadline = uv.now() + 5000
+    while #events < 2 and uv.now() < deadline do warren.sleep(20) end -- the first user's close
     entry:cancel()
-    warren.sleep(100)
+    deadline = uv.now() + 5000
+    while #events < 3 and uv.now() < deadline do warren.sleep(20) end
     assert.equal("up web", events[1])
     assert.matches("^close %d+/%d+$", events[2])
     assert.equal("down cancelled by the client", events[3])
@@ -338,10 +341,14 @@ describe("warren -R and warren serve --ports", function()
     local r = sshd.ssh(port, "echo through a reverse tunnel")
     assert.equal(0, r.code, r.stderr)
     assert.equal("through a reverse tunnel\n", r.stdout)
-    local listed = services(relay_port, k)
+    -- the relay may learn of the user's close a moment after ssh exits
+    local listed
+    assert(eventually(function()
+      listed = services(relay_port, k)
+      return listed.stdout:find(port .. "%s+ssh%s+up%s+0%s+1%s+.*ssh login")
+    end, 5000), listed.stdout .. listed.stderr)
     assert.equal(0, listed.code, listed.stderr)
     assert.matches("PORT%s+NAME%s+STATE%s+ONLINE%s+SERVED", listed.stdout)
-    assert.matches(port .. "%s+ssh%s+up%s+0%s+1%s+.*ssh login", listed.stdout)
     local ports = proc.warren({ "ports", "127.0.0.1:" .. relay_port, "-k", k }, { timeout = 15000 })
     assert.equal((port == from and to or from) .. "\n", ports.stdout)
     client:kill(); relay:kill()
