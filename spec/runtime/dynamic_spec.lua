@@ -5,6 +5,7 @@ local warren = require("warren")
 local uv = require("luv")
 local proc = require("helpers.proc")
 local net = require("helpers.net")
+local wait = require("helpers.wait")
 
 local key = proc.key
 
@@ -218,7 +219,7 @@ describe("client:dynamic in a script", function()
     assert.is_true(uv.now() - t0 < 2000, "dropped after " .. (uv.now() - t0) .. " ms")
     assert.matches("^HTTP/1%.1 400 ", net.exchange(port, "\0"))
 
-    warren.sleep(100)
+    wait.eventually(function() return p:stats().active == 0 and #closes == 1 end)
     local st = p:stats()
     assert.equal(5, st.accepted)
     assert.equal(2, st.failed_opens)
@@ -232,7 +233,7 @@ describe("client:dynamic in a script", function()
 
     -- no session (the relay is gone, so it stays gone): a general failure at once (HTTP 503)
     relay:close()
-    warren.sleep(100)
+    wait.eventually(function() return c.session == nil end)
     r = curl("-x", "http://127.0.0.1:" .. port, "-w", "%{http_code}", "-o", "/dev/null",
       "http://127.0.0.1:" .. web_port .. "/")
     assert.equal("503", r.stdout)

@@ -3,6 +3,7 @@ local warren = require("warren")
 local uv = require("luv")
 local proc = require("helpers.proc")
 local net = require("helpers.net")
+local wait = require("helpers.wait")
 
 local key, tunnel = proc.key, proc.tunnel
 
@@ -145,18 +146,19 @@ describe("warren.relay limits", function()
       warren.await(function(resolve) probes[i]:connect("127.0.0.1", port, function() resolve() end) end, 2000)
       probes[i]:write(string.rep("\0", 200)) -- garbage: sent to the sink, held open
     end
-    warren.sleep(100)
+    wait.eventually(function() return relay:stats().unauthenticated == 3 end)
     assert.equal(3, relay:stats().unauthenticated)
     local reply = net.exchange(port, "one more", { timeout = 2000 })
     assert.is_true(reply == nil or reply == "")
-    warren.sleep(50)
+    wait.eventually(function() return relay:stats().refused_unauthenticated == 1 end)
     assert.equal(1, relay:stats().refused_unauthenticated)
     -- a real client still gets in once a slot is free
     probes[1]:close()
-    warren.sleep(100)
+    wait.eventually(function() return relay:stats().unauthenticated == 2 end)
     local client = assert(warren.client({ server = "127.0.0.1:" .. port, key = "limit-test" }))
     assert(client:connect())
-    warren.sleep(100) -- the relay confirms the key when the client's first frame arrives
+    -- the relay confirms the key when the client's first frame arrives
+    wait.eventually(function() return relay:stats().handshakes_ok == 1 end)
     assert.equal(1, relay:stats().handshakes_ok)
     assert.equal(2, relay:stats().unauthenticated) -- the two probes still held
     client:close()
@@ -184,7 +186,7 @@ describe("warren.relay limits", function()
     local ok = warren.await(function(resolve) c:connect("127.0.0.1", port, function(e) resolve(not e) end) end, 2000)
     assert.is_true(ok)
     c:close()
-    warren.sleep(100)
+    wait.eventually(function() return relay:stats().sessions_total == before + 1 end)
     assert.equal(before + 1, relay:stats().sessions_total)
     relay:close()
   end)

@@ -4,6 +4,7 @@ local warren = require("warren")
 local uv = require("luv")
 local proc = require("helpers.proc")
 local net = require("helpers.net")
+local eventually = require("helpers.wait").eventually
 local keys = require("warren.keys")
 
 -- A pool of n consecutive ports that were free a moment ago.
@@ -246,11 +247,9 @@ describe("reverse tunnels", function()
     assert.equal("hello from the inner service", r.stdout)
     r = proc.run({ "curl", "-s", "--max-time", "5", "http://127.0.0.1:" .. from .. "/" }, 10000)
     assert.equal("", r.stdout) -- the second user was turned away
-    local deadline = uv.now() + 5000
-    while #events < 2 and uv.now() < deadline do warren.sleep(20) end -- the first user's close
+    eventually(function() return #events >= 2 end) -- the first user's close
     entry:cancel()
-    deadline = uv.now() + 5000
-    while #events < 3 and uv.now() < deadline do warren.sleep(20) end
+    eventually(function() return #events >= 3 end)
     assert.equal("up web", events[1])
     assert.matches("^close %d+/%d+$", events[2])
     assert.equal("down cancelled by the client", events[3])
@@ -309,16 +308,6 @@ describe("warren -R and warren serve --ports", function()
     local spec = { proc.warren_bin }
     for _, a in ipairs(args) do spec[#spec + 1] = a end
     return proc.start(spec)
-  end
-
-  -- Waits until `pred()` holds; true, or false after timeout_ms.
-  local function eventually(pred, timeout_ms)
-    local deadline = uv.now() + timeout_ms
-    repeat
-      if pred() then return true end
-      warren.sleep(50)
-    until uv.now() > deadline
-    return false
   end
 
   local function services(relay_port, k)
