@@ -292,7 +292,7 @@ static void abort_streams(wr_session_t *s, int err)
  * stream being emitted is off the list by then, so a lone bulk stream writes one frame per carrier
  * write while many streams share one. Measured on loopback, per-frame writes keep the peer opening
  * frames while we seal: sizing the chunk for the emitting stream too (64 KiB writes) made one
- * iperf3 stream 10-15% slower and eight streams no faster. */
+ * iperf3 stream about 10% slower and eight streams no faster. */
 static size_t out_cap(const wr_session_t *s)
 {
     size_t want = 1024;

@@ -121,7 +121,7 @@ do
     f:close()
   end
 end
-local first_port = math.min(20000, ephemeral_low - 4096)
+local first_port = math.max(1024, math.min(20000, ephemeral_low - 4096))
 math.randomseed(uv.os_getpid() * 1000 + uv.hrtime() % 1000)
 
 local function bindable(port)
