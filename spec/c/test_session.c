@@ -116,6 +116,15 @@ static int pair_ready_or_closed_c(void *x)
     return p->c.s != NULL;
 }
 
+/* Starts a pair whose server hands every stream the client opens to app a; waits until ready. */
+static void pair_start_app(pair_t *p, app_t *a)
+{
+    p->app = a;
+    p->on_open = app_on_open;
+    pair_start(p);
+    run_until(pair_ready, p, 5000);
+}
+
 static int flip_received_all(void *x);
 
 static int side_is_closed(void *x)
@@ -138,10 +147,7 @@ static void test_echo(void **state)
     pair_init(&p);
     app_init(&a, 4);
     a.echo = 1;
-    p.app = &a;
-    p.on_open = app_on_open;
-    pair_start(&p);
-    run_until(pair_ready, &p, 5000);
+    pair_start_app(&p, &a);
     assert_true(wr_session_is_ready(p.c.s) && wr_session_is_ready(p.s.s));
     assert_int_equal(p.shared->handshakes_ok, 1);
 
@@ -212,10 +218,7 @@ static void test_half_close(void **state)
     pair_init(&p);
     app_init(&a, 4);
     a.defer = 1;
-    p.app = &a;
-    p.on_open = app_on_open;
-    pair_start(&p);
-    run_until(pair_ready, &p, 5000);
+    pair_start_app(&p, &a);
 
     /* The client sends 100 KiB then EOF, and keeps reading. */
     ts_init(&c, 3, 100 * KiB, 1);
@@ -271,10 +274,7 @@ static void test_many_streams(void **state)
     app_init(&a, N);
     a.send = per_dir;
     a.hash = 1;
-    p.app = &a;
-    p.on_open = app_on_open;
-    pair_start(&p);
-    run_until(pair_ready, &p, 5000);
+    pair_start_app(&p, &a);
     uint64_t t0 = uv_hrtime();
     for (int i = 0; i < N; i++) {
         ts_init(&c[i], (uint64_t)i, per_dir, 1);
@@ -375,10 +375,7 @@ static void test_slow_reader(void **state)
     uint64_t bytes = sanitized() ? 12 * MiB : 24 * MiB;
     pair_init(&p);
     app_init(&a, 64);
-    p.app = &a;
-    p.on_open = app_on_open;
-    pair_start(&p);
-    run_until(pair_ready, &p, 5000);
+    pair_start_app(&p, &a);
     double best = 0, peak = 0;
     for (int attempt = 0; attempt < 3 && best < 0.9; attempt++) {
         double alone = run_streams(&p, &a, 7, 0, bytes, &peak);
@@ -491,14 +488,11 @@ static void test_replay(void **state)
     pair_init(&p);
     app_init(&a, 4);
     a.echo = 1;
-    p.app = &a;
-    p.on_open = app_on_open;
     p.use_tap = 1;
     p.tapc.rec = rec;
     p.tapc.rec_cap = sizeof(rec);
     p.tapc.rec_len = &rec_len;
-    pair_start(&p);
-    run_until(pair_ready, &p, 5000);
+    pair_start_app(&p, &a);
     ts_init(&c, 1, 1000, 0);
     ts_open(&c, p.c.s, "replay-me");
     streams_done_arg d = {&c, 1, a.ts, &a.n, 1};
@@ -723,10 +717,7 @@ static void test_zero_rtt(void **state)
     app_init(&a, 4);
     a.defer = 1;
     a.hash = 1;
-    p.app = &a;
-    p.on_open = app_on_open;
-    pair_start(&p);
-    run_until(pair_ready, &p, 5000);
+    pair_start_app(&p, &a);
 
     ts_init(&c, 11, 10 * KiB, 1);
     ts_open(&c, p.c.s, "zero");
@@ -775,10 +766,7 @@ static void test_open_fail(void **state)
     pair_init(&p);
     app_init(&a, 4);
     a.reject = "no route to 10.0.0.1:22";
-    p.app = &a;
-    p.on_open = app_on_open;
-    pair_start(&p);
-    run_until(pair_ready, &p, 5000);
+    pair_start_app(&p, &a);
     ts_init(&c, 1, 1000, 0);
     ts_open(&c, p.c.s, "10.0.0.1:22");
     run_until(ts_is_closed, &c, 5000);
@@ -802,12 +790,9 @@ static void test_stream_limit(void **state)
     pair_init(&p);
     app_init(&a, 8);
     a.defer = 1;
-    p.app = &a;
-    p.on_open = app_on_open;
     p.scfg.max_streams = 4;
     p.ccfg.max_streams = 7;
-    pair_start(&p);
-    run_until(pair_ready, &p, 5000);
+    pair_start_app(&p, &a);
     for (int i = 0; i < 8; i++) {
         ts_init(&c[i], (uint64_t)i, 0, 0);
         c[i].shut_when_sent = 0;
@@ -845,10 +830,7 @@ static void test_goaway(void **state)
     pair_init(&p);
     app_init(&a, 4);
     a.defer = 1;
-    p.app = &a;
-    p.on_open = app_on_open;
-    pair_start(&p);
-    run_until(pair_ready, &p, 5000);
+    pair_start_app(&p, &a);
     ts_init(&c, 1, 300 * KiB, 1);
     ts_open(&c, p.c.s, "g");
     run_until(one_pending, &a, 5000);
@@ -888,12 +870,9 @@ static void test_idle_memory(void **state)
     tstream_t *c = calloc(N, sizeof(*c));
     pair_init(&p);
     app_init(&a, N + 1);
-    p.app = &a;
-    p.on_open = app_on_open;
     p.ccfg.keepalive_ms = 100;
     p.scfg.keepalive_ms = 100;
-    pair_start(&p);
-    run_until(pair_ready, &p, 5000);
+    pair_start_app(&p, &a);
     /* Exercise the opener's split-frame buffer first. */
     tstream_t big;
     ts_init(&big, 1, 4 * MiB, 0);
