@@ -37,6 +37,14 @@ static inline wr_buf_t *wr_buf_retain(wr_buf_t *b)
     return b;
 }
 
+/* Whether holding base[0..len) of b (queued for a while) would pin far more memory than it
+ * carries: a short slice of a chunk over twice its size. Such slices are copied before queueing,
+ * so a backlog of small reads stays within a small factor of the queued bytes. */
+static inline int wr_buf_slice_pins_much(const wr_buf_t *b, size_t len)
+{
+    return len < WR_BUF_SIZE / 4 && b->size > 2 * len;
+}
+
 /* Drops one reference; the last one returns the chunk to the cache or frees it. */
 void wr_buf_release(wr_buf_t *b);
 

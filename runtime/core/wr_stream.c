@@ -2,6 +2,7 @@
  * per-stream credit window, and the handling of the frames addressed to it. The session
  * (wr_session.c) owns the carrier, seals what streams emit and runs their deferred callbacks. */
 #include "wr_session_int.h"
+#include "wr_freelist.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -10,50 +11,32 @@ static const wr_endpoint_cbs_t no_cbs;
 
 /* ---- slices ---- */
 
-/* Slices shorter than this are copied (and coalesced) so a backlog of small reads never pins a
- * 64 KiB chunk each: queued memory stays within a small factor of the queued bytes. */
-#define SMALL_SLICE   (WR_BUF_SIZE / 4)
-#define COPY_CHUNK    4096
-#define SEG_CACHE_MAX 256
+/* Copied slices go into chunks of at least this size, so the small slices after them coalesce. */
+#define COPY_CHUNK 4096
 
-static _Thread_local wr_seg_t *seg_free;
-static _Thread_local size_t seg_free_n;
+static _Thread_local wr_freelist_t seg_cache = WR_FREELIST_INIT(wr_seg_t, next, 256);
 
 static wr_seg_t *seg_get(void)
 {
-    wr_seg_t *g = seg_free;
-    if (g == NULL) return malloc(sizeof(*g));
-    seg_free = g->next;
-    seg_free_n--;
-    return g;
+    wr_seg_t *g = wr_freelist_pop(&seg_cache);
+    return g ? g : malloc(sizeof(*g));
 }
 
 static void seg_put(wr_seg_t *g)
 {
-    if (seg_free_n >= SEG_CACHE_MAX) {
-        free(g);
-        return;
-    }
-    g->next = seg_free;
-    seg_free = g;
-    seg_free_n++;
+    wr_freelist_push(&seg_cache, g);
 }
 
 void wr_seg_cache_trim(void)
 {
-    while (seg_free) {
-        wr_seg_t *g = seg_free;
-        seg_free = g->next;
-        free(g);
-    }
-    seg_free_n = 0;
+    wr_freelist_trim(&seg_cache);
 }
 
 /* Appends base[0..len) (inside b, or anywhere when b is NULL: then always copied). */
 static int segq_push(wr_segq_t *q, wr_buf_t *b, const char *base, size_t len)
 {
     wr_seg_t *t = q->tail;
-    int copy = b == NULL || (len < SMALL_SLICE && b->size > 2 * len);
+    int copy = b == NULL || wr_buf_slice_pins_much(b, len); /* small copies coalesce below */
     if (copy && t && t->owned) {
         size_t fill = (size_t)(t->base - t->buf->data) + t->len;
         if (t->buf->size - fill >= len) {

@@ -1,4 +1,5 @@
 #include "wr_tcp_endpoint.h"
+#include "wr_freelist.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,44 +20,24 @@ typedef struct wreq {
 } wreq_t;
 
 /* Queued writes happen only when a socket is backlogged; recycle their requests anyway. */
-#define WREQ_CACHE_MAX 64
-static _Thread_local wreq_t *wreq_free;
-static _Thread_local size_t wreq_free_count;
-
-/* Slices shorter than this are copied into an exact-size chunk before queueing, so a backlog of
- * small reads cannot pin a full 64 KiB chunk each (bounds memory to ~4x the queued bytes). */
-#define SMALL_SLICE (WR_BUF_SIZE / 4)
+static _Thread_local wr_freelist_t wreq_cache = WR_FREELIST_INIT(wreq_t, next, 64);
 
 static const wr_endpoint_cbs_t no_cbs;
 
 static wreq_t *wreq_get(void)
 {
-    wreq_t *w = wreq_free;
-    if (w == NULL) return malloc(sizeof(*w));
-    wreq_free = w->next;
-    wreq_free_count--;
-    return w;
+    wreq_t *w = wr_freelist_pop(&wreq_cache);
+    return w ? w : malloc(sizeof(*w));
 }
 
 static void wreq_put(wreq_t *w)
 {
-    if (wreq_free_count >= WREQ_CACHE_MAX) {
-        free(w);
-        return;
-    }
-    w->next = wreq_free;
-    wreq_free = w;
-    wreq_free_count++;
+    wr_freelist_push(&wreq_cache, w);
 }
 
 void wr_tcp_endpoint_cache_trim(void)
 {
-    while (wreq_free != NULL) {
-        wreq_t *w = wreq_free;
-        wreq_free = w->next;
-        free(w);
-    }
-    wreq_free_count = 0;
+    wr_freelist_trim(&wreq_cache);
 }
 
 static void report_error(tcp_ep_t *t, int err)
@@ -152,7 +133,7 @@ static int tcp_write(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t le
 
     wreq_t *w = wreq_get();
     if (w == NULL) return UV_ENOMEM;
-    if (len < SMALL_SLICE && b->size > len * 2) {
+    if (wr_buf_slice_pins_much(b, len)) {
         wr_buf_t *copy = wr_buf_new(len);
         if (copy == NULL) {
             wreq_put(w);
