@@ -4,13 +4,26 @@ local uv = require("luv")
 
 local M = {}
 
--- An echo server on 127.0.0.1 (ephemeral port). Returns server, port.
-function M.echo_server()
+-- A TCP server on host (default 127.0.0.1) at a free port that hands each accepted connection
+-- to on_peer(peer). Returns server, port, or nil, err.
+function M.serve(on_peer, host)
   local server = uv.new_tcp()
-  assert(server:bind("127.0.0.1", 0))
+  local ok, err = server:bind(host or "127.0.0.1", 0)
+  if not ok then
+    server:close()
+    return nil, err
+  end
   server:listen(256, function()
     local peer = uv.new_tcp()
     server:accept(peer)
+    on_peer(peer)
+  end)
+  return server, server:getsockname().port
+end
+
+-- An echo server on 127.0.0.1. Returns server, port.
+function M.echo_server()
+  return assert(M.serve(function(peer)
     peer:read_start(function(err, data)
       if data then
         peer:write(data)
@@ -18,18 +31,13 @@ function M.echo_server()
         peer:shutdown(function() peer:close() end)
       end
     end)
-  end)
-  return server, server:getsockname().port
+  end))
 end
 
 -- A server that reads until EOF, then answers with the byte count and closes: the answer can
 -- only arrive if a half-close travelled end to end.
 function M.count_server()
-  local server = uv.new_tcp()
-  assert(server:bind("127.0.0.1", 0))
-  server:listen(16, function()
-    local peer = uv.new_tcp()
-    server:accept(peer)
+  return assert(M.serve(function(peer)
     local n = 0
     peer:read_start(function(err, data)
       if data then
@@ -39,20 +47,14 @@ function M.count_server()
         peer:shutdown(function() peer:close() end)
       end
     end)
-  end)
-  return server, server:getsockname().port
+  end))
 end
 
 -- An HTTP/1.1 origin that answers every request with `body` (default "hello PATH\n") and
 -- closes; `seen` keeps the request heads it received. Returns server, port, seen, or nil, err.
 function M.http_server(body, host)
-  local server = uv.new_tcp()
-  local ok, err = server:bind(host or "127.0.0.1", 0)
-  if not ok then server:close() return nil, err end
   local seen = {}
-  server:listen(64, function()
-    local peer = uv.new_tcp()
-    server:accept(peer)
+  local server, port = M.serve(function(peer)
     local buf = ""
     peer:read_start(function(_, data)
       if not data then return peer:close() end
@@ -66,8 +68,9 @@ function M.http_server(body, host)
       peer:write("HTTP/1.1 200 OK\r\nContent-Length: " .. #answer .. "\r\nConnection: close\r\n\r\n" .. answer)
       peer:shutdown(function() peer:close() end)
     end)
-  end)
-  return server, server:getsockname().port, seen
+  end, host)
+  if not server then return nil, port end
+  return server, port, seen
 end
 
 -- Connects to 127.0.0.1:port, sends `data`, optionally half-closes, and reads until EOF or

@@ -12,17 +12,12 @@ local free_range = net.free_range
 
 -- A server that speaks first: a banner on connect, then echo.
 local function banner_server(banner)
-  local server = uv.new_tcp()
-  assert(server:bind("127.0.0.1", 0))
-  server:listen(64, function()
-    local peer = uv.new_tcp()
-    server:accept(peer)
+  return assert(net.serve(function(peer)
     peer:write(banner)
     peer:read_start(function(err, data)
       if data then peer:write(data) else peer:close() end
     end)
-  end)
-  return server, server:getsockname().port
+  end))
 end
 
 -- Opens a connection and keeps it: returns the handle once connected (or nil).

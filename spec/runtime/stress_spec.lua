@@ -29,11 +29,8 @@ local tunnel = proc.tunnel
 -- An echo server that flips the lowest bit of byte `at` of one connection's stream: the first
 -- connection to get that far.
 local function flipping_echo_server(at)
-  local server, flipped = uv.new_tcp(), false
-  assert(server:bind("127.0.0.1", 0))
-  server:listen(64, function()
-    local peer = uv.new_tcp()
-    server:accept(peer)
+  local flipped = false
+  return assert(net.serve(function(peer)
     local offset = 0
     peer:read_start(function(err, data)
       if not data then return peer:close() end
@@ -45,8 +42,7 @@ local function flipping_echo_server(at)
       offset = offset + #data
       peer:write(data)
     end)
-  end)
-  return server, server:getsockname().port
+  end))
 end
 
 describe("wr_loadgen stress", function()
@@ -130,15 +126,9 @@ describe("wr_loadgen stress", function()
   end)
 
   it("fails when the target accepts but never echoes", function()
-    local server = uv.new_tcp()
     local held = {}
-    assert(server:bind("127.0.0.1", 0))
-    server:listen(16, function()
-      local peer = uv.new_tcp()
-      server:accept(peer)
-      held[#held + 1] = peer
-    end)
-    local r, s = stress({ "-t", "127.0.0.1:" .. server:getsockname().port, "-c", "3", "-d", "1", "-i", "0" })
+    local server, port = assert(net.serve(function(peer) held[#held + 1] = peer end))
+    local r, s = stress({ "-t", "127.0.0.1:" .. port, "-c", "3", "-d", "1", "-i", "0" })
     for _, p in ipairs(held) do p:close() end
     server:close()
     assert.equal(1, r.code)
