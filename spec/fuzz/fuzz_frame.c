@@ -12,18 +12,7 @@
 #include <string.h>
 
 #include "wr_frame.h"
-
-struct reader {
-    const uint8_t *p;
-    size_t n;
-};
-
-static uint8_t take(struct reader *r)
-{
-    if (!r->n) return 0;
-    r->n--;
-    return *r->p++;
-}
+#include "fuzz_input.h"
 
 static const uint8_t key[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
                                 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};

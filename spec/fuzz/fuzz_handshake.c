@@ -15,26 +15,9 @@
 #include <string.h>
 
 #include "wr_handshake.h"
+#include "fuzz_input.h"
 
 #define NOW 1700000000u
-
-struct reader {
-    const uint8_t *p;
-    size_t n;
-};
-
-static uint8_t take(struct reader *r)
-{
-    if (!r->n) return 0;
-    r->n--;
-    return *r->p++;
-}
-
-static void take_n(struct reader *r, uint8_t *out, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        out[i] = take(r);
-}
 
 static wr_hs_config cfg;
 static wr_replay *rp;

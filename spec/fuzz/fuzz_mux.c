@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_input.h"
 #include "wr_session_int.h"
 
 #define MAX_EPS 32
@@ -85,18 +86,6 @@ static void s_closed(wr_session_t *s, int reason, const char *detail)
 }
 static const wr_session_cbs s_cbs = {.on_stream_open = s_stream_open, .on_closed = s_closed};
 
-typedef struct in {
-    const uint8_t *p;
-    size_t n;
-} in_t;
-
-static uint8_t take(in_t *in)
-{
-    if (in->n == 0) return 0;
-    in->n--;
-    return *in->p++;
-}
-
 static wr_endpoint_t *pick(uint8_t b)
 {
     wr_endpoint_t *ep = ctx.eps[b % MAX_EPS];
@@ -117,7 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < WR_BUF_SIZE; i++)
             chunk->data[i] = (char)i;
     }
-    in_t in = {data, size};
+    struct reader in = {data, size};
     memset(&ctx, 0, sizeof(ctx));
     uint8_t mode = take(&in);
     wr_session_config cfg = {
