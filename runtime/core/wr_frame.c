@@ -70,16 +70,22 @@ static void put_header(uint8_t *h, size_t len, uint8_t type, uint8_t flags, uint
 
 /* ---- sealer ---- */
 
+/* What a sealer and an opener set up alike: options, the AEAD, and the key kept for rekeying. */
+static int codec_init(wr_frame_opts *o, wr_aead **aead, uint8_t kept[32], enum wr_backend b,
+                      enum wr_aead_alg alg, const uint8_t key[32], const wr_frame_opts *opts)
+{
+    if (opts_resolve(o, opts)) return WR_FRAME_EINVAL;
+    int rc = wr_aead_new(aead, b, alg, key);
+    if (rc) return rc == WR_CRYPTO_ENOMEM ? WR_FRAME_ENOMEM : WR_FRAME_EINVAL;
+    memcpy(kept, key, 32);
+    return WR_FRAME_OK;
+}
+
 int wr_frame_sealer_init(wr_frame_sealer *s, enum wr_backend b, enum wr_aead_alg alg,
                          const uint8_t key[32], const wr_frame_opts *opts)
 {
-    int rc;
     memset(s, 0, sizeof *s);
-    if (opts_resolve(&s->opts, opts)) return WR_FRAME_EINVAL;
-    rc = wr_aead_new(&s->aead, b, alg, key);
-    if (rc) return rc == WR_CRYPTO_ENOMEM ? WR_FRAME_ENOMEM : WR_FRAME_EINVAL;
-    memcpy(s->key, key, 32);
-    return WR_FRAME_OK;
+    return codec_init(&s->opts, &s->aead, s->key, b, alg, key, opts);
 }
 
 void wr_frame_sealer_free(wr_frame_sealer *s)
@@ -165,13 +171,8 @@ int wr_frame_seal_rekey(wr_frame_sealer *s, uint8_t *out, size_t cap, size_t *wr
 int wr_frame_opener_init(wr_frame_opener *o, enum wr_backend b, enum wr_aead_alg alg,
                          const uint8_t key[32], const wr_frame_opts *opts)
 {
-    int rc;
     memset(o, 0, sizeof *o);
-    if (opts_resolve(&o->opts, opts)) return WR_FRAME_EINVAL;
-    rc = wr_aead_new(&o->aead, b, alg, key);
-    if (rc) return rc == WR_CRYPTO_ENOMEM ? WR_FRAME_ENOMEM : WR_FRAME_EINVAL;
-    memcpy(o->key, key, 32);
-    return WR_FRAME_OK;
+    return codec_init(&o->opts, &o->aead, o->key, b, alg, key, opts);
 }
 
 void wr_frame_opener_free(wr_frame_opener *o)
