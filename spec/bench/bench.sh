@@ -253,14 +253,7 @@ detect_warren() {
         WARREN_REASON="disabled (WARREN_FORWARD=0)"
         return 1
     fi
-    local c
-    if [[ -z ${WARREN_BIN:-} ]]; then
-        for c in "$REPO_DIR"/build*/warren; do
-            [[ -x $c ]] && { WARREN_BIN=$c; break; }
-        done
-        [[ -z ${WARREN_BIN:-} ]] && WARREN_BIN=$(command -v warren 2>/dev/null || true)
-    fi
-    if [[ -z ${WARREN_BIN:-} || ! -x $WARREN_BIN ]]; then
+    if ! locate_warren; then
         WARREN_REASON="no warren binary (set WARREN_BIN)"
         return 1
     fi
@@ -465,8 +458,6 @@ compute_added() {
     RES[$peer:add${m#p}]=$out
 }
 
-med() { median "${RES[$1:$2]:-}"; }
-
 bar() { # bar VALUE OP LIMIT: PASS/FAIL/n/a
     awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {
         if (v == "NA" || l == "NA" || v == "" || l == "") { print "n/a"; exit }
@@ -523,13 +514,13 @@ report() {
             [[ $p == direct || $p == "$ref" ]] && continue
             [[ $p == warren && -n $WARREN_REASON ]] && { printf '| %s | not available | | | | | | |\n' "${LABEL[$p]}"; continue; }
             printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "${LABEL[$p]}" \
-                "$(ratio "$(med "$p" thr1)" "$(med "$ref" thr1)")" \
-                "$(ratio "$(med "$p" thr8)" "$(med "$ref" thr8)")" \
-                "$(ratio "$(med "$p" add50)" "$(med "$ref" add50)")" \
-                "$(ratio "$(med "$p" add99)" "$(med "$ref" add99)")" \
-                "$(ratio "$(med "$p" add50f)" "$(med "$ref" add50f)")" \
-                "$(ratio "$(med "$p" cps)" "$(med "$ref" cps)")" \
-                "$(ratio "$(med "$p" rss)" "$(med "$ref" rss)")"
+                "$(med_ratio "$p" "$ref" thr1)" \
+                "$(med_ratio "$p" "$ref" thr8)" \
+                "$(med_ratio "$p" "$ref" add50)" \
+                "$(med_ratio "$p" "$ref" add99)" \
+                "$(med_ratio "$p" "$ref" add50f)" \
+                "$(med_ratio "$p" "$ref" cps)" \
+                "$(med_ratio "$p" "$ref" rss)"
         done
     done
 

@@ -102,9 +102,16 @@ ratio() { # ratio A B: A/B with a multiplication sign
                                      else printf "%.2f×\n", a / b }'
 }
 
-# find_warren: WARREN_BIN if set, else a build directory's warren, else warren on PATH; dies
-# when none runs.
-find_warren() {
+# med PEER METRIC: the median of the runs recorded in RES[PEER:METRIC] (the sourcing script's
+# associative array).
+med() { median "${RES[$1:$2]:-}"; }
+
+# med_ratio A B METRIC: A's median over B's, as ratio prints it.
+med_ratio() { ratio "$(med "$1" "$3")" "$(med "$2" "$3")"; }
+
+# locate_warren: sets WARREN_BIN (if unset) to a build directory's warren, else warren on PATH;
+# fails when there is none to run.
+locate_warren() {
     local c
     if [[ -z ${WARREN_BIN:-} ]]; then
         for c in "$REPO_DIR"/build*/warren; do
@@ -112,7 +119,12 @@ find_warren() {
         done
         [[ -z ${WARREN_BIN:-} ]] && WARREN_BIN=$(command -v warren 2>/dev/null || true)
     fi
-    [[ -n ${WARREN_BIN:-} && -x $WARREN_BIN ]] || die "warren not found; build it
+    [[ -n ${WARREN_BIN:-} && -x $WARREN_BIN ]]
+}
+
+# find_warren: locate_warren, or die saying how to build it.
+find_warren() {
+    locate_warren || die "warren not found; build it
   (cmake -S $REPO_DIR -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build) or set WARREN_BIN"
 }
 

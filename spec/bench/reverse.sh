@@ -341,7 +341,8 @@ measure_register() {
 
 # ---------------------------------------------------------------- report
 
-med() { median "${RES[$1:$2]:-}"; }
+# vs_direct PATH METRIC: PATH against direct, or a dash on the direct row.
+vs_direct() { if [[ $1 == direct ]]; then echo —; else med_ratio "$1" direct "$2"; fi; }
 
 paths() {
     echo direct warren
@@ -362,21 +363,21 @@ report() {
     printf '| path | SET req/s | GET req/s | SET vs direct | GET vs direct |\n|---|--:|--:|--:|--:|\n'
     for p in $(paths); do
         printf '| %s | %s | %s | %s | %s |\n' "${LABEL[$p]}" "$(fmt "$(med "$p" set)" 0)" "$(fmt "$(med "$p" get)" 0)" \
-            "$( [[ $p == direct ]] && echo — || ratio "$(med "$p" set)" "$(med direct set)")" \
-            "$( [[ $p == direct ]] && echo — || ratio "$(med "$p" get)" "$(med direct get)")"
+            "$(vs_direct "$p" set)" \
+            "$(vs_direct "$p" get)"
     done
 
     printf '\n### iperf3 through the reverse tunnel (-t %s -O %s)\n\n' "$IPERF_SECS" "$IPERF_OMIT"
     printf '| path | 1 stream Gbit/s | 8 streams Gbit/s | 1 stream vs direct | 8 streams vs direct |\n|---|--:|--:|--:|--:|\n'
     for p in $(paths); do
         printf '| %s | %s | %s | %s | %s |\n' "${LABEL[$p]}" "$(fmt "$(med "$p" thr1)" 2)" "$(fmt "$(med "$p" thr8)" 2)" \
-            "$( [[ $p == direct ]] && echo — || ratio "$(med "$p" thr1)" "$(med direct thr1)")" \
-            "$( [[ $p == direct ]] && echo — || ratio "$(med "$p" thr8)" "$(med direct thr8)")"
+            "$(vs_direct "$p" thr1)" \
+            "$(vs_direct "$p" thr8)"
     done
     if [[ -z $SSH_REASON ]]; then
         printf '\nwarren -R / ssh -R: SET %s, GET %s, 1 stream %s, 8 streams %s.\n' \
-            "$(ratio "$(med warren set)" "$(med ssh set)")" "$(ratio "$(med warren get)" "$(med ssh get)")" \
-            "$(ratio "$(med warren thr1)" "$(med ssh thr1)")" "$(ratio "$(med warren thr8)" "$(med ssh thr8)")"
+            "$(med_ratio warren ssh set)" "$(med_ratio warren ssh get)" \
+            "$(med_ratio warren ssh thr1)" "$(med_ratio warren ssh thr8)"
     else
         printf '\nssh -R: %s.\n' "$SSH_REASON"
     fi
