@@ -524,9 +524,11 @@ static void pair_finish(pair_t *p)
     if (p->c.s || p->s.s) run_until(pair_closed, p, 10000);
 }
 
-/* After every session and stream is gone (teardown ran the loop dry). */
-static void pair_free_shared(pair_t *p)
+/* Ends the pair, lets the last close callbacks run, then frees the server's shared state. */
+static void pair_end(pair_t *p)
 {
+    pair_finish(p);
+    run_for(20);
     wr_session_server_free(p->shared);
     p->shared = NULL;
 }

@@ -176,9 +176,7 @@ static void test_echo(void **state)
     assert_int_equal(p.c.reason, WR_SESSION_CLOSED_LOCALLY);
     assert_int_equal(p.s.reason, WR_SESSION_PEER_ENDED);
     app_free(&a);
-    pair_finish(&p);
-    run_for(20);
-    pair_free_shared(&p);
+    pair_end(&p);
 }
 
 /* ---- wrong key: the client says why, the server sent nothing ---- */
@@ -204,8 +202,7 @@ static void test_wrong_key(void **state)
     /* The server closed (RST) at its random probe deadline, not at once. */
     assert_true(p.s.closed_ms - p.t0_ms >= 290);
     assert_int_equal(p.shared->handshakes_failed, 1);
-    pair_finish(&p);
-    pair_free_shared(&p);
+    pair_end(&p);
 }
 
 /* ---- half-close carried end to end ---- */
@@ -256,9 +253,7 @@ static void test_half_close(void **state)
     wr_session_get_stats(p.c.s, &ss);
     assert_int_equal(ss.streams_active, 0);
     app_free(&a);
-    pair_finish(&p);
-    run_for(20);
-    pair_free_shared(&p);
+    pair_end(&p);
 }
 
 /* ---- 100+ concurrent streams, >= 1 GiB in total, SHA-256 both directions ---- */
@@ -304,9 +299,7 @@ static void test_many_streams(void **state)
            (unsigned long long)cs.frames_out, (unsigned long long)cs.carrier_writes);
     app_free(&a);
     free(c);
-    pair_finish(&p);
-    run_for(20);
-    pair_free_shared(&p);
+    pair_end(&p);
 }
 
 /* ---- slow reader isolation ---- */
@@ -388,9 +381,7 @@ static void test_slow_reader(void **state)
     }
     assert_true(best >= 0.9);
     app_free(&a);
-    pair_finish(&p);
-    run_for(20);
-    pair_free_shared(&p);
+    pair_end(&p);
 }
 
 /* ---- dead peer ---- */
@@ -420,8 +411,7 @@ static void test_dead_peer(void **state)
     uint64_t took = p.s.closed_ms - t;
     printf("    dead peer detected after %llu ms (keepalive 200 ms)\n", (unsigned long long)took);
     assert_true(took >= 380 && took <= 3 * 200 + 150);
-    pair_finish(&p);
-    pair_free_shared(&p);
+    pair_end(&p);
 }
 
 /* ---- a raw TCP client (replay) ---- */
@@ -529,8 +519,7 @@ static void test_replay(void **state)
     assert_int_equal(q.s.reason, WR_SESSION_HANDSHAKE_FAILED);
     assert_int_equal(a.n, 1); /* no second stream was ever accepted */
     app_free(&a);
-    pair_finish(&p);
-    pair_free_shared(&p);
+    pair_end(&p);
 }
 
 /* ---- truncated frames ---- */
@@ -550,8 +539,7 @@ static void test_truncated(void **state)
     assert_int_equal(p.s.reason, WR_SESSION_HANDSHAKE_FAILED);
     assert_true(p.s.fin.bytes_out >= WR_HS_MSG2_FIXED + WR_AEAD_TAG_LEN); /* msg2 only */
     assert_int_equal(p.s.fin.frames_in, 0);
-    pair_finish(&p);
-    pair_free_shared(&p);
+    pair_end(&p);
 
     /* Cut in the middle of a DATA frame after the session is up: truncation, not a clean end. */
     app_t a;
@@ -576,9 +564,7 @@ static void test_truncated(void **state)
     assert_false(a.ts[0].got_eof);
     assert_true(a.ts[0].received >= 16384 && a.ts[0].received < 256 * KiB);
     app_free(&a);
-    pair_finish(&p);
-    run_for(20);
-    pair_free_shared(&p);
+    pair_end(&p);
 }
 
 /* ---- single-bit flips in msg1 and in the first client frames ---- */
@@ -751,9 +737,7 @@ static void test_zero_rtt(void **state)
     assert_int_equal(a.ts[1].received, 200 * KiB);
     assert_memory_equal(a.ts[1].rx_sum, c2.tx_sum, 32);
     app_free(&a);
-    pair_finish(&p);
-    run_for(20);
-    pair_free_shared(&p);
+    pair_end(&p);
 }
 
 /* ---- OPEN_FAIL carries its reason; the stream limit ---- */
@@ -777,9 +761,7 @@ static void test_open_fail(void **state)
     wr_session_get_stats(p.s.s, &st);
     assert_int_equal(st.streams_active, 0);
     app_free(&a);
-    pair_finish(&p);
-    run_for(20);
-    pair_free_shared(&p);
+    pair_end(&p);
 }
 
 static void test_stream_limit(void **state)
@@ -815,9 +797,7 @@ static void test_stream_limit(void **state)
         run_until(ts_is_closed, &c[i], 5000);
     assert_string_equal(c[0].open_reason, "bye");
     app_free(&a);
-    pair_finish(&p);
-    run_for(20);
-    pair_free_shared(&p);
+    pair_end(&p);
 }
 
 /* ---- goaway, then the drain ---- */
@@ -855,9 +835,7 @@ static void test_goaway(void **state)
     assert_true(p.c.reason == WR_SESSION_GOAWAY_DRAINED || p.c.reason == WR_SESSION_PEER_ENDED);
     assert_true(p.c.reason == WR_SESSION_GOAWAY_DRAINED || p.s.reason == WR_SESSION_GOAWAY_DRAINED);
     app_free(&a);
-    pair_finish(&p);
-    run_for(20);
-    pair_free_shared(&p);
+    pair_end(&p);
 }
 
 /* ---- memory of idle sessions and streams ---- */
@@ -910,9 +888,7 @@ static void test_idle_memory(void **state)
     assert_int_equal(st.streams_active, 0);
     app_free(&a);
     free(c);
-    pair_finish(&p);
-    run_for(20);
-    pair_free_shared(&p);
+    pair_end(&p);
 }
 
 /* ---- mux rules, driven without crypto or sockets ---- */
