@@ -17,7 +17,7 @@ typedef struct wr_host {
     lua_State *L;
     lua_State *callback_thread; /* runs C->Lua calls made while another coroutine is running */
     int callback_thread_ref;
-    wr_closable closables; /* list head */
+    wr_closable closables;  /* list head */
     uv_check_t late_closer; /* after teardown: closes what Lua still creates */
     int exit_code;
     int torn_down;

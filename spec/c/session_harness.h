@@ -27,7 +27,6 @@
 #define KiB 1024u
 #define MiB (1024u * 1024u)
 
-
 static int sanitized(void)
 {
     const char *e = getenv("WARREN_SANITIZED");
