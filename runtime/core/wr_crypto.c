@@ -371,30 +371,35 @@ void wr_aead_free(wr_aead *a)
     free(a);
 }
 
-int wr_aead_seal_once(enum wr_backend b, enum wr_aead_alg alg, const uint8_t *key,
-                      const uint8_t *nonce, const uint8_t *aad, size_t aad_len, const uint8_t *pt,
-                      size_t len, uint8_t *out)
+typedef int (*aead_op)(wr_aead *a, const uint8_t *nonce, const uint8_t *aad, size_t aad_len,
+                       const uint8_t *in, size_t in_len, uint8_t *out);
+
+/* One operation under a context that lives (and is wiped) on the stack. */
+static int aead_once(aead_op op, enum wr_backend b, enum wr_aead_alg alg, const uint8_t *key,
+                     const uint8_t *nonce, const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                     size_t in_len, uint8_t *out)
 {
     wr_aead a;
     int rc = aead_init(&a, b, alg, key);
     if (rc) return rc;
-    rc = wr_aead_seal(&a, nonce, aad, aad_len, pt, len, out);
+    rc = op(&a, nonce, aad, aad_len, in, in_len, out);
     aead_release(&a);
     wr_zeroize(&a, sizeof a);
     return rc;
+}
+
+int wr_aead_seal_once(enum wr_backend b, enum wr_aead_alg alg, const uint8_t *key,
+                      const uint8_t *nonce, const uint8_t *aad, size_t aad_len, const uint8_t *pt,
+                      size_t len, uint8_t *out)
+{
+    return aead_once(wr_aead_seal, b, alg, key, nonce, aad, aad_len, pt, len, out);
 }
 
 int wr_aead_open_once(enum wr_backend b, enum wr_aead_alg alg, const uint8_t *key,
                       const uint8_t *nonce, const uint8_t *aad, size_t aad_len, const uint8_t *ct,
                       size_t ct_len, uint8_t *out)
 {
-    wr_aead a;
-    int rc = aead_init(&a, b, alg, key);
-    if (rc) return rc;
-    rc = wr_aead_open(&a, nonce, aad, aad_len, ct, ct_len, out);
-    aead_release(&a);
-    wr_zeroize(&a, sizeof a);
-    return rc;
+    return aead_once(wr_aead_open, b, alg, key, nonce, aad, aad_len, ct, ct_len, out);
 }
 
 /* ---- X25519 ---- */
