@@ -441,6 +441,20 @@ static int has_token(const char *v, size_t n, const char *token)
     return 0;
 }
 
+/* A Content-Length value: 1 to 19 digits, nothing else (no lists, signs or spaces inside). */
+static int parse_length(const char *v, size_t n, uint64_t *out)
+{
+    uint64_t x = 0;
+    size_t i;
+    if (n == 0 || n > 19) return 0;
+    for (i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9') return 0;
+        x = x * 10 + (uint64_t)(v[i] - '0');
+    }
+    *out = x;
+    return 1;
+}
+
 typedef struct out_writer {
     uint8_t *buf;
     size_t len, cap;
@@ -477,7 +491,8 @@ static enum wr_proxy_status http_parse(wr_proxy_req *p)
     const char *s = (const char *)p->buf, *end = s + p->have, *line, *eol, *sp1, *sp2;
     const char *target, *version, *path, *auth = NULL;
     size_t mlen, tlen, vlen, alen = 0, plen;
-    int connect, hosts = 0, upgrade = 0, conn_upgrade = 0, auth_ok = 0;
+    int connect, hosts = 0, upgrade = 0, conn_upgrade = 0, auth_ok = 0, lengths = 0, chunked = 0;
+    uint64_t length = 0, v_len;
     out_writer w = {p->out, 0, sizeof p->out, 0};
 
     eol = memchr(s, '\r', p->have); /* CR is always followed by LF here */
@@ -563,6 +578,13 @@ static enum wr_proxy_status http_parse(wr_proxy_req *p)
         }
         if (eq_ci(line, nlen, "proxy-connection") || eq_ci(line, nlen, "keep-alive")) continue;
         if (eq_ci(line, nlen, "upgrade")) upgrade = 1;
+        if (eq_ci(line, nlen, "transfer-encoding")) chunked = 1;
+        if (eq_ci(line, nlen, "content-length")) {
+            /* Where the body ends decides what may reach the origin: no doubt allowed. */
+            if (!parse_length(v, (size_t)(vend - v), &v_len) || (lengths++ && v_len != length))
+                return http_fail(p, 400, "Bad Request", "bad Content-Length");
+            length = v_len;
+        }
         if (!connect) put(&w, line, (size_t)(eol + 2 - line));
     }
     if (p->user) {
@@ -577,6 +599,9 @@ static enum wr_proxy_status http_parse(wr_proxy_req *p)
         }
     }
     if (!connect) {
+        if (chunked)
+            return http_fail(p, 411, "Length Required",
+                             "request bodies need a Content-Length (chunked is not proxied)");
         if (!hosts) put_host(&w, p);
         /* One origin per tunnelled connection: close after this exchange, unless the client
          * asks to switch protocols (WebSocket), after which the connection is the tunnel. */
@@ -586,6 +611,8 @@ static enum wr_proxy_status http_parse(wr_proxy_req *p)
             return http_fail(p, 431, "Request Header Fields Too Large", "request head too large");
         p->head = p->out;
         p->head_len = w.len;
+        p->body_len = length;
+        p->upgrade = upgrade && conn_upgrade;
     }
     return done(p);
 }
@@ -600,6 +627,8 @@ void wr_proxy_req_init(wr_proxy_req *p, const char *user, const char *password)
     p->ipv6 = 0;
     p->head = NULL;
     p->head_len = 0;
+    p->body_len = 0;
+    p->upgrade = 0;
     p->reply_len = 0;
     p->reason = NULL;
     p->user = user && password ? user : NULL;

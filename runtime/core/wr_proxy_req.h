@@ -15,7 +15,10 @@
  *
  * Domain names are passed through unresolved (the relay resolves them). HTTP requests are one per
  * connection: the rewritten head carries `Connection: close` (or keeps `Connection: Upgrade` for
- * an upgrade such as WebSocket), since the tunnelled connection goes to one origin only. */
+ * an upgrade such as WebSocket), since the tunnelled connection goes to one origin only. Only
+ * the request's own body (body_len bytes, from Content-Length) may follow it to the origin: bytes
+ * after it, such as a pipelined request with the client's Proxy-Authorization, must be dropped.
+ * A request body without a Content-Length (chunked) is refused with 411. */
 #ifndef WR_PROXY_REQ_H
 #define WR_PROXY_REQ_H
 
@@ -78,6 +81,8 @@ typedef struct wr_proxy_req {
     int ipv6;                          /* DONE: host is an IPv6 literal */
     const uint8_t *head;               /* DONE, WR_PROXY_HTTP: head to send upstream */
     size_t head_len;                   /* else 0 */
+    uint64_t body_len;                 /* DONE, WR_PROXY_HTTP: body bytes after the head */
+    int upgrade;                       /* DONE, WR_PROXY_HTTP: an upgrade (WebSocket) */
     uint8_t reply[WR_PROXY_REPLY_MAX]; /* SEND / ERROR */
     size_t reply_len;
     const char *reason; /* ERROR: static text */

@@ -65,6 +65,8 @@ struct dyn_conn {
     enum conn_phase phase;
     int closing, shut_done, peer_eof;
     enum wr_proxy_kind kind;
+    int gated;            /* a plain HTTP request: only its body may follow it upstream */
+    uint64_t body_left;   /* gated: body bytes not yet passed upstream */
     uint64_t reply_bytes; /* our own bytes sent to the client, not the target's */
     char target[WR_PROXY_TARGET_MAX];
     char peer[64]; /* the client's address, kept only for on_close */
@@ -112,6 +114,7 @@ static void q_remove(dyn_conn *c)
 }
 
 static void on_timer(uv_timer_t *t);
+static const wr_endpoint_cbs_t conn_cbs;
 
 static void arm(wr_ldynamic *dyn)
 {
@@ -189,6 +192,144 @@ static void conn_fail(dyn_conn *c, enum wr_proxy_fail fail, const char *detail)
     conn_fail_bytes(c, reply, n);
 }
 
+/* ---- the body gate ----
+ *
+ * What the relay sees of a plain HTTP client instead of its socket: the same socket, except that
+ * reads pass upstream only the rest of the request's body and drop whatever follows, so a
+ * pipelined second request (with its Proxy-Authorization) never reaches the origin. Reading goes
+ * on after the body so that the client's EOF still ends the relay. */
+typedef struct body_gate {
+    wr_endpoint_t ep;    /* the relay's side */
+    wr_endpoint_t *sock; /* the client's socket, whose callbacks come here */
+    dyn_conn *c;
+    int dropping; /* logged once */
+} body_gate;
+
+static body_gate *gate_of(wr_endpoint_t *ep)
+{
+    return (body_gate *)ep;
+}
+
+/* The relay reads the counters and queue of its endpoint: keep them the socket's. */
+static void gate_sync(body_gate *g)
+{
+    g->ep.bytes_read = g->sock->bytes_read;
+    g->ep.bytes_written = g->sock->bytes_written;
+    g->ep.queued = g->sock->queued;
+}
+
+static int gate_read_start(wr_endpoint_t *ep)
+{
+    return wr_endpoint_read_start(gate_of(ep)->sock);
+}
+
+static int gate_read_stop(wr_endpoint_t *ep)
+{
+    return wr_endpoint_read_stop(gate_of(ep)->sock);
+}
+
+static int gate_write(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len)
+{
+    body_gate *g = gate_of(ep);
+    int rc;
+    wr_endpoint_set_watermarks(g->sock, ep->low_water, ep->high_water);
+    rc = wr_endpoint_write(g->sock, b, base, len);
+    gate_sync(g);
+    return rc;
+}
+
+static int gate_shutdown(wr_endpoint_t *ep)
+{
+    return wr_endpoint_shutdown(gate_of(ep)->sock);
+}
+
+static void gate_close(wr_endpoint_t *ep, enum wr_close_mode mode)
+{
+    ep->flags |= WR_EP_CLOSING;
+    wr_endpoint_close(gate_of(ep)->sock, mode);
+}
+
+static const wr_endpoint_ops_t gate_ops = {
+    .kind = "http-body-gate",
+    .read_start = gate_read_start,
+    .read_stop = gate_read_stop,
+    .write = gate_write,
+    .shutdown = gate_shutdown,
+    .close = gate_close,
+};
+
+static void gate_read(wr_endpoint_t *sock, wr_buf_t *b, const char *base, size_t len)
+{
+    body_gate *g = sock->data;
+    dyn_conn *c = g->c;
+    size_t n = len < c->body_left ? len : (size_t)c->body_left;
+    c->body_left -= n;
+    gate_sync(g);
+    if (n < len && !g->dropping) {
+        g->dropping = 1;
+        wr_debug("dynamic: dropping what the client sent after its request for %s", c->target);
+    }
+    if (n) g->ep.cbs->on_read(&g->ep, b, base, n);
+}
+
+static void gate_eof(wr_endpoint_t *sock)
+{
+    body_gate *g = sock->data;
+    g->ep.cbs->on_eof(&g->ep);
+}
+
+static void gate_error(wr_endpoint_t *sock, int err)
+{
+    body_gate *g = sock->data;
+    g->ep.cbs->on_error(&g->ep, err);
+}
+
+static void gate_drain(wr_endpoint_t *sock)
+{
+    body_gate *g = sock->data;
+    gate_sync(g);
+    if (g->ep.cbs->on_drain) g->ep.cbs->on_drain(&g->ep);
+}
+
+static void gate_shutdown_done(wr_endpoint_t *sock, int status)
+{
+    body_gate *g = sock->data;
+    gate_sync(g);
+    g->ep.cbs->on_shutdown(&g->ep, status);
+}
+
+static void gate_closed(wr_endpoint_t *sock)
+{
+    body_gate *g = sock->data;
+    gate_sync(g);
+    g->ep.cbs->on_closed(&g->ep);
+    free(g);
+}
+
+static const wr_endpoint_cbs_t gate_cbs = {
+    .on_read = gate_read,
+    .on_eof = gate_eof,
+    .on_error = gate_error,
+    .on_drain = gate_drain,
+    .on_shutdown = gate_shutdown_done,
+    .on_closed = gate_closed,
+};
+
+/* The endpoint to relay for c: its socket, or a gate around it. NULL when out of memory. */
+static wr_endpoint_t *client_side(dyn_conn *c)
+{
+    body_gate *g;
+    if (!c->gated) return c->sock;
+    g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    wr_endpoint__init(&g->ep, &gate_ops, NULL);
+    g->sock = c->sock;
+    g->c = c;
+    gate_sync(g);
+    wr_endpoint_set_callbacks(c->sock, &gate_cbs, g);
+    return &g->ep;
+}
+
 static void relay_done(wr_relay_t *r, const wr_relay_result_t *res, void *data)
 {
     dyn_conn *c = data;
@@ -205,7 +346,7 @@ static void stream_opened(wr_stream_t *st, int status, const char *reason)
 {
     dyn_conn *c = wr_stream_data(st);
     wr_ldynamic *dyn = c->dyn;
-    wr_endpoint_t *sep = wr_stream_endpoint(st);
+    wr_endpoint_t *sep = wr_stream_endpoint(st), *client;
     uint8_t reply[WR_PROXY_REPLY_MAX];
     size_t n;
 
@@ -222,8 +363,12 @@ static void stream_opened(wr_stream_t *st, int status, const char *reason)
     q_remove(c);
     arm(dyn);
     n = wr_proxy_reply(c->kind, WR_PROXY_OK, NULL, reply, sizeof reply);
-    if ((n && send_bytes(c, reply, n) != 0) ||
-        !wr_relay_start(dyn->loop, c->sock, sep, &dyn->ropts, relay_done, c)) {
+    client = n && send_bytes(c, reply, n) != 0 ? NULL : client_side(c);
+    if (!client || !wr_relay_start(dyn->loop, client, sep, &dyn->ropts, relay_done, c)) {
+        if (client && client != c->sock) { /* the socket is ours again */
+            wr_endpoint_set_callbacks(c->sock, &conn_cbs, c);
+            free(client);
+        }
         wr_endpoint_close(sep, WR_CLOSE_RESET);
         conn_close(c, WR_CLOSE_RESET);
         return;
@@ -250,6 +395,8 @@ static void start_open(dyn_conn *c, wr_buf_t *b, const char *rest, size_t rest_l
     wr_endpoint_t *sep;
 
     c->kind = r->kind;
+    c->gated = r->kind == WR_PROXY_HTTP && !r->upgrade;
+    c->body_left = r->body_len;
     wr_proxy_req_target(r, c->target, sizeof c->target);
     wr_endpoint_read_stop(c->sock);
     if (!s) { /* reconnecting: tell the client now rather than hold it */
@@ -267,6 +414,8 @@ static void start_open(dyn_conn *c, wr_buf_t *b, const char *rest, size_t rest_l
     sep = wr_stream_endpoint(c->st);
     /* Write failures here (a stream already dead) are reported through stream_opened. */
     if (r->head_len) write_stream(sep, r->head, r->head_len);
+    if (c->gated && rest_len > c->body_left) rest_len = (size_t)c->body_left;
+    if (c->gated) c->body_left -= rest_len;
     if (rest_len) wr_endpoint_write(sep, b, rest, rest_len);
     free(c->req);
     c->req = NULL;

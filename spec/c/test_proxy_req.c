@@ -24,6 +24,8 @@ typedef struct outcome {
     int ipv6;
     char head[WR_PROXY_OUT_MAX + 1];
     size_t head_len;
+    uint64_t body_len;
+    int upgrade;
     const char *reason;
 } outcome;
 
@@ -67,6 +69,8 @@ static void drive(const char *user, const char *pass, const uint8_t *in, size_t 
         assert_true(parser.head_len <= WR_PROXY_OUT_MAX);
         if (parser.head_len) memcpy(o->head, parser.head, parser.head_len);
         o->head_len = parser.head_len;
+        o->body_len = parser.body_len;
+        o->upgrade = parser.upgrade;
     }
 }
 
@@ -75,7 +79,8 @@ static void same_outcome(const outcome *a, const outcome *b, size_t cut)
     if (a->st != b->st || a->replies_len != b->replies_len ||
         memcmp(a->replies, b->replies, a->replies_len) != 0 || a->used != b->used ||
         a->kind != b->kind || strcmp(a->host, b->host) != 0 || a->port != b->port ||
-        a->head_len != b->head_len || memcmp(a->head, b->head, a->head_len) != 0)
+        a->head_len != b->head_len || memcmp(a->head, b->head, a->head_len) != 0 ||
+        a->body_len != b->body_len || a->upgrade != b->upgrade)
         fail_msg("outcome differs when split at %zu", cut);
 }
 
@@ -393,6 +398,57 @@ static void http_body_is_payload(void **state)
     assert_int_equal(o.used, strlen(head));
     assert_string_equal(o.head, "POST /form HTTP/1.1\r\nContent-Length: 4\r\nHost: 10.1.2.3:9\r\n"
                                 "Connection: close\r\n\r\n");
+    assert_int_equal(o.body_len, 4);
+    assert_false(o.upgrade);
+}
+
+/* The binding forwards the head and body_len bytes, nothing after: what the body length is must
+ * be certain, and a body of unknown length is refused. */
+static void http_body_length(void **state)
+{
+    static const struct {
+        const char *req;
+        const char *status; /* NULL: accepted */
+        uint64_t body_len;
+    } cases[] = {
+        {"GET http://h/ HTTP/1.1\r\n\r\nGET http://h/2 HTTP/1.1\r\n\r\n", NULL, 0},
+        {"POST http://h/ HTTP/1.1\r\ncontent-length: 0\r\n\r\n", NULL, 0},
+        {"POST http://h/ HTTP/1.1\r\nContent-Length:  12 \r\n\r\n", NULL, 12},
+        {"POST http://h/ HTTP/1.1\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n", NULL, 7},
+        {"POST http://h/ HTTP/1.1\r\nContent-Length: 9999999999999999999\r\n\r\n", NULL,
+         9999999999999999999u},
+        {"POST http://h/ HTTP/1.1\r\nContent-Length: 7\r\nContent-Length: 8\r\n\r\n", "400", 0},
+        {"POST http://h/ HTTP/1.1\r\nContent-Length: 7, 7\r\n\r\n", "400", 0},
+        {"POST http://h/ HTTP/1.1\r\nContent-Length: -1\r\n\r\n", "400", 0},
+        {"POST http://h/ HTTP/1.1\r\nContent-Length: +1\r\n\r\n", "400", 0},
+        {"POST http://h/ HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n", "400", 0},
+        {"POST http://h/ HTTP/1.1\r\nContent-Length:\r\n\r\n", "400", 0},
+        {"POST http://h/ HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n", "400", 0},
+        {"POST http://h/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", "411", 0},
+        {"POST http://h/ HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+         "411", 0},
+        {"POST http://h/ HTTP/1.0\r\ntransfer-encoding: gzip, chunked\r\n\r\n", "411", 0},
+    };
+    outcome o;
+    char status[16];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        converse_text(NULL, NULL, cases[i].req, &o);
+        if (!cases[i].status) {
+            if (o.st != WR_PROXY_DONE) fail_msg("refused: %s", cases[i].req);
+            assert_true(o.body_len == cases[i].body_len);
+            continue;
+        }
+        if (o.st != WR_PROXY_ERROR) fail_msg("accepted: %s", cases[i].req);
+        snprintf(status, sizeof status, "HTTP/1.1 %s ", cases[i].status);
+        if (memcmp(o.replies, status, 13) != 0)
+            fail_msg("%s: got %.*s", cases[i].req, 20, (const char *)o.replies);
+    }
+    /* a pipelined second request is left unread: the binding drops it */
+    converse_text(NULL, NULL, cases[0].req, &o);
+    assert_int_equal(o.used, strlen("GET http://h/ HTTP/1.1\r\n\r\n"));
+    /* CONNECT has no body of its own: its headers do not matter */
+    converse_text(NULL, NULL, "CONNECT h:1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", &o);
+    assert_int_equal(o.st, WR_PROXY_DONE);
 }
 
 static void http_upgrade_keeps_connection(void **state)
@@ -405,9 +461,11 @@ static void http_upgrade_keeps_connection(void **state)
     assert_int_equal(o.st, WR_PROXY_DONE);
     assert_string_equal(o.head, "GET /ws HTTP/1.1\r\nHost: h:8080\r\nUpgrade: websocket\r\n"
                                 "Sec-WebSocket-Version: 13\r\nConnection: Upgrade\r\n\r\n");
+    assert_true(o.upgrade);
     /* Upgrade without Connection: upgrade is not an upgrade */
     converse_text(NULL, NULL, "GET http://h/ HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", &o);
     assert_non_null(strstr(o.head, "Connection: close\r\n"));
+    assert_false(o.upgrade);
 }
 
 static void http_errors(void **state)
@@ -630,6 +688,7 @@ int main(void)
         cmocka_unit_test(http_connect),
         cmocka_unit_test(http_absolute_uri_rewritten),
         cmocka_unit_test(http_body_is_payload),
+        cmocka_unit_test(http_body_length),
         cmocka_unit_test(http_upgrade_keeps_connection),
         cmocka_unit_test(http_errors),
         cmocka_unit_test(http_head_limit),

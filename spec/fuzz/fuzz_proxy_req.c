@@ -2,7 +2,8 @@
  * configuration (credentials or none) and the chunking; the rest is fed in fuzzer-chosen pieces
  * (each piece's length is the next byte), re-feeding after SEND as the binding does. Invariants:
  * nothing consumed beyond what was fed, replies and heads within their bounds, the host always
- * terminated and valid for a target, final states final. */
+ * terminated and valid for a target, a plain HTTP request closed after its answer unless it is an
+ * upgrade, final states final. */
 #include "wr_proxy_req.h"
 
 #include <stdint.h>
@@ -20,6 +21,11 @@ static void check_done(void)
     if (p.head_len > WR_PROXY_OUT_MAX) abort();
     if ((p.head_len != 0) != (p.kind == WR_PROXY_HTTP)) abort();
     if (p.head_len && memcmp(p.head + p.head_len - 4, "\r\n\r\n", 4) != 0) abort();
+    /* a plain request that is not an upgrade ends the origin's connection after its answer */
+    if (p.kind != WR_PROXY_HTTP && (p.body_len || p.upgrade)) abort();
+    if (p.kind == WR_PROXY_HTTP && !p.upgrade &&
+        (p.head_len < 21 || memcmp(p.head + p.head_len - 21, "Connection: close\r\n\r\n", 21)))
+        abort();
     n = wr_proxy_req_target(&p, target, sizeof target);
     if (n == 0 || n >= sizeof target || strlen(target) != n) abort();
 }

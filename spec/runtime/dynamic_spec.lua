@@ -161,6 +161,59 @@ describe("warren -D with --proxy-user", function()
   end)
 end)
 
+-- An origin that keeps every byte it receives, answers once the first head is in, and closes
+-- only at the proxy's EOF, so nothing sent its way can go unrecorded.
+local function recording_origin()
+  local got = { bytes = "", closed = false }
+  local server, port = assert(net.serve(function(peer)
+    local answered = false
+    peer:read_start(function(_, data)
+      if not data then
+        got.closed = true
+        return peer:shutdown(function() peer:close() end)
+      end
+      got.bytes = got.bytes .. data
+      if not answered and got.bytes:find("\r\n\r\n", 1, true) then
+        answered = true
+        peer:write("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+      end
+    end)
+  end))
+  return server, port, got
+end
+
+describe("warren -D as a plain HTTP proxy", function()
+  it("forwards one request and its body, never a pipelined one with the proxy password", function()
+    local origin, origin_port, got = recording_origin()
+    local relay, client, port = proxy({ "--proxy-user", "alice:s3cret" })
+    local url = "http://127.0.0.1:" .. origin_port
+    local auth = "Proxy-Authorization: Basic YWxpY2U6czNjcmV0\r\n"
+    local second = "GET " .. url .. "/second HTTP/1.1\r\nHost: 127.0.0.1\r\n" .. auth .. "\r\n"
+    for _, first in ipairs({
+      "GET " .. url .. "/first HTTP/1.1\r\nHost: 127.0.0.1\r\n" .. auth .. "\r\n",
+      "POST " .. url .. "/form HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n" .. auth .. "\r\nhello",
+    }) do
+      got.bytes, got.closed = "", false
+      local reply = net.exchange(port, first .. second .. second, { half_close = true })
+      assert.matches("^HTTP/1%.1 200 OK\r\n.*ok\n$", reply)
+      assert.is_truthy(wait.eventually(function() return got.closed end))
+      assert.is_nil(got.bytes:find("Proxy-Authorization", 1, true), got.bytes)
+      assert.is_nil(got.bytes:find("/second", 1, true), got.bytes)
+      local _, heads = got.bytes:gsub("HTTP/1%.1\r\n", "")
+      assert.equal(1, heads, got.bytes)
+      if first:find("^POST") then assert.matches("\r\n\r\nhello$", got.bytes) end
+    end
+    -- a body of unknown length cannot be told from what follows it: refused before any dial
+    got.bytes = ""
+    local reply = net.exchange(port, "POST " .. url .. "/ HTTP/1.1\r\n" .. auth ..
+      "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" .. second)
+    assert.matches("^HTTP/1%.1 411 ", reply)
+    assert.equal("", got.bytes)
+    stop(client, relay)
+    origin:close()
+  end)
+end)
+
 describe("client:dynamic in a script", function()
   it("gives the dial hook the resolved addresses, and examples/acl.lua keeps clients off internal ones", function()
     local web, web_port = http_server()
