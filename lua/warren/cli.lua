@@ -66,8 +66,12 @@ Relay (serve):
   --lease SECONDS         how long a dropped client keeps its ports (default 30)
   --max-services N        services per client (default 1024)
   --max-failed-handshakes N
-                          failed handshakes one address may cause per minute before the relay
-                          refuses its connections at once (default 32; 0 = no limit)
+                          failed handshakes one address may cause per minute before its
+                          connections are the first dropped when the relay is full (default 32;
+                          0 = no tally). Nobody is refused for it: a real client may share the
+                          address. The relay holds at most 1024 connections that have not shown
+                          the key, 64 per address; past that the oldest are dropped, never the
+                          newest
   --hooks FILE            a Lua file returning hooks: auth, register, unregister, user_connect,
                           user_close, up, down, discover, and dial (where -L/-D may go);
                           see examples/hooks.lua and examples/acl.lua

@@ -57,6 +57,7 @@ function M.relay(opts)
     end,
     probe_close_ms = opts.probe_close_ms,
     max_unauthenticated = opts.max_unauthenticated,
+    max_unauthenticated_per_address = opts.max_unauthenticated_per_address,
     max_failed_handshakes = opts.max_failed_handshakes,
   }))
   if not relay then return nil, string.format("cannot listen on %s: %s", opts.listen, rerr) end

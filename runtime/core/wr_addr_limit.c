@@ -1,14 +1,14 @@
 #include "wr_addr_limit.h"
 
-#include <netinet/in.h>
+#include "wr_addr.h"
+
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #define PROBES 8 /* slots looked at per address */
 
 typedef struct slot {
-    uint8_t key[9]; /* family tag + 4 bytes (IPv4) or the /64 prefix (IPv6); all 0 = free */
+    uint8_t key[WR_ADDR_KEY_LEN]; /* wr_addr_key; all 0 = free */
     uint32_t failures;
     uint64_t window_start;
 } slot;
@@ -37,27 +37,10 @@ void wr_addr_limit_free(wr_addr_limit_t *l)
     free(l);
 }
 
-/* 0 and the key, or -1 for families we do not count. */
-static int key_of(const struct sockaddr *sa, uint8_t key[9])
-{
-    memset(key, 0, 9);
-    if (sa->sa_family == AF_INET) {
-        key[0] = 4;
-        memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-        return 0;
-    }
-    if (sa->sa_family == AF_INET6) {
-        key[0] = 6;
-        memcpy(key + 1, &((const struct sockaddr_in6 *)sa)->sin6_addr, 8);
-        return 0;
-    }
-    return -1;
-}
-
-static size_t hash(const uint8_t key[9])
+static size_t hash(const uint8_t key[WR_ADDR_KEY_LEN])
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (int i = 0; i < 9; i++)
+    for (int i = 0; i < WR_ADDR_KEY_LEN; i++)
         h = (h ^ key[i]) * 1099511628211ull;
     return (size_t)h;
 }
@@ -73,10 +56,10 @@ static int rank(const wr_addr_limit_t *l, const slot *s, uint64_t now)
  * it; NULL for other families or when absent. */
 static slot *find(wr_addr_limit_t *l, const struct sockaddr *sa, uint64_t now, int create)
 {
-    uint8_t key[9];
+    uint8_t key[WR_ADDR_KEY_LEN];
     slot *victim = NULL;
     size_t h;
-    if (key_of(sa, key) != 0) return NULL;
+    if (wr_addr_key(sa, key) != 0) return NULL;
     h = hash(key);
     for (size_t i = 0; i < PROBES; i++) {
         slot *s = &l->slots[(h + i) % l->nslots];
@@ -98,14 +81,15 @@ static slot *find(wr_addr_limit_t *l, const struct sockaddr *sa, uint64_t now, i
     return victim;
 }
 
-int wr_addr_limit_blocked(wr_addr_limit_t *l, const struct sockaddr *sa, uint64_t now_ms)
+int wr_addr_limit_over(wr_addr_limit_t *l, const struct sockaddr *sa, uint64_t now_ms)
 {
     slot *s = l ? find(l, sa, now_ms, 0) : NULL;
     return s && s->failures >= l->max_failures;
 }
 
-void wr_addr_limit_fail(wr_addr_limit_t *l, const struct sockaddr *sa, uint64_t now_ms)
+int wr_addr_limit_fail(wr_addr_limit_t *l, const struct sockaddr *sa, uint64_t now_ms)
 {
     slot *s = l ? find(l, sa, now_ms, 1) : NULL;
-    if (s && s->failures < UINT32_MAX) s->failures++;
+    if (!s || s->failures == UINT32_MAX) return 0;
+    return ++s->failures == l->max_failures;
 }

@@ -1177,6 +1177,20 @@ void wr_session_goaway(wr_session_t *s)
     wr_session__sched(s);
 }
 
+void wr_session_drop(wr_session_t *s)
+{
+    if (s->ready) {
+        wr_session_close(s);
+        return;
+    }
+    if (s->ending) {
+        if (s->carrier && s->phase == WR_PH_SINK) close_carrier(s, WR_CLOSE_RESET);
+        return;
+    }
+    session_end(s, WR_SESSION_HANDSHAKE_FAILED, "dropped to make room for newer connections",
+                END_ABORT);
+}
+
 void wr_session_close(wr_session_t *s)
 {
     if (s->ending) {

@@ -156,6 +156,9 @@ void wr_stream_get_stats(const wr_stream_t *st, wr_stream_stats *out);
 
 /* No new streams either way; the session ends (GOAWAY_DRAINED) when the last stream ends. */
 void wr_session_goaway(wr_session_t *s);
+/* Server, before the key is proved (handshake or probe sink): reset the connection now, the same
+ * way the probe sink ends; on_closed follows from the loop. A ready session is closed instead. */
+void wr_session_drop(wr_session_t *s);
 /* SESSION_END then close the carrier; streams get on_error (UV_ECONNABORTED) or, while opening,
  * on_open. on_closed follows from the loop. Safe to call more than once. */
 void wr_session_close(wr_session_t *s);

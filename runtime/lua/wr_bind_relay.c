@@ -2,7 +2,9 @@
  * names a target, C resolves it, the on_open hook (if any) decides on the resolved addresses, C
  * dials and relays stream <-> socket. An OPEN of the control target instead becomes a channel
  * handed to on_channel, with the session's handle, for the reverse-tunnel registry in Lua. */
+#include "wr_addr.h"
 #include "wr_addr_limit.h"
+#include "wr_admit.h"
 #include "wr_bind.h"
 #include "wr_bind_tunnel.h"
 #include "wr_host.h"
@@ -18,13 +20,16 @@
 #define RELAY_MT        "warren.relay"
 #define DIAL_TIMEOUT_MS 10000
 /* Connections that have not proved the key yet (the probe sink holds failed ones for 60-180 s,
- * so without a cap a prober could use up the descriptors). */
-#define MAX_UNAUTHENTICATED_DEFAULT 1024
-/* Failed handshakes one address may cause per window before its connections are refused at
- * accept: a prober gets a few tries, not the whole unauthenticated budget. */
+ * so without a cap a prober could use up the descriptors). At a cap the oldest go (wr_admit). */
+#define MAX_UNAUTHENTICATED_DEFAULT     1024
+#define MAX_UNAUTHENTICATED_PER_ADDRESS 64
+/* Failed handshakes one address may cause per window before its unauthenticated connections are
+ * the first to go at the caps (never refused: a real client may share the address). */
 #define MAX_FAILED_HANDSHAKES_DEFAULT 32
 #define FAILED_HANDSHAKE_WINDOW_MS    60000
 #define FAILED_HANDSHAKE_SLOTS        4096
+/* Dropped connections are logged at most this often, as one summary line. */
+#define DROP_LOG_INTERVAL_MS 10000
 
 typedef struct relay_session relay_session;
 
@@ -34,23 +39,24 @@ typedef struct wr_lrelay {
     uv_loop_t *loop;
     wr_listener_t *listener; /* NULL once closed */
     wr_session_server_t *server;
-    wr_addr_limit_t *failures; /* NULL = no per-address limit */
+    wr_addr_limit_t *failures; /* NULL = no per-address failure tally */
+    wr_admit_t *admit;
     wr_session_config cfg;
     wr_relay_opts_t ropts;
     int anchor_ref;
     int on_open_ref, on_close_ref, on_channel_ref;
     relay_session *sessions; /* live ones */
     uint64_t sessions_total, streams_total, streams_denied, dials_failed, bytes_up, bytes_down;
-    uint64_t refused_unauthenticated, refused_failures;
-    uint32_t sessions_active, streams_active, unauthenticated, max_unauthenticated;
+    uint64_t drops_logged, drop_log_ms; /* drops covered by the last summary line, and when */
+    uint32_t sessions_active, streams_active;
     int refs; /* listener, handle, each live session, each open stream */
 } wr_lrelay;
 
 struct relay_session {
+    wr_admit_entry admit; /* first: wr_admit hands it back for eviction */
     wr_lrelay *relay;
     wr_session_t *session;
     wr_lsession *handle; /* made the first time Lua needs it */
-    int authenticated;
     char peer[64];
     struct sockaddr_storage addr;
     relay_session *next, **prev;
@@ -80,6 +86,7 @@ static void relay_unref(wr_lrelay *r)
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->on_channel_ref);
     wr_session_server_free(r->server);
     wr_addr_limit_free(r->failures);
+    wr_admit_free(r->admit);
     free(r);
 }
 
@@ -91,7 +98,7 @@ static void stream_done(void *data, int dial_status, const wr_relay_result_t *re
     luaL_unref(r->L, LUA_REGISTRYINDEX, rs->session_ref);
     if (dial_status != 0) {
         r->dials_failed++;
-        wr_debug("relay: open %s failed: %s", rs->target, uv_strerror(dial_status));
+        wr_info("relay: %s from %s failed: %s", rs->target, rs->peer, uv_strerror(dial_status));
     } else {
         r->bytes_up += res->bytes_ab; /* a = the stream: bytes from the client to the target */
         r->bytes_down += res->bytes_ba;
@@ -105,7 +112,7 @@ static void stream_done(void *data, int dial_status, const wr_relay_result_t *re
 static void push_address(lua_State *L, const struct sockaddr_storage *ss)
 {
     char ip[64];
-    wr_format_addr((const struct sockaddr *)ss, 0, ip, sizeof ip);
+    wr_addr_format((const struct sockaddr *)ss, 0, ip, sizeof ip);
     lua_pushstring(L, ip);
 }
 
@@ -229,9 +236,8 @@ static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *targ
 static void on_ready(wr_session_t *s)
 {
     relay_session *rsess = wr_session_data(s);
-    rsess->authenticated = 1;
-    rsess->relay->unauthenticated--;
-    wr_debug("relay: session authenticated");
+    wr_admit_remove(rsess->relay->admit, &rsess->admit);
+    wr_debug("relay: session from %s authenticated", rsess->peer);
 }
 
 static void on_closed(wr_session_t *s, int reason, const char *detail)
@@ -244,7 +250,7 @@ static void on_closed(wr_session_t *s, int reason, const char *detail)
     *rsess->prev = rsess->next;
     if (rsess->next) rsess->next->prev = rsess->prev;
     r->sessions_active--;
-    if (!rsess->authenticated) r->unauthenticated--;
+    wr_admit_remove(r->admit, &rsess->admit);
     free(rsess);
     relay_unref(r);
 }
@@ -252,8 +258,36 @@ static void on_closed(wr_session_t *s, int reason, const char *detail)
 static void on_rejected(wr_session_t *s)
 {
     relay_session *rsess = wr_session_data(s);
-    wr_addr_limit_fail(rsess->relay->failures, (struct sockaddr *)&rsess->addr,
-                       uv_now(rsess->relay->loop));
+    wr_lrelay *r = rsess->relay;
+    wr_admit_doom(r->admit, &rsess->admit);
+    if (wr_addr_limit_fail(r->failures, (struct sockaddr *)&rsess->addr, uv_now(r->loop))) {
+        char ip[64];
+        wr_addr_format((struct sockaddr *)&rsess->addr, 0, ip, sizeof ip);
+        wr_warn(
+            "relay: failed handshakes from %s reached the limit within %d s: its unauthenticated "
+            "connections go first when the relay must drop some",
+            ip, FAILED_HANDSHAKE_WINDOW_MS / 1000);
+    }
+}
+
+/* Closes a connection wr_admit dropped to make room, and says so now and then. */
+static void evicted(wr_admit_entry *e, void *data)
+{
+    wr_lrelay *r = data;
+    relay_session *victim = (relay_session *)e;
+    uint64_t now = uv_now(r->loop);
+    wr_admit_stats st;
+    wr_session_drop(victim->session);
+    wr_admit_get_stats(r->admit, &st);
+    if (r->drop_log_ms == 0 || now - r->drop_log_ms >= DROP_LOG_INTERVAL_MS) {
+        uint64_t dropped = st.evicted_per_addr + st.evicted_total;
+        wr_warn("relay: too many connections without the key: dropped %llu of the oldest since the "
+                "last report (%llu for one address's budget; latest from %s)",
+                (unsigned long long)(dropped - r->drops_logged),
+                (unsigned long long)st.evicted_per_addr, victim->peer);
+        r->drops_logged = dropped;
+        r->drop_log_ms = now;
+    }
 }
 
 static const wr_session_cbs relay_session_cbs = {.on_ready = on_ready,
@@ -273,21 +307,11 @@ static void accepted(wr_listener_t *l, int status)
         return;
     }
     if (wr_listener_accept(l, &tcp) != 0) return;
-    if (r->unauthenticated >= r->max_unauthenticated) {
-        r->refused_unauthenticated++;
-        wr_tcp_close_free(tcp);
-        return;
-    }
     rsess = calloc(1, sizeof *rsess);
     if (rsess) {
         int len = sizeof rsess->addr;
         uv_tcp_getpeername(tcp, (struct sockaddr *)&rsess->addr, &len);
-        if (wr_addr_limit_blocked(r->failures, (struct sockaddr *)&rsess->addr, uv_now(r->loop))) {
-            r->refused_failures++;
-            free(rsess);
-            wr_tcp_close_free(tcp);
-            return;
-        }
+        wr_addr_normalize(&rsess->addr);
     }
     carrier = rsess ? wr_tcp_endpoint_new(tcp) : NULL;
     if (!carrier) {
@@ -296,7 +320,7 @@ static void accepted(wr_listener_t *l, int status)
         return;
     }
     rsess->relay = r;
-    wr_format_addr((struct sockaddr *)&rsess->addr, 1, rsess->peer, sizeof rsess->peer);
+    wr_addr_format((struct sockaddr *)&rsess->addr, 1, rsess->peer, sizeof rsess->peer);
     rsess->session = wr_session_new(tcp->loop, carrier, &r->cfg, &relay_session_cbs, rsess);
     if (!rsess->session) {
         wr_endpoint_close(carrier, WR_CLOSE_RESET);
@@ -309,8 +333,10 @@ static void accepted(wr_listener_t *l, int status)
     r->sessions = rsess;
     r->sessions_total++;
     r->sessions_active++;
-    r->unauthenticated++;
     r->refs++;
+    /* Last: making room may drop other sessions (never this one). */
+    wr_admit_add(r->admit, &rsess->admit, (struct sockaddr *)&rsess->addr,
+                 wr_addr_limit_over(r->failures, (struct sockaddr *)&rsess->addr, uv_now(r->loop)));
 }
 
 /* Stops listening and ends every session (their streams end with them). */
@@ -335,13 +361,14 @@ static void relay_close_tracked(wr_closable *c)
 
 /* core.relay_server{host=, port=, key=, on_open=fn(host, port, info), on_close=fn(info),
  * on_channel=fn(channel, session), window=, keepalive_ms=, write_cap=, idle_timeout_ms=,
- * probe_close_ms=, max_unauthenticated=, max_failed_handshakes= (per address per minute; 0 =
- * no limit)} -> relay | nil, err */
+ * probe_close_ms=, max_unauthenticated=, max_unauthenticated_per_address= (0 = only the total),
+ * max_failed_handshakes= (per address per minute before its connections go first; 0 = no tally)}
+ * -> relay | nil, err */
 static int l_relay_server(lua_State *L)
 {
     const char *host, *key;
     size_t keylen;
-    lua_Integer port, probe_ms;
+    lua_Integer port, probe_ms, max_unauth, max_unauth_addr;
     wr_lrelay *r;
     int rc;
 
@@ -353,6 +380,11 @@ static int l_relay_server(lua_State *L)
     lua_pop(L, 1);
     if (port > 65535) return luaL_error(L, "relay_server: bad port");
     if (!key || keylen != 32) return luaL_error(L, "relay_server: key must be 32 bytes");
+    max_unauth = wr_opt_integer(L, 1, "max_unauthenticated", MAX_UNAUTHENTICATED_DEFAULT);
+    max_unauth_addr =
+        wr_opt_integer(L, 1, "max_unauthenticated_per_address", MAX_UNAUTHENTICATED_PER_ADDRESS);
+    if (max_unauth < 1 || max_unauth > 1000000 || max_unauth_addr < 0)
+        return luaL_error(L, "relay_server: bad unauthenticated-connection limits");
     r = calloc(1, sizeof *r);
     if (!r) return luaL_error(L, "relay_server: out of memory");
     r->L = wr_host_get(L)->L;
@@ -369,17 +401,18 @@ static int l_relay_server(lua_State *L)
     r->cfg.max_streams = (uint32_t)wr_opt_integer(L, 1, "max_streams", WR_TUNNEL_MAX_STREAMS);
     r->cfg.stream_high_water = (size_t)wr_opt_integer(L, 1, "write_cap", 0);
     probe_ms = wr_opt_integer(L, 1, "probe_close_ms", 0);
-    r->max_unauthenticated =
-        (uint32_t)wr_opt_integer(L, 1, "max_unauthenticated", MAX_UNAUTHENTICATED_DEFAULT);
+    r->admit = wr_admit_new((uint32_t)max_unauth, (uint32_t)max_unauth_addr, evicted, r);
     r->failures = wr_addr_limit_new(
         (uint32_t)wr_opt_integer(L, 1, "max_failed_handshakes", MAX_FAILED_HANDSHAKES_DEFAULT),
         FAILED_HANDSHAKE_WINDOW_MS, FAILED_HANDSHAKE_SLOTS);
     r->cfg.probe_close_min_ms = r->cfg.probe_close_max_ms = (uint32_t)probe_ms;
     wr_relay_opts_from(L, 1, &r->ropts);
-    rc = wr_listen(wr_host_loop(L), host, (uint16_t)port, 0, accepted, r, &r->listener);
+    rc = r->admit ? wr_listen(wr_host_loop(L), host, (uint16_t)port, 0, accepted, r, &r->listener)
+                  : UV_ENOMEM;
     if (rc != 0) {
         wr_session_server_free(r->server);
         wr_addr_limit_free(r->failures);
+        wr_admit_free(r->admit);
         free(r);
         return wr_push_uv_error(L, rc);
     }
@@ -411,7 +444,9 @@ static int l_relay_port(lua_State *L)
 static int l_relay_stats(lua_State *L)
 {
     wr_lrelay *r = check_relay(L);
-    lua_createtable(L, 0, 13);
+    wr_admit_stats adm;
+    wr_admit_get_stats(r->admit, &adm);
+    lua_createtable(L, 0, 14);
     wr_set_number(L, "sessions_active", r->sessions_active);
     wr_set_number(L, "sessions_total", (double)r->sessions_total);
     wr_set_number(L, "streams_active", r->streams_active);
@@ -420,9 +455,10 @@ static int l_relay_stats(lua_State *L)
     wr_set_number(L, "dials_failed", (double)r->dials_failed);
     wr_set_number(L, "bytes_up", (double)r->bytes_up);
     wr_set_number(L, "bytes_down", (double)r->bytes_down);
-    wr_set_number(L, "unauthenticated", r->unauthenticated);
-    wr_set_number(L, "refused_unauthenticated", (double)r->refused_unauthenticated);
-    wr_set_number(L, "refused_failures", (double)r->refused_failures);
+    wr_set_number(L, "unauthenticated", adm.pending + adm.doomed);
+    wr_set_number(L, "unauthenticated_failed", adm.doomed);
+    wr_set_number(L, "dropped_unauthenticated", (double)adm.evicted_total);
+    wr_set_number(L, "dropped_per_address", (double)adm.evicted_per_addr);
     wr_set_number(L, "handshakes_ok", (double)r->server->handshakes_ok);
     wr_set_number(L, "handshakes_failed", (double)r->server->handshakes_failed);
     return 1;

@@ -1,5 +1,6 @@
 /* Helpers shared by the session, relay and forward bindings. */
 #include "wr_bind_tunnel.h"
+#include "wr_addr.h"
 
 #include "wr_host.h"
 #include "wr_tcp_endpoint.h"
@@ -67,27 +68,6 @@ void wr_set_number(lua_State *L, const char *name, double value)
     lua_setfield(L, -2, name);
 }
 
-void wr_format_addr(const struct sockaddr *sa, int with_port, char *out, size_t size)
-{
-    char ip[64] = "?";
-    unsigned port = 0;
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)sa;
-        uv_ip6_name(a6, ip, sizeof ip);
-        port = ntohs(a6->sin6_port);
-    } else if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *a4 = (const struct sockaddr_in *)sa;
-        uv_ip4_name(a4, ip, sizeof ip);
-        port = ntohs(a4->sin_port);
-    }
-    if (!with_port)
-        snprintf(out, size, "%s", ip);
-    else if (sa->sa_family == AF_INET6)
-        snprintf(out, size, "[%s]:%u", ip, port);
-    else
-        snprintf(out, size, "%s:%u", ip, port);
-}
-
 void wr_format_peer(wr_endpoint_t *ep, char *out, size_t size)
 {
     uv_tcp_t *tcp = wr_tcp_endpoint_handle(ep);
@@ -95,7 +75,7 @@ void wr_format_peer(wr_endpoint_t *ep, char *out, size_t size)
     int len = sizeof ss;
     snprintf(out, size, "?");
     if (tcp && uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0)
-        wr_format_addr((const struct sockaddr *)&ss, 1, out, size);
+        wr_addr_format((const struct sockaddr *)&ss, 1, out, size);
 }
 
 void wr_call_close_hook(lua_State *L, int fn_ref, const char *target, const char *peer, uint64_t up,

@@ -41,9 +41,7 @@ int wr_channel_push(lua_State *L, wr_endpoint_t *ep);
  * (pushing nothing). */
 void wr_ctl_push_encoded(lua_State *L, int idx);
 const char *wr_ctl_push_value(lua_State *L, const uint8_t *buf, size_t len);
-/* "ip:port" or "[ip6]:port" (or only the ip) of an address; "?" for other families. */
-void wr_format_addr(const struct sockaddr *sa, int with_port, char *out, size_t size);
-/* The same for a TCP endpoint's peer ("?" when unknown). */
+/* A TCP endpoint's peer as wr_addr_format writes it ("?" when unknown). */
 void wr_format_peer(wr_endpoint_t *ep, char *out, size_t size);
 
 /* Option readers for a table argument at idx. */

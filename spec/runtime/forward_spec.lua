@@ -136,58 +136,93 @@ describe("warren -L through warren serve", function()
 end)
 
 describe("warren.relay limits", function()
-  it("caps connections that have not proved the key, and probes get nothing", function()
+  -- Opens a connection from a source address and sends garbage; the handle, or nil.
+  local function garbage_from(src, port, host)
+    local c = uv.new_tcp()
+    if src then assert(c:bind(src, 0)) end
+    local ok = warren.await(function(resolve)
+      c:connect(host or "127.0.0.1", port, function(e) resolve(not e) end)
+    end, 2000)
+    if not ok then c:close() return nil end
+    c:write(string.rep("\0", 200)) -- not a handshake: sent to the probe sink, held open
+    return c
+  end
+
+  -- Resolves to the read error (or "eof") the connection ends with.
+  local function ending(c)
+    return warren.await(function(resolve)
+      c:read_start(function(err, data)
+        if err then resolve(err) elseif not data then resolve("eof") end
+      end)
+    end, 3000)
+  end
+
+  it("at the cap drops the oldest connection without the key, so a real client still gets in", function()
     local relay = assert(warren.relay({ listen = "127.0.0.1:0", key = "limit-test", max_unauthenticated = 3,
       probe_close_ms = 60000 }))
     local port = relay:port()
     local probes = {}
-    for i = 1, 3 do
-      probes[i] = uv.new_tcp()
-      warren.await(function(resolve) probes[i]:connect("127.0.0.1", port, function() resolve() end) end, 2000)
-      probes[i]:write(string.rep("\0", 200)) -- garbage: sent to the sink, held open
-    end
-    wait.eventually(function() return relay:stats().unauthenticated == 3 end)
-    assert.equal(3, relay:stats().unauthenticated)
-    local reply = net.exchange(port, "one more", { timeout = 2000 })
-    assert.is_true(reply == nil or reply == "")
-    wait.eventually(function() return relay:stats().refused_unauthenticated == 1 end)
-    assert.equal(1, relay:stats().refused_unauthenticated)
-    -- a real client still gets in once a slot is free
-    probes[1]:close()
-    wait.eventually(function() return relay:stats().unauthenticated == 2 end)
+    for i = 1, 3 do probes[i] = assert(garbage_from(nil, port)) end
+    wait.eventually(function() return relay:stats().unauthenticated_failed == 3 end)
+    local first_end = warren.spawn(function() return ending(probes[1]) end)
+    -- The cap is full, yet a key holder connects: the oldest probe makes room.
     local client = assert(warren.client({ server = "127.0.0.1:" .. port, key = "limit-test" }))
     assert(client:connect())
-    -- the relay confirms the key when the client's first frame arrives
     wait.eventually(function() return relay:stats().handshakes_ok == 1 end)
-    assert.equal(1, relay:stats().handshakes_ok)
-    assert.equal(2, relay:stats().unauthenticated) -- the two probes still held
+    assert.equal(1, relay:stats().dropped_unauthenticated)
+    assert.equal("ECONNRESET", select(2, first_end:join())) -- reset, as the probe sink ends
+    assert.equal(2, relay:stats().unauthenticated) -- the two newer probes are still held
     client:close()
     for i = 2, 3 do probes[i]:close() end
     relay:close()
   end)
 
-  it("refuses an address at once after too many failed handshakes", function()
+  it("lets a client in from an address past its failures, whose failed connections go first", function()
     local relay = assert(warren.relay({ listen = "127.0.0.1:0", key = "limit-test", max_failed_handshakes = 2,
-      probe_close_ms = 100 }))
+      max_unauthenticated = 4, probe_close_ms = 60000 }))
     local port = relay:port()
-    for _ = 1, 2 do -- garbage: each costs one failed handshake, then the sink closes it
-      local reply = net.exchange(port, string.rep("\1", 200), { timeout = 3000 })
-      assert.is_true(reply == nil or reply == "")
-    end
-    assert.equal(2, relay:stats().handshakes_failed)
-    local before = relay:stats().sessions_total
-    local reply = net.exchange(port, string.rep("\1", 200), { timeout = 3000 })
-    assert.is_true(reply == nil or reply == "")
-    assert.equal(before, relay:stats().sessions_total) -- closed at accept: no session, no crypto
-    assert.equal(1, relay:stats().refused_failures)
-    -- the limit is per address: a key holder from another loopback address gets in
-    local c = uv.new_tcp()
-    assert(c:bind("127.0.0.2", 0))
-    local ok = warren.await(function(resolve) c:connect("127.0.0.1", port, function(e) resolve(not e) end) end, 2000)
-    assert.is_true(ok)
-    c:close()
-    wait.eventually(function() return relay:stats().sessions_total == before + 1 end)
-    assert.equal(before + 1, relay:stats().sessions_total)
+    local probes = {}
+    for i = 1, 2 do probes[i] = assert(garbage_from(nil, port)) end
+    wait.eventually(function() return relay:stats().handshakes_failed == 2 end)
+    -- an idle connection from another address, then more from the flagged one up to the cap
+    local idle = uv.new_tcp()
+    assert(idle:bind("127.0.0.3", 0))
+    assert(warren.await(function(resolve) idle:connect("127.0.0.1", port, function(e) resolve(not e) end) end, 2000))
+    probes[3] = assert(garbage_from(nil, port))
+    wait.eventually(function() return relay:stats().unauthenticated == 4 end)
+    -- the same address as the prober (one NAT): the client is let in, and a flagged probe made room
+    local client = assert(warren.client({ server = "127.0.0.1:" .. port, key = "limit-test" }))
+    assert(client:connect())
+    wait.eventually(function() return relay:stats().handshakes_ok == 1 end)
+    assert.equal(1, relay:stats().dropped_unauthenticated)
+    assert.equal(3, relay:stats().unauthenticated) -- the idle connection of the other address stays
+    client:close()
+    idle:close()
+    for _, p in ipairs(probes) do p:close() end
+    relay:close()
+  end)
+
+  it("counts IPv4 peers of a dual-stack listener as IPv4, per address", function()
+    local peers = {}
+    local relay, err = warren.relay({ listen = "[::]:0", key = "limit-test", max_unauthenticated_per_address = 4,
+      probe_close_ms = 60000, on_open = function(_, _, info) peers[#peers + 1] = info.peer return true end })
+    if not relay then pending("no IPv6 here: " .. tostring(err)) return end
+    local port = relay:port()
+    local probes = {}
+    for i = 1, 10 do probes[i] = assert(garbage_from("127.0.0.2", port)) end
+    wait.eventually(function() return relay:stats().dropped_per_address == 6 end)
+    assert.equal(4, relay:stats().unauthenticated) -- 127.0.0.2 churned only its own
+    assert.equal(0, relay:stats().dropped_unauthenticated)
+    local echo, echo_port = net.echo_server()
+    local client = assert(warren.client({ server = "127.0.0.1:" .. port, key = "limit-test" }))
+    assert(client:connect())
+    local fwd = assert(client:forward({ listen = "127.0.0.1:0", target = "127.0.0.1:" .. echo_port }))
+    assert.equal("hello", net.exchange(fwd:port(), "hello", { want = 5, timeout = 3000 }))
+    -- hooks see the plain IPv4 form, so IPv4 block lists match
+    assert.matches("^127%.0%.0%.1:%d+$", peers[1])
+    client:close()
+    echo:close()
+    for _, p in ipairs(probes) do p:close() end
     relay:close()
   end)
 end)
