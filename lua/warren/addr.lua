@@ -102,4 +102,152 @@ function M.parse_forward(spec)
   return r
 end
 
+-- ---- IP addresses: parsing and classes ----
+
+-- A strict dotted quad: four decimal numbers 0-255 without leading zeros (which some parsers
+-- read as octal). Returns its four bytes or nil.
+local function parse_v4(s)
+  local bytes = { s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$") }
+  if #bytes ~= 4 then return nil end
+  for i, text in ipairs(bytes) do
+    if #text > 3 or (#text > 1 and text:sub(1, 1) == "0") or tonumber(text) > 255 then return nil end
+    bytes[i] = tonumber(text)
+  end
+  return bytes
+end
+
+-- The 16-bit groups of one side of "::" (a dotted quad allowed last when v4_last), or nil.
+local function v6_groups(text, v4_last)
+  local out = {}
+  if text == "" then return out end
+  local fields = {}
+  for field in (text .. ":"):gmatch("([^:]*):") do fields[#fields + 1] = field end
+  for i, field in ipairs(fields) do
+    if v4_last and i == #fields and field:find(".", 1, true) then
+      local b = parse_v4(field)
+      if not b then return nil end
+      out[#out + 1] = b[1] * 256 + b[2]
+      out[#out + 1] = b[3] * 256 + b[4]
+    elseif field:match("^%x%x?%x?%x?$") then
+      out[#out + 1] = tonumber(field, 16)
+    else
+      return nil
+    end
+  end
+  return out
+end
+
+-- Any RFC 4291 text form (compressed "::", a trailing dotted quad, any case; no zone). Returns
+-- its eight 16-bit groups or nil.
+local function parse_v6(s)
+  local gap = s:find("::", 1, true)
+  if not gap then
+    local g = v6_groups(s, true)
+    return g and #g == 8 and g or nil
+  end
+  local head, tail = v6_groups(s:sub(1, gap - 1), false), v6_groups(s:sub(gap + 2), true)
+  if not head or not tail or s:find("::", gap + 1, true) or #head + #tail > 7 then return nil end
+  local g = head
+  for _ = 1, 8 - #head - #tail do g[#g + 1] = 0 end
+  for _, v in ipairs(tail) do g[#g + 1] = v end
+  return g
+end
+
+-- RFC 5952 text: lower case, no leading zeros, the longest run of two or more zero groups as "::".
+local function format_v6(g)
+  local best, best_len, i = nil, 1, 1
+  while i <= 8 do
+    local j = i
+    while j <= 8 and g[j] == 0 do j = j + 1 end
+    if j - i > best_len then best, best_len = i, j - i end
+    i = j + 1
+  end
+  local parts = {}
+  for k = 1, 8 do parts[k] = string.format("%x", g[k]) end
+  if not best then return table.concat(parts, ":") end
+  return table.concat(parts, ":", 1, best - 1) .. "::" .. table.concat(parts, ":", best + best_len, 8)
+end
+
+local function v4_class(b)
+  local a, n = b[1], b[2]
+  if a == 0 then return "unspecified" end -- 0.0.0.0/8: "this host" (Linux dials its own)
+  if a == 127 then return "loopback" end
+  if a == 10 or (a == 172 and n >= 16 and n <= 31) or (a == 192 and n == 168)
+    or (a == 100 and n >= 64 and n <= 127) then -- RFC 1918 and the CGNAT shared space
+    return "private"
+  end
+  if a == 169 and n == 254 then return "link_local" end
+  if a >= 224 and a <= 239 then return "multicast" end
+  if a == 255 and n == 255 and b[3] == 255 and b[4] == 255 then return "broadcast" end
+  if a >= 240 or (a == 192 and n == 0 and (b[3] == 0 or b[3] == 2)) -- future use, IETF, TEST-NET-1
+    or (a == 198 and (n == 18 or n == 19)) or (a == 198 and n == 51 and b[3] == 100) -- benchmarks
+    or (a == 203 and n == 0 and b[3] == 113) then -- TEST-NET-2, -3
+    return "reserved"
+  end
+  return "global"
+end
+
+-- The IPv4 address an IPv6 one stands for: IPv4-mapped ::ffff:0:0/96, IPv4-compatible ::/96,
+-- IPv4-translated ::ffff:0:0:0/96, NAT64 64:ff9b::/96 and 6to4 2002::/16. nil for the others.
+local function embedded_v4(g)
+  local function v4(hi, lo) return { math.floor(hi / 256), hi % 256, math.floor(lo / 256), lo % 256 } end
+  local zero5 = g[1] == 0 and g[2] == 0 and g[3] == 0 and g[4] == 0
+  if zero5 and g[5] == 0 and (g[6] == 0 or g[6] == 0xffff) then return v4(g[7], g[8]) end
+  if zero5 and g[5] == 0xffff and g[6] == 0 then return v4(g[7], g[8]) end
+  if g[1] == 0x64 and g[2] == 0xff9b and g[3] == 0 and g[4] == 0 and g[5] == 0 and g[6] == 0 then
+    return v4(g[7], g[8])
+  end
+  if g[1] == 0x2002 then return v4(g[2], g[3]) end
+  return nil
+end
+
+local function v6_class(g)
+  local zero7 = true
+  for k = 1, 7 do zero7 = zero7 and g[k] == 0 end
+  if zero7 and g[8] == 0 then return "unspecified" end
+  if zero7 and g[8] == 1 then return "loopback" end
+  local v4 = embedded_v4(g)
+  if v4 then return v4_class(v4), v4 end
+  local top = g[1]
+  if top >= 0xfe80 and top <= 0xfebf then return "link_local" end
+  if (top >= 0xfc00 and top <= 0xfdff) or (top >= 0xfec0 and top <= 0xfeff)
+    or (top == 0x64 and g[2] == 0xff9b and g[3] == 1) then -- ULA, site-local, local NAT64
+    return "private"
+  end
+  if top >= 0xff00 then return "multicast" end
+  if (top == 0x2001 and g[2] == 0xdb8) or (top == 0x100 and g[2] == 0 and g[3] == 0 and g[4] == 0) then
+    return "reserved" -- documentation, discard-only
+  end
+  return "global"
+end
+
+-- What kind of address `ip` is, for policy hooks: "unspecified", "loopback", "private" (RFC 1918,
+-- CGNAT 100.64.0.0/10, IPv6 ULA and site-local), "link_local", "multicast", "broadcast",
+-- "reserved" (documentation, benchmarking, 240/4) or "global". IPv6 may be in any text form, in
+-- brackets, with a zone ("fe80::1%eth0"); an IPv6 address that embeds an IPv4 one
+-- (::ffff:127.0.0.1, ::7f00:1, 64:ff9b::a00:1, 2002:a00:1::) is classed as that IPv4 address,
+-- since that is where a dial goes. Returns class, canonical text (the IPv4 address for those),
+-- or nil, err when ip is not an IP address.
+function M.classify(ip)
+  if type(ip) ~= "string" then return nil, "not an IP address: " .. tostring(ip) end
+  local text = ip:match("^%[(.*)%]$") or ip
+  if not text:find(":", 1, true) then
+    local b = parse_v4(text)
+    if not b then return nil, string.format("not an IP address: %q", ip) end
+    return v4_class(b), table.concat(b, ".")
+  end
+  local g = parse_v6(text:match("^(.-)%%[^%%]+$") or text)
+  if not g then return nil, string.format("not an IP address: %q", ip) end
+  local class, v4 = v6_class(g)
+  return class, v4 and table.concat(v4, ".") or format_v6(g)
+end
+
+-- True unless ip is a global address (any class above but "global"); nil, err when ip is not an
+-- IP address, so a policy can refuse what it cannot tell.
+function M.is_internal(ip)
+  local class, err = M.classify(ip)
+  if not class then return nil, err end
+  return class ~= "global"
+end
+
 return M

@@ -214,6 +214,27 @@ describe("warren -D as a plain HTTP proxy", function()
   end)
 end)
 
+describe("warren serve --hooks examples/acl.lua", function()
+  it("refuses -D requests for this host in every address form", function()
+    local k, relay_port, port = key(), net.free_port(), net.free_port()
+    local acl = proc.source_dir .. "/examples/acl.lua"
+    local relay = start({ "serve", "127.0.0.1:" .. relay_port, "-k", k, "--hooks", acl })
+    assert(net.wait_port(relay_port), "relay did not start")
+    local client = start({ "-D", tostring(port), "127.0.0.1:" .. relay_port, "-k", k })
+    assert(net.wait_port(port), "proxy did not start")
+    for _, host in ipairs({ "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[::]", "[0:0:0:0:0:FFFF:7F00:0001]", "[::1]",
+      "127.0.0.1", "0.0.0.0" }) do
+      local url = "http://" .. host .. ":80/"
+      local r = curl("-x", "http://127.0.0.1:" .. port, "-w", " %{http_code}", url)
+      assert.matches("not a public address .* 403$", r.stdout, host)
+      r = curl("-x", "socks5h://127.0.0.1:" .. port, url)
+      assert.equal(97, r.code, host)
+      assert.matches("%(2%)", r.stderr, host) -- 0x02 not allowed by ruleset
+    end
+    stop(client, relay)
+  end)
+end)
+
 describe("client:dynamic in a script", function()
   it("gives the dial hook the resolved addresses, and examples/acl.lua keeps clients off internal ones", function()
     local web, web_port = http_server()
