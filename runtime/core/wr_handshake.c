@@ -73,6 +73,8 @@ const char *wr_hs_reason_name(enum wr_hs_reason r)
         return "plaintext-reply";
     case WR_HS_R_SHORT_REPLY:
         return "short-reply";
+    case WR_HS_R_CLOSED_UNANSWERED:
+        return "closed-unanswered";
     }
     return "?";
 }
@@ -89,6 +91,9 @@ const char *wr_hs_client_message(enum wr_hs_reason r)
         return "the relay answered in plain text: not a warren relay (an HTTP server?)";
     case WR_HS_R_SHORT_REPLY:
         return "the relay closed the connection in the middle of its answer";
+    case WR_HS_R_CLOSED_UNANSWERED:
+        return "the relay closed the connection without answering: busy dropping connections "
+               "without the key (try again), or not a warren relay";
     case WR_HS_R_BAD_MAC:
     case WR_HS_R_WEAK_KEY:
         return "the relay's answer does not verify: not a warren relay, or the connection is "

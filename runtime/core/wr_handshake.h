@@ -55,9 +55,12 @@ enum wr_hs_reason {
     WR_HS_R_BAD_ECHO,     /* msg2 authenticated but echoes another salt */
     WR_HS_R_INTERNAL,     /* randomness/allocation/library failure on our side */
     /* client-side verdicts for a connection that ended before a valid msg2 (wr_hs_client_eof) */
-    WR_HS_R_NO_ANSWER,       /* nothing came back */
-    WR_HS_R_PLAINTEXT_REPLY, /* text came back: some other server (HTTP, ...) */
-    WR_HS_R_SHORT_REPLY,     /* fewer bytes than a msg2 before the close */
+    WR_HS_R_NO_ANSWER,         /* nothing came back */
+    WR_HS_R_PLAINTEXT_REPLY,   /* text came back: some other server (HTTP, ...) */
+    WR_HS_R_SHORT_REPLY,       /* fewer bytes than a msg2 before the close */
+    WR_HS_R_CLOSED_UNANSWERED, /* closed (FIN or reset) before any answer, not a timeout: a
+                                  relay shedding load, or not a relay (it sends nothing on a
+                                  wrong key and holds the connection past the timeout) */
 };
 const char *wr_hs_reason_name(enum wr_hs_reason r);
 /* A sentence for the user running the client (the CLI prints it). */

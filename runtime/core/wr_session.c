@@ -740,6 +740,9 @@ static void client_fail(wr_session_t *s, int timeout)
     struct wr_session_hs *hs = s->hs;
     enum wr_hs_reason r = hs ? wr_hs_client_eof(&hs->u.cli, hs->buf, hs->have) : WR_HS_R_INTERNAL;
     int code;
+    /* A relay answers a wrong key with silence until well past our timeout, so a close before
+     * any answer is something else: most likely a relay making room under a flood. */
+    if (r == WR_HS_R_NO_ANSWER && !timeout) r = WR_HS_R_CLOSED_UNANSWERED;
     switch (r) {
     case WR_HS_R_NO_ANSWER:
     case WR_HS_R_PLAINTEXT_REPLY:

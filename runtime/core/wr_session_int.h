@@ -138,7 +138,7 @@ struct wr_session {
     uint8_t spend;
     int reason;
     const char *detail;
-    char detail_buf[96];
+    char detail_buf[160];
     wr_frame_sealer sealer;
     wr_frame_opener opener;
     uv_idle_t defer;  /* runs deferred callbacks and seals pending frames */

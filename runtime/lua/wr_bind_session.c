@@ -39,7 +39,7 @@ struct wr_lsession {
     int ended;
     int wrapped; /* a relay's session: the relay owns it and reports its end */
     int refs;    /* reverse connections still running (they count into the stats below) */
-    char reason[160];
+    char reason[192];
     char peer[64];
     uint8_t key[32];
     wr_session_config cfg;
@@ -171,7 +171,7 @@ static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *targ
 static void on_closed(wr_session_t *s, int reason, const char *detail)
 {
     wr_lsession *ls = wr_session_data(s);
-    char msg[160];
+    char msg[192];
     const char *name = wr_session_reason_name(reason);
     if (!ls) return; /* closed by its owner, who already moved on */
     if (detail && *detail && strncmp(detail, name, strlen(name)) != 0)
