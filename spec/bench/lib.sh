@@ -1,5 +1,5 @@
-# lib.sh: helpers sourced by bench.sh and stress.sh: child processes, loopback ports, and the
-# numbers in their reports. The sourcing script defines die (prints and exits 2) and the globals
+# lib.sh: helpers sourced by bench.sh, stress.sh, reverse.sh and the hardening commands (attack.sh,
+# chaos.sh, soak.sh): child processes, loopback ports, and the numbers in their reports. The sourcing script defines die (prints and exits 2) and the globals
 # used here: WORK (scratch directory), PIDS (every process started, killed by cleanup), SPAWNED,
 # PORT_LO, PORT_HI and PORT_NEXT (its private port range and where the next search starts).
 
@@ -218,4 +218,109 @@ log_tails() {
         f=$WORK/$f.log
         [[ -s $f ]] && { printf '  %s: ' "${f##*/}"; tail -"$n" "$f" | tr '\n' ' '; echo; }
     done >&2
+}
+
+# ---------------------------------------------------------------- hardening commands
+
+# find_tools: sets WARREN_BIN and LOADGEN (wr_loadgen) from one build directory: each from
+# $WARREN_BIN / $WR_LOADGEN when set, the other from the same build directory, else the most
+# recently built build*/ or build/*/ that has both. Dies saying how to build them.
+find_tools() {
+    local d
+    LOADGEN=${WR_LOADGEN:-}
+    WARREN_BIN=${WARREN_BIN:-}
+    if [[ -n $WARREN_BIN && -z $LOADGEN ]]; then
+        LOADGEN=$(dirname "$WARREN_BIN")/spec/bench/wr_loadgen
+    elif [[ -z $WARREN_BIN && -n $LOADGEN ]]; then
+        WARREN_BIN=$(dirname "$LOADGEN")/../../warren
+    elif [[ -z $WARREN_BIN ]]; then
+        for d in $(ls -td "$REPO_DIR"/build*/ "$REPO_DIR"/build/*/ 2>/dev/null); do
+            if [[ -x ${d}warren && -x ${d}spec/bench/wr_loadgen ]]; then
+                WARREN_BIN=${d}warren
+                LOADGEN=${d}spec/bench/wr_loadgen
+                break
+            fi
+        done
+    fi
+    [[ -n $WARREN_BIN && -x $WARREN_BIN && -x $LOADGEN ]] || die "warren and wr_loadgen not found; build them
+  (cmake -S $REPO_DIR -B build -G Ninja -DCMAKE_BUILD_TYPE=Release && cmake --build build)
+or set WARREN_BIN / WR_LOADGEN"
+}
+
+# nofile_at_least N: raises this shell's open-file limit (inherited by everything it starts).
+nofile_at_least() {
+    local hard
+    hard=$(ulimit -Hn)
+    [[ $hard == unlimited ]] || (($1 <= hard)) || die "ulimit -n hard limit is $hard; need $1"
+    (($(ulimit -n) >= $1)) || ulimit -n "$1"
+}
+
+# proc_fds PID: how many descriptors the process holds (NA when it is gone).
+proc_fds() {
+    local n
+    n=$(find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l) || true
+    [[ -d /proc/$1 ]] && echo "$n" || echo NA
+}
+
+# wait_until SECONDS CMD...: polls CMD every 0.1 s until it succeeds (0) or the time is up (1).
+wait_until() {
+    local end=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        ((SECONDS < end)) || return 1
+        sleep 0.1
+    done
+}
+
+# relay_stats_tap: Lua for `warren -e` in front of `serve`: every $WR_STATS_MS ms (default 250)
+# the relay's stats() go to $WR_STATS_FILE as one line of KEY=VALUE, with wall=UNIX.SECONDS first.
+# The relay itself is the real `warren serve`; warren serve has no stats output of its own.
+relay_stats_tap() {
+    cat <<'LUA'
+local uv, tunnel = require("luv"), require("warren.tunnel")
+local path, every = os.getenv("WR_STATS_FILE"), tonumber(os.getenv("WR_STATS_MS") or "250")
+local start_relay = tunnel.relay
+tunnel.relay = function(opts)
+  local relay, err = start_relay(opts)
+  if relay and path then
+    local out = assert(io.open(path, "a"))
+    local timer = uv.new_timer()
+    timer:start(0, every, function()
+      local st, keys = relay:stats(), {}
+      for k in pairs(st) do keys[#keys + 1] = k end
+      table.sort(keys)
+      local sec, usec = uv.gettimeofday()
+      local line = { string.format("wall=%d.%06d", sec, usec) }
+      for _, k in ipairs(keys) do line[#line + 1] = k .. "=" .. tostring(st[k]) end
+      out:write(table.concat(line, " "), "\n")
+      out:flush()
+    end)
+    timer:unref()
+  end
+  return relay, err
+end
+LUA
+}
+
+# last_stats FILE: the newest line of a relay_stats_tap file (empty when none yet).
+last_stats() { tail -1 "$1" 2>/dev/null || true; }
+
+# pass_if EXPR: PASS when the awk expression holds, FAIL when not or when a figure is missing.
+pass_if() {
+    [[ $1 == *NA* || $1 == *n/a* ]] && { echo FAIL; return; }
+    awk "BEGIN { print (($1) ? \"PASS\" : \"FAIL\") }"
+}
+
+# verdict PASS|FAIL CRITERION FIGURES: one verdict line on stdout; FAIL sets FAILED=1.
+verdict() {
+    printf '%-4s  %s  [%s]\n' "$1" "$2" "$3"
+    [[ $1 == PASS ]] || FAILED=1
+}
+
+# stop_process PID: kill_tree, and drop PID from PIDS so cleanup never signals a recycled pid.
+stop_process() {
+    local p keep=()
+    kill_tree "$1"
+    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
 }

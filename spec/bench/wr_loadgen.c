@@ -1,14 +1,20 @@
-/* wr_loadgen: loopback load generator for warren's benchmark (bench.sh) and stress runs.
+/* wr_loadgen: loopback load generator for warren's benchmark (bench.sh), stress and hardening
+ * runs (attack.sh, chaos.sh, soak.sh).
  *
- * One libuv loop, one thread. Every client connection runs the same message loop: send a message
- * (a per-connection, per-message byte pattern), read the echo back, verify every byte, record the
- * round-trip time, then decide what to do next (send again, hold idle, or close and redial). The
- * modes only differ in that last decision, so pingpong, connrate, hold and stress share one code
- * path. Only loopback addresses are accepted and every mode ends on its own. */
+ * One libuv loop, one thread. Every client connection of the echo modes runs the same message
+ * loop: send a message (a per-connection, per-message byte pattern), read the echo back, verify
+ * every byte, record the round-trip time, then decide what to do next (send again, hold idle, or
+ * close and redial). The modes only differ in that last decision, so pingpong, connrate, hold and
+ * stress share one code path. The attack modes (probe, flood) use "raw" connections that send
+ * random bytes or nothing, from chosen loopback source addresses, and count every byte that comes
+ * back; forward is a TCP forwarder that can record a client's first bytes. Only loopback
+ * addresses are accepted and every mode ends on its own. */
 #include <uv.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -17,13 +23,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define WR_READ_BUF     (64 * 1024)
 #define WR_HIST_SUB     64 /* sub-buckets per power of two: ~1.6% resolution */
 #define WR_HIST_BUCKETS (WR_HIST_SUB * 48)
 #define WR_NS_PER_S     1000000000ull
+#define WR_POOL_SIZE    (64 * 1024) /* random bytes that probes and floods send slices of */
+#define WR_RAW_TICK_MS  10
+#define WR_RAW_REDIAL   WR_NS_PER_S           /* an idle slot dropped by the peer waits this long */
+#define WR_GARBAGE_HOLD (20 * 1000 * 1000ull) /* ns a garbage connection stays after its write */
+#define WR_IDLE_RAMP    50                    /* idle connections dialled per tick at most */
 
-enum wr_mode { WR_PINGPONG, WR_CONNRATE, WR_HOLD, WR_ECHO, WR_STRESS };
+enum wr_mode {
+    WR_PINGPONG,
+    WR_CONNRATE,
+    WR_HOLD,
+    WR_ECHO,
+    WR_STRESS,
+    WR_PROBE,
+    WR_FLOOD,
+    WR_FORWARD
+};
 
 struct wr_opts {
     enum wr_mode mode;
@@ -37,6 +59,16 @@ struct wr_opts {
     double timeout;  /* connect or one round trip longer than this is an error */
     long dial_concurrency;
     int quiet;
+    /* probe, flood, forward */
+    const char *src;     /* source address or FIRST-LAST range, IPv4 loopback */
+    const char *payload; /* probe: send this file's bytes instead of random ones */
+    const char *record;  /* forward: write the first connection's first bytes here */
+    long probes;
+    size_t max_size; /* random payloads are 1..max_size bytes */
+    double wait;     /* probe: how long each probe listens for an answer */
+    long idle;       /* flood: connections held open */
+    double drip;     /* flood: an idle connection sends one byte this often; 0 = never */
+    double rate;     /* flood: garbage connections per second */
 };
 
 /* Log-linear latency histogram in nanoseconds: bounded memory however long the run. */
@@ -89,6 +121,39 @@ struct wr_scounts {
     uint64_t accepted, ok, failed, msgs_in, msgs_out, bytes_out, errors;
 };
 
+enum wr_rkind { WR_R_PROBE, WR_R_IDLE, WR_R_GARBAGE };
+enum wr_rstate { WR_R_FREE, WR_R_CONNECTING, WR_R_OPEN, WR_R_CLOSING };
+
+/* A connection of probe or flood: it sends random bytes (or nothing) and counts what comes back. */
+struct wr_raw {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    enum wr_rkind kind;
+    enum wr_rstate state;
+    int answered;
+    uint64_t due; /* close (probe, garbage), next drip (idle), or redial (idle, when free) */
+};
+
+/* probe and flood counters. answered: bytes the target sent back, which for a warren relay
+ * facing garbage must stay 0. */
+struct wr_rcounts {
+    uint64_t dialed, connected, connect_errors, silent, bytes_sent, answered_bytes, answered_conns,
+        closed_by_peer, drips;
+};
+
+/* forward: one accepted connection (side 0) and the one dialled for it (side 1). */
+struct wr_fwd {
+    uv_tcp_t side[2];
+    uv_connect_t creq;
+    uv_write_t wreq[2];
+    char *pending[2];
+    int handles; /* still to be closed */
+    int closing;
+    int recording;
+    struct wr_fwd *prev, *next;
+};
+
 static struct {
     struct wr_opts o;
     uv_loop_t *loop;
@@ -112,9 +177,30 @@ static struct {
     int server_open;
     struct wr_sconn *sconns;
     uint64_t s_active;
+    /* probe, flood, forward */
+    uint32_t src_lo, src_hi, src_next; /* host byte order; src_lo 0 = let the kernel choose */
+    unsigned char *payload;
+    size_t payload_len;
+    struct wr_raw *raws; /* probe: -c slots; flood: -idle slots, then the garbage slots */
+    long nraws, nidle;
+    long *garbage_free; /* indexes of free garbage slots */
+    long garbage_nfree;
+    uint64_t garbage_due; /* garbage connections the rate asks for so far */
+    uint64_t garbage_skipped;
+    long probes_started;
+    uint64_t t_ramped;     /* flood: when the idle connections were all dialled */
+    uint64_t garbage_last; /* garbage connections at the last FLOOD: line */
+    struct wr_rcounts r;
+    uv_timer_t raw_timer;
+    FILE *record;
+    int recorded;
+    struct wr_fwd *fwds;
+    uint64_t fwd_accepted;
+    uint64_t rng;
 } wr;
 
 static char wr_rbuf[WR_READ_BUF];
+static unsigned char wr_pool[WR_POOL_SIZE];
 
 /* ---- histogram ---- */
 
@@ -566,15 +652,381 @@ static void wr_server_on_conn(uv_stream_t *server, int status)
     uv_read_start((uv_stream_t *)&sc->tcp, wr_alloc, wr_sconn_on_read);
 }
 
-static void wr_server_start(void)
+static void wr_server_start(uv_connection_cb on_conn)
 {
     uv_tcp_init(wr.loop, &wr.server);
     int rc = uv_tcp_bind(&wr.server, (const struct sockaddr *)&wr.listen_addr, 0);
-    if (!rc) rc = uv_listen((uv_stream_t *)&wr.server, 4096, wr_server_on_conn);
+    if (!rc) rc = uv_listen((uv_stream_t *)&wr.server, 4096, on_conn);
     if (rc) wr_fail("listen on %s: %s", wr.o.listen, uv_strerror(rc));
     wr.server_open = 1;
     if (!wr.o.quiet) printf("listening %s\n", wr.o.listen);
     fflush(stdout);
+}
+
+/* ---- raw connections: probe and flood ---- */
+
+static uint64_t wr_rand(void)
+{
+    wr.rng ^= wr.rng << 13;
+    wr.rng ^= wr.rng >> 7;
+    wr.rng ^= wr.rng << 17;
+    return wr.rng;
+}
+
+/* A slice of the random pool, 1..max_size bytes: never written to after start-up, so writes can
+ * point into it without copying. */
+static uv_buf_t wr_random_bytes(size_t max)
+{
+    size_t len = 1 + (size_t)(wr_rand() % max);
+    size_t off = (size_t)(wr_rand() % (WR_POOL_SIZE - len + 1));
+    return uv_buf_init((char *)wr_pool + off, (unsigned)len);
+}
+
+/* Parses "127.0.0.2" or "127.0.0.10-127.0.0.250" into wr.src_lo..src_hi. */
+static int wr_parse_src(const char *s)
+{
+    char first[64];
+    const char *dash = strchr(s, '-');
+    size_t n = dash ? (size_t)(dash - s) : strlen(s);
+    struct in_addr a, b;
+    if (n >= sizeof first) return -1;
+    memcpy(first, s, n);
+    first[n] = 0;
+    if (inet_pton(AF_INET, first, &a) != 1) return -1;
+    if (inet_pton(AF_INET, dash ? dash + 1 : first, &b) != 1) return -1;
+    wr.src_lo = wr.src_next = ntohl(a.s_addr);
+    wr.src_hi = ntohl(b.s_addr);
+    if (wr.src_lo > wr.src_hi) return -1;
+    return (wr.src_lo >> 24) == 127 && (wr.src_hi >> 24) == 127 ? 0 : -2;
+}
+
+/* Starts a TCP handle bound to the next source address of -src (round robin). The port is left
+ * to connect(): IP_BIND_ADDRESS_NO_PORT lets thousands of connections from one address share
+ * ports across targets instead of each reserving one at bind. */
+static int wr_tcp_from_src(uv_tcp_t *tcp)
+{
+    int rc = uv_tcp_init_ex(wr.loop, tcp, wr.target.ss_family);
+    if (rc) wr_fail("uv_tcp_init: %s", uv_strerror(rc));
+    if (!wr.src_lo) return 0;
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(wr.src_next);
+    wr.src_next = wr.src_next >= wr.src_hi ? wr.src_lo : wr.src_next + 1;
+    uv_os_fd_t fd;
+    int one = 1;
+    if (uv_fileno((uv_handle_t *)tcp, &fd) == 0)
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    return uv_tcp_bind(tcp, (const struct sockaddr *)&a, 0);
+}
+
+static void wr_raw_dial(struct wr_raw *r);
+
+static void wr_raw_on_close(uv_handle_t *h)
+{
+    struct wr_raw *r = h->data;
+    r->state = WR_R_FREE;
+    wr.active--;
+    if (wr.stopping) return;
+    switch (r->kind) {
+    case WR_R_PROBE:
+        if (wr.probes_started < wr.o.probes)
+            wr_raw_dial(r);
+        else if (wr.active == 0)
+            wr_stop();
+        break;
+    case WR_R_IDLE:
+        r->due = uv_hrtime() + WR_RAW_REDIAL;
+        break;
+    case WR_R_GARBAGE:
+        wr.garbage_free[wr.garbage_nfree++] = r - wr.raws;
+        break;
+    }
+}
+
+/* Probes and garbage end with RST: no TIME_WAIT piles up on either side at thousands per
+ * second, and the target has had its bytes for the whole -wait (or 20 ms) by then. */
+static void wr_raw_close(struct wr_raw *r)
+{
+    if (r->state == WR_R_FREE || r->state == WR_R_CLOSING) return;
+    int open = r->state == WR_R_OPEN;
+    r->state = WR_R_CLOSING;
+    if (!open || uv_tcp_close_reset(&r->tcp, wr_raw_on_close) != 0)
+        uv_close((uv_handle_t *)&r->tcp, wr_raw_on_close);
+}
+
+static void wr_raw_send(struct wr_raw *r, uv_buf_t b)
+{
+    wr.r.bytes_sent += b.len;
+    r->wreq.data = r;
+    /* A write still queued when the peer resets is cancelled with the handle: nothing to free. */
+    uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, NULL);
+}
+
+static void wr_raw_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct wr_raw *r = s->data;
+    if (nread == 0 || r->state != WR_R_OPEN) return;
+    if (nread < 0) {
+        wr.r.closed_by_peer++;
+        wr_raw_close(r);
+        return;
+    }
+    wr.r.answered_bytes += (uint64_t)nread;
+    if (!r->answered) wr.r.answered_conns++;
+    r->answered = 1;
+}
+
+static void wr_raw_on_connect(uv_connect_t *req, int status)
+{
+    struct wr_raw *r = req->data;
+    if (r->state != WR_R_CONNECTING) return;
+    if (status < 0) {
+        wr.r.connect_errors++;
+        wr_raw_close(r);
+        return;
+    }
+    r->state = WR_R_OPEN;
+    wr.r.connected++;
+    uv_read_start((uv_stream_t *)&r->tcp, wr_alloc, wr_raw_on_read);
+    uint64_t now = uv_hrtime();
+    switch (r->kind) {
+    case WR_R_PROBE:
+        r->due = now + (uint64_t)(wr.o.wait * 1e9);
+        if (wr.payload)
+            wr_raw_send(r, uv_buf_init((char *)wr.payload, (unsigned)wr.payload_len));
+        else if (wr_rand() % 4 == 0)
+            wr.r.silent++; /* connect, then nothing */
+        else
+            wr_raw_send(r, wr_random_bytes(wr.o.max_size));
+        break;
+    case WR_R_IDLE:
+        /* Drips are spread over one period so they do not arrive in bursts. */
+        r->due = wr.o.drip > 0 ? now + wr_rand() % (uint64_t)(wr.o.drip * 1e9) + 1 : UINT64_MAX;
+        break;
+    case WR_R_GARBAGE:
+        r->due = now + WR_GARBAGE_HOLD;
+        wr_raw_send(r, wr_random_bytes(wr.o.max_size));
+        break;
+    }
+}
+
+static void wr_raw_dial(struct wr_raw *r)
+{
+    r->state = WR_R_CONNECTING;
+    r->answered = 0;
+    r->tcp.data = r->creq.data = r;
+    wr.active++;
+    wr.r.dialed++;
+    if (r->kind == WR_R_PROBE) wr.probes_started++;
+    int rc = wr_tcp_from_src(&r->tcp);
+    if (rc == 0)
+        rc = uv_tcp_connect(&r->creq, &r->tcp, (const struct sockaddr *)&wr.target,
+                            wr_raw_on_connect);
+    if (rc) {
+        wr.r.connect_errors++;
+        wr_raw_close(r);
+    }
+}
+
+static long wr_idle_held(void)
+{
+    long n = 0;
+    for (long i = 0; i < wr.nidle; i++)
+        n += wr.raws[i].state == WR_R_OPEN;
+    return n;
+}
+
+/* One timer runs every raw connection's clock: closes, drips, redials and the garbage rate. */
+static void wr_raw_on_tick(uv_timer_t *t)
+{
+    uint64_t now = uv_hrtime();
+    int ramp = WR_IDLE_RAMP;
+    for (long i = 0; i < wr.nraws; i++) {
+        struct wr_raw *r = &wr.raws[i];
+        if (r->kind == WR_R_IDLE) {
+            if (r->state == WR_R_FREE && now >= r->due && ramp > 0) {
+                ramp--;
+                wr_raw_dial(r);
+            } else if (r->state == WR_R_OPEN && now >= r->due) {
+                wr.r.drips++;
+                wr_raw_send(r, wr_random_bytes(1));
+                r->due = now + (uint64_t)(wr.o.drip * 1e9);
+            }
+        } else if (r->state == WR_R_OPEN && now >= r->due) {
+            wr_raw_close(r);
+        }
+    }
+    if (wr.o.mode == WR_FLOOD && !wr.t_ramped) {
+        long pending = 0; /* idle slots not dialled yet, or still connecting */
+        for (long i = 0; i < wr.nidle; i++) {
+            const struct wr_raw *r = &wr.raws[i];
+            pending += r->state == WR_R_CONNECTING || (r->state == WR_R_FREE && r->due == 0);
+        }
+        if (pending) return;
+        wr.t_ramped = now;
+        printf("ready idle_held=%ld elapsed=%.3f\n", wr_idle_held(), wr_now_s());
+    }
+    /* The garbage starts once the idle connections are in place, as an attacker would have it. */
+    uint64_t want = (uint64_t)(wr.o.rate * (double)(now - wr.t_ramped) / 1e9);
+    for (; wr.garbage_due < want; wr.garbage_due++) {
+        if (wr.garbage_nfree == 0) {
+            wr.garbage_skipped++; /* the target cannot keep up: counted and reported */
+            continue;
+        }
+        wr_raw_dial(&wr.raws[wr.garbage_free[--wr.garbage_nfree]]);
+    }
+}
+
+static void wr_raw_start(void)
+{
+    wr.nidle = wr.o.mode == WR_FLOOD ? wr.o.idle : 0;
+    /* Garbage connections live ~20 ms after connecting: a tenth of a second's worth is plenty. */
+    long ngarbage = wr.o.rate > 0 ? (long)(wr.o.rate / 10) + 16 : 0;
+    wr.nraws = wr.o.mode == WR_PROBE ? wr.o.conns : wr.nidle + ngarbage;
+    wr.raws = calloc((size_t)wr.nraws + 1, sizeof *wr.raws);
+    wr.garbage_free = calloc((size_t)ngarbage + 1, sizeof *wr.garbage_free);
+    if (!wr.raws || !wr.garbage_free) wr_fail("out of memory");
+    for (long i = 0; i < wr.nraws; i++) {
+        struct wr_raw *r = &wr.raws[i];
+        r->kind = wr.o.mode == WR_PROBE ? WR_R_PROBE : i < wr.nidle ? WR_R_IDLE : WR_R_GARBAGE;
+        if (r->kind == WR_R_GARBAGE) wr.garbage_free[wr.garbage_nfree++] = i;
+    }
+    uv_timer_init(wr.loop, &wr.raw_timer);
+    uv_timer_start(&wr.raw_timer, wr_raw_on_tick, WR_RAW_TICK_MS, WR_RAW_TICK_MS);
+    if (wr.o.mode == WR_PROBE)
+        for (long i = 0; i < wr.nraws && wr.probes_started < wr.o.probes; i++)
+            wr_raw_dial(&wr.raws[i]);
+}
+
+static void wr_load_payload(void)
+{
+    FILE *f = fopen(wr.o.payload, "rb");
+    if (!f) wr_fail("cannot open %s: %s", wr.o.payload, strerror(errno));
+    wr.payload = malloc(WR_POOL_SIZE);
+    if (!wr.payload) wr_fail("out of memory");
+    wr.payload_len = fread(wr.payload, 1, WR_POOL_SIZE, f);
+    fclose(f);
+    if (wr.payload_len == 0) wr_fail("%s is empty", wr.o.payload);
+}
+
+/* ---- forward ---- */
+
+static void wr_fwd_on_close(uv_handle_t *h)
+{
+    struct wr_fwd *f = h->data;
+    if (--f->handles > 0) return;
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        wr.fwds = f->next;
+    if (f->next) f->next->prev = f->prev;
+    free(f->pending[0]);
+    free(f->pending[1]);
+    free(f);
+}
+
+/* Either side ending ends both: the forwarder stands in for a network path, and what goes through
+ * it here (handshakes, probes) never half-closes. */
+static void wr_fwd_stop_recording(struct wr_fwd *f)
+{
+    if (!f->recording) return;
+    f->recording = 0;
+    fclose(wr.record);
+    wr.record = NULL;
+}
+
+static void wr_fwd_close(struct wr_fwd *f)
+{
+    if (f->closing) return;
+    f->closing = 1;
+    wr_fwd_stop_recording(f);
+    for (int i = 0; i < 2; i++)
+        if (f->side[i].type == UV_TCP)
+            uv_close((uv_handle_t *)&f->side[i], wr_fwd_on_close);
+        else
+            f->handles--;
+}
+
+static void wr_fwd_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void wr_fwd_on_write(uv_write_t *req, int status)
+{
+    struct wr_fwd *f = req->data;
+    int from = req == &f->wreq[0] ? 1 : 0; /* wreq[i] writes to side i */
+    free(f->pending[1 - from]);
+    f->pending[1 - from] = NULL;
+    if (status < 0 || f->closing) {
+        wr_fwd_close(f);
+        return;
+    }
+    uv_read_start((uv_stream_t *)&f->side[from], wr_alloc, wr_fwd_on_read);
+}
+
+static void wr_fwd_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct wr_fwd *f = s->data;
+    int from = s == (uv_stream_t *)&f->side[0] ? 0 : 1, to = 1 - from;
+    if (nread == 0 || f->closing) return;
+    if (nread < 0) {
+        wr_fwd_close(f);
+        return;
+    }
+    /* The client's first bytes are everything it sends before the target's first answer. */
+    if (f->recording && from == 0) fwrite(buf->base, 1, (size_t)nread, wr.record);
+    if (from == 1) wr_fwd_stop_recording(f);
+    uv_buf_t b = uv_buf_init(buf->base, (unsigned)nread);
+    int n = uv_try_write((uv_stream_t *)&f->side[to], &b, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+        wr_fwd_close(f);
+        return;
+    }
+    if (n == nread) return;
+    if (n < 0) n = 0;
+    /* The other side is slow: keep the rest and stop reading until it drains. */
+    size_t rest = (size_t)(nread - n);
+    f->pending[to] = malloc(rest);
+    if (!f->pending[to]) wr_fail("out of memory");
+    memcpy(f->pending[to], buf->base + n, rest);
+    uv_read_stop(s);
+    f->wreq[to].data = f;
+    uv_buf_t wb = uv_buf_init(f->pending[to], (unsigned)rest);
+    if (uv_write(&f->wreq[to], (uv_stream_t *)&f->side[to], &wb, 1, wr_fwd_on_write))
+        wr_fwd_close(f);
+}
+
+static void wr_fwd_on_connect(uv_connect_t *req, int status)
+{
+    struct wr_fwd *f = req->data;
+    if (status < 0 || f->closing) {
+        wr_fwd_close(f);
+        return;
+    }
+    for (int i = 0; i < 2; i++)
+        uv_read_start((uv_stream_t *)&f->side[i], wr_alloc, wr_fwd_on_read);
+}
+
+static void wr_fwd_on_conn(uv_stream_t *server, int status)
+{
+    if (status < 0) return;
+    struct wr_fwd *f = calloc(1, sizeof *f);
+    if (!f) wr_fail("out of memory");
+    f->handles = 2;
+    f->next = wr.fwds;
+    if (wr.fwds) wr.fwds->prev = f;
+    wr.fwds = f;
+    uv_tcp_init(wr.loop, &f->side[0]);
+    f->side[0].data = f;
+    if (uv_accept(server, (uv_stream_t *)&f->side[0])) {
+        wr_fwd_close(f);
+        return;
+    }
+    wr.fwd_accepted++;
+    if (wr.record && !wr.recorded) f->recording = wr.recorded = 1;
+    int rc = wr_tcp_from_src(&f->side[1]);
+    f->side[1].data = f->creq.data = f;
+    if (rc == 0)
+        rc = uv_tcp_connect(&f->creq, &f->side[1], (const struct sockaddr *)&wr.target,
+                            wr_fwd_on_connect);
+    if (rc) wr_fwd_close(f);
 }
 
 /* ---- run control and reports ---- */
@@ -589,12 +1041,17 @@ static void wr_stop(void)
     if (wr.stopping) return;
     wr.stopping = 1;
     wr.t_end = uv_hrtime();
-    wr.held_at_stop = wr.held;
+    wr.held_at_stop = wr.o.mode == WR_FLOOD ? wr_idle_held() : wr.held;
     for (long i = 0; i < wr.nslots; i++)
         wr_conn_close(&wr.conns[i]);
     for (struct wr_sconn *sc = wr.sconns; sc; sc = sc->next)
         wr_sconn_close(sc);
+    for (long i = 0; i < wr.nraws; i++)
+        wr_raw_close(&wr.raws[i]);
+    for (struct wr_fwd *f = wr.fwds; f; f = f->next)
+        wr_fwd_close(f);
     if (wr.server_open) wr_close_if_open((uv_handle_t *)&wr.server);
+    wr_close_if_open((uv_handle_t *)&wr.raw_timer);
     wr_close_if_open((uv_handle_t *)&wr.stop_timer);
     wr_close_if_open((uv_handle_t *)&wr.tick_timer);
     wr_close_if_open((uv_handle_t *)&wr.report_timer);
@@ -671,7 +1128,15 @@ static void wr_on_report(uv_timer_t *t)
     char when[32];
     snprintf(when, sizeof when, "t=%.1fs", (double)(now - wr.t_start) / 1e9);
     wr.t_report = now;
-    if (wr.o.mode != WR_ECHO) {
+    if (wr.o.mode == WR_FLOOD) {
+        uint64_t garbage = wr.garbage_due - wr.garbage_skipped;
+        printf("FLOOD: %s idle_held=%ld garbage=%" PRIu64 " rate=%.0f/s answered_bytes=%" PRIu64
+               " closed_by_peer=%" PRIu64 " connect_errors=%" PRIu64 "\n",
+               when, wr_idle_held(), garbage - wr.garbage_last,
+               dt > 0 ? (double)(garbage - wr.garbage_last) / dt : 0, wr.r.answered_bytes,
+               wr.r.closed_by_peer, wr.r.connect_errors);
+        wr.garbage_last = garbage;
+    } else if (wr.o.mode != WR_ECHO && wr.o.mode != WR_FORWARD) {
         wr_print_client(when, &wr.c_last, dt, &wr.ihist);
         wr.c_last = wr.c;
         memset(&wr.ihist, 0, sizeof wr.ihist);
@@ -729,6 +1194,33 @@ static int wr_summary(void)
                wr.s.accepted, wr.s.bytes_out, wr.s.errors);
         errs = 0; /* a client vanishing is not the server's failure */
         break;
+    case WR_PROBE:
+        printf("probe probes=%" PRIu64 " connected=%" PRIu64 " silent=%" PRIu64
+               " sent_bytes=%" PRIu64 " answered_bytes=%" PRIu64 " answered_conns=%" PRIu64
+               " closed_by_peer=%" PRIu64 " connect_errors=%" PRIu64
+               " elapsed=%.3f probes_per_s=%.1f\n",
+               wr.r.dialed, wr.r.connected, wr.r.silent, wr.r.bytes_sent, wr.r.answered_bytes,
+               wr.r.answered_conns, wr.r.closed_by_peer, wr.r.connect_errors, el,
+               el > 0 ? (double)wr.r.dialed / el : 0);
+        errs = wr.r.answered_bytes;
+        break;
+    case WR_FLOOD:
+        printf(
+            "flood idle=%ld idle_held=%ld drips=%" PRIu64 " dialed=%" PRIu64 " connected=%" PRIu64
+            " garbage_per_s=%.1f garbage_skipped=%" PRIu64 " answered_bytes=%" PRIu64
+            " closed_by_peer=%" PRIu64 " connect_errors=%" PRIu64 " elapsed=%.3f\n",
+            wr.nidle, wr.held_at_stop, wr.r.drips, wr.r.dialed, wr.r.connected,
+            wr.t_ramped && wr.t_end > wr.t_ramped ? (double)(wr.garbage_due - wr.garbage_skipped) *
+                                                        1e9 / (double)(wr.t_end - wr.t_ramped)
+                                                  : 0,
+            wr.garbage_skipped, wr.r.answered_bytes, wr.r.closed_by_peer, wr.r.connect_errors, el);
+        errs = 0; /* load, not a test: the caller judges the figures */
+        break;
+    case WR_FORWARD:
+        printf("forward accepted=%" PRIu64 " recorded=%d elapsed=%.3f\n", wr.fwd_accepted,
+               wr.recorded, el);
+        errs = 0;
+        break;
     }
     fflush(stdout);
     if (wr.o.mode == WR_HOLD) return wr.held_at_stop == wr.o.conns && errs == 0 ? 0 : 1;
@@ -757,6 +1249,19 @@ static void wr_usage(FILE *f)
         "                                  message, verify every echoed byte and send the next\n"
         "                                  one at once (no think time), M times or until the\n"
         "                                  duration ends\n"
+        "  probe        -t ADDR            -probes P connections, -c at a time: each sends 1 to\n"
+        "                                  -max-size random bytes (a quarter send nothing), or\n"
+        "                                  the bytes of -payload FILE, listens -wait seconds\n"
+        "                                  and resets; counts the bytes that came back\n"
+        "  flood        -t ADDR            holds -idle connections open (redialled a second\n"
+        "                                  after the target drops one; with -drip each sends\n"
+        "                                  a byte that often) and opens -rate garbage\n"
+        "                                  connections per second (random bytes, reset 20 ms\n"
+        "                                  later); prints 'ready ...' once the idle ones are\n"
+        "                                  dialled, FLOOD: lines each -interval\n"
+        "  forward      -l ADDR -t ADDR    forward every connection to -t (from -src); either\n"
+        "                                  side ending ends both; -record FILE keeps what the\n"
+        "                                  first client sent before the target's first byte\n"
         "\n"
         "stress output: each interval a CLIENT: line and, with -l, a SERVER: line; at the end\n"
         "both again with 'total' in place of t=, then one SUMMARY: line.\n"
@@ -797,6 +1302,18 @@ static void wr_usage(FILE *f)
         "                       (default 10)\n"
         "  -dial-concurrency K  hold: connections being set up at once (default 64)\n"
         "  -q, -quiet           no per-connection error lines\n"
+        "  -src ADDR[-ADDR]     probe, flood, forward: source address of each connection,\n"
+        "                       round robin over an IPv4 loopback range (default: the\n"
+        "                       kernel's choice)\n"
+        "  -probes P            probe: connections in all (default 1000)\n"
+        "  -payload FILE        probe: send the first 64 KiB of FILE instead of random bytes\n"
+        "  -max-size BYTES      probe, flood: random payloads are 1..BYTES long (default 600)\n"
+        "  -wait SECS           probe: how long each probe listens (default 0.1)\n"
+        "  -idle N              flood: connections held open (default 0)\n"
+        "  -drip SECS           flood: each idle connection sends one byte this often\n"
+        "                       (default 0: never)\n"
+        "  -rate R              flood: garbage connections per second (default 0)\n"
+        "  -record FILE         forward: where the first client's first bytes go\n"
         "\n"
         "The open-file limit is raised to its hard limit; if that is still too low for the\n"
         "connections asked for (two descriptors each with -l), nothing starts (exit 2).\n"
@@ -804,8 +1321,9 @@ static void wr_usage(FILE *f)
         "exit status: 0 on success; 1 if a connection failed, timed out, was dropped, echoed a\n"
         "wrong or extra byte or was unfinished, or the in-process echo server had an error\n"
         "(hold: also if fewer than N were held; connrate: only if nothing succeeded, failures\n"
-        "are counted; echo-server: never, a client vanishing is not its failure); 2 on bad\n"
-        "usage or when it cannot start (listen fails, too few file descriptors).\n",
+        "are counted; echo-server, flood and forward: never; probe: only if any byte came\n"
+        "back); 2 on bad usage or when it cannot start (listen fails, too few file\n"
+        "descriptors).\n",
         f);
 }
 
@@ -847,6 +1365,12 @@ static void wr_parse_args(int argc, char **argv)
         o->mode = WR_ECHO;
     else if (!strcmp(m, "stress"))
         o->mode = WR_STRESS;
+    else if (!strcmp(m, "probe"))
+        o->mode = WR_PROBE;
+    else if (!strcmp(m, "flood"))
+        o->mode = WR_FLOOD;
+    else if (!strcmp(m, "forward"))
+        o->mode = WR_FORWARD;
     else
         wr_fail("unknown mode '%s' (try --help)", m);
 
@@ -856,6 +1380,9 @@ static void wr_parse_args(int argc, char **argv)
     o->size = 0;
     o->timeout = 10;
     o->dial_concurrency = 64;
+    o->probes = 1000;
+    o->max_size = 600;
+    o->wait = 0.1;
     for (int i = 2; i < argc; i++) {
         const char *n = wr_opt_name(argv[i]);
         if (!n) wr_fail("unexpected argument '%s'", argv[i]);
@@ -887,12 +1414,30 @@ static void wr_parse_args(int argc, char **argv)
             o->timeout = wr_num(n, v, 0.01, 3600);
         else if (!strcmp(n, "dial-concurrency"))
             o->dial_concurrency = (long)wr_num(n, v, 1, 100000);
+        else if (!strcmp(n, "src"))
+            o->src = v;
+        else if (!strcmp(n, "probes"))
+            o->probes = (long)wr_num(n, v, 1, 1e9);
+        else if (!strcmp(n, "payload"))
+            o->payload = v;
+        else if (!strcmp(n, "max-size"))
+            o->max_size = (size_t)wr_num(n, v, 1, WR_POOL_SIZE);
+        else if (!strcmp(n, "wait"))
+            o->wait = wr_num(n, v, 0, 3600);
+        else if (!strcmp(n, "idle"))
+            o->idle = (long)wr_num(n, v, 0, 100000);
+        else if (!strcmp(n, "drip"))
+            o->drip = wr_num(n, v, 0, 3600);
+        else if (!strcmp(n, "rate"))
+            o->rate = wr_num(n, v, 0, 100000);
+        else if (!strcmp(n, "record"))
+            o->record = v;
         else
             wr_fail("unknown option '%s' (try --help)", argv[i - 1]);
     }
 
     if (o->mode == WR_STRESS && o->listen && !o->target) o->target = o->listen;
-    if (o->mode == WR_ECHO && !o->listen) wr_fail("echo-server needs -l ADDR");
+    if ((o->mode == WR_ECHO || o->mode == WR_FORWARD) && !o->listen) wr_fail("%s needs -l ADDR", m);
     if (o->mode != WR_ECHO && !o->target) wr_fail("%s needs -t ADDR", m);
     if (o->target) {
         int rc = wr_parse_addr(o->target, &wr.target);
@@ -905,15 +1450,26 @@ static void wr_parse_args(int argc, char **argv)
         if (rc) wr_fail("bad address '%s' (want HOST:PORT)", o->listen);
     }
 
+    if (o->src) {
+        int rc = wr_parse_src(o->src);
+        if (rc == -2) wr_fail("%s is not a loopback address", o->src);
+        if (rc) wr_fail("bad -src '%s' (want an IPv4 address or FIRST-LAST)", o->src);
+        if (wr.target.ss_family != AF_INET) wr_fail("-src needs an IPv4 -t");
+    }
+    if (o->record && !(wr.record = fopen(o->record, "wb")))
+        wr_fail("cannot write %s: %s", o->record, strerror(errno));
+    if (o->payload) wr_load_payload();
+
     static const long def_conns[] = {
-        [WR_PINGPONG] = 1, [WR_CONNRATE] = 16, [WR_HOLD] = 2000, [WR_ECHO] = 0, [WR_STRESS] = 500};
+        [WR_PINGPONG] = 1, [WR_CONNRATE] = 16, [WR_HOLD] = 2000, [WR_ECHO] = 0,
+        [WR_STRESS] = 500, [WR_PROBE] = 200,   [WR_FLOOD] = 0,   [WR_FORWARD] = 0};
     if (o->conns < 0) o->conns = def_conns[o->mode];
     if (o->size == 0) o->size = o->mode == WR_STRESS ? 8192 : 1;
     if (o->mode == WR_CONNRATE || o->mode == WR_HOLD) o->size = 1;
     if (o->duration < 0) {
-        if (o->mode == WR_HOLD)
+        if (o->mode == WR_HOLD || o->mode == WR_FLOOD)
             o->duration = 60;
-        else if (o->mode == WR_ECHO)
+        else if (o->mode == WR_ECHO || o->mode == WR_FORWARD || o->mode == WR_PROBE)
             o->duration = 600;
         else if (o->msgs > 0)
             o->duration = 60;
@@ -934,7 +1490,10 @@ static void wr_raise_nofile(void)
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
     }
     rlim_t need = 64;
-    if (wr.o.mode != WR_ECHO) need += (rlim_t)wr.o.conns * (wr.o.listen ? 2 : 1);
+    if (wr.o.mode == WR_FLOOD)
+        need += (rlim_t)wr.o.idle + (rlim_t)(wr.o.rate / 10) + 16;
+    else if (wr.o.mode != WR_ECHO && wr.o.mode != WR_FORWARD)
+        need += (rlim_t)wr.o.conns * (wr.o.listen ? 2 : 1);
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
         wr_fail("%ld connections need %lu open files, the limit is %lu (raise ulimit -Hn)",
                 wr.o.conns, (unsigned long)need, (unsigned long)rl.rlim_cur);
@@ -960,9 +1519,14 @@ int main(int argc, char **argv)
         uv_timer_init(wr.loop, &wr.report_timer);
         uv_timer_start(&wr.report_timer, wr_on_report, ms ? ms : 1, ms ? ms : 1);
     }
-    if (wr.o.listen) wr_server_start();
+    wr.rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < WR_POOL_SIZE; i++)
+        wr_pool[i] = (unsigned char)(wr_rand() >> 24);
+    if (wr.o.listen) wr_server_start(wr.o.mode == WR_FORWARD ? wr_fwd_on_conn : wr_server_on_conn);
 
-    if (wr.o.mode != WR_ECHO) {
+    if (wr.o.mode == WR_PROBE || wr.o.mode == WR_FLOOD) {
+        wr_raw_start();
+    } else if (wr.o.mode != WR_ECHO && wr.o.mode != WR_FORWARD) {
         wr.nslots = wr.o.conns;
         wr.conns = calloc((size_t)wr.nslots, sizeof *wr.conns);
         if (!wr.conns) wr_fail("out of memory");
