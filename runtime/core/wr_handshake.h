@@ -22,10 +22,10 @@
 #define WR_HS_PROTO     "warren/1 X25519-ChaChaPoly-SHA256"
 #define WR_HS_AEAD      WR_AEAD_CHACHA20_POLY1305
 #define WR_HS_SALT_LEN  16
-#define WR_HS_WINDOW    30u  /* seconds of clock difference accepted either way */
-#define WR_HS_VAR_MAX   1024 /* plaintext bytes of a variable part */
-#define WR_HS_EARLY_MAX 512  /* client early data carried in msg1 (not forward secret) */
-#define WR_HS_VAR1_MIN  34   /* msg1 always outweighs the shortest msg2 (no amplification) */
+#define WR_HS_WINDOW    30000u /* milliseconds of clock difference accepted either way */
+#define WR_HS_VAR_MAX   1024   /* plaintext bytes of a variable part */
+#define WR_HS_EARLY_MAX 512    /* client early data carried in msg1 (not forward secret) */
+#define WR_HS_VAR1_MIN  34     /* msg1 always outweighs the shortest msg2 (no amplification) */
 
 #define WR_HS_MSG1_FIXED 80 /* salt 16 + key 32 + sealed header 16+16 */
 #define WR_HS_MSG1_MAX   (WR_HS_MSG1_FIXED + WR_HS_VAR_MAX + WR_AEAD_TAG_LEN)
@@ -70,8 +70,8 @@ const char *wr_hs_client_message(enum wr_hs_reason r);
  * it concurrently. */
 typedef struct wr_hs_config {
     enum wr_backend backend; /* for X25519 (and the frame codec, via wr_hs_keys) */
-    uint64_t not_before;     /* server: refuse timestamps older than this (process start) */
-    uint32_t window;         /* seconds; WR_HS_WINDOW by default */
+    uint64_t not_before;     /* server: refuse timestamps older than this (process start, ms) */
+    uint32_t window;         /* milliseconds; WR_HS_WINDOW by default */
     uint8_t prk0[32];        /* HKDF-Extract(PROTO, PSK) */
     uint8_t obf_c[32];       /* keystream keys hiding the client's / server's public key */
     uint8_t obf_s[32];

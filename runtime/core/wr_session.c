@@ -41,6 +41,7 @@ enum end_how {
 
 static void session_end(wr_session_t *s, int reason, const char *detail, enum end_how how);
 static void enter_sink(wr_session_t *s, const char *why);
+static uint64_t now_ms(void);
 static void maybe_free(wr_session_t *s);
 static void ka_arm(wr_session_t *s);
 static void defer_cb(uv_idle_t *h);
@@ -84,7 +85,7 @@ int wr_session_server_new(const uint8_t psk[32], uint64_t not_before, wr_session
     wr_session_server_t *srv = calloc(1, sizeof(*srv));
     *out = NULL;
     if (srv == NULL) return UV_ENOMEM;
-    if (not_before == 0) not_before = (uint64_t)time(NULL);
+    if (not_before == 0) not_before = now_ms();
     if (wr_hs_config_init(&srv->hs, psk, WR_BACKEND_DEFAULT, not_before) != WR_HS_OK ||
         wr_replay_new(&srv->replay, 0) != 0) {
         wr_hs_config_wipe(&srv->hs);
@@ -115,9 +116,13 @@ static void set_detail(wr_session_t *s, const char *d)
     s->detail = s->detail_buf;
 }
 
-static uint64_t now_s(void)
+/* Handshake timestamps are Unix milliseconds: a relay restarted within the second it last ran
+ * must still refuse handshakes recorded before its start. */
+static uint64_t now_ms(void)
 {
-    return (uint64_t)time(NULL);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static void hs_free(wr_session_t *s)
@@ -763,7 +768,7 @@ static int client_start(wr_session_t *s, const uint8_t *psk)
     if (wr_hs_config_init(&hs->cfg, psk, WR_BACKEND_DEFAULT, 0) != WR_HS_OK) return UV_EINVAL;
     wr_buf_t *m = wr_buf_new(WR_HS_MSG1_MAX);
     if (m == NULL) return UV_ENOMEM;
-    if (wr_hs_client_start(&hs->u.cli, &hs->cfg, now_s(), NULL, 0, (uint8_t *)m->data,
+    if (wr_hs_client_start(&hs->u.cli, &hs->cfg, now_ms(), NULL, 0, (uint8_t *)m->data,
                            WR_HS_MSG1_MAX, &len) != WR_HS_OK) {
         wr_buf_release(m);
         return UV_EINVAL;
@@ -870,8 +875,8 @@ static void server_input(wr_session_t *s, const char *base, size_t len)
     memcpy(hs->buf + hs->have, base, take);
     hs->have += take;
     size_t need;
-    int rc = wr_hs_server_check(&hs->u.srv, &s->srv->hs, s->srv->replay, hs->buf, hs->have, now_s(),
-                                &need);
+    int rc = wr_hs_server_check(&hs->u.srv, &s->srv->hs, s->srv->replay, hs->buf, hs->have,
+                                now_ms(), &need);
     if (rc == WR_HS_NEED_MORE) return;
     if (rc != WR_HS_OK) {
         enter_sink(s, wr_hs_reason_name(hs->u.srv.reason));
@@ -883,7 +888,7 @@ static void server_input(wr_session_t *s, const char *base, size_t len)
         enter_sink(s, "out of memory");
         return;
     }
-    hs->now = now_s();
+    hs->now = now_ms();
     hs->s = s;
     hs->work.data = hs;
     if (uv_queue_work(s->loop, &hs->work, respond_work, respond_done) != 0) {

@@ -52,8 +52,8 @@ typedef struct wr_session_server {
     uint64_t handshakes_failed; /* sent to the probe sink */
 } wr_session_server_t;
 
-/* not_before: refuse handshakes timestamped before this (unix seconds; 0 = now, i.e. process or
- * listener start, which closes the replay gap a restart would open). 0 or a negative code. */
+/* not_before: refuse handshakes timestamped before this (Unix milliseconds; 0 = now, i.e. process
+ * or listener start, which closes the replay gap a restart would open). 0 or a negative code. */
 int wr_session_server_new(const uint8_t psk[32], uint64_t not_before, wr_session_server_t **out);
 /* Only once no session uses it. */
 void wr_session_server_free(wr_session_server_t *srv);

@@ -139,7 +139,7 @@ static void bench_handshake(void)
     static size_t lens[N];
     static uint8_t junk[N][WR_HS_MSG1_FIXED];
     uint8_t psk[32], other[32], msg2[WR_HS_MSG2_MAX];
-    uint64_t ts = (uint64_t)time(NULL);
+    uint64_t ts = (uint64_t)time(NULL) * 1000; /* handshake timestamps are milliseconds */
     wr_random(psk, sizeof psk);
     wr_random(other, sizeof other);
     wr_random(junk, sizeof junk);

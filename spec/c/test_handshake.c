@@ -12,8 +12,9 @@
 #include "wr_frame.h"
 #include "wr_handshake.h"
 
-#define NOW   1700000000u
-#define START (NOW - 3600)
+#define SEC   1000u /* handshake timestamps are in milliseconds */
+#define NOW   1700000000000ull
+#define START (NOW - 3600 * SEC)
 
 static uint8_t psk[32], other_psk[32];
 
@@ -165,17 +166,18 @@ static void test_clock_window(void **state)
 {
     struct run r;
     run_init(&r, WR_BACKEND_DEFAULT, WR_BACKEND_DEFAULT);
-    assert_int_equal(check_at(&r, NOW - 31, NOW), WR_HS_REJECT);
+    assert_int_equal(check_at(&r, NOW - 31 * SEC, NOW), WR_HS_REJECT);
     assert_int_equal(r.s.reason, WR_HS_R_CLOCK);
-    assert_int_equal(check_at(&r, NOW + 31, NOW), WR_HS_REJECT);
+    assert_int_equal(check_at(&r, NOW + 31 * SEC, NOW), WR_HS_REJECT);
     assert_int_equal(r.s.reason, WR_HS_R_CLOCK);
-    assert_int_equal(check_at(&r, NOW - 30, NOW), WR_HS_OK);
-    assert_int_equal(check_at(&r, NOW + 30, NOW), WR_HS_OK);
+    assert_int_equal(check_at(&r, NOW - 30 * SEC, NOW), WR_HS_OK);
+    assert_int_equal(check_at(&r, NOW + 30 * SEC, NOW), WR_HS_OK);
     assert_int_equal(check_at(&r, 0, NOW), WR_HS_REJECT);
     assert_int_equal(r.s.reason, WR_HS_R_CLOCK);
     assert_int_equal(check_at(&r, UINT64_MAX, NOW), WR_HS_REJECT);
     assert_int_equal(r.s.reason, WR_HS_R_CLOCK);
-    /* inside the window but older than the process: refused (replay across a restart) */
+    /* inside the window but older than the process: refused (replay across a restart), even
+     * one millisecond before the start, so a relay restarted within a second still refuses it */
     assert_int_equal(check_at(&r, START - 1, START + 5), WR_HS_REJECT);
     assert_int_equal(r.s.reason, WR_HS_R_BEFORE_START);
     assert_int_equal(check_at(&r, START, START + 5), WR_HS_OK);
@@ -192,18 +194,21 @@ static void test_replay_exact(void **state)
                      WR_HS_OK);
     /* the same bytes again, a few seconds later */
     wr_hs_server_init(&r.s);
-    assert_int_equal(wr_hs_server_check(&r.s, &r.scfg, r.rp, r.msg1, r.msg1_len, NOW + 5, &need),
-                     WR_HS_REJECT);
+    assert_int_equal(
+        wr_hs_server_check(&r.s, &r.scfg, r.rp, r.msg1, r.msg1_len, NOW + 5 * SEC, &need),
+        WR_HS_REJECT);
     assert_int_equal(r.s.reason, WR_HS_R_REPLAY);
     /* up to the last second of its window */
     wr_hs_server_init(&r.s);
-    assert_int_equal(wr_hs_server_check(&r.s, &r.scfg, r.rp, r.msg1, r.msg1_len, NOW + 30, &need),
-                     WR_HS_REJECT);
+    assert_int_equal(
+        wr_hs_server_check(&r.s, &r.scfg, r.rp, r.msg1, r.msg1_len, NOW + 30 * SEC, &need),
+        WR_HS_REJECT);
     assert_int_equal(r.s.reason, WR_HS_R_REPLAY);
     /* after that the clock check refuses it instead */
     wr_hs_server_init(&r.s);
-    assert_int_equal(wr_hs_server_check(&r.s, &r.scfg, r.rp, r.msg1, r.msg1_len, NOW + 31, &need),
-                     WR_HS_REJECT);
+    assert_int_equal(
+        wr_hs_server_check(&r.s, &r.scfg, r.rp, r.msg1, r.msg1_len, NOW + 31 * SEC, &need),
+        WR_HS_REJECT);
     assert_int_equal(r.s.reason, WR_HS_R_CLOCK);
     /* two connections racing with the same msg1: the second is refused when it completes */
     {
@@ -235,10 +240,10 @@ static void test_replay_set_full_refuses(void **state)
     assert_int_equal(wr_replay_new(&r.rp, 2), 0);
     assert_int_equal(check_at(&r, NOW, NOW), WR_HS_OK);
     assert_int_equal(check_at(&r, NOW, NOW), WR_HS_OK);
-    assert_int_equal(check_at(&r, NOW, NOW + 1), WR_HS_REJECT);
+    assert_int_equal(check_at(&r, NOW, NOW + SEC), WR_HS_REJECT);
     assert_int_equal(r.s.reason, WR_HS_R_REPLAY_FULL);
-    /* the first two salts expire at NOW + 30: then there is room */
-    assert_int_equal(check_at(&r, NOW + 31, NOW + 31), WR_HS_OK);
+    /* the first two salts expire at NOW + 30 s: then there is room */
+    assert_int_equal(check_at(&r, NOW + 31 * SEC, NOW + 31 * SEC), WR_HS_OK);
     (void)need;
     run_free(&r);
 }

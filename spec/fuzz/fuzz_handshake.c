@@ -17,7 +17,7 @@
 #include "wr_handshake.h"
 #include "fuzz_input.h"
 
-#define NOW 1700000000u
+#define NOW 1700000000000ull /* Unix milliseconds */
 
 static wr_hs_config cfg;
 static wr_replay *rp;
