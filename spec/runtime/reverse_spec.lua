@@ -14,7 +14,7 @@ local free_range = net.free_range
 local function banner_server(banner)
   return assert(net.serve(function(peer)
     peer:write(banner)
-    peer:read_start(function(err, data)
+    peer:read_start(function(_, data)
       if data then peer:write(data) else peer:close() end
     end)
   end))
@@ -67,7 +67,8 @@ describe("reverse tunnels", function()
   it("registers, is discovered, and serves curl through the outer port", function()
     local from, to = free_range(4)
     local relay, client, key = setup_pair({ ports = { from .. "-" .. to } })
-    local entry, err = client:register({ outer = "any", inner = ":" .. http_port, name = "web", message = "a web page" })
+    local entry, err = client:register({ outer = "any", inner = ":" .. http_port, name = "web",
+      message = "a web page" })
     assert.is_truthy(entry, err)
     assert.is_true(entry.port >= from and entry.port <= to)
     assert.equal("active", entry.state)
@@ -119,7 +120,8 @@ describe("reverse tunnels", function()
     local echo, echo_port = net.echo_server()
     local from, to = free_range(1)
     local relay, client = setup_pair({ ports = { from .. "-" .. to } })
-    local entry = assert(client:register({ outer = from, inner = ":" .. echo_port, name = "e", max_users = 2, max_total = 4 }))
+    local entry = assert(client:register({ outer = from, inner = ":" .. echo_port, name = "e", max_users = 2,
+      max_total = 4 }))
     local deadline
     local a, b = assert(hold(from)), assert(hold(from))
     a:write("a"); b:write("b")
@@ -190,7 +192,7 @@ describe("reverse tunnels", function()
     assert.is_nil(reply)
     assert.equal("bad_request", rcode)
     assert.matches("name", rerr)
-    _, err, code = client:_request({ op = "launch" })
+    _, _, code = client:_request({ op = "launch" })
     assert.equal("bad_request", code)
     assert.is_truthy(other:register({ outer = to, inner = ":1", name = "second" }))
     other:close()
@@ -209,17 +211,17 @@ describe("reverse tunnels", function()
           if client.client_id == "intruder" then return false, "who are you?" end
           return true
         end,
-        user_connect = function(svc, user)
+        user_connect = function(svc)
           svc.store.users = (svc.store.users or 0) + 1
           if svc.store.users == 2 then return false, "second user turned away" end
           return true
         end,
-        user_close = function(svc, info) events[#events + 1] = "close " .. info.bytes_up .. "/" .. info.bytes_down end,
+        user_close = function(_, info) events[#events + 1] = "close " .. info.bytes_up .. "/" .. info.bytes_down end,
         up = function(svc) events[#events + 1] = "up " .. svc.name end,
-        down = function(svc, reason) events[#events + 1] = "down " .. reason end,
-        tap = function(svc, user, direction, bytes) tapped[direction] = tapped[direction] .. bytes end,
+        down = function(_, reason) events[#events + 1] = "down " .. reason end,
+        tap = function(_, _, direction, bytes) tapped[direction] = tapped[direction] .. bytes end,
         tap_bytes = 4,
-        discover = function(list, client, what)
+        discover = function(list, _, what)
           if what == "ports" then return {} end -- free ports are nobody's business here
           return list
         end,
@@ -265,7 +267,7 @@ describe("reverse tunnels", function()
       tasks[i] = warren.spawn(function()
         local c = assert(warren.client({ server = "127.0.0.1:" .. relay:port(), key = key, client_id = "racer" .. i }))
         assert(c:connect())
-        local e, err, code = c:register({ outer = from, inner = ":" .. http_port, name = "race" .. i })
+        local e, _, code = c:register({ outer = from, inner = ":" .. http_port, name = "race" .. i })
         results[i] = e and "ok" or code
         return c
       end)
