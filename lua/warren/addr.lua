@@ -22,36 +22,54 @@ local function split(spec)
   return parts
 end
 
-local function port_of(text, what, allow_zero)
+-- Where a bad spec came from, for messages: "-L 1:h:2" when the caller names it, else the spec.
+local function source(spec, what)
+  return what and (what .. " " .. spec) or string.format("%q", spec)
+end
+
+local function port_of(text, spec, what, allow_zero)
   local p = text:match("^%d+$") and tonumber(text)
   if not p or p > 65535 or (p == 0 and not allow_zero) then
-    return nil, string.format("bad %s port %q", what, text)
+    return nil, string.format("bad port %q in %s: must be %d-65535", text, source(spec, what), allow_zero and 0 or 1)
   end
   return p
 end
 
-local function host_of(part)
+-- listen: an address to listen on, which is numeric (no DNS on the loop): empty, "*" (ssh's
+-- "all interfaces"), "localhost" or an IP address.
+local function host_of(part, spec, what, listen)
   if part.bracketed then
-    if not part.text:find(":", 1, true) then return nil, "brackets are for IPv6 addresses: [" .. part.text .. "]" end
+    if not part.text:find(":", 1, true) then
+      return nil, string.format("bad host [%s] in %s: brackets are for IPv6 addresses", part.text, source(spec, what))
+    end
     return part.text
   end
-  if part.text:find("[^%w%.%-_]") then return nil, string.format("bad host %q", part.text) end
+  if listen and part.text == "*" then return "*" end
+  if part.text:find("[^%w%.%-_]") then return nil, string.format("bad host %q in %s", part.text, source(spec, what)) end
+  if listen and part.text ~= "" and part.text ~= "localhost" and not M.classify(part.text) then
+    return nil, string.format("bad host %q in %s: listen on an IP address, or * for all interfaces", part.text,
+      source(spec, what))
+  end
   return part.text
 end
 
--- "host:port" (host may be empty: ":port", or absent: "port"). Returns {host=, port=} or nil, err.
+-- "host:port" (host may be empty: ":port", or absent: "port"). opts: allow_zero (port 0),
+-- host_required, listen ("*" accepted as the host: all interfaces), what (how messages name
+-- the spec, such as "-L" or "relay address"). Returns {host=, port=} or nil, err.
 function M.parse(spec, opts)
   opts = opts or {}
-  if type(spec) ~= "string" or spec == "" then return nil, "empty address" end
+  if type(spec) ~= "string" or spec == "" then
+    return nil, (opts.what and opts.what .. ": " or "") .. "empty address"
+  end
   local parts, err = split(spec)
   if not parts then return nil, err end
   if #parts == 1 and not parts[1].bracketed then parts = { { text = "" }, parts[1] } end
-  if #parts ~= 2 then return nil, string.format("bad address %q (want host:port)", spec) end
-  local host, herr = host_of(parts[1])
+  if #parts ~= 2 then return nil, string.format("bad address %s (want host:port)", source(spec, opts.what)) end
+  local host, herr = host_of(parts[1], spec, opts.what, opts.listen)
   if not host then return nil, herr end
-  local port, perr = port_of(parts[2].text, "the", opts.allow_zero)
+  local port, perr = port_of(parts[2].text, spec, opts.what, opts.allow_zero)
   if not port then return nil, perr end
-  if opts.host_required and host == "" then return nil, string.format("address %q needs a host", spec) end
+  if opts.host_required and host == "" then return nil, string.format("%s needs a host", source(spec, opts.what)) end
   return { host = host, port = port }
 end
 
@@ -62,12 +80,14 @@ function M.format(a)
   return host .. ":" .. tostring(a.port)
 end
 
--- ssh -L forms: LPORT, BIND:LPORT, LPORT:HOST:RPORT, BIND:LPORT:HOST:RPORT (IPv6 in brackets).
--- Returns {listen = {host, port}, target = {host, port} or nil, bind = BIND as written or nil};
--- an empty target host means the relay's own localhost, an empty or absent bind address means
--- 127.0.0.1 in listen.host (as ssh does).
-function M.parse_forward(spec)
-  local parts, err = split(spec or "")
+-- ssh -L forms: LPORT, BIND:LPORT, LPORT:HOST:RPORT, BIND:LPORT:HOST:RPORT (IPv6 in brackets;
+-- BIND "*" is all interfaces). Returns {listen = {host, port}, target = {host, port} or nil,
+-- bind = BIND as written or nil}; an empty target host means the relay's own localhost, an
+-- empty or absent bind address means 127.0.0.1 in listen.host (as ssh does). `what` names the
+-- spec in messages ("-L").
+function M.parse_forward(spec, what)
+  spec = spec or ""
+  local parts, err = split(spec)
   if not parts then return nil, err end
   local bind, lport, thost, tport
   if #parts == 1 then
@@ -79,23 +99,23 @@ function M.parse_forward(spec)
   elseif #parts == 4 then
     bind, lport, thost, tport = parts[1], parts[2], parts[3], parts[4]
   else
-    return nil, string.format("bad forward %q (want [BIND:]LPORT[:HOST:RPORT])", spec)
+    return nil, string.format("bad forward %s (want [BIND:]LPORT[:HOST:RPORT])", source(spec, what))
   end
   local r = { listen = {} }
   if bind then
-    local h, herr = host_of(bind)
+    local h, herr = host_of(bind, spec, what, true)
     if not h then return nil, herr end
     r.listen.host = h
     r.bind = h
   end
   if not r.listen.host or r.listen.host == "" then r.listen.host = "127.0.0.1" end
-  local p, perr = port_of(lport.text, "listen", true)
+  local p, perr = port_of(lport.text, spec, what, true)
   if not p then return nil, perr end
   r.listen.port = p
   if thost then
-    local h, herr = host_of(thost)
+    local h, herr = host_of(thost, spec, what)
     if not h then return nil, herr end
-    local tp, tperr = port_of(tport.text, "target")
+    local tp, tperr = port_of(tport.text, spec, what)
     if not tp then return nil, tperr end
     r.target = { host = h, port = tp }
   end

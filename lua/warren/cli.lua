@@ -29,11 +29,14 @@ Commands:
 Tunnels:
   -L SPEC                 forward a local port through the relay SERVER, like ssh -L (repeatable):
                           LPORT:HOST:RPORT or BIND:LPORT:HOST:RPORT, IPv6 in brackets; BIND
-                          defaults to 127.0.0.1; an empty HOST means the relay's own localhost.
+                          defaults to 127.0.0.1, * is all interfaces; an empty HOST means the
+                          relay's own localhost.
                           LPORT or BIND:LPORT alone (no target) is a -D proxy on that address
   -D [BIND:]PORT          a local proxy (like ssh -D) speaking SOCKS5, SOCKS4/4a and HTTP (CONNECT
                           and http:// URLs) whose connections go out from the relay (repeatable;
-                          BIND defaults to 127.0.0.1); names are resolved by the relay. With an
+                          BIND defaults to 127.0.0.1, * is all interfaces); names are resolved
+                          by the relay. An http:// URL request is forwarded alone: anything
+                          pipelined after it is dropped. With an
                           -L that has no target and no SERVER, -D's value is the SERVER
                           (goflyway's `-L :1080 -D server:8100`)
   --proxy-user USER:PASS  require this username/password from -D clients (SOCKS5 RFC 1929, HTTP
@@ -49,7 +52,8 @@ Tunnels:
   --ttl SECONDS           per -R: lifetime of the service
   --client-id ID          who this client is to the relay (default: the host name); a restarted
                           client with the same id takes back its own ports at once
-  -k KEY                  pre-shared key: a `warren keygen` key, or else taken as a password
+  -k KEY                  pre-shared key: a `warren keygen` key, or else taken as a password.
+                          Any local user can read it in `ps`: prefer --key-file or WARREN_KEY
   -p PASSWORD             pre-shared password (stretched with PBKDF2 on both ends)
   --key-file FILE         read the key (or password) from the first line of FILE
   -W BYTES                per-connection write buffer cap (default 1048576)
@@ -84,7 +88,11 @@ Options:
   -h, --help              print this text
 
 Signals: SIGINT/SIGTERM shut down gracefully (twice: at once); SIGHUP reloads.
-Environment: WARREN_LUA_DIR overrides where the Lua library is loaded from;
+Exit status: 0 success or a graceful shutdown; 1 a runtime failure (the relay cannot be reached
+             or refuses the key, an address is in use...); 2 a usage error on the command line;
+             130 / 143 SIGINT / SIGTERM while still connecting.
+Environment: WARREN_KEY is the key when no -k, -p or --key-file is given;
+             WARREN_LUA_DIR overrides where the Lua library is loaded from;
              WARREN_HISTORY sets the REPL history file (default ~/.warren_history).
 ]]
 
@@ -183,7 +191,7 @@ function M.parse(argv)
   elseif #opts.forwards > 0 or #opts.dynamics > 0 or #opts.reverses > 0 then
     opts.command = "forward"
     opts.args = positional
-  elseif positional[1] and addr.parse(positional[1], { allow_zero = true }) then
+  elseif positional[1] and addr.parse(positional[1], { allow_zero = true, listen = true }) then
     opts.command = "serve" -- goflyway's `:80`: a listen address alone runs a relay
     opts.args = positional
   elseif positional[1] then
@@ -217,8 +225,39 @@ local function fail(msg)
   return 1
 end
 
+-- -k, -p or --key-file, else WARREN_KEY (the environment, unlike arguments, is not shown by ps).
 local function key_options(opts)
-  return { key = opts.key, password = opts.password, key_file = opts.key_file }
+  local t = { key = opts.key, password = opts.password, key_file = opts.key_file }
+  local env = os.getenv("WARREN_KEY")
+  if not (t.key or t.password or t.key_file) and env ~= "" then t.key = env end
+  return t
+end
+
+-- Commands that need the key, and the usage message when it is missing or given twice.
+local keyed = { serve = true, forward = true, services = true, ports = true, bench = true }
+local function key_problem(opts)
+  local n = 0
+  for _ in pairs(key_options(opts)) do n = n + 1 end
+  if n == 0 then return "a key is required: -k KEY, -p PASSWORD, --key-file FILE or WARREN_KEY" end
+  if n > 1 then return "give only one of -k, -p and --key-file" end
+end
+
+-- A relay address the command line names: a usage message when it is malformed.
+local function relay_address_problem(server)
+  local _, err = addr.parse(server, { host_required = true, what = "relay address" })
+  return err
+end
+
+-- Until a command is set up there is nothing to shut down gracefully: SIGINT and SIGTERM exit at
+-- once with 128 + the signal's number, so that an interrupted command never reports success.
+-- Returns the function that puts the graceful handlers back.
+local function exit_on_signals()
+  local int = warren.on_signal("sigint", function() warren.exit(130) end)
+  local term = warren.on_signal("sigterm", function() warren.exit(143) end)
+  return function()
+    warren.on_signal("sigint", int)
+    warren.on_signal("sigterm", term)
+  end
 end
 
 local function tunnel_options(opts, t)
@@ -259,6 +298,11 @@ end
 function commands.serve(args, opts)
   if #args ~= 1 then
     usage_error("serve needs one listen address, such as 127.0.0.1:8100")
+    return 2
+  end
+  local _, aerr = addr.parse(args[1], { allow_zero = true, listen = true, what = "listen address" })
+  if aerr then
+    usage_error(aerr)
     return 2
   end
   local t = tunnel_options(opts, key_options(opts))
@@ -303,9 +347,9 @@ end
 function commands.forward(args, opts)
   local specs, proxies = {}, {}
   for _, spec in ipairs(opts.forwards) do
-    local f, err = addr.parse_forward(spec)
+    local f, err = addr.parse_forward(spec, "-L")
     if not f then
-      usage_error("-L " .. err)
+      usage_error(err)
       return 2
     end
     if f.target then specs[#specs + 1] = f else proxies[#proxies + 1] = f.listen end
@@ -319,10 +363,15 @@ function commands.forward(args, opts)
     usage_error("-L and -D need the relay's address, such as 127.0.0.1:8100")
     return 2
   end
+  local serr = relay_address_problem(server)
+  if serr then
+    usage_error(serr)
+    return 2
+  end
   for _, spec in ipairs(dynamics) do
-    local f, err = addr.parse_forward(spec)
+    local f, err = addr.parse_forward(spec, "-D")
     if not f or f.target then
-      usage_error("-D takes [BIND:]PORT" .. (err and ": " .. err or ", not " .. spec))
+      usage_error(err or "-D takes [BIND:]PORT, not " .. spec)
       return 2
     end
     proxies[#proxies + 1] = f.listen
@@ -341,10 +390,13 @@ function commands.forward(args, opts)
   local t = tunnel_options(opts, key_options(opts))
   t.server = server
   t.client_id = opts.client_id
+  local restore_signals = exit_on_signals()
   local client, err = require("warren.tunnel").client(t)
   if not client then return fail(err) end
   local ok, cerr = client:connect()
-  if not ok then return fail(string.format("cannot connect to relay %s: %s", server, cerr)) end
+  if not ok then
+    return fail(cerr:find("^cannot resolve") and cerr or string.format("cannot connect to relay %s: %s", server, cerr))
+  end
   for _, f in ipairs(specs) do
     local fwd, ferr = client:forward({ listen = addr.format(f.listen), target = addr.format(f.target) })
     if not fwd then
@@ -368,6 +420,7 @@ function commands.forward(args, opts)
     io.stdout:write(string.format("%s: relay port %d -> %s\n", entry.name, entry.port, r.inner))
     io.stdout:flush()
   end
+  restore_signals()
   warren.on_shutdown(function() client:close() end)
 end
 
@@ -409,10 +462,17 @@ local function discovery(args, opts, what)
     usage_error(what .. " needs the relay's address, such as 127.0.0.1:8100")
     return nil
   end
+  local serr = relay_address_problem(args[1])
+  if serr then
+    usage_error(serr)
+    return nil
+  end
   if opts.verbosity == 0 and not opts.quiet then log.set_level("warn") end -- the table is the output
   local t = tunnel_options(opts, key_options(opts))
   t.server = args[1]
+  local restore_signals = exit_on_signals()
   local result, err = require("warren.reverse").ask(t, what == "services" and "active_services" or "available_ports")
+  restore_signals()
   if not result then return nil, fail(err) end
   return result
 end
@@ -505,6 +565,11 @@ function M.main(...)
   local command = commands[opts.command]
   if not command then
     usage_error("unknown command " .. opts.command)
+    return 2
+  end
+  local kerr = keyed[opts.command] and key_problem(opts)
+  if kerr then
+    usage_error(kerr)
     return 2
   end
   return command(opts.args, opts)

@@ -5,10 +5,12 @@
 -- module only sees registrations and the start and end of each user connection.
 --
 -- Requests on the channel: {op=, seq=, ...}; answers {seq=, ok=true, ...} or
--- {seq=, ok=false, error=CODE, reason=TEXT}. The relay also sends {op="ended", id=, reason=}
--- when a service ends on its side. runtime/PROTOCOL.md ("Reverse tunnels") has the fields.
+-- {seq=, ok=false, error=CODE, reason=TEXT}. The relay also sends {op="ended", id=, reason=,
+-- code=} when a service ends on its side. runtime/PROTOCOL.md ("Reverse tunnels") has the fields.
 local core = require("warren.core")
 local log = require("warren.log")
+local pretty = require("warren.pretty")
+local uv = require("luv")
 
 local M = {}
 
@@ -17,10 +19,26 @@ Registry.__index = Registry
 
 M.LEASE_DEFAULT = 30
 M.MAX_SERVICES_DEFAULT = 1024
+-- Each user holds a descriptor at both ends, so a service has a ceiling unless someone sets one.
+M.MAX_USERS_DEFAULT = 256
+M.USER_IDLE_DEFAULT = 600 -- seconds
 local NAME_MAX, MESSAGE_MAX = 64, 256
 
+-- Control requests are metered per session with a token bucket, so that one key holder cannot
+-- keep the relay busy for everyone: a registration costs 1 token, a page of discovery (which
+-- walks the pool and encodes up to a page of entries) much more.
+M.CONTROL_RATE = 1000  -- tokens per second
+M.CONTROL_BURST = 2000 -- so a client may register its 1,024 services at once
+local COST = { hello = 0, goodbye = 0, services = 200, ports = 100 } -- anything else costs 1
+-- Requests run one at a time per channel; this bounds how many a session has in flight.
+M.CHANNELS_PER_SESSION = 4
+-- Longest answers: a service entry encodes to well under 1 KiB and a port to 3 bytes, so a
+-- page stays far below the 1 MiB message limit whatever the registry holds.
+M.SERVICES_PAGE = 256
+M.PORTS_PAGE = 4096
+
 -- A one-shot timer that does not keep the process alive.
-local function after(seconds, fn)
+local function one_shot(seconds, fn)
   local t = core.timer()
   t:start(seconds * 1000, 0, fn)
   t:unref()
@@ -41,9 +59,12 @@ function M.parse_range(text)
   return from, to
 end
 
--- opts: ports = {"9930-9939", ...}, bind = outer listen address ("" = all interfaces),
+-- opts: ports = {"9930-9939", ...}, bind = outer listen address (nil: the client's BIND, or all
+-- interfaces), allow_client_bind = let a client's BIND differ from `bind` (default: refused),
 -- lease = seconds a dropped client keeps its ports (default 30), max_services = per client,
--- hooks (below), and the relay's connection options (write_cap, idle_timeout).
+-- max_users = users at once per service and user_idle = seconds a user may stay idle, both
+-- when the client sets none (defaults 256 and 600; 0 = no limit), hooks (below), and the
+-- relay's connection options (write_cap).
 --
 -- Hooks, all optional. Those that decide return true, or false plus a reason that reaches the
 -- client (a hook that raises denies); the others only observe.
@@ -55,8 +76,8 @@ end
 --                                reason}
 --   up(svc), down(svc, reason)   the outer port opened / closed
 --   unregister(svc, reason)      the registration ended
---   discover(list, client, what) filters what a client sees: the service list, or with
---                                what = "ports" the free ports; returns the list to show
+--   discover(list, client, what) filters what a client sees: a page of the service list, or
+--                                with what = "ports" a page of free ports; returns what to show
 --   tap(svc, user, direction, bytes)  opt-in data tap: the first tap_bytes (a number in the
 --                                hook table, default 4096) of each direction of each user
 --                                connection, direction "up" (user to service) or "down"
@@ -70,9 +91,15 @@ function M.new(opts)
     services = {},    -- port -> service
     by_name = {},     -- name -> service
     clients = {},     -- session -> client record
-    bind = opts.bind or "",
+    meters = setmetatable({}, { __mode = "k" }), -- session -> {tokens, stamp, channels}
+    retired = {},     -- listeners of ended services whose users have not all left
+    ended_totals = { users_total = 0, users_refused = 0, bytes_up = 0, bytes_down = 0 },
+    bind = opts.bind,
+    allow_client_bind = opts.allow_client_bind,
     lease = opts.lease or M.LEASE_DEFAULT,
     max_services = opts.max_services or M.MAX_SERVICES_DEFAULT,
+    max_users = opts.max_users or M.MAX_USERS_DEFAULT,
+    user_idle = opts.user_idle or M.USER_IDLE_DEFAULT,
     hooks = opts.hooks or {},
     opts = opts,
   }, Registry)
@@ -148,30 +175,121 @@ local function public_view(svc)
   }
 end
 
-function Registry:services_list(client)
-  local list = {}
-  for _, svc in pairs(self.services) do list[#list + 1] = public_view(svc) end
-  table.sort(list, function(a, b) return a.port < b.port end)
-  if self.hooks.discover then
-    local ok, filtered = pcall(self.hooks.discover, list, client and client.info, "services")
-    if ok and type(filtered) == "table" then return filtered end
-    if not ok then log.error("discover hook failed: %s", tostring(filtered)) end
-    return {}
+-- The index in the sorted pool of the first port above `after`.
+local function first_above(sorted, after)
+  local lo, hi = 1, #sorted + 1
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if sorted[mid] <= after then lo = mid + 1 else hi = mid end
   end
+  return lo
+end
+
+-- One page of discovery, in port order from the first pool port above `after`: what
+-- view(port) gives (nil skips the port), at most `limit` of them, filtered by the discover
+-- hook; and the port to continue after, nil at the end. Every service is on a pool port (the
+-- pool only grows), so walking the pool finds them all.
+function Registry:_page(what, after, limit, view, client)
+  local items, sorted, next_after = {}, self.sorted, nil
+  for i = first_above(sorted, after), #sorted do
+    local item = view(sorted[i])
+    if item then
+      items[#items + 1] = item
+      if #items == limit then
+        next_after = sorted[i]
+        break
+      end
+    end
+  end
+  if self.hooks.discover then
+    local ok, filtered = pcall(self.hooks.discover, items, client and client.info, what)
+    if not ok then log.error("discover hook failed: %s", tostring(filtered)) end
+    items = ok and type(filtered) == "table" and filtered or {}
+  end
+  return items, next_after
+end
+
+function Registry:_services_page(after, limit, client)
+  return self:_page("services", after, limit, function(port)
+    local svc = self.services[port]
+    return svc and public_view(svc)
+  end, client)
+end
+
+function Registry:_ports_page(after, limit, client)
+  return self:_page("ports", after, limit, function(port)
+    if not self.services[port] then return port end
+  end, client)
+end
+
+-- Every service, as discovery shows it to `client` (nil: unfiltered by nobody's id).
+function Registry:services_list(client)
+  local list, after = {}, 0
+  repeat
+    local page
+    page, after = self:_services_page(after, M.SERVICES_PAGE, client)
+    for _, item in ipairs(page) do list[#list + 1] = item end
+  until not after
   return list
 end
 
--- Ends a service: closes its outer port (live users finish on their own) and, unless the relay
--- itself is stopping (its clients will re-register with the next one), tells the client.
-function Registry:_end(svc, reason, stopping)
+-- Reverse-tunnel traffic over live and ended services: users now, users in all (accepted),
+-- users refused (busy, limits, hooks, no session) and the bytes of users that have left, up
+-- (users to services) and down.
+function Registry:stats()
+  local st = {}
+  for k, v in pairs(self.ended_totals) do st[k] = v end
+  st.users_active = 0
+  local function add(to, listener_stats)
+    to.users_total = to.users_total + listener_stats.accepted
+    to.users_refused = to.users_refused + listener_stats.refused + listener_stats.refused_busy
+      + listener_stats.refused_total + listener_stats.denied
+    to.bytes_up = to.bytes_up + listener_stats.bytes_up
+    to.bytes_down = to.bytes_down + listener_stats.bytes_down
+  end
+  for _, svc in pairs(self.services) do
+    local ls = svc.listener:stats()
+    add(st, ls)
+    st.users_active = st.users_active + ls.active
+  end
+  for listener in pairs(self.retired) do
+    local ls = listener:stats()
+    add(st, ls)
+    st.users_active = st.users_active + ls.active
+    if ls.active == 0 then -- its counts are final
+      add(self.ended_totals, ls)
+      self.retired[listener] = nil
+    end
+  end
+  return st
+end
+
+-- Stops the service's timers and takes it off its client's books; returns that client.
+local function detach(svc)
+  if svc.timer then svc.timer:close() end
+  if svc.lease_timer then svc.lease_timer:close() end
+  svc.timer, svc.lease_timer = nil, nil
+  local client = svc.client
+  if client then
+    client.services[svc] = nil
+    client.count = client.count - 1
+  end
+  return client
+end
+
+-- Ends a service: closes its outer port (live users finish on their own) and tells the client
+-- why (`code` for programs, `reason` for people), unless `quiet`: the relay itself is stopping
+-- (its clients will re-register with the next one) or the client asked for it.
+function Registry:_end(svc, reason, code, quiet)
   if svc.state == "ended" then return end
   svc.state = "ended"
   svc.listener:close()
+  self.retired[svc.listener] = true
   if self.services[svc.port] == svc then self.services[svc.port] = nil end
   if self.by_name[svc.name] == svc then self.by_name[svc.name] = nil end
-  local client = self:_detach(svc)
-  if client and not stopping and client.channel:is_open() then
-    client.channel:send({ op = "ended", id = svc.id, reason = reason })
+  local client = detach(svc)
+  if client and not quiet and client.channel:is_open() then
+    client.channel:send({ op = "ended", id = svc.id, reason = reason, code = code })
   end
   log.info("service %s on port %d ended: %s", svc.name, svc.port, reason)
   self:_tell("down", svc, reason)
@@ -189,11 +307,15 @@ local function check_fields(req)
   if type(req.id) ~= "number" or req.id < 0 or req.id > 2 ^ 32 - 1 or req.id ~= math.floor(req.id) then
     return false, "id must be an integer"
   end
-  if type(req.name) ~= "string" or req.name == "" or #req.name > NAME_MAX or req.name:find("[%c]") then
-    return false, "name must be 1-" .. NAME_MAX .. " printable bytes"
+  -- Names and messages end up on other people's terminals: only printable UTF-8 is taken.
+  if type(req.name) ~= "string" or req.name == "" or #req.name > NAME_MAX or not pretty.is_printable(req.name) then
+    return false, "name must be 1-" .. NAME_MAX .. " bytes of printable UTF-8"
   end
   if req.message ~= nil and (type(req.message) ~= "string" or #req.message > MESSAGE_MAX) then
     return false, "message must be a string of at most " .. MESSAGE_MAX .. " bytes"
+  end
+  if req.message and not pretty.is_printable(req.message) then
+    return false, "message must be printable UTF-8 on one line (no control characters)"
   end
   if req.bind ~= nil and (type(req.bind) ~= "string" or #req.bind > 64) then
     return false, "bind must be an address"
@@ -213,6 +335,35 @@ end
 function Registry:_own(client, name)
   local svc = self.by_name[name]
   if svc and svc.client_id == client.id then return svc end
+end
+
+-- A live service of the same client id whose session belongs to another process (another
+-- instance token): taking it over would cut off a running client without it knowing. Once
+-- that session is gone (the lease), or from the same process reconnecting, takeover is fine.
+local function held_by_another_live_client(svc, client)
+  return svc.state == "up" and svc.client ~= client and svc.client.instance ~= client.instance
+end
+
+local function unbracket(host)
+  return (host:gsub("^%[(.*)%]$", "%1"))
+end
+
+-- Where a service's outer port listens: the operator's address when one is set (a client's
+-- BIND must then be the same, unless the operator lets clients choose), else the client's
+-- BIND, else all interfaces. nil, reason when the client's BIND is refused.
+function Registry:_outer_bind(wanted)
+  if wanted == "" then wanted = nil end
+  if not self.bind or self.allow_client_bind then return wanted or self.bind or "" end
+  if wanted and unbracket(wanted) ~= unbracket(self.bind) then
+    return nil, string.format("this relay's outer ports listen on %s only; leave BIND out", self.bind)
+  end
+  return self.bind
+end
+
+-- A client's limit, or the relay's default when it sets none (0 or absent).
+local function limit_or_default(value, default)
+  if value and value > 0 then return value end
+  if default > 0 then return default end
 end
 
 -- Opens the outer port for a service; the relay listens before it answers ok.
@@ -236,7 +387,7 @@ function Registry:_listen(svc, port, bind, session)
       if svc.max_total and svc.max_total > 0 and svc.state ~= "ended" then
         local st = svc.listener:stats()
         if st.accepted >= svc.max_total and st.active == 0 then
-          self:_end(svc, "served its " .. svc.max_total .. " users")
+          self:_end(svc, "served its " .. svc.max_total .. " users", "max_total")
         end
       end
     end,
@@ -248,6 +399,13 @@ function Registry:_register(client, req)
   if not ok then return nil, "bad_request", err end
   local own = self:_own(client, req.name)
   local port = req.outer or 0
+  if own and held_by_another_live_client(own, client) then
+    local code = port == own.port and "port_taken" or "name_taken"
+    return nil, code, string.format("%s is held by another live client with the same client id (%s)",
+      code == "port_taken" and "port " .. port or "name " .. req.name, client.id)
+  end
+  local bind, berr = self:_outer_bind(req.bind)
+  if not bind then return nil, "bind_refused", berr end
   if port ~= 0 then
     if not self.pool[port] then return nil, "not_in_pool", "port " .. port .. " is not in the pool" end
     local holder = self.services[port]
@@ -262,9 +420,9 @@ function Registry:_register(client, req)
   end
   local svc = {
     id = req.id, name = req.name, message = req.message or "", birth = os.time(),
-    client = client, client_id = client.id, max_users = req.max_users, max_total = req.max_total,
-    ttl = req.ttl, idle_timeout = req.idle_timeout, bind = req.bind or self.bind,
-    store = own and own.store or {}, state = "up", port = port,
+    client = client, client_id = client.id, max_users = limit_or_default(req.max_users, self.max_users),
+    max_total = req.max_total, ttl = req.ttl, idle_timeout = limit_or_default(req.idle_timeout, self.user_idle),
+    bind = bind, store = own and own.store or {}, state = "up", port = port,
   }
   local allowed, reason = self:_ask("register", svc, client.info)
   if not allowed then return nil, "denied", reason end
@@ -286,7 +444,7 @@ function Registry:_register(client, req)
       end
       if not listener then return nil, "port_taken", "no free port in the pool" end
     end
-    if own then self:_end(own, "replaced by a new registration") end
+    if own then self:_end(own, "replaced by a new registration", "replaced") end
     svc.port, svc.listener = port, listener
     self:_add(svc, client)
   end
@@ -303,24 +461,11 @@ function Registry:_add(svc, client)
   client.count = client.count + 1
 end
 
--- Stops the service's timers and takes it off its client's books; returns that client.
-function Registry:_detach(svc)
-  if svc.timer then svc.timer:close() end
-  if svc.lease_timer then svc.lease_timer:close() end
-  svc.timer, svc.lease_timer = nil, nil
-  local client = svc.client
-  if client then
-    client.services[svc] = nil
-    client.count = client.count - 1
-  end
-  return client
-end
-
 -- Our own registration again (a reconnect, or a restart with the same client id): the record,
 -- its outer port and its live users stay; it now belongs to the new session. The port never
 -- closes, so nobody else can take it in between.
 function Registry:_take_over(old, new, client)
-  self:_detach(old)
+  detach(old)
   for _, k in ipairs({ "id", "message", "client", "client_id", "max_users", "max_total", "ttl", "idle_timeout" }) do
     old[k] = new[k]
   end
@@ -335,7 +480,7 @@ end
 function Registry:_arm(svc)
   if svc.ttl and svc.ttl > 0 then
     svc.deadline = os.time() + svc.ttl
-    svc.timer = after(svc.ttl, function() self:_end(svc, "lifetime over") end)
+    svc.timer = one_shot(svc.ttl, function() self:_end(svc, "lifetime over", "ttl") end)
   end
 end
 
@@ -348,9 +493,9 @@ function Registry:_client_lost(client, reason)
       svc.listener:set_session(nil)
       log.info("service %s on port %d: client lost (%s); port kept for %d s", svc.name, svc.port,
         tostring(reason), self.lease)
-      svc.lease_timer = after(self.lease, function()
+      svc.lease_timer = one_shot(self.lease, function()
         svc.lease_timer = nil
-        self:_end(svc, "lease expired")
+        self:_end(svc, "lease expired", "lease")
       end)
     end
   end
@@ -362,7 +507,11 @@ function handlers.hello(self, client, req)
   if type(req.client_id) ~= "string" or req.client_id == "" or #req.client_id > 128 then
     return nil, "bad_request", "client_id must be a string of 1-128 bytes"
   end
+  if req.instance ~= nil and (type(req.instance) ~= "string" or req.instance == "" or #req.instance > 64) then
+    return nil, "bad_request", "instance must be a string of 1-64 bytes"
+  end
   client.id = req.client_id
+  client.instance = req.instance
   client.info.client_id = req.client_id
   local ok, reason = self:_ask("auth", client.info)
   if not ok then return nil, "denied", reason end
@@ -379,66 +528,136 @@ end
 function handlers.unregister(self, client, req)
   for svc in pairs(client.services) do
     if svc.id == req.id then
-      self:_end(svc, "cancelled by the client")
+      self:_end(svc, "cancelled by the client", "cancelled")
       return {}
     end
   end
   return nil, "not_found", "no such service"
 end
 
-function handlers.services(self, client)
-  return { services = self:services_list(client) }
+-- The client is stopping: its services end now instead of keeping their ports for the lease.
+function handlers.goodbye(self, client)
+  for svc in pairs(client.services) do self:_end(svc, "released by the client", "released", true) end
+  return {}
 end
 
-function handlers.ports(self, client)
-  local free = self:free_ports()
-  if self.hooks.discover then
-    local ok, filtered = pcall(self.hooks.discover, free, client.info, "ports")
-    free = ok and type(filtered) == "table" and filtered or {}
+-- Paging fields of a discovery request: after (a port, default 0) and limit (1-page_max).
+local function page_fields(req, page_max)
+  local after, limit = req.after or 0, req.limit or page_max
+  if type(after) ~= "number" or after ~= math.floor(after) or after < 0 or after > 65535 then
+    return nil, "after must be a port number"
   end
-  return { ports = free }
+  if type(limit) ~= "number" or limit ~= math.floor(limit) or limit < 1 or limit > page_max then
+    return nil, "limit must be an integer in 1-" .. page_max
+  end
+  return after, limit
 end
 
--- Serves one client's control channel until it closes (runs as a task).
+function handlers.services(self, client, req)
+  local after, limit = page_fields(req, M.SERVICES_PAGE)
+  if not after then return nil, "bad_request", limit end
+  local page, next_after = self:_services_page(after, limit, client)
+  return { services = page, next = next_after }
+end
+
+function handlers.ports(self, client, req)
+  local after, limit = page_fields(req, M.PORTS_PAGE)
+  if not after then return nil, "bad_request", limit end
+  local page, next_after = self:_ports_page(after, limit, client)
+  return { ports = page, next = next_after }
+end
+
+-- Takes `cost` tokens from a session's bucket: true, or false and the milliseconds until the
+-- bucket holds enough.
+local function spend(meter, cost)
+  local now = uv.now()
+  meter.tokens = math.min(M.CONTROL_BURST, meter.tokens + (now - meter.stamp) * M.CONTROL_RATE / 1000)
+  meter.stamp = now
+  if meter.tokens >= cost then
+    meter.tokens = meter.tokens - cost
+    return true
+  end
+  return false, math.ceil((cost - meter.tokens) * 1000 / M.CONTROL_RATE)
+end
+
+-- The answer to one request.
+function Registry:_answer(client, meter, req, err)
+  if type(req) ~= "table" or type(req.op) ~= "string" then
+    return { ok = false, error = "bad_request", reason = err or "bad message: not a request" }
+  end
+  local handler = handlers[req.op]
+  local allowed, wait_ms = spend(meter, COST[req.op] or 1)
+  if not allowed then
+    return { ok = false, error = "rate_limited", retry_after = wait_ms,
+      reason = string.format("too many control requests; retry in %d ms", wait_ms) }
+  elseif not handler then
+    return { ok = false, error = "bad_request", reason = "unknown op " .. req.op:sub(1, 32) }
+  elseif req.op ~= "hello" and not client.authed then
+    return { ok = false, error = "bad_request", reason = "hello first" }
+  end
+  local result, code, reason = handler(self, client, req)
+  if not result then return { ok = false, error = code, reason = reason } end
+  result.ok = true
+  return result
+end
+
+-- Answers requests until the channel closes.
+function Registry:_serve_requests(client, meter)
+  local channel = client.channel
+  while true do
+    local req, err = channel:recv()
+    if req == nil and not channel:is_open() then return err end
+    local reply = self:_answer(client, meter, req, err)
+    if type(req) == "table" and type(req.seq) == "number" then reply.seq = req.seq end
+    if not reply.ok then log.debug("control request from %s refused: %s", client.info.peer, tostring(reply.reason)) end
+    local sent, serr = pcall(channel.send, channel, reply)
+    if not sent then -- a hook's answer that cannot be sent (too big, not encodable)
+      log.error("control answer to %s cannot be sent: %s", client.info.peer, tostring(serr))
+      channel:send({ seq = reply.seq, ok = false, error = "failed", reason = "the relay could not send its answer" })
+    end
+  end
+end
+
+-- A channel over the session's bound: its first request is refused, and what follows is
+-- dropped until the client closes it (closing it here could cut the refusal off).
+local function refuse_channel(channel)
+  local req = channel:recv()
+  if req ~= nil then
+    channel:send({ seq = type(req) == "table" and type(req.seq) == "number" and req.seq or nil, ok = false,
+      error = "rate_limited", reason = "at most " .. M.CHANNELS_PER_SESSION .. " control channels per session" })
+  end
+  repeat
+    req = channel:recv()
+  until req == nil and not channel:is_open()
+end
+
+-- Serves one client's control channel until it closes (runs as a task). Whatever ends it, an
+-- error included, the client's services go through the lease as for a lost session.
 function Registry:serve(channel, session)
+  local meter = self.meters[session]
+  if not meter then
+    meter = { tokens = M.CONTROL_BURST, stamp = uv.now(), channels = 0 }
+    self.meters[session] = meter
+  end
+  if meter.channels >= M.CHANNELS_PER_SESSION then return refuse_channel(channel) end
+  meter.channels = meter.channels + 1
   local client = {
     session = session, channel = channel, services = {}, count = 0,
     info = { peer = session:peer() },
   }
   self.clients[session] = client
-  while true do
-    local req, err = channel:recv()
-    if req == nil and not channel:is_open() then
-      self:_client_lost(client, err)
-      return
-    end
-    local reply
-    if type(req) ~= "table" or type(req.op) ~= "string" then
-      reply = { ok = false, error = "bad_request", reason = err or "bad message: not a request" }
-    else
-      local handler = handlers[req.op]
-      if not handler then
-        reply = { ok = false, error = "bad_request", reason = "unknown op " .. req.op:sub(1, 32) }
-      elseif req.op ~= "hello" and not client.authed then
-        reply = { ok = false, error = "bad_request", reason = "hello first" }
-      else
-        local result, code, reason = handler(self, client, req)
-        if result then
-          reply = result
-          reply.ok = true
-        else
-          reply = { ok = false, error = code, reason = reason }
-        end
-      end
-      if type(req.seq) == "number" then reply.seq = req.seq end
-    end
-    if not reply.ok then log.debug("control request from %s refused: %s", client.info.peer, tostring(reply.reason)) end
-    channel:send(reply)
+  local ok, reason = pcall(self._serve_requests, self, client, meter)
+  if not ok then
+    log.error("control channel of %s failed: %s", client.info.peer, tostring(reason))
+    channel:close()
+    reason = "control channel failed"
   end
+  meter.channels = meter.channels - 1
+  self:_client_lost(client, reason)
 end
 
 function Registry:close()
-  for _, svc in pairs(self.services) do self:_end(svc, "relay shutting down", true) end
+  for _, svc in pairs(self.services) do self:_end(svc, "relay shutting down", "shutdown", true) end
 end
 
 return M

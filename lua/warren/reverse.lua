@@ -5,10 +5,12 @@
 --   local entry, err = client:register{outer = 9931 or "any", inner = ":22", name = "ssh"}
 --   entry.port, entry.state          -- "registering", "active", "lost", "done"
 --   entry:on_state(function(state, reason) ... end)
---   entry:wait()                      -- awaits "done"; returns its reason
+--   entry:wait()                      -- awaits "done"; returns its reason (entry.end_code says
+--                                     -- which kind of end: "ttl", "max_total", "cancelled", ...)
 --   entry:cancel()
 local warren = require("warren")
 local addr = require("warren.addr")
+local keys = require("warren.keys")
 local log = require("warren.log")
 local uv = require("luv")
 
@@ -19,11 +21,11 @@ local REQUEST_TIMEOUT_MS = 10000
 local Entry = {}
 Entry.__index = Entry
 
-function Entry:_set_state(state, reason)
+function Entry:_set_state(state, reason, end_code)
   if self.state == state or self.state == "done" then return end
   self.state = state
   if state == "done" then
-    self.reason = reason
+    self.reason, self.end_code = reason, end_code
     self.client:_forget(self)
   end
   for _, fn in ipairs(self.watchers) do
@@ -55,7 +57,7 @@ function Entry:cancel()
   if client.session and client.channel then
     client:_request({ op = "unregister", id = self.id })
   end
-  self:_set_state("done", "cancelled")
+  self:_set_state("done", "cancelled", "cancelled")
   return true
 end
 
@@ -63,6 +65,9 @@ local Client = {}
 M.Client = Client
 
 -- Opens (once per session) the control channel and says hello; concurrent callers share it.
+-- The hello carries a random instance token along with the client id: the relay lets this
+-- client object take its services back at once after a reconnect, but refuses them to another
+-- process that uses the same client id while this one is connected.
 function Client:_control()
   if self.channel and self.channel:is_open() then return self.channel end
   if self.channel_opening then
@@ -80,7 +85,9 @@ function Client:_control()
     self.channel = ch
     self.pending = {}
     warren.spawn(function() self:_read_control(ch) end)
-    local hello, herr, hcode = self:_send_request(ch, { op = "hello", client_id = self.client_id })
+    self.instance = self.instance or keys.generate():sub(1, 22)
+    local hello, herr, hcode = self:_send_request(ch, { op = "hello", client_id = self.client_id,
+      instance = self.instance })
     if not hello then
       ch:close()
       self.channel = nil
@@ -109,7 +116,7 @@ function Client:_read_control(ch)
       local entry = self.by_id[msg.id]
       if entry then
         log.info("service %s on relay port %s ended: %s", entry.name, tostring(entry.port), tostring(msg.reason))
-        entry:_set_state("done", msg.reason)
+        entry:_set_state("done", msg.reason, msg.code)
       end
     end
   end
@@ -120,25 +127,34 @@ function Client:_read_control(ch)
   if self.channel == ch then self.channel = nil end
 end
 
--- Sends a request and awaits its answer: the answer table, or nil, reason, code.
+-- Sends a request and awaits its answer: the answer table, or nil, reason, code. An answer
+-- of rate_limited is waited out and the request sent again, up to the request timeout; after
+-- that the relay's reason is returned.
 function Client:_request(msg)
-  local ch, err, code = self:_control()
-  if not ch then return nil, err, code end
-  return self:_send_request(ch, msg)
+  local deadline = uv.now() + REQUEST_TIMEOUT_MS
+  while true do
+    local ch, err, code = self:_control()
+    if not ch then return nil, err, code end
+    local reply, rerr, rcode, refusal = self:_send_request(ch, msg)
+    if rcode ~= "rate_limited" then return reply, rerr, rcode end
+    local wait_ms = math.max(10, tonumber(refusal.retry_after) or 100)
+    if uv.now() + wait_ms > deadline then return nil, "relay busy: " .. tostring(rerr), rcode end
+    warren.sleep(wait_ms)
+  end
 end
 
-function Client:_send_request(ch, msg)
+function Client:_send_request(ch, msg, timeout_ms)
   self.seq = (self.seq or 0) + 1
   msg.seq = self.seq
   local ok, serr = ch:send(msg)
   if not ok then return nil, serr end
   local pending = self.pending
-  local reply, rerr = warren.await(function(resolve) pending[msg.seq] = resolve end, REQUEST_TIMEOUT_MS)
+  local reply, rerr = warren.await(function(resolve) pending[msg.seq] = resolve end, timeout_ms or REQUEST_TIMEOUT_MS)
   if not reply then
     pending[msg.seq] = nil
     return nil, rerr
   end
-  if not reply.ok then return nil, reply.reason or reply.error, reply.error end
+  if not reply.ok then return nil, reply.reason or reply.error, reply.error, reply end
   return reply
 end
 
@@ -198,7 +214,7 @@ function Client:register(opts)
   self.by_id[entry.id] = entry
   local ok, err, code = self:_register_entry(entry, outer)
   if not ok then
-    entry:_set_state("done", err)
+    entry:_set_state("done", err, code)
     return nil, err, code
   end
   entry:_set_state("active")
@@ -210,13 +226,13 @@ end
 function Client:_reregister()
   for _, entry in ipairs(self.entries) do
     if entry.state ~= "done" then
-      local ok, err = self:_register_entry(entry, entry.port or 0)
+      local ok, err, code = self:_register_entry(entry, entry.port or 0)
       if ok then
         log.info("re-registered %s on relay port %d", entry.name, entry.port)
         entry:_set_state("active")
       elseif self.session then
         log.warn("cannot re-register %s: %s", entry.name, tostring(err))
-        entry:_set_state("done", err)
+        entry:_set_state("done", err, code or "failed")
       end
     end
   end
@@ -229,11 +245,22 @@ function Client:entry(key)
   end
 end
 
+-- Asks for every page of a discovery list (op "services" or "ports"): the whole list, or
+-- nil, err.
+function Client:_discover(op)
+  local list, after = {}, 0
+  repeat
+    local reply, err = self:_request({ op = op, after = after })
+    if not reply then return nil, err end
+    for _, item in ipairs(reply[op] or {}) do list[#list + 1] = item end
+    after = reply.next
+  until not after
+  return list
+end
+
 -- Free outer ports of the relay's pool (a list), or nil, err.
 function Client:available_ports()
-  local reply, err = self:_request({ op = "ports" })
-  if not reply then return nil, err end
-  return reply.ports
+  return self:_discover("ports")
 end
 
 -- One free port, or nil, err.
@@ -247,9 +274,25 @@ end
 -- The relay's active services: {port, name, message, birth, users_online, users_served,
 -- max_users, max_total, deadline, state}, or nil, err.
 function Client:active_services()
-  local reply, err = self:_request({ op = "services" })
-  if not reply then return nil, err end
-  return reply.services
+  return self:_discover("services")
+end
+
+-- Before closing: the relay ends this client's services now, so their ports go back to the
+-- pool at once instead of after the lease. Awaits the relay's answer (at most timeout_ms);
+-- returns true, or nil, err (the ports are then freed by the lease).
+function Client:release(timeout_ms)
+  local live = {}
+  for _, entry in ipairs(self.entries) do
+    if entry.state ~= "done" then live[#live + 1] = entry end
+  end
+  if #live == 0 then return true end
+  local ok, err
+  if self.channel and self.channel:is_open() then
+    ok, err = self:_send_request(self.channel, { op = "goodbye" }, timeout_ms or 2000)
+  end
+  for _, entry in ipairs(live) do entry:_set_state("done", "released", "released") end
+  if not ok then return nil, err or "no control channel to the relay" end
+  return true
 end
 
 -- Hooks the client object calls on session changes.
@@ -268,7 +311,8 @@ function M.default_client_id()
   return uv.os_gethostname() or "warren"
 end
 
--- One-shot discovery: connect with the client options `opts` (server, key...), ask, close.
+-- One-shot discovery: connect with the client options `opts` (server, key, client_id...), ask,
+-- close.
 -- method is "active_services" or "available_ports". The list, or nil, err.
 function M.ask(opts, method)
   local client, err = require("warren.tunnel").client(opts)

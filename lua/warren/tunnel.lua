@@ -7,6 +7,7 @@ local addr = require("warren.addr")
 local log = require("warren.log")
 local registry = require("warren.registry")
 local reverse = require("warren.reverse")
+local uv = require("luv")
 
 local M = {}
 
@@ -39,8 +40,8 @@ Relay.__index = Relay
 function M.relay(opts)
   local key, err = keys.resolve(opts)
   if not key then return nil, err end
-  local listen, lerr = addr.parse(opts.listen or "", { allow_zero = true })
-  if not listen then return nil, "listen: " .. lerr end
+  local listen, lerr = addr.parse(opts.listen or "", { allow_zero = true, listen = true, what = "listen address" })
+  if not listen then return nil, lerr end
   local reg, gerr = registry.new({
     ports = opts.ports, bind = opts.outer_bind, lease = opts.lease, max_services = opts.max_services,
     hooks = opts.hooks, write_cap = opts.write_cap, idle_timeout = opts.idle_timeout,
@@ -94,8 +95,8 @@ Client.__index = Client
 -- warren.client{server = "relay:8100", key = ..., window = ..., keepalive = seconds}
 -- Nothing happens until client:connect().
 function M.client(opts)
-  local server, err = addr.parse(opts.server or "", { host_required = true })
-  if not server then return nil, "server: " .. err end
+  local server, err = addr.parse(opts.server or "", { host_required = true, what = "relay address" })
+  if not server then return nil, err end
   local key, kerr = keys.resolve(opts)
   if not key then return nil, kerr end
   return setmetatable({
@@ -152,6 +153,18 @@ function Client:_keep_alive()
   end
 end
 
+-- The session's dial reports a failed name lookup only by the resolver's text, which can read
+-- like any other error: a lookup of our own, on failure only, tells the two apart. Returns the
+-- message for a relay host name that does not resolve, or nil.
+local function unresolvable(host, err)
+  if host == "localhost" or addr.classify(host) then return nil end -- nothing to resolve
+  local failure = warren.await(function(resolve)
+    uv.getaddrinfo(host, nil, { socktype = "stream" }, function(e) resolve(e or false) end)
+  end, 10000)
+  if type(failure) ~= "string" or not failure:match("^EAI_") then return nil end
+  return string.format("cannot resolve relay host %q: %s", host, err)
+end
+
 -- Opens the first session (awaits the handshake) and keeps it up afterwards.
 -- Returns true, or nil, err when the relay cannot be reached or does not accept the key.
 function Client:connect()
@@ -167,7 +180,7 @@ function Client:connect()
     delay = delay * 2
     session, err = core.session_connect(self:_session_options())
   end
-  if not session then return nil, err end
+  if not session then return nil, unresolvable(self.server.host, err) or err end
   log.info("connected to relay %s", addr.format(self.server))
   self:_attach(session)
   self.keeper = warren.spawn(function() self:_keep_alive() end)
@@ -183,8 +196,8 @@ end
 -- The options every local listener of this client shares (forwards and proxies): its address
 -- (an empty host is 127.0.0.1), the current session and the connection options.
 function Client:_listener_options(opts)
-  local listen, err = addr.parse(opts.listen or "", { allow_zero = true })
-  if not listen then return nil, "listen: " .. err end
+  local listen, err = addr.parse(opts.listen or "", { allow_zero = true, listen = true, what = "listen address" })
+  if not listen then return nil, err end
   if listen.host == "" then listen.host = "127.0.0.1" end
   local idle_timeout = opts.idle_timeout or self.opts.idle_timeout
   return {

@@ -227,3 +227,101 @@ describe("warren signals", function()
     assert.equal("ready\nreloaded\n", r.stdout)
   end)
 end)
+
+describe("warren's command-line messages and exit codes", function()
+  local net = require("helpers.net")
+
+  it("exits 2 on every usage error, naming the bad value and where it is", function()
+    local closed = "127.0.0.1:" .. net.free_port()
+    for _, case in ipairs({
+      { { "-L", "127.0.0.1:9000:h:99999", closed, "-k", "x" },
+        'bad port "99999" in %-L 127%.0%.0%.1:9000:h:99999: must be 1%-65535' },
+      { { "-L", "99999:h:80", closed, "-k", "x" }, 'bad port "99999" in %-L 99999:h:80: must be 0%-65535' },
+      { { "-L", "9000:h:80", "127.0.0.1:99999", "-k", "x" },
+        'bad port "99999" in relay address 127%.0%.0%.1:99999: must be 1%-65535' },
+      { { "-D", "99999", closed, "-k", "x" }, 'bad port "99999" in %-D 99999' },
+      { { "-D", "1080", "127.0.0.1:http", "-k", "x" }, 'bad port "http" in relay address' },
+      { { "-L", "9000:h:80", ":8100", "-k", "x" }, "relay address :8100 needs a host" },
+      { { "-L", "9000:*:80", closed, "-k", "x" }, 'bad host "%*" in %-L 9000:%*:80' },
+      { { "-L", "9000:h:80", closed }, "a key is required" },
+      { { "-L", "9000:h:80", closed, "-k", "x", "-p", "y" }, "only one of" },
+      { { "serve", "127.0.0.1:99999", "-k", "x" }, 'bad port "99999" in listen address 127%.0%.0%.1:99999' },
+      { { "serve", "nosuch.invalid:8100", "-k", "x" }, 'bad host "nosuch%.invalid" in listen address nosuch%.invalid:8100: listen on an IP address' },
+      { { "services", "127.0.0.1:0", "-k", "x" }, 'bad port "0" in relay address' },
+    }) do
+      local r = proc.warren(case[1])
+      local line = table.concat(case[1], " ")
+      assert.equal(2, r.code, line .. ": " .. r.stderr)
+      assert.matches(case[2], r.stderr, 1, false, line)
+      assert.is_nil(r.stderr:find("bad the", 1, true), line)
+    end
+  end)
+
+  it("exits 1 on runtime failures, and says when the relay's name does not resolve", function()
+    local r = proc.warren({ "-L", "9000:h:80", "127.0.0.1:" .. net.free_port(), "-k", "x" })
+    assert.equal(1, r.code, r.stderr)
+    assert.matches("cannot connect to relay 127%.0%.0%.1:%d+: connection refused", r.stderr)
+    r = proc.warren({ "-L", "9000:h:80", "nosuch.invalid:8100", "-k", "x" }, { timeout = 30000 })
+    assert.equal(1, r.code, r.stderr)
+    assert.matches('cannot resolve relay host "nosuch%.invalid": ', r.stderr)
+    assert.is_nil(r.stderr:find("invalid argument", 1, true), r.stderr)
+    r = proc.warren({ "services", "nosuch.invalid:8100", "-k", "x" }, { timeout = 30000 })
+    assert.equal(1, r.code, r.stderr)
+    assert.matches('cannot resolve relay host "nosuch%.invalid": ', r.stderr)
+  end)
+
+  it("exits 130 on SIGINT and 143 on SIGTERM while still connecting, never 0", function()
+    -- a relay that accepts and never answers
+    local held = {}
+    local silent, silent_port = assert(net.serve(function(peer) held[#held + 1] = peer end))
+    for signal, code in pairs({ sigint = 130, sigterm = 143 }) do
+      local before = #held
+      local child = proc.start({ proc.warren_bin, "-L", net.free_port() .. ":h:80", "127.0.0.1:" .. silent_port,
+        "-k", "x" })
+      assert.is_truthy(wait.eventually(function() return #held > before end), "never connected")
+      child:kill(signal)
+      local r = assert(child:wait(5000))
+      assert.equal(code, r.code, signal .. ": " .. r.stderr)
+    end
+    for _, peer in ipairs(held) do peer:close() end
+    silent:close()
+  end)
+
+  it("takes * as BIND for all interfaces, as ssh does", function()
+    local k, relay_port, fwd_port, dyn_port = proc.key(), net.free_port(), net.free_port(), net.free_port()
+    local echo, echo_port = net.echo_server()
+    local relay = proc.start({ proc.warren_bin, "serve", "127.0.0.1:" .. relay_port, "-k", k })
+    assert(net.wait_port(relay_port), "relay did not start")
+    local client = proc.start({ proc.warren_bin, "-L", "*:" .. fwd_port .. ":127.0.0.1:" .. echo_port,
+      "-D", "*:" .. dyn_port, "127.0.0.1:" .. relay_port, "-k", k })
+    assert(net.wait_port(fwd_port) and net.wait_port(dyn_port), "client did not start")
+    -- 127.0.0.2 is only reached by a listener on all interfaces, not on the default 127.0.0.1
+    local function talk(host, port)
+      local c = uv.new_tcp()
+      local ok = warren.await(function(resolve)
+        c:connect(host, port, function(e) resolve(not e) end)
+      end, 3000)
+      c:close()
+      return ok
+    end
+    for _, host in ipairs({ "127.0.0.1", "127.0.0.2" }) do
+      assert.is_true(talk(host, fwd_port), host)
+      assert.is_true(talk(host, dyn_port), host)
+    end
+    assert.equal("star", net.exchange(fwd_port, "star", { want = 4 }))
+    client:kill()
+    relay:kill()
+    local c = assert(client:wait(5000))
+    relay:wait(5000)
+    echo:close()
+    assert.equal(0, c.code, c.stderr)
+    assert.matches("forwarding %*:" .. fwd_port, c.stderr)
+  end)
+
+  it("tells in --help that -k is visible in ps, and what the exit codes mean", function()
+    local r = proc.warren({ "--help" })
+    assert.matches("%-k KEY[^\n]*\n[^\n]*ps", r.stdout)
+    assert.matches("Exit status", r.stdout)
+    assert.matches("2 [^\n]*usage", r.stdout)
+  end)
+end)
