@@ -44,14 +44,21 @@ Tunnels:
   -R SPEC                 publish HOST:PORT (reachable from this machine) on the relay's outer
                           port OUTER (repeatable): [BIND:]OUTER:HOST:PORT; OUTER 0 takes any free
                           port of the relay's pool (printed on stdout); BIND is the relay-side
-                          listen address (default: all interfaces); an empty HOST is 127.0.0.1
+                          listen address (default: the relay's choice; a relay started with
+                          --outer-bind refuses another); an empty HOST is 127.0.0.1.
+                          A client with only -R exits once all its services have ended: 0 when
+                          by --ttl or --max-total, 1 when the relay refused or ended one.
+                          SIGINT/SIGTERM release its ports at the relay at once
   --name NAME             the name of each -R in order (default: the -R spec)
   --message TEXT          a description of each -R in order, shown by `warren services`
-  --max-users N           per -R: users at once (extras are refused, the port stays bound)
+  --max-users N           per -R: users at once (extras are refused, the port stays bound;
+                          default: the relay's --max-users-default)
   --max-total N           per -R: users in all, then the service ends
   --ttl SECONDS           per -R: lifetime of the service
   --client-id ID          who this client is to the relay (default: the host name); a restarted
-                          client with the same id takes back its own ports at once
+                          client with the same id takes back its own ports at once, but while
+                          another live process holds them with that id, they are refused
+                          (also sent by `services` and `ports`, for the relay's hooks)
   -k KEY                  pre-shared key: a `warren keygen` key, or else taken as a password.
                           Any local user can read it in `ps`: prefer --key-file or WARREN_KEY
   -p PASSWORD             pre-shared password (stretched with PBKDF2 on both ends)
@@ -66,9 +73,15 @@ Tunnels:
 
 Relay (serve):
   --ports FROM-TO         outer ports reverse tunnels may use (repeatable; none by default)
-  --outer-bind ADDR       address the outer ports listen on (default: all interfaces)
+  --outer-bind ADDR       address the outer ports listen on; when given, a client's BIND must
+                          be the same or absent (default: the client's BIND, else all interfaces)
+  --allow-client-bind     let clients choose their BIND; --outer-bind is then only the default
   --lease SECONDS         how long a dropped client keeps its ports (default 30)
   --max-services N        services per client (default 1024)
+  --max-users-default N   users at once per service when its client sets no --max-users
+                          (default 256; 0 = no limit)
+  --user-idle SECONDS     close a reverse-tunnel user idle this long, when its client sets no
+                          idle timeout (default 600; 0 = never)
   --max-failed-handshakes N
                           failed handshakes one address may cause per minute before its
                           connections are the first dropped when the relay is full (default 32;
@@ -113,6 +126,7 @@ local valued = {
   ["--client-id"] = "client_id", ["--ports"] = "ports", ["--outer-bind"] = "outer_bind",
   ["--lease"] = "lease", ["--max-services"] = "max_services", ["--hooks"] = "hooks_file",
   ["--max-failed-handshakes"] = "max_failed_handshakes",
+  ["--max-users-default"] = "max_users_default", ["--user-idle"] = "user_idle",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
   messages = true, ports = true }
@@ -120,7 +134,7 @@ local repeatable = { chunks = true, forwards = true, dynamics = true, reverses =
 local carriers = { ["-w"] = "WebSocket", ["-K"] = "KCP", ["--http"] = "HTTP", ["--tls"] = "TLS" }
 local numeric = { write_cap = true, idle_timeout = true, keepalive = true, duration = true, concurrency = true,
   max_users = true, max_total = true, ttl = true, lease = true, max_services = true,
-  max_failed_handshakes = true }
+  max_failed_handshakes = true, max_users_default = true, user_idle = true }
 local commands_with_script = { run = true }
 
 -- -P URL|DIR: http://host:port[/path] or an existing directory.
@@ -161,6 +175,8 @@ function M.parse(argv)
       opts.verbosity = opts.verbosity + 1
     elseif a == "-q" then
       opts.quiet = true
+    elseif a == "--allow-client-bind" then
+      opts.allow_client_bind = true
     elseif a == "-h" or a == "--help" then
       opts.help = true
     elseif carriers[a] then
@@ -309,6 +325,7 @@ function commands.serve(args, opts)
   t.listen = args[1]
   t.fallback = opts.fallback
   t.ports, t.outer_bind, t.lease, t.max_services = opts.ports, opts.outer_bind, opts.lease, opts.max_services
+  t.allow_client_bind, t.max_users, t.user_idle = opts.allow_client_bind, opts.max_users_default, opts.user_idle
   t.max_failed_handshakes = opts.max_failed_handshakes
   if opts.hooks_file then
     local chunk, lerr = loadfile(opts.hooks_file)
@@ -341,6 +358,27 @@ local function reverse_specs(opts)
   end
   if #opts.names > #list then return nil, "more --name than -R" end
   return list
+end
+
+-- How a -R service may end having done what it was asked (or been told to stop).
+local normal_ends = { ttl = true, max_total = true, released = true }
+
+-- A client with only -R services has nothing left to do once they have all ended: it exits,
+-- with status 1 and the reason when one ended otherwise than by its own limits (refused at a
+-- re-registration, its port given away...).
+local function exit_when_ended(client, entries)
+  local code = 0
+  for _, entry in ipairs(entries) do
+    local reason = entry:wait()
+    if normal_ends[entry.end_code] then
+      log.info("service %s ended: %s", entry.name, tostring(reason))
+    else
+      io.stderr:write(string.format("warren: service %s ended: %s\n", entry.name, tostring(reason)))
+      code = 1
+    end
+  end
+  client:close()
+  warren.exit(code)
 end
 
 -- -L and -D (and goflyway's forms of them): one client, its forwards and its proxies.
@@ -411,17 +449,24 @@ function commands.forward(args, opts)
       return fail(perr)
     end
   end
+  local entries = {}
   for _, r in ipairs(reverses) do
     local entry, eerr = client:register(r)
     if not entry then
+      client:release()
       client:close()
       return fail(string.format("cannot register %s: %s", r.name, eerr))
     end
+    entries[#entries + 1] = entry
     io.stdout:write(string.format("%s: relay port %d -> %s\n", entry.name, entry.port, r.inner))
     io.stdout:flush()
   end
   restore_signals()
-  warren.on_shutdown(function() client:close() end)
+  warren.on_shutdown(function()
+    client:release() -- the relay frees the ports now instead of keeping them for the lease
+    client:close()
+  end)
+  if #specs == 0 and #proxies == 0 then warren.spawn(exit_when_ended, client, entries) end
 end
 
 -- "9930-9935, 9937" from a sorted list of ports.
@@ -442,19 +487,10 @@ local function duration(seconds)
   return string.format("%dh", math.floor(seconds / 3600))
 end
 
--- Prints rows as aligned columns.
+-- Prints rows as aligned columns, the relay's text escaped so that it cannot act on the terminal.
 local function print_table(header, rows)
-  local widths = {}
-  for _, row in ipairs({ header, unpack(rows) }) do
-    for c, cell in ipairs(row) do widths[c] = math.max(widths[c] or 0, #cell) end
-  end
-  for _, row in ipairs({ header, unpack(rows) }) do
-    local cells = {}
-    for c, cell in ipairs(row) do
-      cells[c] = c == #row and cell or cell .. string.rep(" ", widths[c] - #cell)
-    end
-    io.stdout:write(table.concat(cells, "  "), "\n")
-  end
+  table.insert(rows, 1, header)
+  for _, line in ipairs(require("warren.pretty").columns(rows)) do io.stdout:write(line, "\n") end
 end
 
 local function discovery(args, opts, what)
@@ -469,7 +505,7 @@ local function discovery(args, opts, what)
   end
   if opts.verbosity == 0 and not opts.quiet then log.set_level("warn") end -- the table is the output
   local t = tunnel_options(opts, key_options(opts))
-  t.server = args[1]
+  t.server, t.client_id = args[1], opts.client_id
   local restore_signals = exit_on_signals()
   local result, err = require("warren.reverse").ask(t, what == "services" and "active_services" or "available_ports")
   restore_signals()
@@ -487,8 +523,9 @@ function commands.services(args, opts)
     if s.max_users and s.max_users > 0 then limits[#limits + 1] = "users<=" .. s.max_users end
     if s.max_total and s.max_total > 0 then limits[#limits + 1] = "total<=" .. s.max_total end
     if s.deadline then limits[#limits + 1] = "ends in " .. duration(math.max(0, s.deadline - now)) end
-    rows[#rows + 1] = { tostring(s.port), s.name, s.state or "", tostring(s.users_online), tostring(s.users_served),
-      duration(math.max(0, now - (s.birth or now))), #limits > 0 and table.concat(limits, " ") or "-", s.message or "" }
+    rows[#rows + 1] = { tostring(s.port), tostring(s.name), tostring(s.state or ""), tostring(s.users_online),
+      tostring(s.users_served), duration(math.max(0, now - (s.birth or now))),
+      #limits > 0 and table.concat(limits, " ") or "-", tostring(s.message or "") }
   end
   print_table({ "PORT", "NAME", "STATE", "ONLINE", "SERVED", "AGE", "LIMITS", "MESSAGE" }, rows)
   return 0

@@ -31,8 +31,11 @@ Relay.__index = Relay
 --       ones that will be dialled.
 --   on_close(info)   info = {target, peer, bytes_up, bytes_down, duration_ms, reason}
 -- Reverse tunnels: ports = {"9930-9939", ...} (the outer port pool), outer_bind = address the
---   outer ports listen on (default all interfaces), lease = seconds (default 30),
---   max_services = per client (default 1024), hooks = {auth, register, unregister,
+--   outer ports listen on (when set, a client's BIND must match it unless allow_client_bind;
+--   default: the client's BIND or all interfaces), lease = seconds (default 30),
+--   max_services = per client (default 1024), max_users = users at once per service and
+--   user_idle = seconds a user may stay idle, when the client sets none (defaults 256 and 600,
+--   0 = no limit), hooks = {auth, register, unregister,
 --   user_connect, user_close, up, down, discover} (see warren.registry); hooks.dial and
 --   hooks.dial_close stand for on_open and on_close when those are not given.
 -- Returns the relay (relay:port(), :stats(), :services(), :free_ports(), :add_ports(from, to),
@@ -43,8 +46,9 @@ function M.relay(opts)
   local listen, lerr = addr.parse(opts.listen or "", { allow_zero = true, listen = true, what = "listen address" })
   if not listen then return nil, lerr end
   local reg, gerr = registry.new({
-    ports = opts.ports, bind = opts.outer_bind, lease = opts.lease, max_services = opts.max_services,
-    hooks = opts.hooks, write_cap = opts.write_cap, idle_timeout = opts.idle_timeout,
+    ports = opts.ports, bind = opts.outer_bind, allow_client_bind = opts.allow_client_bind, lease = opts.lease,
+    max_services = opts.max_services, max_users = opts.max_users, user_idle = opts.user_idle,
+    hooks = opts.hooks, write_cap = opts.write_cap,
   })
   if not reg then return nil, gerr end
   local relay, rerr = core.relay_server(session_options(opts, {
@@ -74,11 +78,15 @@ function M.relay(opts)
 end
 
 function Relay:port() return self.core:port() end
+-- The core's counters (sessions, -L/-D streams and bytes, handshakes) and the reverse
+-- tunnels': services, and reverse_users_active/_total/_refused, reverse_bytes_up (users to
+-- services) and reverse_bytes_down, the bytes counted as each user leaves.
 function Relay:stats()
   local st = self.core:stats()
   local n = 0
   for _ in pairs(self.registry.services) do n = n + 1 end
   st.services = n
+  for k, v in pairs(self.registry:stats()) do st["reverse_" .. k] = v end
   return st
 end
 function Relay:services() return self.registry:services_list() end
