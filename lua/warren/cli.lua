@@ -64,6 +64,10 @@ Tunnels:
   -p PASSWORD             pre-shared password (stretched with PBKDF2 on both ends)
   --key-file FILE         read the key (or password) from the first line of FILE
   -W BYTES                per-connection write buffer cap (default 1048576)
+  --session-buffer BYTES  data one session may hold for readers that do not keep up; past it
+                          its peer waits for credit (default 67108864)
+  --max-buffer BYTES      data the whole process may hold in buffers; past it every tunnel
+                          waits before reading more (default 268435456; 0 = no limit)
   -t SECONDS              close connections idle this long (default: never)
   --keepalive SECONDS     ping an idle session this often; the peer is dead after 3 (default 5)
   -P URL|DIR              relay: the web site shown to probes on HTTP carriers, http://HOST:PORT[/..]
@@ -127,6 +131,7 @@ local valued = {
   ["--lease"] = "lease", ["--max-services"] = "max_services", ["--hooks"] = "hooks_file",
   ["--max-failed-handshakes"] = "max_failed_handshakes",
   ["--max-users-default"] = "max_users_default", ["--user-idle"] = "user_idle",
+  ["--session-buffer"] = "session_buffer", ["--max-buffer"] = "max_buffer",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
   messages = true, ports = true }
@@ -134,7 +139,8 @@ local repeatable = { chunks = true, forwards = true, dynamics = true, reverses =
 local carriers = { ["-w"] = "WebSocket", ["-K"] = "KCP", ["--http"] = "HTTP", ["--tls"] = "TLS" }
 local numeric = { write_cap = true, idle_timeout = true, keepalive = true, duration = true, concurrency = true,
   max_users = true, max_total = true, ttl = true, lease = true, max_services = true,
-  max_failed_handshakes = true, max_users_default = true, user_idle = true }
+  max_failed_handshakes = true, max_users_default = true, user_idle = true, session_buffer = true,
+  max_buffer = true }
 local commands_with_script = { run = true }
 
 -- -P URL|DIR: http://host:port[/path] or an existing directory.
@@ -277,6 +283,9 @@ local function exit_on_signals()
 end
 
 local function tunnel_options(opts, t)
+  -- The buffer budget belongs to the process: every relay and client applies it.
+  if opts.max_buffer then require("warren.core").buffers(opts.max_buffer) end
+  t.session_buffer = opts.session_buffer and opts.session_buffer > 0 and opts.session_buffer or nil
   t.write_cap = opts.write_cap
   t.idle_timeout = opts.idle_timeout and opts.idle_timeout > 0 and opts.idle_timeout or nil
   t.keepalive = opts.keepalive and opts.keepalive > 0 and opts.keepalive or nil

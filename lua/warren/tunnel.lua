@@ -14,6 +14,7 @@ local M = {}
 -- Session tuning shared by relays and clients (all optional).
 local function session_options(opts, t)
   t.window = opts.window
+  t.session_buffer = opts.session_buffer
   t.max_streams = opts.max_streams
   t.keepalive_ms = opts.keepalive and opts.keepalive * 1000 or nil
   t.write_cap = opts.write_cap

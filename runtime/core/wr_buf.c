@@ -3,11 +3,21 @@
 #include "wr_freelist.h"
 
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 /* Idle full-size chunks. */
 static _Thread_local wr_freelist_t cache = WR_FREELIST_INIT(wr_buf_t, next, WR_BUF_CACHE_DEFAULT);
-static _Thread_local size_t live;
+static _Thread_local size_t live, live_bytes, peak_bytes;
 static _Thread_local uint64_t mallocs;
+
+static void count_live(const wr_buf_t *b)
+{
+    live++;
+    live_bytes += b->size;
+    if (live_bytes > peak_bytes) peak_bytes = live_bytes;
+}
 
 static wr_buf_t *buf_alloc(size_t size)
 {
@@ -16,7 +26,7 @@ static wr_buf_t *buf_alloc(size_t size)
     b->refs = 1;
     b->size = (uint32_t)size;
     mallocs++;
-    live++;
+    count_live(b);
     return b;
 }
 
@@ -25,7 +35,7 @@ wr_buf_t *wr_buf_get(void)
     wr_buf_t *b = wr_freelist_pop(&cache);
     if (b == NULL) return buf_alloc(WR_BUF_SIZE);
     b->refs = 1;
-    live++;
+    count_live(b);
     return b;
 }
 
@@ -39,6 +49,7 @@ void wr_buf_release(wr_buf_t *b)
 {
     if (--b->refs > 0) return;
     live--;
+    live_bytes -= b->size;
     if (b->size == WR_BUF_SIZE)
         wr_freelist_push(&cache, b);
     else
@@ -55,9 +66,28 @@ void wr_buf_cache_trim(void)
     wr_freelist_trim(&cache);
 }
 
+size_t wr_buf_live_bytes(void)
+{
+    return live_bytes;
+}
+
+int wr_buf_release_memory(size_t min_freed)
+{
+    if (peak_bytes - live_bytes < min_freed || live_bytes > peak_bytes / 2) return 0;
+    wr_freelist_trim(&cache);
+#ifdef __GLIBC__
+    /* glibc keeps freed heap pages mapped; a backlog of 64 KiB chunks never goes back without
+     * this (they are below the mmap threshold). */
+    malloc_trim(0);
+#endif
+    peak_bytes = live_bytes;
+    return 1;
+}
+
 void wr_buf_get_stats(wr_buf_stats_t *out)
 {
     out->live = live;
+    out->live_bytes = live_bytes;
     out->cached = cache.count;
     out->mallocs = mallocs;
 }

@@ -21,9 +21,10 @@ typedef struct wr_buf {
 } wr_buf_t;
 
 typedef struct wr_buf_stats {
-    size_t live;      /* chunks with at least one reference */
-    size_t cached;    /* idle full-size chunks on the free list */
-    uint64_t mallocs; /* chunk allocations that went to malloc (cache misses + exact-size) */
+    size_t live;       /* chunks with at least one reference */
+    size_t live_bytes; /* their sizes added up: the memory buffers hold now */
+    size_t cached;     /* idle full-size chunks on the free list */
+    uint64_t mallocs;  /* chunk allocations that went to malloc (cache misses + exact-size) */
 } wr_buf_stats_t;
 
 /* A full-size (WR_BUF_SIZE) chunk with one reference; NULL when out of memory. */
@@ -38,11 +39,13 @@ static inline wr_buf_t *wr_buf_retain(wr_buf_t *b)
 }
 
 /* Whether holding base[0..len) of b (queued for a while) would pin far more memory than it
- * carries: a short slice of a chunk over twice its size. Such slices are copied before queueing,
- * so a backlog of small reads stays within a small factor of the queued bytes. */
+ * carries: a slice of under half its chunk. Such slices are copied before queueing, so a backlog
+ * stays within twice the queued bytes: a carrier read holds frames of several streams, and one
+ * stalled stream must not keep every chunk its frames arrived in. Copies happen only when bytes
+ * wait (a full socket, a paused reader), never on the path that writes or delivers at once. */
 static inline int wr_buf_slice_pins_much(const wr_buf_t *b, size_t len)
 {
-    return len < WR_BUF_SIZE / 4 && b->size > 2 * len;
+    return b->size > 2 * len;
 }
 
 /* Drops one reference; the last one returns the chunk to the cache or frees it. */
@@ -59,5 +62,11 @@ void wr_buf_cache_set_limit(size_t chunks);
 /* Frees every cached chunk (e.g. after a burst, or at exit so leak checkers stay quiet). */
 void wr_buf_cache_trim(void);
 void wr_buf_get_stats(wr_buf_stats_t *out);
+/* Bytes in live chunks (this thread): what relays weigh against the process's buffer budget. */
+size_t wr_buf_live_bytes(void);
+/* Gives memory back to the system once a backlog is gone: when live bytes fell by at least
+ * min_freed and to at most half of their peak since the last time, frees the cached chunks and
+ * asks malloc to return free pages. 1 if it did. Cheap to call when there is nothing to do. */
+int wr_buf_release_memory(size_t min_freed);
 
 #endif

@@ -1,12 +1,20 @@
 #include "wr_relay.h"
 
+#include "wr_buf.h"
+
 #include <stdlib.h>
+
+/* While the process is over its buffer budget, a paused relay looks again this often. */
+#define BUDGET_POLL_MS 20
+
+static _Thread_local size_t budget = WR_RELAY_BUDGET_DEFAULT;
 
 /* Direction i carries bytes read from ep[i] into ep[1 - i]. */
 struct dir {
-    unsigned eof : 1;    /* source sent EOF */
-    unsigned done : 1;   /* sink's write side shut down after flushing */
-    unsigned paused : 1; /* source reading stopped for backpressure */
+    unsigned eof : 1;     /* source sent EOF */
+    unsigned done : 1;    /* sink's write side shut down after flushing */
+    unsigned paused : 1;  /* source reading stopped for backpressure */
+    unsigned waiting : 1; /* ... because the process is over its buffer budget */
     size_t peak;
 };
 
@@ -82,6 +90,8 @@ static void relay_fail(wr_relay_t *r, int err, int side)
     relay_end(r, err == UV_ECONNRESET ? WR_RELAY_RESET : WR_RELAY_ERROR, err, side);
 }
 
+static void timer_cb(uv_timer_t *t);
+
 static void on_read(wr_endpoint_t *src, wr_buf_t *b, const char *base, size_t len)
 {
     wr_relay_t *r = src->data;
@@ -104,6 +114,12 @@ static void on_read(wr_endpoint_t *src, wr_buf_t *b, const char *base, size_t le
         wr_endpoint_read_stop(src);
         r->dir[i].paused = 1;
         r->pauses++;
+    } else if (budget && wr_buf_live_bytes() >= budget) {
+        /* New data waits instead of growing memory; the timer looks again. */
+        wr_endpoint_read_stop(src);
+        r->dir[i].paused = r->dir[i].waiting = 1;
+        r->pauses++;
+        uv_timer_start(&r->idle, timer_cb, BUDGET_POLL_MS, 0);
     }
 }
 
@@ -112,7 +128,7 @@ static void on_drain(wr_endpoint_t *sink)
     wr_relay_t *r = sink->data;
     int i = 1 - side_of(r, sink);
     r->last_active = uv_now(r->loop);
-    if (!r->dir[i].paused || r->dir[i].eof || r->ending) return;
+    if (!r->dir[i].paused || r->dir[i].waiting || r->dir[i].eof || r->ending) return;
     r->dir[i].paused = 0;
     int rc = wr_endpoint_read_start(r->ep[i]);
     if (rc < 0) relay_fail(r, rc, i);
@@ -155,17 +171,56 @@ static const wr_endpoint_cbs_t relay_cbs = {
     .on_closed = ep_closed,
 };
 
-/* Re-armed lazily: reads only stamp last_active, so the hot path never touches the timer heap. */
-static void idle_cb(uv_timer_t *t)
+/* Directions waiting for the budget read again once buffers fell to 3/4 of it; 1 if any still
+ * waits. Waiting is not idleness: it counts as activity. */
+static int budget_wait(wr_relay_t *r)
+{
+    int still = 0;
+    for (int i = 0; i < 2; i++) {
+        if (!r->dir[i].waiting) continue;
+        if (budget && wr_buf_live_bytes() > budget / 4 * 3) {
+            still = 1;
+            continue;
+        }
+        r->dir[i].waiting = r->dir[i].paused = 0;
+        if (r->dir[i].eof) continue;
+        int rc = wr_endpoint_read_start(r->ep[i]);
+        if (rc < 0) {
+            relay_fail(r, rc, i);
+            return 0;
+        }
+    }
+    if (still) r->last_active = uv_now(r->loop);
+    return still;
+}
+
+/* The idle timeout and the budget poll share one timer. The idle part is re-armed lazily: reads
+ * only stamp last_active, so the hot path never touches the timer heap. */
+static void timer_cb(uv_timer_t *t)
 {
     wr_relay_t *r = t->data;
+    if (budget_wait(r)) {
+        uv_timer_start(&r->idle, timer_cb, BUDGET_POLL_MS, 0);
+        return;
+    }
+    if (r->ending || !r->idle_ms) return;
     uint64_t now = uv_now(r->loop);
     uint64_t quiet = now - r->last_active;
     if (quiet >= r->idle_ms) {
         relay_end(r, WR_RELAY_IDLE, 0, -1);
         return;
     }
-    uv_timer_start(&r->idle, idle_cb, r->idle_ms - quiet, 0);
+    uv_timer_start(&r->idle, timer_cb, r->idle_ms - quiet, 0);
+}
+
+void wr_relay_set_budget(size_t bytes)
+{
+    budget = bytes;
+}
+
+size_t wr_relay_get_budget(void)
+{
+    return budget;
 }
 
 wr_relay_t *wr_relay_start(uv_loop_t *loop, wr_endpoint_t *a, wr_endpoint_t *b,
@@ -194,7 +249,7 @@ wr_relay_t *wr_relay_start(uv_loop_t *loop, wr_endpoint_t *a, wr_endpoint_t *b,
         wr_endpoint_set_callbacks(r->ep[i], &relay_cbs, r);
         wr_endpoint_set_watermarks(r->ep[i], low, cap);
     }
-    if (r->idle_ms) uv_timer_start(&r->idle, idle_cb, r->idle_ms, 0);
+    if (r->idle_ms) uv_timer_start(&r->idle, timer_cb, r->idle_ms, 0);
     for (int i = 0; i < 2; i++) {
         int rc = wr_endpoint_read_start(r->ep[i]);
         if (rc < 0) {

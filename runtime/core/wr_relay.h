@@ -21,6 +21,8 @@ enum wr_relay_reason {
 };
 
 #define WR_RELAY_WRITE_CAP_DEFAULT (1024 * 1024)
+/* Process-wide (per loop thread) budget for bytes held in buffers (wr_buf_live_bytes). */
+#define WR_RELAY_BUDGET_DEFAULT (256u * 1024 * 1024)
 
 typedef struct wr_relay_opts {
     size_t write_cap;         /* per-direction queued-bytes cap (high-water); 0 = default */
@@ -64,6 +66,12 @@ wr_relay_t *wr_relay_start(uv_loop_t *loop, wr_endpoint_t *a, wr_endpoint_t *b,
 void wr_relay_close(wr_relay_t *r);
 
 void wr_relay_get_stats(const wr_relay_t *r, wr_relay_stats_t *out);
+
+/* While buffers hold budget bytes or more, every relay stops reading new data (it waits, polling
+ * every 20 ms, until they fall to 3/4): memory stays bounded however many streams stall, at the
+ * price of slowing all of them. 0 = no budget. This thread's relays only. */
+void wr_relay_set_budget(size_t bytes);
+size_t wr_relay_get_budget(void);
 void *wr_relay_data(const wr_relay_t *r);
 const char *wr_relay_reason_name(enum wr_relay_reason reason);
 

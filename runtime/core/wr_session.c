@@ -1021,6 +1021,7 @@ static wr_session_t *session_alloc(uv_loop_t *loop, const wr_session_config *cfg
     if (s->window_max < s->window) s->window_max = s->window;
     if (s->window_max > (1u << 30)) s->window_max = 1u << 30;
     s->rx_budget = cfg->rx_budget ? cfg->rx_budget : WR_SESSION_RX_BUDGET_DEFAULT;
+    s->rx_limit = cfg->rx_limit ? cfg->rx_limit : WR_SESSION_RX_LIMIT_DEFAULT;
     s->max_streams = cfg->max_streams ? cfg->max_streams : WR_SESSION_MAX_STREAMS_DEFAULT;
     s->max_payload = cfg->max_payload ? cfg->max_payload : WR_FRAME_MAX_DEFAULT;
     if (s->max_payload < 2048) s->max_payload = 2048; /* an OPEN must fit one frame */
@@ -1215,9 +1216,5 @@ void wr_session_get_stats(const wr_session_t *s, wr_session_stats *out)
 {
     *out = s->st;
     out->streams_active = s->nstreams;
-    size_t rx = 0;
-    for (uint32_t i = 0; s->tab && i <= s->tab_mask; i++)
-        for (wr_stream_t *st = s->tab[i]; st; st = st->hnext)
-            rx += st->rxq.bytes;
-    out->rx_buffered = rx;
+    out->rx_buffered = s->rx_queued;
 }

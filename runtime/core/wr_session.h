@@ -33,6 +33,7 @@ typedef struct wr_stream wr_stream_t; /* begins with a wr_endpoint_t */
 #define WR_SESSION_WINDOW_MIN          (64 * 1024) /* also the credit a new stream starts with */
 #define WR_SESSION_WINDOW_MAX_DEFAULT  (4 * 1024 * 1024)
 #define WR_SESSION_RX_BUDGET_DEFAULT   (16 * 1024 * 1024)
+#define WR_SESSION_RX_LIMIT_DEFAULT    (64 * 1024 * 1024)
 #define WR_SESSION_MAX_STREAMS_DEFAULT 1024
 #define WR_SESSION_KEEPALIVE_DEFAULT   5000
 #define WR_SESSION_HS_TIMEOUT_DEFAULT  10000
@@ -68,6 +69,10 @@ typedef struct wr_session_config {
      * never grows. window_max = window turns tuning off. */
     uint32_t window_max;
     uint32_t rx_budget;
+    /* Receive total: once this many bytes wait in the session's receive queues (streams whose
+     * consumer does not read), WINDOW updates are held back until it falls to 3/4, so peers
+     * wait instead of memory growing (default 64 MiB). */
+    size_t rx_limit;
     uint32_t max_streams;  /* concurrent streams per session (both ways); default 1024 */
     uint32_t max_payload;  /* frame payload; default WR_FRAME_MAX_DEFAULT; both ends equal */
     uint32_t keepalive_ms; /* PING after this long without receiving; dead after 3x */

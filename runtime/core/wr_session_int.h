@@ -38,8 +38,9 @@ enum {
     WR_ST_FREE_AFTER = 1u << 12, /* free once the pending frames are sealed */
     WR_ST_IN_TXL = 1u << 13,
     WR_ST_IN_EVL = 1u << 14,
-    WR_ST_REPORTED = 1u << 15, /* failure reported (on_open or on_error) */
-    WR_ST_REFUSED = 1u << 16,  /* refused by the mux itself (limit, goaway): only OPEN_FAIL */
+    WR_ST_REPORTED = 1u << 15,    /* failure reported (on_open or on_error) */
+    WR_ST_REFUSED = 1u << 16,     /* refused by the mux itself (limit, goaway): only OPEN_FAIL */
+    WR_ST_WINDOW_HELD = 1u << 17, /* a WINDOW update waits for the session's receive total */
 };
 
 /* Frames a stream still has to send (st->pend). */
@@ -117,6 +118,7 @@ struct wr_session {
     /* configuration */
     uint32_t window, max_streams, max_payload, keepalive_ms, hs_timeout_ms;
     uint32_t window_max, rx_budget, rx_grown; /* auto-tuning; rx_grown: extra granted now */
+    size_t rx_limit, rx_queued; /* receive total: the cap, and the bytes in receive queues now */
     uint32_t probe_min_ms, probe_max_ms;
     size_t stream_high_water;
     /* state */
@@ -135,6 +137,7 @@ struct wr_session {
     unsigned carrier_eof : 1;
     unsigned carrier_shut : 1;
     unsigned in_tick : 1;
+    unsigned windows_held : 1; /* some stream holds a WINDOW update back (rx_limit) */
     uint8_t spend;
     int reason;
     const char *detail;

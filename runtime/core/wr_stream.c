@@ -108,6 +108,31 @@ void wr_segq_clear(wr_segq_t *q)
     }
 }
 
+/* ---- the session's receive total ---- */
+
+/* Bytes waiting in receive queues count toward the session's total (rx_limit). Over it, WINDOW
+ * updates are held back, so peers wait instead of the buffers growing; they go out once the
+ * total falls to 3/4. */
+static void release_windows(wr_session_t *s)
+{
+    if (!s->windows_held || s->rx_queued > s->rx_limit / 4 * 3 || !wr_session__alive(s)) return;
+    s->windows_held = 0;
+    for (uint32_t i = 0; s->tab && i <= s->tab_mask; i++)
+        for (wr_stream_t *st = s->tab[i]; st; st = st->hnext)
+            if (st->flags & WR_ST_WINDOW_HELD) {
+                st->flags &= ~WR_ST_WINDOW_HELD;
+                st->pend |= WR_SP_WINDOW;
+                wr_session__tx(st);
+            }
+}
+
+static void rxq_clear(wr_stream_t *st)
+{
+    st->s->rx_queued -= st->rxq.bytes;
+    wr_segq_clear(&st->rxq);
+    release_windows(st->s);
+}
+
 static uint32_t get32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -176,7 +201,7 @@ void wr_stream__kill(wr_stream_t *st, int err, const char *why)
     st->why = why;
     if (has(st, WR_ST_IN_TABLE)) wr_session__remove(st);
     drop_tx(st);
-    wr_segq_clear(&st->rxq);
+    rxq_clear(st);
     st->pend = 0;
     if (has(st, WR_ST_CLOSED)) return;
     if (has(st, WR_ST_LOCAL) && !has(st, WR_ST_ACKED)) {
@@ -205,11 +230,13 @@ static void deliver(wr_stream_t *st)
     wr_endpoint_t *ep = &st->ep;
     while ((ep->flags & WR_EP_READING) && !has(st, WR_ST_CLOSED) && st->rxq.head) {
         wr_seg_t *g = segq_pop(&st->rxq);
+        st->s->rx_queued -= g->len;
         consumed(st, g->len);
         if (ep->cbs->on_read) ep->cbs->on_read(ep, g->buf, g->base, g->len);
         wr_buf_release(g->buf);
         seg_put(g);
     }
+    release_windows(st->s);
     if ((ep->flags & WR_EP_READING) && !has(st, WR_ST_CLOSED) && st->rxq.head == NULL &&
         has(st, WR_ST_RX_EOF) && !has(st, WR_ST_RX_EOF_DONE)) {
         st->flags |= WR_ST_RX_EOF_DONE;
@@ -288,7 +315,10 @@ int wr_stream__emit(wr_stream_t *st)
     }
     if (st->pend & WR_SP_WINDOW) {
         st->pend &= ~WR_SP_WINDOW;
-        if (st->rx_unacked && !has(st, WR_ST_RX_EOF | WR_ST_DEAD | WR_ST_CLOSED)) {
+        if (st->rx_unacked && s->rx_queued >= s->rx_limit) {
+            st->flags |= WR_ST_WINDOW_HELD;
+            s->windows_held = 1;
+        } else if (st->rx_unacked && !has(st, WR_ST_RX_EOF | WR_ST_DEAD | WR_ST_CLOSED)) {
             uint32_t grow = 0;
             /* The sender used over 3/4 of its window before half came back, while our consumer
              * kept up: the window, not the reader, is the limit. Double it (within budget). */
@@ -423,6 +453,7 @@ static int on_data(wr_stream_t *st, const wr_frame *f, wr_buf_t *b)
     }
     wr_stream__deliver_flush(s, 0);
     if (segq_push(&st->rxq, b, (const char *)f->payload, len)) return proto(s, "out of memory");
+    s->rx_queued += len;
     if (st->rxq.bytes > st->rx_peak) st->rx_peak = (uint32_t)st->rxq.bytes;
     return 0;
 }
@@ -576,7 +607,7 @@ static void st_close(wr_endpoint_t *ep, enum wr_close_mode mode)
     ep->flags &= ~WR_EP_READING;
     st->flags |= WR_ST_CLOSED;
     drop_tx(st);
-    wr_segq_clear(&st->rxq);
+    rxq_clear(st);
     /* Whatever the mode, a stream still live for the peer is aborted: its queued bytes were
      * dropped, so a clean EOF would lie about completeness. */
     st->pend = 0;
@@ -628,7 +659,7 @@ void wr_stream__free(wr_stream_t *st)
     }
     if (has(st, WR_ST_REFUSED)) s->nrejects--;
     wr_segq_clear(&st->txq);
-    wr_segq_clear(&st->rxq);
+    rxq_clear(st);
     free(st->note);
     free(st);
     wr_session__struct_gone(s);
@@ -660,7 +691,7 @@ void wr_stream_reject(wr_stream_t *st, const char *reason)
     st->flags |= WR_ST_ANSWERED | WR_ST_CLOSED;
     st->ep.cbs = &no_cbs;
     st->ep.flags |= WR_EP_CLOSING;
-    wr_segq_clear(&st->rxq);
+    rxq_clear(st);
     if (!has(st, WR_ST_DEAD) && wr_session__alive(st->s)) {
         size_t n = reason ? strlen(reason) : 0;
         if (n > WR_SESSION_REASON_MAX) n = WR_SESSION_REASON_MAX;

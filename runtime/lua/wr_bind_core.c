@@ -1,7 +1,9 @@
 /* The `warren.core` module: the C bindings, and the small helpers they share. */
 #include "wr_bind.h"
 
+#include "wr_buf.h"
 #include "wr_host.h"
+#include "wr_relay.h"
 #include "wr_task.h"
 
 #include <lauxlib.h>
@@ -80,6 +82,23 @@ void wr_bind_versions(lua_State *L)
     lua_setfield(L, -2, "versions");
 }
 
+/* core.buffers([budget]) -> {budget = bytes, held = bytes}: sets the process's buffer budget
+ * when given (bytes; 0 = none; see wr_relay_set_budget), and tells what buffers hold now. */
+static int l_buffers(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1)) {
+        lua_Number n = luaL_checknumber(L, 1);
+        if (n < 0) return luaL_argerror(L, 1, "budget must be 0 or more bytes");
+        wr_relay_set_budget((size_t)n);
+    }
+    lua_createtable(L, 0, 2);
+    lua_pushnumber(L, (lua_Number)wr_relay_get_budget());
+    lua_setfield(L, -2, "budget");
+    lua_pushnumber(L, (lua_Number)wr_buf_live_bytes());
+    lua_setfield(L, -2, "held");
+    return 1;
+}
+
 int wr_luaopen_core(lua_State *L)
 {
     lua_newtable(L);
@@ -95,5 +114,7 @@ int wr_luaopen_core(lua_State *L)
     wr_bind_relay(L);
     wr_bind_ctl(L);
     wr_bind_channel(L);
+    lua_pushcfunction(L, l_buffers);
+    lua_setfield(L, -2, "buffers");
     return 1;
 }

@@ -360,8 +360,9 @@ static void relay_close_tracked(wr_closable *c)
 }
 
 /* core.relay_server{host=, port=, key=, on_open=fn(host, port, info), on_close=fn(info),
- * on_channel=fn(channel, session), window=, keepalive_ms=, write_cap=, idle_timeout_ms=,
- * probe_close_ms=, max_unauthenticated=, max_unauthenticated_per_address= (0 = only the total),
+ * on_channel=fn(channel, session), window=, session_buffer=, keepalive_ms=, write_cap=,
+ * idle_timeout_ms=, probe_close_ms=, max_unauthenticated=, max_unauthenticated_per_address= (0 =
+ * only the total),
  * max_failed_handshakes= (per address per minute before its connections go first; 0 = no tally)}
  * -> relay | nil, err */
 static int l_relay_server(lua_State *L)
@@ -397,6 +398,7 @@ static int l_relay_server(lua_State *L)
     r->cfg.is_server = 1;
     r->cfg.hs_server = r->server;
     r->cfg.window = (uint32_t)wr_opt_integer(L, 1, "window", 0);
+    r->cfg.rx_limit = (size_t)wr_opt_integer(L, 1, "session_buffer", 0);
     r->cfg.keepalive_ms = (uint32_t)wr_opt_integer(L, 1, "keepalive_ms", 0);
     r->cfg.max_streams = (uint32_t)wr_opt_integer(L, 1, "max_streams", WR_TUNNEL_MAX_STREAMS);
     r->cfg.stream_high_water = (size_t)wr_opt_integer(L, 1, "write_cap", 0);

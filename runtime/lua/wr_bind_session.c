@@ -248,8 +248,8 @@ static void connect_aborted(wr_await *aw)
     lsession_close(ls, "connect timed out or was cancelled");
 }
 
-/* core.session_connect{host=, port=, key=, window=, keepalive_ms=, timeout_ms=} -> session | nil,
- * err */
+/* core.session_connect{host=, port=, key=, window=, session_buffer=, keepalive_ms=,
+ * timeout_ms=} -> session | nil, err */
 static int l_session_connect(lua_State *L)
 {
     wr_lsession *ls;
@@ -279,6 +279,7 @@ static int l_session_connect(lua_State *L)
     memcpy(ls->key, key, 32);
     ls->cfg.psk = ls->key;
     ls->cfg.window = (uint32_t)wr_opt_integer(L, 1, "window", 0);
+    ls->cfg.rx_limit = (size_t)wr_opt_integer(L, 1, "session_buffer", 0);
     ls->cfg.keepalive_ms = (uint32_t)wr_opt_integer(L, 1, "keepalive_ms", 0);
     ls->cfg.max_streams = (uint32_t)wr_opt_integer(L, 1, "max_streams", WR_TUNNEL_MAX_STREAMS);
     ls->cfg.handshake_timeout_ms = (uint32_t)timeout;

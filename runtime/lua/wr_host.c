@@ -1,6 +1,7 @@
 #include "wr_host.h"
 
 #include "wr_bind.h"
+#include "wr_buf.h"
 #include "wr_log.h"
 #include "wr_task.h"
 
@@ -278,6 +279,16 @@ static void open_luv(lua_State *L, uv_loop_t *loop)
     lua_pop(L, 2);
 }
 
+/* A backlog (stalled streams, a burst) leaves freed chunks that malloc keeps; once at least this
+ * much is gone, it goes back to the system. */
+#define TRIM_MIN_FREED (8u * 1024 * 1024)
+#define TRIM_EVERY_MS  2000
+
+static void trim_cb(uv_timer_t *t)
+{
+    wr_buf_release_memory(TRIM_MIN_FREED);
+}
+
 int wr_host_init(wr_host *h)
 {
     lua_State *L;
@@ -288,6 +299,9 @@ int wr_host_init(wr_host *h)
     uv_check_init(&h->loop, &h->late_closer);
     h->late_closer.data = h;
     uv_unref((uv_handle_t *)&h->late_closer);
+    uv_timer_init(&h->loop, &h->trimmer);
+    uv_timer_start(&h->trimmer, trim_cb, TRIM_EVERY_MS, TRIM_EVERY_MS);
+    uv_unref((uv_handle_t *)&h->trimmer);
     L = luaL_newstate();
     if (!L) return -1;
     h->L = L;
@@ -396,6 +410,7 @@ int wr_host_close(wr_host *h)
     uv_run(&h->loop, UV_RUN_DEFAULT);
     close_tracked(h);
     uv_close((uv_handle_t *)&h->late_closer, NULL);
+    uv_close((uv_handle_t *)&h->trimmer, NULL);
     uv_run(&h->loop, UV_RUN_DEFAULT);
     uv_walk(&h->loop, close_stray, &stray);
     if (stray) wr_warn("%d handle(s) were still open at exit", stray);

@@ -19,6 +19,7 @@ typedef struct wr_host {
     int callback_thread_ref;
     wr_closable closables;  /* list head */
     uv_check_t late_closer; /* after teardown: closes what Lua still creates */
+    uv_timer_t trimmer;     /* gives buffer memory back to the system after a backlog */
     int exit_code;
     int torn_down;
     int in_log_sink;

@@ -387,6 +387,51 @@ static void test_slow_reader(void **state)
     pair_end(&p);
 }
 
+/* ---- the session's receive total ---- */
+
+/* Streams whose consumer does not read fill the session's receive total; past it, WINDOW updates
+ * wait, so every peer stops sending and memory stays put; once the backlog goes, they flow. */
+static void test_receive_total(void **state)
+{
+    pair_t p;
+    app_t a;
+    tstream_t c[2];
+    wr_session_stats sess;
+    pair_init(&p);
+    p.scfg.rx_limit = 128 * KiB; /* less than one stalled stream's window (256 KiB) */
+    app_init(&a, 4);
+    pair_start_app(&p, &a);
+    run_until(pair_ready, &p, 5000);
+
+    ts_init(&c[0], 1, 4 * MiB, 0); /* stalled: its consumer never reads */
+    ts_open(&c[0], p.c.s, "stalled");
+    a.stall_id = (int)c[0].id;
+    run_for(300);
+    ts_init(&c[1], 2, 2 * MiB, 0); /* then a stream whose consumer keeps up */
+    c[1].shut_when_sent = 1;
+    ts_open(&c[1], p.c.s, "busy");
+    run_for(500);
+    tstream_t *busy = app_find(&a, c[1].id);
+    assert_non_null(busy);
+    wr_session_get_stats(p.s.s, &sess);
+    /* Held at its first window: no WINDOW update while the total is exceeded. */
+    assert_false(busy->got_eof);
+    assert_true(busy->received <= WR_SESSION_WINDOW_DEFAULT);
+    assert_true(sess.rx_buffered <= 2 * WR_SESSION_WINDOW_DEFAULT);
+
+    /* The stalled stream goes: the held updates go out and the busy stream completes. */
+    wr_endpoint_close(app_find(&a, c[0].id)->ep, WR_CLOSE_RESET);
+    run_until(ts_got_eof, busy, 10000);
+    assert_int_equal(busy->received, 2 * MiB);
+    tstream_t *open[] = {&c[0], &c[1], busy};
+    for (int i = 0; i < 3; i++) {
+        if (!open[i]->closed) wr_endpoint_close(open[i]->ep, WR_CLOSE_RESET);
+        run_until(ts_is_closed, open[i], 5000);
+    }
+    app_free(&a);
+    pair_end(&p);
+}
+
 /* ---- dead peer ---- */
 
 static void test_dead_peer(void **state)
@@ -1029,6 +1074,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bit_flips, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_reader, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_receive_total, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_streams, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
