@@ -93,7 +93,7 @@ function M.new(opts)
     clients = {},     -- session -> client record
     meters = setmetatable({}, { __mode = "k" }), -- session -> {tokens, stamp, channels}
     retired = {},     -- listeners of ended services whose users have not all left
-    ended_totals = { users_total = 0, users_refused = 0, bytes_up = 0, bytes_down = 0 },
+    ended_totals = { users_active = 0, users_total = 0, users_refused = 0, bytes_up = 0, bytes_down = 0 },
     bind = opts.bind,
     allow_client_bind = opts.allow_client_bind,
     lease = opts.lease or M.LEASE_DEFAULT,
@@ -233,35 +233,36 @@ function Registry:services_list(client)
   return list
 end
 
+-- Adds an outer port's counters (listener:stats()) to a table of registry stats.
+local function add_counts(to, ls)
+  to.users_active = to.users_active + ls.active
+  to.users_total = to.users_total + ls.accepted
+  to.users_refused = to.users_refused + ls.refused + ls.refused_busy + ls.refused_total + ls.denied
+  to.bytes_up = to.bytes_up + ls.bytes_up
+  to.bytes_down = to.bytes_down + ls.bytes_down
+end
+
 -- Reverse-tunnel traffic over live and ended services: users now, users in all (accepted),
 -- users refused (busy, limits, hooks, no session) and the bytes of users that have left, up
 -- (users to services) and down.
 function Registry:stats()
   local st = {}
   for k, v in pairs(self.ended_totals) do st[k] = v end
-  st.users_active = 0
-  local function add(to, listener_stats)
-    to.users_total = to.users_total + listener_stats.accepted
-    to.users_refused = to.users_refused + listener_stats.refused + listener_stats.refused_busy
-      + listener_stats.refused_total + listener_stats.denied
-    to.bytes_up = to.bytes_up + listener_stats.bytes_up
-    to.bytes_down = to.bytes_down + listener_stats.bytes_down
-  end
-  for _, svc in pairs(self.services) do
-    local ls = svc.listener:stats()
-    add(st, ls)
-    st.users_active = st.users_active + ls.active
-  end
-  for listener in pairs(self.retired) do
-    local ls = listener:stats()
-    add(st, ls)
-    st.users_active = st.users_active + ls.active
-    if ls.active == 0 then -- its counts are final
-      add(self.ended_totals, ls)
-      self.retired[listener] = nil
-    end
-  end
+  for _, svc in pairs(self.services) do add_counts(st, svc.listener:stats()) end
+  for listener in pairs(self.retired) do add_counts(st, listener:stats()) end
   return st
+end
+
+-- The outer port of an ended service: its counts join the totals once its last user has left
+-- (they are final then); until then it is kept and counted live.
+function Registry:_retire(listener)
+  local ls = listener:stats()
+  if ls.active > 0 then
+    self.retired[listener] = true
+    return
+  end
+  self.retired[listener] = nil
+  add_counts(self.ended_totals, ls)
 end
 
 -- Stops the service's timers and takes it off its client's books; returns that client.
@@ -284,7 +285,7 @@ function Registry:_end(svc, reason, code, quiet)
   if svc.state == "ended" then return end
   svc.state = "ended"
   svc.listener:close()
-  self.retired[svc.listener] = true
+  self:_retire(svc.listener)
   if self.services[svc.port] == svc then self.services[svc.port] = nil end
   if self.by_name[svc.name] == svc then self.by_name[svc.name] = nil end
   local client = detach(svc)
@@ -384,6 +385,7 @@ function Registry:_listen(svc, port, bind, session)
     tap_bytes = self.hooks.tap_bytes,
     on_close = function(info)
       self:_tell("user_close", svc, info)
+      if self.retired[svc.listener] then self:_retire(svc.listener) end
       if svc.max_total and svc.max_total > 0 and svc.state ~= "ended" then
         local st = svc.listener:stats()
         if st.accepted >= svc.max_total and st.active == 0 then
@@ -582,17 +584,18 @@ end
 
 -- The answer to one request.
 function Registry:_answer(client, meter, req, err)
-  if type(req) ~= "table" or type(req.op) ~= "string" then
-    return { ok = false, error = "bad_request", reason = err or "bad message: not a request" }
-  end
-  local handler = handlers[req.op]
-  local allowed, wait_ms = spend(meter, COST[req.op] or 1)
+  local op = type(req) == "table" and type(req.op) == "string" and req.op or nil
+  local allowed, wait_ms = spend(meter, COST[op] or 1)
   if not allowed then
     return { ok = false, error = "rate_limited", retry_after = wait_ms,
       reason = string.format("too many control requests; retry in %d ms", wait_ms) }
-  elseif not handler then
-    return { ok = false, error = "bad_request", reason = "unknown op " .. req.op:sub(1, 32) }
-  elseif req.op ~= "hello" and not client.authed then
+  elseif not op then
+    return { ok = false, error = "bad_request", reason = err or "bad message: not a request" }
+  end
+  local handler = handlers[op]
+  if not handler then
+    return { ok = false, error = "bad_request", reason = "unknown op " .. op:sub(1, 32) }
+  elseif op ~= "hello" and not client.authed then
     return { ok = false, error = "bad_request", reason = "hello first" }
   end
   local result, code, reason = handler(self, client, req)

@@ -177,11 +177,30 @@ describe("control plane: rate limit", function()
     local count = { ok = 0, rate_limited = 0 }
     for _, a in ipairs(answers) do count[a] = count[a] + 1 end
     assert.equal(60, count.ok + count.rate_limited)
-    assert.is_true(count.ok >= 10 and count.ok < 15, "ok: " .. count.ok) -- the burst: 10 pages
+    assert.is_true(count.ok >= 10 and count.ok < 20, "ok: " .. count.ok) -- the burst: 10 pages
     -- the library waits out rate_limited answers by itself
     for _ = 1, 5 do assert(flooder:active_services()) end
     flooder:close()
     other:close()
+    relay:close()
+  end)
+
+  it("meters malformed messages like requests", function()
+    local relay, key = relay_with({ ports = {} })
+    local client = client_of(relay:port(), key)
+    local ch = assert(client.session:open_channel(3000))
+    -- twice the burst: only a relay slower than 2,000 messages a second would answer them all
+    for _ = 1, 4000 do assert(ch:send("not a request")) end
+    local count = { bad_request = 0, rate_limited = 0 }
+    for _ = 1, 4000 do
+      local answer = assert(ch:recv(3000))
+      count[answer.error] = count[answer.error] + 1
+    end
+    assert.is_true(count.bad_request >= 2000, "answered: " .. count.bad_request)
+    assert.is_true(count.rate_limited > 0, "none was refused")
+    assert.equal(4000, count.bad_request + count.rate_limited)
+    ch:close()
+    client:close()
     relay:close()
   end)
 
@@ -491,12 +510,21 @@ describe("control plane: relay stats", function()
     assert.equal(2, st.reverse_users_total)
     assert.equal(8, st.reverse_bytes_up)
     assert.equal(8, st.reverse_bytes_down)
-    entry:cancel() -- ended services still count
-    local third = hold(from)
-    assert.is_nil(third)
+    -- a user still connected when its service ends is counted until it leaves, and after
+    local held = assert(hold(from))
+    assert.equal("held", echo_of(held, "held"))
+    entry:cancel()
+    assert.is_nil(hold(from))
     st = relay:stats()
-    assert.equal(2, st.reverse_users_total)
-    assert.equal(8, st.reverse_bytes_up)
+    assert.equal(1, st.reverse_users_active)
+    assert.equal(3, st.reverse_users_total)
+    held:close()
+    assert(eventually(function() return relay:stats().reverse_users_active == 0 end, 3000))
+    st = relay:stats()
+    assert.equal(3, st.reverse_users_total)
+    assert.equal(12, st.reverse_bytes_up)
+    assert.equal(12, st.reverse_bytes_down)
+    assert.equal(st.reverse_bytes_up, relay:stats().reverse_bytes_up) -- counted once
     client:close()
     relay:close()
     echo:close()
