@@ -1,7 +1,7 @@
 -- Destination policy for a relay: where clients' -L and -D connections may go. The relay
 -- resolves the name first and passes the addresses it will dial, so a name cannot point
 -- somewhere else between the check and the connect.
---   warren serve 0.0.0.0:8100 -k KEY --hooks examples/acl.lua
+--   warren serve 0.0.0.0:8100 --key-file relay.key --hooks examples/acl.lua
 -- Without a dial hook a relay dials anywhere its own network reaches.
 local addr = require("warren.addr")
 
