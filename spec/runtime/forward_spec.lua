@@ -135,6 +135,19 @@ describe("warren -L through warren serve", function()
   end)
 end)
 
+describe("warren -L to a dead target", function()
+  it("logs the failed dial on the relay, without -v", function()
+    local dead = net.free_port() -- nothing listens there
+    local t = tunnel(dead)
+    local reply = net.exchange(t.port, "hello", { timeout = 3000 })
+    assert.is_true(reply == nil or reply == "")
+    local function log() return select(2, t.relay:output()) end
+    local logged = wait.eventually(function() return log():find("failed: connection refused", 1, true) end, 5000)
+    t.stop()
+    assert.is_truthy(logged, "relay log: " .. log())
+  end)
+end)
+
 describe("warren.relay limits", function()
   -- Opens a connection from a source address and sends garbage; the handle, or nil.
   local function garbage_from(src, port, host)
