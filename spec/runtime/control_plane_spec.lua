@@ -63,6 +63,19 @@ local function warren_child(args)
   return proc.start(spec)
 end
 
+-- The relay port a `warren -R` child printed for the service `name` (awaits it), or nil.
+local function relay_port_of(child, name)
+  local found = eventually(function() return child:output():match(name .. ": relay port (%d+)") end, 10000)
+  return found and tonumber(found)
+end
+
+-- Pools have spare ports and services take "any": a port that another program took since
+-- free_range looked is skipped instead of failing the test.
+local function pool(n)
+  local from, to = net.free_range(n + 2)
+  return from .. "-" .. to
+end
+
 describe("control plane: long answers", function()
   it("pages a service list longer than 1 MiB to the Lua client and to `warren services`", function()
     local n = 3000
@@ -101,13 +114,18 @@ describe("control plane: long answers", function()
     local from, to = net.free_range(10)
     local relay, key = relay_with({ ports = { from .. "-" .. to } })
     local client = client_of(relay:port(), key)
-    assert(client:register({ outer = from + 2, inner = ":1", name = "taken" }))
-    local page = assert(client:_request({ op = "ports", after = from, limit = 3 }))
-    assert.same({ from + 1, from + 3, from + 4 }, page.ports)
-    assert.equal(from + 4, page.next)
-    page = assert(client:_request({ op = "ports", after = from + 4 }))
-    assert.same({ from + 5, from + 6, from + 7, from + 8, from + 9 }, page.ports)
+    local before = relay:free_ports()
+    local taken = assert(client:register({ outer = "any", inner = ":1", name = "taken" })).port
+    local free = relay:free_ports()
+    assert.equal(9, #free)
+    local page = assert(client:_request({ op = "ports", after = free[1], limit = 3 }))
+    assert.same({ free[2], free[3], free[4] }, page.ports)
+    assert.equal(free[4], page.next)
+    page = assert(client:_request({ op = "ports", after = free[4] }))
+    assert.same({ free[5], free[6], free[7], free[8], free[9] }, page.ports)
     assert.is_nil(page.next)
+    assert.equal(before[1], taken) -- the lowest, and no page shows it
+    for _, p in ipairs(free) do assert.are_not.equal(taken, p) end
     local _, err, code = client:_request({ op = "services", limit = 100000 })
     assert.equal("bad_request", code)
     assert.matches("limit", err)
@@ -116,23 +134,22 @@ describe("control plane: long answers", function()
   end)
 
   it("releases what a failed control task held: the client hears it at once and the lease frees the port", function()
-    local from, to = net.free_range(1)
-    local relay, key = relay_with({ ports = { from .. "-" .. to }, lease = 1 })
+    local relay, key = relay_with({ ports = { pool(1) }, lease = 1 })
     local answer = relay.registry._answer
     relay.registry._answer = function(self, client, meter, req, err) -- a bug in a handler, injected
       if type(req) == "table" and req.op == "crash" then error("injected failure") end
       return answer(self, client, meter, req, err)
     end
     local client = client_of(relay:port(), key)
-    assert(client:register({ outer = from, inner = ":1", name = "held" }))
+    local port = assert(client:register({ outer = "any", inner = ":1", name = "held" })).port
     local t0 = uv.now()
     local reply, err = client:_request({ op = "crash" })
     assert.is_nil(reply)
     assert.equal("connection to the relay lost", err)
     assert.is_true(uv.now() - t0 < 2000, "the client waited for a timeout")
     assert(eventually(function() return relay:services()[1] and relay:services()[1].state == "leased" end, 3000))
-    assert(eventually(function() return #relay:free_ports() == 1 end, 5000), "port not freed after the lease")
-    assert.is_nil(hold(from))
+    assert(eventually(function() return #relay:free_ports() == 3 end, 5000), "port not freed after the lease")
+    assert.is_nil(hold(port))
     client:close()
     relay:close()
   end)
@@ -235,33 +252,31 @@ end)
 
 describe("control plane: text from peers", function()
   it("refuses control characters in names and messages", function()
-    local from, to = net.free_range(1)
-    local relay, key = relay_with({ ports = { from .. "-" .. to } })
+    local relay, key = relay_with({ ports = { pool(1) } })
     local client = client_of(relay:port(), key)
     for _, bad in ipairs({ "\27]0;owned\7", "two\nlines", "c1 \194\155 csi", "bad \255 utf-8" }) do
-      local _, err, code = client:register({ outer = from, inner = ":1", name = "ok", message = bad })
+      local _, err, code = client:register({ outer = "any", inner = ":1", name = "ok", message = bad })
       assert.equal("bad_request", code)
       assert.matches("printable", err)
-      _, err, code = client:register({ outer = from, inner = ":1", name = bad })
+      _, err, code = client:register({ outer = "any", inner = ":1", name = bad })
       assert.equal("bad_request", code)
       assert.matches("printable", err)
     end
-    assert(client:register({ outer = from, inner = ":1", name = "ünïcode", message = "ok ✓ 日本" }))
+    assert(client:register({ outer = "any", inner = ":1", name = "ünïcode", message = "ok ✓ 日本" }))
     client:close()
     relay:close()
   end)
 
   it("prints escapes instead of raw control characters, one line per service, aligned by characters", function()
-    local from, to = net.free_range(2)
-    local relay, key = relay_with({ ports = { from .. "-" .. to }, hooks = {
+    local relay, key = relay_with({ ports = { pool(2) }, hooks = {
       discover = function(list, _, what) -- an older or hostile relay sends what it likes
         if what == "services" and list[1] then list[1].message = "\27[2J\27]0;owned\7line one\nline two" end
         return list
       end,
     } })
     local client = client_of(relay:port(), key)
-    assert(client:register({ outer = from, inner = ":1", name = "日本語", message = "first" }))
-    assert(client:register({ outer = to, inner = ":1", name = "ascii", message = "second" }))
+    assert(client:register({ outer = "any", inner = ":1", name = "日本語", message = "first" }))
+    assert(client:register({ outer = "any", inner = ":1", name = "ascii", message = "second" }))
     local r = proc.warren({ "services", "127.0.0.1:" .. relay:port(), "-k", key }, { timeout = 15000 })
     assert.equal(0, r.code, r.stderr)
     assert.is_nil(r.stdout:find("[%z\1-\9\11-\31\127]"), "raw control bytes in: " .. r.stdout)
@@ -288,44 +303,44 @@ describe("control plane: one client id, two processes", function()
   teardown(function() http:close() end)
 
   it("refuses a live service to another instance, gives it back to the same one, frees it after the lease", function()
-    local from, to = net.free_range(2)
-    local relay, key = relay_with({ ports = { from .. "-" .. to }, lease = 30 })
+    local relay, key = relay_with({ ports = { pool(2) }, lease = 30 })
     local first = client_of(relay:port(), key, { client_id = "box", keepalive = 1 })
-    local entry = assert(first:register({ outer = from, inner = ":" .. http_port, name = "web" }))
+    local entry = assert(first:register({ outer = "any", inner = ":" .. http_port, name = "web" }))
+    local port = entry.port
     local states = {}
     entry:on_state(function(state) states[#states + 1] = state end)
 
     local second = client_of(relay:port(), key, { client_id = "box" })
-    local _, err, code = second:register({ outer = from, inner = ":1", name = "web" })
+    local _, err, code = second:register({ outer = port, inner = ":1", name = "web" })
     assert.equal("port_taken", code)
     assert.matches("held by another live client with the same client id %(box%)", err)
     _, err, code = second:register({ outer = "any", inner = ":1", name = "web" })
     assert.equal("name_taken", code)
     assert.matches("held by another live client", err)
     assert.same({}, states) -- the first is untouched and still serves
-    assert.equal("served by the first", net.exchange(from, "GET / HTTP/1.0\r\n\r\n"):match("\r\n\r\n(.*)$"))
+    assert.equal("served by the first", net.exchange(port, "GET / HTTP/1.0\r\n\r\n"):match("\r\n\r\n(.*)$"))
 
     -- the same process (same instance token) on another session takes it back at once
     local again = client_of(relay:port(), key, { client_id = "box" })
     again.instance = first.instance
-    local back = assert(again:register({ outer = from, inner = ":" .. http_port, name = "web" }))
-    assert.equal(from, back.port)
+    local back = assert(again:register({ outer = port, inner = ":" .. http_port, name = "web" }))
+    assert.equal(port, back.port)
     again:close() -- its session ends: the service is leased, and a new process may take it
     assert(eventually(function() return relay:services()[1].state == "leased" end, 3000))
-    assert.equal(from, assert(second:register({ outer = from, inner = ":1", name = "web" })).port)
+    assert.equal(port, assert(second:register({ outer = port, inner = ":1", name = "web" })).port)
     first:close()
     second:close()
     relay:close()
   end)
 
   it("makes a second `warren -R` with the same --client-id exit 1 while the first keeps its port", function()
-    local from, to = net.free_range(1)
-    local relay, key = relay_with({ ports = { from .. "-" .. to } })
+    local relay, key = relay_with({ ports = { pool(1) } })
     local server = "127.0.0.1:" .. relay:port()
-    local first = warren_child({ "-R", from .. "::" .. http_port, "--name", "web", "--client-id", "box", server,
+    local first = warren_child({ "-R", "0::" .. http_port, "--name", "web", "--client-id", "box", server,
       "-k", key })
-    assert(eventually(function() return first:output():find("web: relay port") end, 10000), select(2, first:output()))
-    local r = proc.warren({ "-R", from .. "::" .. http_port, "--name", "web", "--client-id", "box", server, "-k", key },
+    local port = relay_port_of(first, "web")
+    assert(port, select(2, first:output()))
+    local r = proc.warren({ "-R", port .. "::" .. http_port, "--name", "web", "--client-id", "box", server, "-k", key },
       { timeout = 15000 })
     assert.equal(1, r.code)
     assert.matches("held by another live client with the same client id", r.stderr)
@@ -370,34 +385,34 @@ describe("control plane: -R client lifetime", function()
   teardown(function() http:close() end)
 
   it("exits 0 once its services end by --ttl and by --max-total", function()
-    local from, to = net.free_range(2)
-    local relay, key = relay_with({ ports = { from .. "-" .. to } })
+    local relay, key = relay_with({ ports = { pool(2) } })
     local server = "127.0.0.1:" .. relay:port()
     local t0 = uv.now()
-    local r = proc.warren({ "-R", from .. "::" .. http_port, "--name", "brief", "--ttl", "1", server, "-k", key },
+    local r = proc.warren({ "-R", "0::" .. http_port, "--name", "brief", "--ttl", "1", server, "-k", key },
       { timeout = 15000 })
     assert.equal(0, r.code, r.stderr)
     assert.is_true(uv.now() - t0 >= 900)
-    local child = warren_child({ "-R", to .. "::" .. http_port, "--name", "once", "--max-total", "1", server,
+    local child = warren_child({ "-R", "0::" .. http_port, "--name", "once", "--max-total", "1", server,
       "-k", key })
-    assert(eventually(function() return child:output():find("once: relay port") end, 10000))
-    assert.equal("alive", net.exchange(to, "GET / HTTP/1.0\r\n\r\n"):match("\r\n\r\n(.*)$"))
+    local port = assert(relay_port_of(child, "once"))
+    assert.equal("alive", net.exchange(port, "GET / HTTP/1.0\r\n\r\n"):match("\r\n\r\n(.*)$"))
     local done = child:wait(10000)
     assert.equal(0, done.code, done.stderr)
     relay:close()
   end)
 
   it("exits 1 with the reason when the relay refuses its service after a restart", function()
-    local a, b = net.free_range(2)
     local key, relay_port = keys.generate(), net.free_port()
-    local relay = warren_child({ "serve", "127.0.0.1:" .. relay_port, "-k", key, "--ports", tostring(a),
+    local relay = warren_child({ "serve", "127.0.0.1:" .. relay_port, "-k", key, "--ports", pool(1),
       "--outer-bind", "127.0.0.1" })
     assert(net.wait_port(relay_port))
-    local client = warren_child({ "-R", a .. "::" .. http_port, "--name", "svc", "127.0.0.1:" .. relay_port,
+    local client = warren_child({ "-R", "0::" .. http_port, "--name", "svc", "127.0.0.1:" .. relay_port,
       "-k", key })
-    assert(eventually(function() return client:output():find("svc: relay port") end, 10000))
+    local a = assert(relay_port_of(client, "svc"))
     relay:kill()
     relay:wait(5000)
+    local b = a
+    while b == a do b = net.free_port() end
     relay = warren_child({ "serve", "127.0.0.1:" .. relay_port, "-k", key, "--ports", tostring(b),
       "--outer-bind", "127.0.0.1" })
     local done = client:wait(15000)
@@ -409,22 +424,21 @@ describe("control plane: -R client lifetime", function()
   end)
 
   it("releases its ports at the relay at once on SIGTERM", function()
-    local from, to = net.free_range(1)
     local unregistered = {}
-    local relay, key = relay_with({ ports = { from .. "-" .. to }, lease = 30, hooks = {
+    local relay, key = relay_with({ ports = { pool(1) }, lease = 30, hooks = {
       unregister = function(svc, reason) unregistered[svc.name] = reason end,
     } })
-    local client = warren_child({ "-R", from .. "::" .. http_port, "--name", "web", "127.0.0.1:" .. relay:port(),
+    local client = warren_child({ "-R", "0::" .. http_port, "--name", "web", "127.0.0.1:" .. relay:port(),
       "-k", key })
-    assert(eventually(function() return client:output():find("web: relay port") end, 10000))
+    local port = assert(relay_port_of(client, "web"))
     local t0 = uv.now()
     client:kill("sigterm")
     local done = client:wait(5000)
     assert.equal(0, done.code, done.stderr)
-    assert(eventually(function() return #relay:free_ports() == 1 end, 2000), "port still leased")
+    assert(eventually(function() return #relay:free_ports() == 3 end, 2000), "port still leased")
     assert.is_true(uv.now() - t0 < 3000)
     assert.equal("released by the client", unregistered.web)
-    assert.is_nil(hold(from))
+    assert.is_nil(hold(port))
     relay:close()
   end)
 end)
@@ -435,37 +449,35 @@ describe("control plane: the operator's limits", function()
   teardown(function() echo:close() end)
 
   it("enforces --outer-bind unless clients may choose", function()
-    local from, to = net.free_range(2)
-    local relay, key = relay_with({ ports = { from .. "-" .. to }, outer_bind = "127.0.0.1" })
+    local ports = pool(2)
+    local relay, key = relay_with({ ports = { ports }, outer_bind = "127.0.0.1" })
     local client = client_of(relay:port(), key)
-    local _, err, code = client:register({ outer = from, inner = ":1", name = "wide", bind = "0.0.0.0" })
+    local _, err, code = client:register({ outer = "any", inner = ":1", name = "wide", bind = "0.0.0.0" })
     assert.equal("bind_refused", code)
     assert.matches("listen on 127.0.0.1 only", err)
-    assert(client:register({ outer = from, inner = ":1", name = "same", bind = "127.0.0.1" }))
+    assert(client:register({ outer = "any", inner = ":1", name = "same", bind = "127.0.0.1" }))
     client:close()
     relay:close()
 
-    relay, key = relay_with({ ports = { from .. "-" .. to }, outer_bind = "127.0.0.1", allow_client_bind = true })
+    relay, key = relay_with({ ports = { ports }, outer_bind = "127.0.0.1", allow_client_bind = true })
     client = client_of(relay:port(), key)
-    local entry = assert(client:register({ outer = to, inner = ":" .. echo_port, name = "own", bind = "127.0.0.2" }))
-    assert.equal(to, entry.port)
-    assert.is_nil(hold(to)) -- not on 127.0.0.1: on the client's 127.0.0.2
+    local entry = assert(client:register({ outer = "any", inner = ":" .. echo_port, name = "own", bind = "127.0.0.2" }))
+    assert.is_nil(hold(entry.port)) -- not on 127.0.0.1: on the client's 127.0.0.2
     client:close()
     relay:close()
   end)
 
   it("caps users and closes idle ones by default, and `serve` sets both", function()
-    local from, to = net.free_range(1)
     local key, relay_port = keys.generate(), net.free_port()
-    local relay = warren_child({ "serve", "127.0.0.1:" .. relay_port, "-k", key, "--ports", from .. "-" .. to,
+    local relay = warren_child({ "serve", "127.0.0.1:" .. relay_port, "-k", key, "--ports", pool(1),
       "--outer-bind", "127.0.0.1", "--max-users-default", "2", "--user-idle", "1" })
     assert(net.wait_port(relay_port))
     local client = client_of(relay_port, key)
-    assert(client:register({ outer = from, inner = ":" .. echo_port, name = "e" }))
-    local a, b = assert(hold(from)), assert(hold(from))
+    local port = assert(client:register({ outer = "any", inner = ":" .. echo_port, name = "e" })).port
+    local a, b = assert(hold(port)), assert(hold(port))
     assert.equal("a", echo_of(a, "a"))
     assert.equal("b", echo_of(b, "b"))
-    local third = assert(hold(from))
+    local third = assert(hold(port))
     assert.is_true(closed_by_peer(third, 500), "a third user was let in")
     local t0 = uv.now()
     assert.is_true(closed_by_peer(a, 5000), "an idle user was kept")
@@ -480,11 +492,10 @@ describe("control plane: the operator's limits", function()
   end)
 
   it("defaults to 256 users and a 10 minute idle timeout", function()
-    local from, to = net.free_range(2)
-    local relay, key = relay_with({ ports = { from .. "-" .. to } })
+    local relay, key = relay_with({ ports = { pool(2) } })
     local client = client_of(relay:port(), key)
-    assert(client:register({ outer = from, inner = ":1", name = "d" }))
-    assert(client:register({ outer = to, inner = ":1", name = "mine", max_users = 1000, idle_timeout = 5 }))
+    assert(client:register({ outer = "any", inner = ":1", name = "d" }))
+    assert(client:register({ outer = "any", inner = ":1", name = "mine", max_users = 1000, idle_timeout = 5 }))
     local listed = assert(client:active_services())
     assert.equal(256, listed[1].max_users)
     assert.equal(600, listed[1].idle_timeout)
@@ -498,23 +509,23 @@ end)
 describe("control plane: relay stats", function()
   it("counts reverse-tunnel users and bytes in relay:stats()", function()
     local echo, echo_port = net.echo_server()
-    local from, to = net.free_range(1)
-    local relay, key = relay_with({ ports = { from .. "-" .. to } })
+    local relay, key = relay_with({ ports = { pool(1) } })
     local client = client_of(relay:port(), key)
-    local entry = assert(client:register({ outer = from, inner = ":" .. echo_port, name = "e" }))
+    local entry = assert(client:register({ outer = "any", inner = ":" .. echo_port, name = "e" }))
+    local port = entry.port
     assert.equal(0, relay:stats().reverse_users_total)
-    assert.equal("hello", net.exchange(from, "hello", { want = 5 }))
-    assert.equal("abc", net.exchange(from, "abc", { want = 3 }))
+    assert.equal("hello", net.exchange(port, "hello", { want = 5 }))
+    assert.equal("abc", net.exchange(port, "abc", { want = 3 }))
     assert(eventually(function() return relay:stats().reverse_users_active == 0 end, 3000))
     local st = relay:stats()
     assert.equal(2, st.reverse_users_total)
     assert.equal(8, st.reverse_bytes_up)
     assert.equal(8, st.reverse_bytes_down)
     -- a user still connected when its service ends is counted until it leaves, and after
-    local held = assert(hold(from))
+    local held = assert(hold(port))
     assert.equal("held", echo_of(held, "held"))
     entry:cancel()
-    assert.is_nil(hold(from))
+    assert.is_nil(hold(port))
     st = relay:stats()
     assert.equal(1, st.reverse_users_active)
     assert.equal(3, st.reverse_users_total)
