@@ -527,13 +527,16 @@ function commands.services(args, opts)
   if not list then return code or 2 end
   local now = os.time()
   local rows = {}
+  -- What a broken relay sends instead of a number is left out rather than computed with.
+  local function number(v) return type(v) == "number" and v or nil end
   for _, s in ipairs(list) do
+    local max_users, max_total, deadline = number(s.max_users), number(s.max_total), number(s.deadline)
     local limits = {}
-    if s.max_users and s.max_users > 0 then limits[#limits + 1] = "users<=" .. s.max_users end
-    if s.max_total and s.max_total > 0 then limits[#limits + 1] = "total<=" .. s.max_total end
-    if s.deadline then limits[#limits + 1] = "ends in " .. duration(math.max(0, s.deadline - now)) end
+    if max_users and max_users > 0 then limits[#limits + 1] = "users<=" .. max_users end
+    if max_total and max_total > 0 then limits[#limits + 1] = "total<=" .. max_total end
+    if deadline then limits[#limits + 1] = "ends in " .. duration(math.max(0, deadline - now)) end
     rows[#rows + 1] = { tostring(s.port), tostring(s.name), tostring(s.state or ""), tostring(s.users_online),
-      tostring(s.users_served), duration(math.max(0, now - (s.birth or now))),
+      tostring(s.users_served), duration(math.max(0, now - (number(s.birth) or now))),
       #limits > 0 and table.concat(limits, " ") or "-", tostring(s.message or "") }
   end
   print_table({ "PORT", "NAME", "STATE", "ONLINE", "SERVED", "AGE", "LIMITS", "MESSAGE" }, rows)

@@ -245,6 +245,9 @@ function Client:entry(key)
   end
 end
 
+-- What a page of each discovery list holds; anything else from a broken relay is dropped.
+local item_type = { services = "table", ports = "number" }
+
 -- Asks for every page of a discovery list (op "services" or "ports"): the whole list, or
 -- nil, err.
 function Client:_discover(op)
@@ -252,8 +255,11 @@ function Client:_discover(op)
   repeat
     local reply, err = self:_request({ op = op, after = after })
     if not reply then return nil, err end
-    for _, item in ipairs(reply[op] or {}) do list[#list + 1] = item end
-    after = reply.next
+    for _, item in ipairs(type(reply[op]) == "table" and reply[op] or {}) do
+      if type(item) == item_type[op] then list[#list + 1] = item end
+    end
+    -- pages go up the pool: a `next` that does not is a broken relay, not a reason to loop
+    after = type(reply.next) == "number" and reply.next > after and reply.next or nil
   until not after
   return list
 end

@@ -270,7 +270,12 @@ describe("control plane: text from peers", function()
   it("prints escapes instead of raw control characters, one line per service, aligned by characters", function()
     local relay, key = relay_with({ ports = { pool(2) }, hooks = {
       discover = function(list, _, what) -- an older or hostile relay sends what it likes
-        if what == "services" and list[1] then list[1].message = "\27[2J\27]0;owned\7line one\nline two" end
+        if what == "ports" then return { "\27[2J", 7, { 8 } } end
+        if list[1] then
+          list[1].message = "\27[2J\27]0;owned\7line one\nline two"
+          list[1].max_users, list[1].birth = "\27[31m", "yesterday"
+          list[#list + 1] = "\27[5m"
+        end
         return list
       end,
     } })
@@ -292,6 +297,9 @@ describe("control plane: text from peers", function()
     assert.equal(column_of(lines[1], "MESSAGE"), column_of(lines[2], "\\e"))
     assert.equal(column_of(lines[1], "MESSAGE"), column_of(lines[3], "second"))
     assert.equal(column_of(lines[1], "STATE"), column_of(lines[2], "up"))
+    r = proc.warren({ "ports", "127.0.0.1:" .. relay:port(), "-k", key }, { timeout = 15000 })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("7\n", r.stdout)
     client:close()
     relay:close()
   end)
