@@ -246,7 +246,8 @@ describe("warren's command-line messages and exit codes", function()
       { { "-L", "9000:h:80", closed }, "a key is required" },
       { { "-L", "9000:h:80", closed, "-k", "x", "-p", "y" }, "only one of" },
       { { "serve", "127.0.0.1:99999", "-k", "x" }, 'bad port "99999" in listen address 127%.0%.0%.1:99999' },
-      { { "serve", "nosuch.invalid:8100", "-k", "x" }, 'bad host "nosuch%.invalid" in listen address nosuch%.invalid:8100: listen on an IP address' },
+      { { "serve", "nosuch.invalid:8100", "-k", "x" },
+        'bad host "nosuch%.invalid" in listen address nosuch%.invalid:8100: listen on an IP address' },
       { { "services", "127.0.0.1:0", "-k", "x" }, 'bad port "0" in relay address' },
     }) do
       local r = proc.warren(case[1])
@@ -288,13 +289,33 @@ describe("warren's command-line messages and exit codes", function()
   end)
 
   it("takes * as BIND for all interfaces, as ssh does", function()
-    local k, relay_port, fwd_port, dyn_port = proc.key(), net.free_port(), net.free_port(), net.free_port()
+    local k, relay_port = proc.key(), net.free_port()
     local echo, echo_port = net.echo_server()
     local relay = proc.start({ proc.warren_bin, "serve", "127.0.0.1:" .. relay_port, "-k", k })
     assert(net.wait_port(relay_port), "relay did not start")
-    local client = proc.start({ proc.warren_bin, "-L", "*:" .. fwd_port .. ":127.0.0.1:" .. echo_port,
-      "-D", "*:" .. dyn_port, "127.0.0.1:" .. relay_port, "-k", k })
-    assert(net.wait_port(fwd_port) and net.wait_port(dyn_port), "client did not start")
+    -- a port free on every address (a test elsewhere may hold it on one), taken again if lost
+    local function wildcard_port()
+      for _ = 1, 50 do
+        local p, s = net.free_port(), uv.new_tcp()
+        local ok = s:bind("::", p) and s:listen(1, function() end)
+        s:close()
+        if ok then return p end
+      end
+      error("no port free on all interfaces")
+    end
+    local client, fwd_port, dyn_port
+    for _ = 1, 3 do
+      fwd_port, dyn_port = wildcard_port(), wildcard_port()
+      client = proc.start({ proc.warren_bin, "-L", "*:" .. fwd_port .. ":127.0.0.1:" .. echo_port,
+        "-D", "*:" .. dyn_port, "127.0.0.1:" .. relay_port, "-k", k })
+      if wait.eventually(function() return client.code or select(2, client:output()):find("proxy %(") end, 15000)
+        and not client.code then
+        break
+      end
+      local r = assert(client:wait(5000))
+      assert.matches("address already in use", r.stderr)
+    end
+    assert.is_nil(client.code, "client did not start")
     -- 127.0.0.2 is only reached by a listener on all interfaces, not on the default 127.0.0.1
     local function talk(host, port)
       local c = uv.new_tcp()
