@@ -57,16 +57,47 @@ local function closed_by_peer(c, timeout_ms)
   return ended
 end
 
+-- Child processes of the running test, killed after it whether it passed or not.
+local children = {}
+
 local function warren_child(args)
   local spec = { proc.warren_bin }
   for _, a in ipairs(args) do spec[#spec + 1] = a end
-  return proc.start(spec)
+  local child = proc.start(spec)
+  children[#children + 1] = child
+  return child
+end
+
+local function reap_children()
+  for _, child in ipairs(children) do
+    child:kill("sigkill")
+    child:wait(5000)
+  end
+  children = {}
 end
 
 -- The relay port a `warren -R` child printed for the service `name` (awaits it), or nil.
 local function relay_port_of(child, name)
   local found = eventually(function() return child:output():match(name .. ": relay port (%d+)") end, 10000)
   return found and tonumber(found)
+end
+
+-- n consecutive ports that can be bound now, from 10000-19999: below the range the other
+-- specs take theirs from (helpers.net), so thousands of them do not collide with a test
+-- running beside this one.
+local function quiet_range(n)
+  for _ = 1, 50 do
+    local from = math.random(10000, 20000 - n)
+    local free = true
+    for p = from, from + n - 1 do
+      local probe = uv.new_tcp()
+      free = probe:bind("127.0.0.1", p) ~= nil
+      probe:close()
+      if not free then break end
+    end
+    if free then return from, from + n - 1 end
+  end
+  error("no free range of " .. n .. " ports below 20000")
 end
 
 -- Pools have spare ports and services take "any": a port that another program took since
@@ -79,10 +110,14 @@ end
 describe("control plane: long answers", function()
   it("pages a service list longer than 1 MiB to the Lua client and to `warren services`", function()
     local n = 3000
-    -- spare ports: "any" skips one that another program took since free_range looked
-    local from, to = net.free_range(n + 50)
+    -- spare ports: "any" skips one that another program took since quiet_range looked
+    local from, to = quiet_range(n + 50)
     local relay, key = relay_with({ ports = { from .. "-" .. to }, max_services = n })
     local client = client_of(relay:port(), key)
+    finally(function() -- whatever happens, these thousands of ports are not left to later tests
+      client:close()
+      relay:close()
+    end)
     local message = string.rep("m", 256)
     local tasks = {}
     for t = 1, 32 do
@@ -106,8 +141,6 @@ describe("control plane: long answers", function()
     local r = proc.warren({ "services", "127.0.0.1:" .. relay:port(), "-k", key }, { timeout = 30000 })
     assert.equal(0, r.code, r.stderr)
     assert.equal(n + 1, select(2, r.stdout:gsub("\n", "")))
-    client:close()
-    relay:close()
   end)
 
   it("pages free ports with after and limit, and refuses a bad page", function()
@@ -306,6 +339,7 @@ describe("control plane: text from peers", function()
 end)
 
 describe("control plane: one client id, two processes", function()
+  after_each(reap_children)
   local http, http_port
   setup(function() http, http_port = net.http_server("served by the first") end)
   teardown(function() http:close() end)
@@ -388,6 +422,7 @@ describe("control plane: discovery and the command line", function()
 end)
 
 describe("control plane: -R client lifetime", function()
+  after_each(reap_children)
   local http, http_port
   setup(function() http, http_port = net.http_server("alive") end)
   teardown(function() http:close() end)
@@ -452,6 +487,7 @@ describe("control plane: -R client lifetime", function()
 end)
 
 describe("control plane: the operator's limits", function()
+  after_each(reap_children)
   local echo, echo_port
   setup(function() echo, echo_port = net.echo_server() end)
   teardown(function() echo:close() end)
