@@ -222,7 +222,8 @@ function Registry:_ports_page(after, limit, client)
   end, client)
 end
 
--- Every service, as discovery shows it to `client` (nil: unfiltered by nobody's id).
+-- Every service, as discovery shows it to `client` (nil for the relay's own listing: the
+-- discover hook then sees no client).
 function Registry:services_list(client)
   local list, after = {}, 0
   repeat
