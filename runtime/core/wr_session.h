@@ -41,6 +41,8 @@ typedef struct wr_stream wr_stream_t; /* begins with a wr_endpoint_t */
 #define WR_SESSION_REASON_MAX          128  /* bytes of an OPEN_FAIL reason */
 #define WR_SESSION_PROBE_MIN_DEFAULT   60000
 #define WR_SESSION_PROBE_MAX_DEFAULT   180000
+/* OPEN target of the control channel; real targets always have a ":port", so no host collides. */
+#define WR_CONTROL_TARGET "@control"
 
 /* Server-side state shared by every session of one listener (one pre-shared key): the derived
  * handshake keys, the replay set and handshake counters. Loop thread only (the worker threads

@@ -12,9 +12,6 @@
  * a client, so the mux default (sized for one application) is too small here. */
 #define WR_TUNNEL_MAX_STREAMS 8192
 
-/* OPEN target of the control channel; real targets always have a ":port", so no host collides. */
-#define WR_CONTROL_TARGET "@control"
-
 typedef struct wr_lsession wr_lsession;
 /* The live, ready session behind a handle, or NULL. */
 wr_session_t *wr_lsession_get(wr_lsession *ls);

@@ -1,0 +1,353 @@
+#include "wr_server.h"
+
+#include "wr_addr.h"
+#include "wr_addr_limit.h"
+#include "wr_admit.h"
+#include "wr_io.h"
+#include "wr_log.h"
+#include "wr_stream_dial.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DIAL_TIMEOUT_DEFAULT_MS 10000
+#define FAILURE_SLOTS           4096
+/* Dropped connections are logged at most this often, as one summary line. */
+#define DROP_LOG_INTERVAL_MS 10000
+
+struct wr_server {
+    uv_loop_t *loop;
+    wr_server_cbs cbs;
+    void *data;
+    wr_session_server_t *hs;
+    wr_session_config scfg;
+    wr_relay_opts_t ropts;
+    uint64_t dial_timeout_ms;
+    wr_admit_t *admit;
+    wr_addr_limit_t *failures; /* NULL = no tally */
+    wr_server_conn_t *conns;   /* live sessions */
+    wr_server_stats st;
+    uint64_t drops_logged, drop_log_ms; /* drops covered by the last summary line, and when */
+    int closed, owner_gone;
+    int refs; /* the owner, each conn record */
+};
+
+struct wr_server_conn {
+    wr_admit_entry admit; /* first: wr_admit hands it back for eviction */
+    wr_server_t *srv;
+    wr_session_t *session; /* NULL once ended */
+    void *data;
+    int refs; /* the session, each stream being dialled or relayed */
+    char peer[64];
+    struct sockaddr_storage addr;
+    wr_server_conn_t *next, **prev;
+};
+
+/* Lives as long as the stream's dial and relay; the target is sized to fit. */
+typedef struct server_stream {
+    wr_server_conn_t *conn;
+    char target[];
+} server_stream;
+
+static void server_unref(wr_server_t *srv)
+{
+    if (--srv->refs > 0) return;
+    wr_session_server_free(srv->hs);
+    wr_addr_limit_free(srv->failures);
+    wr_admit_free(srv->admit);
+    free(srv);
+}
+
+static void conn_unref(wr_server_conn_t *c)
+{
+    if (--c->refs > 0) return;
+    server_unref(c->srv);
+    free(c);
+}
+
+static int owner_listens(const wr_server_t *srv)
+{
+    return !srv->owner_gone;
+}
+
+static void info_of(server_stream *ss, wr_server_stream_info *info)
+{
+    info->conn = ss->conn;
+    info->target = ss->target;
+    info->peer = ss->conn->peer;
+}
+
+static void stream_done(void *data, int dial_status, const wr_relay_result_t *res)
+{
+    server_stream *ss = data;
+    wr_server_t *srv = ss->conn->srv;
+    wr_server_stream_info info;
+    info_of(ss, &info);
+    srv->st.streams_active--;
+    if (dial_status != 0) {
+        srv->st.dials_failed++;
+        wr_info("relay: %s from %s failed: %s", ss->target, ss->conn->peer,
+                uv_strerror(dial_status));
+    } else {
+        srv->st.bytes_up += res->bytes_ab; /* a = the stream: bytes from the client onward */
+        srv->st.bytes_down += res->bytes_ba;
+    }
+    if (srv->cbs.on_stream_done && owner_listens(srv))
+        srv->cbs.on_stream_done(srv, &info, dial_status, res);
+    conn_unref(ss->conn);
+    free(ss);
+}
+
+static int policy_check(void *data, const struct sockaddr_storage *addrs, int naddrs, char *reason,
+                        size_t size)
+{
+    server_stream *ss = data;
+    wr_server_t *srv = ss->conn->srv;
+    wr_server_stream_info info;
+    int refused;
+    if (srv->closed || !owner_listens(srv)) {
+        snprintf(reason, size, "relay closing");
+        return -1;
+    }
+    if (!ss->conn->session) {
+        snprintf(reason, size, "session ended");
+        return -1;
+    }
+    info_of(ss, &info);
+    refused = srv->cbs.policy(srv, &info, addrs, naddrs, reason, size);
+    if (refused) {
+        srv->st.streams_denied++;
+        wr_debug("relay: open %s denied: %s", ss->target, reason[0] ? reason : "by policy");
+    }
+    return refused;
+}
+
+static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *target, size_t len)
+{
+    wr_server_conn_t *c = wr_session_data(s);
+    wr_server_t *srv = c->srv;
+    server_stream *ss;
+    wr_hostport_t hp;
+    const char *perr;
+    char text[WR_HOST_MAX + 16], reason[WR_SESSION_REASON_MAX];
+
+    srv->st.streams_total++;
+    if (len >= sizeof text) {
+        wr_stream_reject(st, "bad target: too long");
+        return;
+    }
+    memcpy(text, target, len);
+    text[len] = '\0';
+    if (strcmp(text, WR_CONTROL_TARGET) == 0) {
+        if (srv->cbs.on_channel && owner_listens(srv))
+            srv->cbs.on_channel(srv, c, st);
+        else
+            wr_stream_reject(st, "denied: this relay takes no registrations");
+        return;
+    }
+    if (wr_parse_hostport(text, 0, &hp, &perr) != 0) {
+        snprintf(reason, sizeof reason, "bad target: %s", perr);
+        wr_stream_reject(st, reason);
+        return;
+    }
+    /* An empty host means the relay's own localhost. */
+    if (hp.host[0] == '\0') snprintf(hp.host, sizeof hp.host, "127.0.0.1");
+    ss = malloc(sizeof *ss + len + 1);
+    if (!ss) {
+        wr_stream_reject(st, "failed: out of memory");
+        return;
+    }
+    ss->conn = c;
+    memcpy(ss->target, text, len + 1);
+    if (wr_stream_dial(srv->loop, st, hp.host, hp.port, srv->dial_timeout_ms, &srv->ropts,
+                       srv->cbs.policy ? policy_check : NULL, stream_done, ss) != 0) {
+        srv->st.dials_failed++;
+        free(ss);
+        return;
+    }
+    c->refs++;
+    srv->st.streams_active++;
+}
+
+static void on_ready(wr_session_t *s)
+{
+    wr_server_conn_t *c = wr_session_data(s);
+    wr_admit_remove(c->srv->admit, &c->admit);
+    wr_debug("relay: session from %s authenticated", c->peer);
+}
+
+static void on_closed(wr_session_t *s, int reason, const char *detail)
+{
+    wr_server_conn_t *c = wr_session_data(s);
+    wr_server_t *srv = c->srv;
+    const char *why = detail && *detail ? detail : wr_session_reason_name(reason);
+    wr_debug("relay: session from %s closed: %s", c->peer, why);
+    c->session = NULL;
+    *c->prev = c->next;
+    if (c->next) c->next->prev = c->prev;
+    srv->st.sessions_active--;
+    wr_admit_remove(srv->admit, &c->admit);
+    if (srv->cbs.on_conn_closed && owner_listens(srv)) srv->cbs.on_conn_closed(srv, c, why);
+    conn_unref(c);
+}
+
+static void on_rejected(wr_session_t *s)
+{
+    wr_server_conn_t *c = wr_session_data(s);
+    wr_server_t *srv = c->srv;
+    wr_admit_doom(srv->admit, &c->admit);
+    if (wr_addr_limit_fail(srv->failures, (struct sockaddr *)&c->addr, uv_now(srv->loop))) {
+        char ip[64];
+        wr_addr_format((struct sockaddr *)&c->addr, 0, ip, sizeof ip);
+        wr_warn("relay: failed handshakes from %s reached the limit within %d s: its "
+                "unauthenticated connections go first when the relay must drop some",
+                ip, WR_SERVER_FAILURE_WINDOW_MS / 1000);
+    }
+}
+
+static const wr_session_cbs conn_cbs = {.on_ready = on_ready,
+                                        .on_stream_open = on_stream_open,
+                                        .on_closed = on_closed,
+                                        .on_rejected = on_rejected};
+
+/* Closes a connection wr_admit dropped to make room, and says so now and then. */
+static void evicted(wr_admit_entry *e, void *data)
+{
+    wr_server_t *srv = data;
+    wr_server_conn_t *victim = (wr_server_conn_t *)e;
+    uint64_t now = uv_now(srv->loop);
+    wr_admit_stats st;
+    wr_session_drop(victim->session);
+    wr_admit_get_stats(srv->admit, &st);
+    if (srv->drop_log_ms == 0 || now - srv->drop_log_ms >= DROP_LOG_INTERVAL_MS) {
+        uint64_t dropped = st.evicted_per_addr + st.evicted_total;
+        wr_warn("relay: too many connections without the key: dropped %llu of the oldest since "
+                "the last report (%llu for one address's budget; latest from %s)",
+                (unsigned long long)(dropped - srv->drops_logged),
+                (unsigned long long)st.evicted_per_addr, victim->peer);
+        srv->drops_logged = dropped;
+        srv->drop_log_ms = now;
+    }
+}
+
+wr_server_t *wr_server_new(uv_loop_t *loop, const wr_server_config *cfg, const wr_server_cbs *cbs,
+                           void *data)
+{
+    wr_server_t *srv = calloc(1, sizeof *srv);
+    uint32_t max_unauth =
+        cfg->max_unauthenticated ? cfg->max_unauthenticated : WR_SERVER_MAX_UNAUTHENTICATED_DEFAULT;
+    if (!srv) return NULL;
+    srv->loop = loop;
+    srv->cbs = *cbs;
+    srv->data = data;
+    srv->refs = 1;
+    srv->scfg = cfg->session;
+    srv->ropts = cfg->relay;
+    srv->dial_timeout_ms = cfg->dial_timeout_ms ? cfg->dial_timeout_ms : DIAL_TIMEOUT_DEFAULT_MS;
+    srv->admit = wr_admit_new(max_unauth, cfg->max_unauthenticated_per_address, evicted, srv);
+    srv->failures =
+        wr_addr_limit_new(cfg->max_failed_handshakes, WR_SERVER_FAILURE_WINDOW_MS, FAILURE_SLOTS);
+    if (!srv->admit || (cfg->max_failed_handshakes && !srv->failures) ||
+        wr_session_server_new(cfg->psk, 0, &srv->hs) != 0) {
+        wr_admit_free(srv->admit);
+        wr_addr_limit_free(srv->failures);
+        free(srv);
+        return NULL;
+    }
+    srv->scfg.is_server = 1;
+    srv->scfg.hs_server = srv->hs;
+    return srv;
+}
+
+void *wr_server_data(const wr_server_t *srv)
+{
+    return srv->data;
+}
+
+int wr_server_take(wr_server_t *srv, wr_endpoint_t *carrier, const struct sockaddr *peer)
+{
+    wr_server_conn_t *c;
+    if (srv->closed) {
+        wr_endpoint_close(carrier, WR_CLOSE_RESET);
+        return UV_ECANCELED;
+    }
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        wr_endpoint_close(carrier, WR_CLOSE_RESET);
+        return UV_ENOMEM;
+    }
+    if (peer && (peer->sa_family == AF_INET || peer->sa_family == AF_INET6))
+        memcpy(&c->addr, peer,
+               peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                           : sizeof(struct sockaddr_in));
+    wr_addr_normalize(&c->addr);
+    wr_addr_format((struct sockaddr *)&c->addr, 1, c->peer, sizeof c->peer);
+    c->srv = srv;
+    c->refs = 1;
+    c->session = wr_session_new(srv->loop, carrier, &srv->scfg, &conn_cbs, c);
+    if (!c->session) {
+        wr_endpoint_close(carrier, WR_CLOSE_RESET);
+        free(c);
+        return UV_ENOMEM;
+    }
+    srv->refs++;
+    c->next = srv->conns;
+    c->prev = &srv->conns;
+    if (srv->conns) srv->conns->prev = &c->next;
+    srv->conns = c;
+    srv->st.sessions_total++;
+    srv->st.sessions_active++;
+    /* Last: making room may drop other sessions (never this one). */
+    wr_admit_add(srv->admit, &c->admit, (struct sockaddr *)&c->addr,
+                 wr_addr_limit_over(srv->failures, (struct sockaddr *)&c->addr, uv_now(srv->loop)));
+    return 0;
+}
+
+void wr_server_close(wr_server_t *srv)
+{
+    if (srv->closed) return;
+    srv->closed = 1;
+    for (wr_server_conn_t *c = srv->conns; c; c = c->next)
+        wr_session_close(c->session);
+}
+
+void wr_server_free(wr_server_t *srv)
+{
+    wr_server_close(srv);
+    srv->owner_gone = 1;
+    server_unref(srv);
+}
+
+void wr_server_get_stats(const wr_server_t *srv, wr_server_stats *out)
+{
+    wr_admit_stats adm;
+    wr_admit_get_stats(srv->admit, &adm);
+    *out = srv->st;
+    out->unauthenticated = adm.pending + adm.doomed;
+    out->unauthenticated_failed = adm.doomed;
+    out->dropped_unauthenticated = adm.evicted_total;
+    out->dropped_per_address = adm.evicted_per_addr;
+    out->handshakes_ok = srv->hs->handshakes_ok;
+    out->handshakes_failed = srv->hs->handshakes_failed;
+}
+
+wr_session_t *wr_server_conn_session(const wr_server_conn_t *conn)
+{
+    return conn->session;
+}
+
+const char *wr_server_conn_peer(const wr_server_conn_t *conn)
+{
+    return conn->peer;
+}
+
+void *wr_server_conn_data(const wr_server_conn_t *conn)
+{
+    return conn->data;
+}
+
+void wr_server_conn_set_data(wr_server_conn_t *conn, void *data)
+{
+    conn->data = data;
+}
