@@ -5,6 +5,9 @@ local uv = require("luv")
 local M = {}
 
 M.warren_bin = os.getenv("WARREN_BIN") or "warren"
+-- Children not yet exited: a spec that fails midway leaves its relays and clients running, and
+-- the runner kills them at the end so they hold no ports into the next suite.
+local live = {}
 M.source_dir = os.getenv("WARREN_SOURCE_DIR") or "."
 
 local function collect(pipe, sink)
@@ -36,6 +39,7 @@ function M.start(spec)
     env = env,
     cwd = spec.cwd,
   }, function(code, signal)
+    live[child] = nil
     child.code, child.signal = code, signal
     if child.on_exit then child.on_exit() end
   end)
@@ -44,6 +48,7 @@ function M.start(spec)
     error("cannot start " .. spec[1] .. ": " .. tostring(pid))
   end
   child.handle, child.pid = handle, pid
+  live[child] = true
   collect(stdout, out)
   collect(stderr, err)
   if spec.stdin then stdin:write(spec.stdin) end
@@ -74,6 +79,11 @@ function M.start(spec)
     return { code = self.code, signal = self.signal, stdout = o, stderr = e }
   end
   return child
+end
+
+-- Kills every child still running (the runner calls it once the specs are done).
+function M.kill_all()
+  for child in pairs(live) do child:kill("sigkill") end
 end
 
 -- proc.run{...}: start and wait; raises if it does not finish in time.
