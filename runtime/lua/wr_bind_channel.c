@@ -29,8 +29,12 @@ typedef struct wr_lchannel {
     wr_closable link;
     lua_State *L;
     wr_endpoint_t *ep; /* NULL once closed */
-    int ep_closed;     /* its on_closed ran */
-    int box_alive;     /* the state lives until both are done */
+    /* Closed by us: the stream stays until what we sent is flushed (shutdown) and the peer ended
+     * too, so a send right before close is delivered, not cut off by a reset. */
+    wr_endpoint_t *lingering;
+    int peer_eof, shut_done;
+    int ep_closed; /* its on_closed ran */
+    int box_alive; /* the state lives until both are done */
     wr_ctl_reader reader;
     int anchor_ref;
     int queue_ref; /* Lua table of received messages, [head, tail) */
@@ -42,7 +46,7 @@ typedef struct wr_lchannel {
     wr_await *waiting; /* a recv in progress */
 } wr_lchannel;
 
-static void channel_end(wr_lchannel *ch, const char *reason);
+static void channel_end(wr_lchannel *ch, const char *reason, int flush);
 
 static void wake(wr_lchannel *ch)
 {
@@ -103,13 +107,14 @@ static void on_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len
     size_t used, msg_len;
     int rc;
     (void)b;
+    if (ch->lingering) return; /* closed on our side: nobody takes messages any more */
     while (len > 0) {
         rc = wr_ctl_reader_feed(&ch->reader, data, len, &used, &msg, &msg_len);
         if (rc < 0) {
             char why[80];
             snprintf(why, sizeof why, "bad control stream: %s", wr_ctl_strerror(rc));
             wr_debug("channel: %s", why);
-            channel_end(ch, why);
+            channel_end(ch, why, 0);
             return;
         }
         if (rc == WR_CTL_OK) queue_message(ch, msg, msg_len);
@@ -123,15 +128,42 @@ static void on_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len
     wake(ch);
 }
 
+static void linger_done(wr_lchannel *ch)
+{
+    wr_endpoint_t *ep = ch->lingering;
+    if (!ep || !ch->peer_eof || !ch->shut_done) return;
+    ch->lingering = NULL;
+    wr_endpoint_close(ep, WR_CLOSE_GRACEFUL);
+}
+
 static void on_eof(wr_endpoint_t *ep)
 {
-    channel_end(ep->data, "closed");
+    wr_lchannel *ch = ep->data;
+    ch->peer_eof = 1;
+    if (ch->lingering)
+        linger_done(ch);
+    else
+        channel_end(ch, "closed", 1); /* what we still send goes out before our end */
+}
+
+static void on_shutdown(wr_endpoint_t *ep, int status)
+{
+    wr_lchannel *ch = ep->data;
+    ch->shut_done = 1;
+    if (status < 0) ch->peer_eof = 1; /* nothing more will come through */
+    linger_done(ch);
 }
 
 static void on_error(wr_endpoint_t *ep, int err)
 {
+    wr_lchannel *ch = ep->data;
     (void)err;
-    channel_end(ep->data, "closed");
+    if (ch->lingering) {
+        ch->lingering = NULL;
+        wr_endpoint_close(ep, WR_CLOSE_RESET);
+        return;
+    }
+    channel_end(ch, "closed", 0);
 }
 
 static void channel_free(wr_lchannel *ch)
@@ -147,12 +179,16 @@ static void on_closed(wr_endpoint_t *ep)
     if (!ch->box_alive) channel_free(ch);
 }
 
-static const wr_endpoint_cbs_t channel_cbs = {
-    .on_read = on_read, .on_eof = on_eof, .on_error = on_error, .on_closed = on_closed};
+static const wr_endpoint_cbs_t channel_cbs = {.on_read = on_read,
+                                              .on_eof = on_eof,
+                                              .on_error = on_error,
+                                              .on_shutdown = on_shutdown,
+                                              .on_closed = on_closed};
 
 /* No more messages: wake the reader, close the stream, drop the anchor. Messages already queued
- * can still be taken by recv. */
-static void channel_end(wr_lchannel *ch, const char *reason)
+ * can still be taken by recv. With flush, messages sent but not yet written go out first: the
+ * stream half-closes and closes once both ends are done (see lingering). */
+static void channel_end(wr_lchannel *ch, const char *reason, int flush)
 {
     wr_endpoint_t *ep = ch->ep;
     lua_State *L = ch->L;
@@ -164,12 +200,17 @@ static void channel_end(wr_lchannel *ch, const char *reason)
     wake(ch);
     luaL_unref(L, LUA_REGISTRYINDEX, ch->anchor_ref); /* queued messages stay readable */
     ch->anchor_ref = LUA_NOREF;
+    if (flush && wr_endpoint_shutdown(ep) == 0) {
+        ch->lingering = ep;
+        if (ch->paused) wr_endpoint_read_start(ep); /* to see the peer's end */
+        return;
+    }
     wr_endpoint_close(ep, WR_CLOSE_GRACEFUL);
 }
 
 static void channel_close_tracked(wr_closable *c)
 {
-    channel_end((wr_lchannel *)((char *)c - offsetof(wr_lchannel, link)), "shutting down");
+    channel_end((wr_lchannel *)((char *)c - offsetof(wr_lchannel, link)), "shutting down", 0);
 }
 
 int wr_channel_push(lua_State *L, wr_endpoint_t *ep)
@@ -211,7 +252,7 @@ static int l_channel_send(lua_State *L)
     wr_ctl_push_encoded(L, 2);
     msg = lua_tolstring(L, -1, &len);
     if (ch->ep->queued + len > CHANNEL_TX_QUEUE_MAX) {
-        channel_end(ch, "peer does not read its control messages");
+        channel_end(ch, "peer does not read its control messages", 0);
         return wr_push_closed(L);
     }
     b = wr_buf_new(len);
@@ -261,7 +302,7 @@ static int l_channel_close(lua_State *L)
 {
     wr_lchannel *ch = check_channel(L);
     if (!ch->ep) return wr_push_closed(L);
-    channel_end(ch, "closed");
+    channel_end(ch, "closed", 1);
     lua_pushboolean(L, 1);
     return 1;
 }

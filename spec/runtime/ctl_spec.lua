@@ -23,7 +23,8 @@ describe("control messages from Lua", function()
   it("raises on values it cannot encode", function()
     local cyclic = {}
     cyclic.self = cyclic
-    for _, bad in ipairs({ print, cyclic, { [1] = 1, x = 2 }, { [true] = 1 }, 0 / 0, { [string.rep("k", 256)] = 1 } }) do
+    local bads = { print, cyclic, { [1] = 1, x = 2 }, { [true] = 1 }, 0 / 0, { [string.rep("k", 256)] = 1 } }
+    for _, bad in ipairs(bads) do
       assert.has_error(function() core.ctl_encode(bad) end)
     end
     local deep = {}
@@ -44,5 +45,30 @@ describe("control messages from Lua", function()
     local v, err = core.ctl_decode("\0\0\0\8\16\2\1a\128\1a\129")
     assert.is_nil(v)
     assert.matches("key", err)
+  end)
+end)
+
+describe("control channels", function()
+  it("deliver what was sent right before close, both ways", function()
+    local warren = require("warren")
+    local k = string.rep("c", 32)
+    local relay_got
+    local relay = assert(core.relay_server({ host = "127.0.0.1", port = 0, key = k,
+      on_channel = function(ch)
+        warren.spawn(function()
+          relay_got = ch:recv()
+          ch:send({ op = "ended", reason = "bye" })
+          ch:close() -- at once: the message must still arrive
+        end)
+      end }))
+    local session = assert(core.session_connect({ host = "127.0.0.1", port = relay:port(), key = k }))
+    local ch = assert(session:open_channel())
+    ch:send({ op = "hello" })
+    local answer, err = ch:recv()
+    assert.same({ op = "ended", reason = "bye" }, answer, err)
+    assert.same({ op = "hello" }, relay_got)
+    assert.same({ nil, "closed" }, { ch:recv() })
+    session:close()
+    relay:close()
   end)
 end)
