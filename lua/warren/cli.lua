@@ -341,7 +341,8 @@ function commands.serve(args, opts)
     if not chunk then return fail(lerr) end
     local ok, hooks = pcall(chunk)
     if not ok or type(hooks) ~= "table" then
-      return fail(string.format("--hooks %s: %s", opts.hooks_file, ok and "must return a table of hooks" or tostring(hooks)))
+      return fail(string.format("--hooks %s: %s", opts.hooks_file,
+        ok and "must return a table of hooks" or tostring(hooks)))
     end
     t.hooks = hooks
   end

@@ -79,7 +79,8 @@ describe("warren command line", function()
 
   it("honours os.exit codes", function()
     assert.equal(7, proc.warren({ "-e", "os.exit(7)" }).code)
-    assert.equal(3, proc.warren({ "-e", "require('warren').spawn(function() require('warren').sleep(5) os.exit(3) end)" }).code)
+    local chunk = "require('warren').spawn(function() require('warren').sleep(5) os.exit(3) end)"
+    assert.equal(3, proc.warren({ "-e", chunk }).code)
   end)
 
   it("keeps running after an error in a luv callback", function()

@@ -459,7 +459,8 @@ describe("goflyway's command lines", function()
   it("warren -w -L 1080:server2:1080 server:80 -p password", function()
     local relay, relay_port = relay_at({ "-p", "password" })
     local lport = net.free_port()
-    local client = start({ "-w", "-L", lport .. ":localhost:" .. echo_port, "127.0.0.1:" .. relay_port, "-p", "password" })
+    local client = start({ "-w", "-L", lport .. ":localhost:" .. echo_port, "127.0.0.1:" .. relay_port,
+      "-p", "password" })
     assert(net.wait_port(lport))
     assert.equal("over ws", net.exchange(lport, "over ws", { want = 7 }))
     local c = stop(client, relay)
@@ -522,7 +523,8 @@ describe("goflyway's command lines", function()
 
   it("--help tells about -D, --proxy-user, -P and the carriers", function()
     local r = proc.warren({ "--help" })
-    for _, flag in ipairs({ "%-D %[BIND:%]PORT", "%-%-proxy%-user USER:PASS", "%-P URL|DIR", "%-w, %-K, %-%-http, %-%-tls" }) do
+    local flags = { "%-D %[BIND:%]PORT", "%-%-proxy%-user USER:PASS", "%-P URL|DIR", "%-w, %-K, %-%-http, %-%-tls" }
+    for _, flag in ipairs(flags) do
       assert.matches(flag, r.stdout)
     end
   end)

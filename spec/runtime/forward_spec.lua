@@ -94,7 +94,8 @@ describe("warren -L through warren serve", function()
     local f = assert(io.open(file, "w"))
     f:write("correct horse\n")
     f:close()
-    local client = proc.start({ proc.warren_bin, "-L", string.format("127.0.0.1:%d:127.0.0.1:%d", local_port, echo_port),
+    local client = proc.start({ proc.warren_bin, "-L",
+      string.format("127.0.0.1:%d:127.0.0.1:%d", local_port, echo_port),
       "127.0.0.1:" .. relay_port, "--key-file", file })
     assert(net.wait_port(local_port), "forward did not start")
     assert.equal("keyed", net.exchange(local_port, "keyed", { want = 5 }))

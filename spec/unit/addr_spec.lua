@@ -11,7 +11,9 @@ describe("warren.addr", function()
   end)
 
   it("rejects bad addresses with a reason", function()
-    for _, bad in ipairs({ "", "host", "host:", "host:0", "host:65536", "host:12ab", "[::1:80", "[10.0.0.1]:80", "a b:1", "1:2:3" }) do
+    local bads = { "", "host", "host:", "host:0", "host:65536", "host:12ab", "[::1:80", "[10.0.0.1]:80", "a b:1",
+      "1:2:3" }
+    for _, bad in ipairs(bads) do
       local r, err = addr.parse(bad)
       assert.is_nil(r, bad)
       assert.is_string(err, bad)

@@ -36,7 +36,8 @@ describe("warren.log", function()
 
   it("renders JSON lines with escapes", function()
     local line = log.format_json({ time = 1.5, level = "error", msg = 'bad "quote"\n', fields = { n = 2, ok = false } })
-    assert.equal('{"time":"1970-01-01T00:00:01.500Z","level":"error","msg":"bad \\"quote\\"\\n","n":2,"ok":false}', line)
+    assert.equal('{"time":"1970-01-01T00:00:01.500Z","level":"error",'
+      .. '"msg":"bad \\"quote\\"\\n","n":2,"ok":false}', line)
   end)
 
   it("rejects an unknown level", function()
