@@ -1,6 +1,6 @@
 -- Relay hooks for reverse tunnels: which clients may register what, who may use a service, and
 -- a log line with the byte counts when a user leaves.
---   warren serve 0.0.0.0:8100 -k KEY --ports 9930-9939 --hooks examples/hooks.lua
+--   warren serve 0.0.0.0:8100 --key-file /etc/warren/key --ports 9930-9939 --hooks examples/hooks.lua
 -- Returns the hook table (the relay calls these; see lua/warren/registry.lua for every hook).
 local log = require("warren.log")
 

@@ -104,7 +104,8 @@ Options:
   --log-format FORMAT     text (default) or json, one record per line on stderr
   -h, --help              print this text
 
-Signals: SIGINT/SIGTERM shut down gracefully (twice: at once); SIGHUP reloads.
+Signals: SIGINT/SIGTERM shut down gracefully (twice: at once); SIGHUP runs the reload handler a
+         script set with warren.on_reload (the command-line tunnels have none: it is logged).
 Exit status: 0 success or a graceful shutdown; 1 a runtime failure (the relay cannot be reached
              or refuses the key, an address is in use...); 2 a usage error on the command line;
              130 / 143 SIGINT / SIGTERM while still connecting.
@@ -329,6 +330,13 @@ function commands.serve(args, opts)
   if aerr then
     usage_error(aerr)
     return 2
+  end
+  for _, range in ipairs(opts.ports or {}) do
+    local ok, rerr = require("warren.registry").parse_range(range)
+    if not ok then
+      usage_error("--ports: " .. rerr)
+      return 2
+    end
   end
   local t = tunnel_options(opts, key_options(opts))
   t.listen = args[1]
