@@ -1,5 +1,7 @@
 #include "wr_handshake.h"
 
+#include "wr_sniff.h"
+
 #include <string.h>
 
 #define MSG1_TYPE 0x01
@@ -416,7 +418,11 @@ int wr_hs_client_start(wr_hs_client *c, const wr_hs_config *cfg, uint64_t now, c
     var_len = 2 + early_len + (WR_HS_VAR1_MIN - 2) + rnd;
     len = WR_HS_MSG1_FIXED + var_len + WR_AEAD_TAG_LEN;
 
-    if (!rc) rc = wr_random(c->salt_c, WR_HS_SALT_LEN);
+    /* msg1 starts with the salt: one that a relay's front door could take for TLS or HTTP is
+     * drawn again (wr_sniff), so the raw carrier is always recognised from its first bytes. */
+    do {
+        if (!rc) rc = wr_random(c->salt_c, WR_HS_SALT_LEN);
+    } while (!rc && wr_sniff(c->salt_c, WR_HS_SALT_LEN) != WR_SNIFF_RAW);
     if (!rc) rc = wr_x25519_keypair(cfg->backend, c->priv, pub);
     if (rc) return client_fail(c, WR_HS_R_INTERNAL);
     memcpy(out, c->salt_c, WR_HS_SALT_LEN);

@@ -1,10 +1,12 @@
-/* core.relay_server{...}: binds the relay's server (wr_server, in the core) to a TCP listener and
- * to Lua. The server admits connections, runs sessions and dials stream targets; this file only
- * turns its callbacks into hook calls: the destination policy (on_open), the end of a dialled
- * stream (on_close) and control channels (on_channel, for the reverse-tunnel registry). */
+/* core.relay_server{...}: binds the relay's front door and server (wr_front, wr_server, in the
+ * core) to a TCP listener and to Lua. The front door classifies each connection; the server
+ * admits sessions and dials stream targets; this file only turns the server's callbacks into
+ * hook calls: the destination policy (on_open), the end of a dialled stream (on_close) and
+ * control channels (on_channel, for the reverse-tunnel registry). */
 #include "wr_addr.h"
 #include "wr_bind.h"
 #include "wr_bind_tunnel.h"
+#include "wr_front.h"
 #include "wr_host.h"
 #include "wr_io.h"
 #include "wr_log.h"
@@ -27,6 +29,7 @@ typedef struct wr_lrelay {
     lua_State *L;
     wr_listener_t *listener; /* NULL once closed */
     wr_server_t *server;
+    wr_front_t *front; /* NULL once closed */
     int anchor_ref;
     int on_open_ref, on_close_ref, on_channel_ref;
     int refs; /* listener, handle */
@@ -175,7 +178,7 @@ static void accepted(wr_listener_t *l, int status)
         wr_tcp_close_free(tcp);
         return;
     }
-    wr_server_take(r->server, carrier, (struct sockaddr *)&peer);
+    wr_front_take(r->front, carrier, (struct sockaddr *)&peer);
 }
 
 /* Stops listening and ends every session (their streams end with them). */
@@ -185,6 +188,8 @@ static void relay_close(wr_lrelay *r)
     wr_host_untrack(&r->link);
     wr_listener_close(r->listener);
     r->listener = NULL;
+    wr_front_free(r->front);
+    r->front = NULL;
     wr_server_close(r->server);
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->anchor_ref);
     r->anchor_ref = LUA_NOREF;
@@ -207,6 +212,7 @@ static int l_relay_server(lua_State *L)
     size_t keylen;
     lua_Integer port, probe_ms, max_unauth, max_unauth_addr, max_failed;
     wr_server_config cfg;
+    wr_front_config front_cfg;
     wr_server_cbs cbs;
     wr_lrelay *r;
     int rc;
@@ -227,6 +233,9 @@ static int l_relay_server(lua_State *L)
         return luaL_error(L, "relay_server: bad unauthenticated-connection limits");
 
     memset(&cfg, 0, sizeof cfg);
+    memset(&front_cfg, 0, sizeof front_cfg);
+    front_cfg.max_pending = cfg.max_unauthenticated = (uint32_t)max_unauth;
+    front_cfg.max_pending_per_addr = (uint32_t)max_unauth_addr;
     cfg.psk = (const uint8_t *)key;
     cfg.session.window = (uint32_t)wr_opt_integer(L, 1, "window", 0);
     cfg.session.rx_limit = (size_t)wr_opt_integer(L, 1, "session_buffer", 0);
@@ -236,7 +245,6 @@ static int l_relay_server(lua_State *L)
     probe_ms = wr_opt_integer(L, 1, "probe_close_ms", 0);
     cfg.session.probe_close_min_ms = cfg.session.probe_close_max_ms = (uint32_t)probe_ms;
     wr_relay_opts_from(L, 1, &cfg.relay);
-    cfg.max_unauthenticated = (uint32_t)max_unauth;
     cfg.max_unauthenticated_per_address = (uint32_t)max_unauth_addr;
     cfg.max_failed_handshakes = (uint32_t)max_failed;
 
@@ -253,8 +261,12 @@ static int l_relay_server(lua_State *L)
         free(r);
         return luaL_error(L, "relay_server: cannot set up the server");
     }
-    rc = wr_listen(wr_host_loop(L), host, (uint16_t)port, 0, accepted, r, &r->listener);
+    front_cfg.server = r->server;
+    r->front = wr_front_new(wr_host_loop(L), &front_cfg);
+    rc = r->front ? wr_listen(wr_host_loop(L), host, (uint16_t)port, 0, accepted, r, &r->listener)
+                  : UV_ENOMEM;
     if (rc != 0) {
+        if (r->front) wr_front_free(r->front);
         wr_server_free(r->server);
         free(r);
         return wr_push_uv_error(L, rc);
@@ -288,8 +300,10 @@ static int l_relay_stats(lua_State *L)
 {
     wr_lrelay *r = check_relay(L);
     wr_server_stats st;
+    wr_front_stats fst = {0};
     wr_server_get_stats(r->server, &st);
-    lua_createtable(L, 0, 15);
+    if (r->front) wr_front_get_stats(r->front, &fst);
+    lua_createtable(L, 0, 19);
     wr_set_number(L, "sessions_active", st.sessions_active);
     wr_set_number(L, "sessions_total", (double)st.sessions_total);
     wr_set_number(L, "streams_active", st.streams_active);
@@ -304,6 +318,10 @@ static int l_relay_stats(lua_State *L)
     wr_set_number(L, "dropped_per_address", (double)st.dropped_per_address);
     wr_set_number(L, "handshakes_ok", (double)st.handshakes_ok);
     wr_set_number(L, "handshakes_failed", (double)st.handshakes_failed);
+    wr_set_number(L, "front_pending", fst.pending);
+    wr_set_number(L, "front_http", (double)fst.http);
+    wr_set_number(L, "front_timeouts", (double)fst.timeouts);
+    wr_set_number(L, "front_dropped", (double)fst.dropped);
     return 1;
 }
 

@@ -136,6 +136,48 @@ describe("warren -L through warren serve", function()
   end)
 end)
 
+describe("the relay's front door", function()
+  -- Sends data in pieces (a slow client) and returns everything until the relay closes.
+  local function slowly(port, pieces)
+    local c = uv.new_tcp()
+    assert(warren.await(function(resolve) c:connect("127.0.0.1", port, function(e) resolve(not e) end) end, 2000))
+    local parts = {}
+    local done = warren.spawn(function()
+      return warren.await(function(resolve)
+        c:read_start(function(_, data)
+          if data then parts[#parts + 1] = data else resolve(true) end
+        end)
+      end, 5000)
+    end)
+    for _, piece in ipairs(pieces) do
+      c:write(piece)
+      warren.sleep(50)
+    end
+    done:join()
+    c:close()
+    return table.concat(parts)
+  end
+
+  it("answers HTTP with a plain 404 page and keeps serving clients on the same port", function()
+    local relay = assert(warren.relay({ listen = "127.0.0.1:0", key = "front-test" }))
+    local port = relay:port()
+    local page = slowly(port, { "GE", "T /admin HTTP/1.1\r\nHo", "st: x\r\n\r\n" })
+    assert.matches("^HTTP/1%.1 404 Not Found\r\n", page)
+    assert.matches("<h1>404 Not Found</h1>", page)
+    local huge = slowly(port, { "POST / HTTP/1.1\r\nX: " .. string.rep("a", 17000) })
+    assert.matches("^HTTP/1%.1 400 Bad Request\r\n", huge)
+    assert.equal(2, relay:stats().front_http)
+    local echo, echo_port = net.echo_server()
+    local client = assert(warren.client({ server = "127.0.0.1:" .. port, key = "front-test" }))
+    assert(client:connect())
+    local fwd = assert(client:forward({ listen = "127.0.0.1:0", target = "127.0.0.1:" .. echo_port }))
+    assert.equal("ping", net.exchange(fwd:port(), "ping", { want = 4, timeout = 3000 }))
+    client:close()
+    echo:close()
+    relay:close()
+  end)
+end)
+
 describe("warren -L to a dead target", function()
   it("logs the failed dial on the relay, without -v", function()
     local dead = net.free_port() -- nothing listens there

@@ -1,0 +1,41 @@
+/* The front door of the relay's port: every accepted connection comes here first. It reads the
+ * first bytes, decides what they are (wr_sniff) and hands the connection, those bytes included
+ * (wr_prefix_endpoint), to whoever serves that kind:
+ *   - warren's raw handshake, or anything unrecognised: the server (wr_server), whose session
+ *     answers a non-client with silence and the probe sink;
+ *   - an HTTP request: a plain 404 page, as an ordinary web server without that page would.
+ * Connections still being classified are bounded like unauthenticated ones (wr_admit): at a cap
+ * the oldest goes, never the newcomer. */
+#ifndef WR_FRONT_H
+#define WR_FRONT_H
+
+#include "wr_endpoint.h"
+#include "wr_server.h"
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+typedef struct wr_front wr_front_t;
+
+typedef struct wr_front_config {
+    wr_server_t *server;           /* takes raw connections; the owner keeps it alive */
+    uint32_t sniff_timeout_ms;     /* no decision after this long: raw (0 = 5 s) */
+    uint32_t max_pending;          /* connections being classified (0 = 1024) */
+    uint32_t max_pending_per_addr; /* (0 = only the total applies) */
+} wr_front_config;
+
+typedef struct wr_front_stats {
+    uint64_t raw, http, timeouts; /* connections handed on, by kind; undecided at the timeout */
+    uint64_t dropped;             /* dropped at the caps while being classified */
+    uint32_t pending;
+} wr_front_stats;
+
+wr_front_t *wr_front_new(uv_loop_t *loop, const wr_front_config *cfg);
+/* Takes a connected endpoint (not reading) from peer. */
+void wr_front_take(wr_front_t *f, wr_endpoint_t *ep, const struct sockaddr *peer);
+/* Closes every connection still being classified and frees the front door once they are gone. */
+void wr_front_free(wr_front_t *f);
+void wr_front_get_stats(const wr_front_t *f, wr_front_stats *out);
+
+#endif
