@@ -2,6 +2,7 @@
 
 #include "wr_bind.h"
 #include "wr_buf.h"
+#include "wr_crypto.h"
 #include "wr_log.h"
 #include "wr_task.h"
 
@@ -289,6 +290,19 @@ static void trim_cb(uv_timer_t *t)
     wr_buf_release_memory(TRIM_MIN_FREED);
 }
 
+/* math.random starts from the same seed in every process, so every client of a restarted relay
+ * drew the same reconnect jitter and they all came back at once. */
+static void seed_math_random(lua_State *L)
+{
+    uint64_t seed = 0;
+    wr_random(&seed, sizeof seed);
+    lua_getglobal(L, "math");
+    lua_getfield(L, -1, "randomseed");
+    lua_pushnumber(L, (lua_Number)(seed >> 11)); /* 53 bits: exact in a double */
+    lua_call(L, 1, 0);
+    lua_pop(L, 1);
+}
+
 int wr_host_init(wr_host *h)
 {
     lua_State *L;
@@ -306,6 +320,7 @@ int wr_host_init(wr_host *h)
     if (!L) return -1;
     h->L = L;
     luaL_openlibs(L);
+    seed_math_random(L);
 
     lua_pushlightuserdata(L, &host_key);
     lua_pushlightuserdata(L, h);

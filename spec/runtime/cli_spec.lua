@@ -347,3 +347,15 @@ describe("warren's command-line messages and exit codes", function()
     assert.matches("2 [^\n]*usage", r.stdout)
   end)
 end)
+
+describe("warren processes", function()
+  it("draw different random numbers, so reconnect jitter differs between clients", function()
+    local seen = {}
+    for _ = 1, 3 do
+      local r = proc.warren({ "-e", "io.write(math.random())" })
+      assert.equal(0, r.code)
+      assert.is_nil(seen[r.stdout], "two processes drew " .. r.stdout)
+      seen[r.stdout] = true
+    end
+  end)
+end)
