@@ -217,7 +217,7 @@ registered_at() {
 all_registered() { [[ -n $(registered_at "$WORK/relay.stats" "$CLIENTS") ]]; }
 
 phase_restart() {
-    local echo_port i t0 t_end last p10 p50 p90 attempts peak p rpids=()
+    local echo_port i t0 t_end last p10 p50 p90 attempts peak before p rpids=()
     echo "## restart: $CLIENTS warren -R clients, relay stopped and started again"
     alloc_port echo_port
     alloc_port POOL_LO
@@ -232,6 +232,7 @@ phase_restart() {
     done
     wait_until 60 all_registered ||
         log "restart: only $(kv services "$(last_stats "$WORK/relay.stats")") of $CLIENTS registered before the restart"
+    before=$(kv services "$(last_stats "$WORK/relay.stats")")
     kill -TERM "$RELAY_PID"
     wait_until 10 bash -c "! kill -0 $RELAY_PID 2>/dev/null" || true
     stop_process "$RELAY_PID"
@@ -253,7 +254,11 @@ phase_restart() {
                     END { prev = 0; for (s = 0; s in last; s++) { printf "%d ", last[s] - prev; prev = last[s] } }' \
         "$WORK/relay.stats" >"$WORK/per-second"
     peak=$(tr ' ' '\n' <"$WORK/per-second" | sort -n | tail -1)
-    printf '  all %s re-registered after %s s (10%% at %s s, 50%% at %s s, 90%% at %s s)\n' "$CLIENTS" "$last" "$p10" "$p50" "$p90"
+    printf '  registered: %s before the restart, %s after it (all %s after %s s; 10%% at %s s, 50%% at %s s, 90%% at %s s)\n' \
+        "$before" "$(kv services "$(last_stats "$WORK/relay.stats")")" "$CLIENTS" "$last" "$p10" "$p50" "$p90"
+    # What the clients said after the restart, most frequent first (timestamps cut off).
+    cat "$WORK"/r[0-9]*.log | awk -v t="$(date -u -d "@${t0%.*}" +%Y-%m-%dT%H:%M:%S)" '$1 ~ /^[0-9]/ && $1 >= t && $2 != "info"' |
+        cut -d' ' -f2- | sed 's/[0-9][0-9]*/N/g' | sort | uniq -c | sort -rn | head -3 | sed 's/^/  clients: /' || true
     printf '  connections at the relay: %s in all (%s per client), per second since the restart: %s(peak %s)\n' \
         "$attempts" "$(awk -v a="$attempts" -v n="$CLIENTS" 'BEGIN { printf "%.2f", a / n }')" \
         "$(cat "$WORK/per-second")" "$peak"

@@ -140,6 +140,7 @@ struct wr_raw {
 struct wr_rcounts {
     uint64_t dialed, connected, connect_errors, silent, bytes_sent, answered_bytes, answered_conns,
         closed_by_peer, drips;
+    int last_connect_error; /* why connects fail tells a full backlog from a lack of ports */
 };
 
 /* forward: one accepted connection (side 0) and the one dialled for it (side 1). */
@@ -761,6 +762,13 @@ static void wr_raw_send(struct wr_raw *r, uv_buf_t b)
     uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, NULL);
 }
 
+static void wr_raw_connect_failed(struct wr_raw *r, int err)
+{
+    wr.r.connect_errors++;
+    wr.r.last_connect_error = err;
+    wr_raw_close(r);
+}
+
 static void wr_raw_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct wr_raw *r = s->data;
@@ -780,8 +788,7 @@ static void wr_raw_on_connect(uv_connect_t *req, int status)
     struct wr_raw *r = req->data;
     if (r->state != WR_R_CONNECTING) return;
     if (status < 0) {
-        wr.r.connect_errors++;
-        wr_raw_close(r);
+        wr_raw_connect_failed(r, status);
         return;
     }
     r->state = WR_R_OPEN;
@@ -821,10 +828,7 @@ static void wr_raw_dial(struct wr_raw *r)
     if (rc == 0)
         rc = uv_tcp_connect(&r->creq, &r->tcp, (const struct sockaddr *)&wr.target,
                             wr_raw_on_connect);
-    if (rc) {
-        wr.r.connect_errors++;
-        wr_raw_close(r);
-    }
+    if (rc) wr_raw_connect_failed(r, rc);
 }
 
 static long wr_idle_held(void)
@@ -1205,15 +1209,17 @@ static int wr_summary(void)
         errs = wr.r.answered_bytes;
         break;
     case WR_FLOOD:
-        printf(
-            "flood idle=%ld idle_held=%ld drips=%" PRIu64 " dialed=%" PRIu64 " connected=%" PRIu64
-            " garbage_per_s=%.1f garbage_skipped=%" PRIu64 " answered_bytes=%" PRIu64
-            " closed_by_peer=%" PRIu64 " connect_errors=%" PRIu64 " elapsed=%.3f\n",
-            wr.nidle, wr.held_at_stop, wr.r.drips, wr.r.dialed, wr.r.connected,
-            wr.t_ramped && wr.t_end > wr.t_ramped ? (double)(wr.garbage_due - wr.garbage_skipped) *
-                                                        1e9 / (double)(wr.t_end - wr.t_ramped)
-                                                  : 0,
-            wr.garbage_skipped, wr.r.answered_bytes, wr.r.closed_by_peer, wr.r.connect_errors, el);
+        printf("flood idle=%ld idle_held=%ld drips=%" PRIu64 " dialed=%" PRIu64
+               " connected=%" PRIu64 " garbage_per_s=%.1f garbage_skipped=%" PRIu64
+               " answered_bytes=%" PRIu64 " closed_by_peer=%" PRIu64 " connect_errors=%" PRIu64
+               " last_connect_error=%s elapsed=%.3f\n",
+               wr.nidle, wr.held_at_stop, wr.r.drips, wr.r.dialed, wr.r.connected,
+               wr.t_ramped && wr.t_end > wr.t_ramped
+                   ? (double)(wr.garbage_due - wr.garbage_skipped) * 1e9 /
+                         (double)(wr.t_end - wr.t_ramped)
+                   : 0,
+               wr.garbage_skipped, wr.r.answered_bytes, wr.r.closed_by_peer, wr.r.connect_errors,
+               wr.r.last_connect_error ? uv_err_name(wr.r.last_connect_error) : "none", el);
         errs = 0; /* load, not a test: the caller judges the figures */
         break;
     case WR_FORWARD:
