@@ -8,6 +8,7 @@
  * exposed services are dialled: a relay cannot steer the client anywhere else. */
 #include "wr_bind.h"
 #include "wr_bind_tunnel.h"
+#include "wr_carrier.h"
 #include "wr_crypto.h"
 #include "wr_host.h"
 #include "wr_io.h"
@@ -31,7 +32,8 @@ struct wr_lsession {
     wr_closable link;
     lua_State *L;
     wr_session_t *session; /* NULL before the dial completes and after the session ended */
-    wr_dial_t *dial;
+    wr_carrier_dial_t *dial;
+    int tls_ref; /* the TLS context's handle, while the carrier is being built */
     wr_await *connecting;
     int anchor_ref;    /* the handle, while connecting or open */
     int on_closed_ref; /* Lua callbacks waiting for the end */
@@ -185,29 +187,22 @@ static void on_closed(wr_session_t *s, int reason, const char *detail)
 static const wr_session_cbs session_cbs = {
     .on_ready = on_ready, .on_stream_open = on_stream_open, .on_closed = on_closed};
 
-static void dialed(wr_dial_t *d, int status, uv_tcp_t *tcp, void *data)
+static void drop_tls_ref(wr_lsession *ls)
+{
+    luaL_unref(ls->L, LUA_REGISTRYINDEX, ls->tls_ref);
+    ls->tls_ref = LUA_NOREF;
+}
+
+static void carrier_ready(int status, const char *err, wr_endpoint_t *carrier, void *data)
 {
     wr_lsession *ls = data;
-    wr_endpoint_t *carrier;
-    char msg[160];
-
     ls->dial = NULL;
-    if (ls->ended) { /* cancelled */
-        if (tcp) wr_tcp_close_free(tcp);
-        return;
-    }
+    drop_tls_ref(ls);
     if (status != 0) {
-        snprintf(msg, sizeof msg, "%s", uv_strerror(status));
-        lsession_end(ls, msg);
+        lsession_end(ls, err);
         return;
     }
-    carrier = wr_tcp_endpoint_new(tcp);
-    if (!carrier) {
-        wr_tcp_close_free(tcp);
-        lsession_end(ls, "out of memory");
-        return;
-    }
-    ls->session = wr_session_new(tcp->loop, carrier, &ls->cfg, &session_cbs, ls);
+    ls->session = wr_session_new(wr_host_loop(ls->L), carrier, &ls->cfg, &session_cbs, ls);
     if (!ls->session) {
         wr_endpoint_close(carrier, WR_CLOSE_RESET);
         lsession_end(ls, "out of memory");
@@ -222,8 +217,9 @@ static void lsession_close(wr_lsession *ls, const char *why)
         return;
     }
     if (ls->dial) {
-        wr_dial_cancel(ls->dial); /* its callback sees ended and frees the socket */
+        wr_carrier_cancel(ls->dial); /* closes what was built; carrier_ready will not run */
         ls->dial = NULL;
+        drop_tls_ref(ls);
     }
     if (ls->session) {
         wr_session_t *s = ls->session;
@@ -248,16 +244,16 @@ static void connect_aborted(wr_await *aw)
     lsession_close(ls, "connect timed out or was cancelled");
 }
 
-/* core.session_connect{host=, port=, key=, window=, session_buffer=, keepalive_ms=,
- * timeout_ms=} -> session | nil, err */
+/* core.session_connect{host=, port=, key=, carrier="tcp"|"tls", tls=core.tls_client{...},
+ * tls_name=, window=, session_buffer=, keepalive_ms=, timeout_ms=} -> session | nil, err */
 static int l_session_connect(lua_State *L)
 {
     wr_lsession *ls;
     wr_await *aw;
     size_t keylen;
-    const char *host, *key;
+    const char *host, *key, *carrier;
     lua_Integer port;
-    uint64_t timeout;
+    wr_carrier_spec spec;
     int rc;
 
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -269,7 +265,20 @@ static int l_session_connect(lua_State *L)
     if (!host || port <= 0 || port > 65535)
         return luaL_error(L, "session_connect: host and port required");
     if (!key || keylen != 32) return luaL_error(L, "session_connect: key must be 32 bytes");
-    timeout = (uint64_t)wr_opt_integer(L, 1, "timeout_ms", 10000);
+    memset(&spec, 0, sizeof spec);
+    spec.host = host;
+    spec.port = (uint16_t)port;
+    spec.timeout_ms = (uint64_t)wr_opt_integer(L, 1, "timeout_ms", 10000);
+    spec.tls_name = wr_opt_string(L, 1, "tls_name", NULL);
+    carrier = wr_opt_string(L, 1, "carrier", "tcp");
+    if (strcmp(carrier, "tls") == 0) {
+        spec.kind = WR_CARRIER_TLS;
+        lua_getfield(L, 1, "tls");
+        spec.tls = wr_tls_ctx_check(L, -1);
+        lua_pop(L, 1);
+    } else if (strcmp(carrier, "tcp") != 0) {
+        return luaL_error(L, "session_connect: unknown carrier %s", carrier);
+    }
 
     ls = calloc(1, sizeof *ls);
     if (!ls) return luaL_error(L, "session_connect: out of memory");
@@ -282,14 +291,19 @@ static int l_session_connect(lua_State *L)
     ls->cfg.rx_limit = (size_t)wr_opt_integer(L, 1, "session_buffer", 0);
     ls->cfg.keepalive_ms = (uint32_t)wr_opt_integer(L, 1, "keepalive_ms", 0);
     ls->cfg.max_streams = (uint32_t)wr_opt_integer(L, 1, "max_streams", WR_TUNNEL_MAX_STREAMS);
-    ls->cfg.handshake_timeout_ms = (uint32_t)timeout;
+    ls->cfg.handshake_timeout_ms = (uint32_t)spec.timeout_ms;
+    ls->tls_ref = LUA_NOREF;
     ls->cfg.stream_high_water = (size_t)wr_opt_integer(L, 1, "write_cap", 0);
     wr_relay_opts_from(L, 1, &ls->ropts);
 
-    rc = wr_dial(wr_host_loop(L), host, (uint16_t)port, timeout, dialed, ls, &ls->dial);
+    rc = wr_carrier_dial(wr_host_loop(L), &spec, carrier_ready, ls, &ls->dial);
     if (rc != 0) {
         free(ls);
         return wr_push_uv_error(L, rc);
+    }
+    if (spec.tls) { /* the context lives while the carrier is built */
+        lua_getfield(L, 1, "tls");
+        ls->tls_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     ls->link.close = lsession_close_tracked;
     wr_host_track(wr_host_get(L), &ls->link);
@@ -302,7 +316,7 @@ static int l_session_connect(lua_State *L)
     aw->abort = connect_aborted;
     aw->refs++;
     ls->connecting = aw;
-    wr_await_timeout(aw, timeout + 1000); /* the dial and handshake time out first */
+    wr_await_timeout(aw, spec.timeout_ms + 1000); /* the dial and handshake time out first */
     return wr_await_yield(L, aw);
 }
 
@@ -465,6 +479,7 @@ void wr_lsession_wrap(lua_State *L, wr_lsession **slot, wr_session_t *s, const c
         if (!ls) luaL_error(L, "out of memory");
         ls->L = wr_host_get(L)->L;
         ls->wrapped = 1;
+        ls->tls_ref = LUA_NOREF;
         ls->session = s;
         ls->on_closed_ref = LUA_NOREF;
         snprintf(ls->peer, sizeof ls->peer, "%s", peer);

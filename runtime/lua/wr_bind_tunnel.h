@@ -13,6 +13,9 @@
 #define WR_TUNNEL_MAX_STREAMS 8192
 
 typedef struct wr_lsession wr_lsession;
+/* The TLS context of a core.tls_server / core.tls_client handle at idx (raises otherwise). */
+struct wr_tls_ctx;
+struct wr_tls_ctx *wr_tls_ctx_check(lua_State *L, int idx);
 /* The live, ready session behind a handle, or NULL. */
 wr_session_t *wr_lsession_get(wr_lsession *ls);
 /* The session a listener's connections go through: the handle and the registry reference that

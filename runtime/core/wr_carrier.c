@@ -1,0 +1,146 @@
+#include "wr_carrier.h"
+
+#include "wr_io.h"
+#include "wr_tcp_endpoint.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TIMEOUT_DEFAULT_MS 10000
+
+struct wr_carrier_dial {
+    uv_loop_t *loop;
+    enum wr_carrier_kind kind;
+    wr_tls_ctx_t *tls;
+    char host[WR_HOST_MAX + 1];
+    char tls_name[WR_HOST_MAX + 1];
+    wr_carrier_cb cb;
+    void *data;
+    wr_dial_t *dial;   /* while the TCP dial runs */
+    wr_endpoint_t *ep; /* the layers built so far */
+    uv_timer_t timer;  /* the deadline of the layers above TCP */
+    int finished;      /* cb ran, or the dial was cancelled */
+};
+
+static void timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Reports once, then frees the dial (the endpoint, if any, belongs to cb or is closed). */
+static void finish(wr_carrier_dial_t *d, int status, const char *err)
+{
+    wr_endpoint_t *ep = d->ep;
+    d->ep = NULL;
+    if (!d->finished) {
+        d->finished = 1;
+        if (status != 0 && ep) {
+            wr_endpoint_close(ep, WR_CLOSE_RESET);
+            ep = NULL;
+        }
+        d->cb(status, err ? err : (status ? uv_strerror(status) : NULL), ep, d->data);
+    } else if (ep) {
+        wr_endpoint_close(ep, WR_CLOSE_RESET);
+    }
+    uv_close((uv_handle_t *)&d->timer, timer_closed);
+}
+
+static void tls_done(wr_endpoint_t *ep, int status, const char *err, void *data)
+{
+    wr_carrier_dial_t *d = data;
+    (void)ep;
+    uv_timer_stop(&d->timer);
+    finish(d, status, err);
+}
+
+static void deadline(uv_timer_t *t)
+{
+    wr_carrier_dial_t *d = t->data;
+    finish(d, UV_ETIMEDOUT, "the relay did not complete the TLS handshake in time");
+}
+
+static void dialed(wr_dial_t *dial, int status, uv_tcp_t *tcp, void *data)
+{
+    wr_carrier_dial_t *d = data;
+    d->dial = NULL;
+    if (d->finished) { /* cancelled */
+        if (tcp) wr_tcp_close_free(tcp);
+        uv_close((uv_handle_t *)&d->timer, timer_closed);
+        return;
+    }
+    if (status != 0) {
+        finish(d, status, NULL);
+        return;
+    }
+    d->ep = wr_tcp_endpoint_new(tcp);
+    if (!d->ep) {
+        wr_tcp_close_free(tcp);
+        finish(d, UV_ENOMEM, NULL);
+        return;
+    }
+    if (d->kind == WR_CARRIER_TCP) {
+        finish(d, 0, NULL);
+        return;
+    }
+    wr_endpoint_t *tls =
+        wr_tls_endpoint_new(d->loop, d->tls, d->ep, d->tls_name, NULL, 0, tls_done, d);
+    if (!tls) {
+        finish(d, UV_ENOMEM, "cannot start TLS (out of memory, or no libssl in this build)");
+        return;
+    }
+    d->ep = tls; /* it owns the TCP endpoint now */
+}
+
+int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb cb, void *data,
+                    wr_carrier_dial_t **out)
+{
+    uint64_t timeout = spec->timeout_ms ? spec->timeout_ms : TIMEOUT_DEFAULT_MS;
+    wr_carrier_dial_t *d;
+    int rc;
+    if (!spec->host || strlen(spec->host) > WR_HOST_MAX || !spec->port) return UV_EINVAL;
+    if (spec->kind == WR_CARRIER_TLS && !spec->tls) return UV_EINVAL;
+    d = calloc(1, sizeof *d);
+    if (!d) return UV_ENOMEM;
+    d->loop = loop;
+    d->kind = spec->kind;
+    d->tls = spec->tls;
+    d->cb = cb;
+    d->data = data;
+    snprintf(d->host, sizeof d->host, "%s", spec->host);
+    snprintf(d->tls_name, sizeof d->tls_name, "%s", spec->tls_name ? spec->tls_name : spec->host);
+    uv_timer_init(loop, &d->timer);
+    d->timer.data = d;
+    rc = wr_dial(loop, d->host, spec->port, timeout, dialed, d, &d->dial);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&d->timer, timer_closed);
+        return rc;
+    }
+    /* The dial has its own timeout; the layers above it share one deadline. */
+    if (spec->kind != WR_CARRIER_TCP) uv_timer_start(&d->timer, deadline, timeout, 0);
+    *out = d;
+    return 0;
+}
+
+void wr_carrier_cancel(wr_carrier_dial_t *d)
+{
+    if (d->finished) return;
+    d->finished = 1;
+    uv_timer_stop(&d->timer);
+    if (d->dial) {
+        wr_dial_cancel(d->dial); /* dialed() runs, frees the socket and the dial */
+        return;
+    }
+    finish(d, UV_ECANCELED, NULL);
+}
+
+const char *wr_carrier_kind_name(enum wr_carrier_kind kind)
+{
+    switch (kind) {
+    case WR_CARRIER_TCP:
+        return "tcp";
+    case WR_CARRIER_TLS:
+        return "tls";
+    }
+    return "?";
+}

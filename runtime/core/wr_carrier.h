@@ -1,0 +1,39 @@
+/* The client's carrier factory: dials the relay and builds, layer on layer, the carrier the relay
+ * address asks for (raw TCP; TLS over TCP), then hands over the finished endpoint, ready for the
+ * secure session, which never knows which carrier it rides. */
+#ifndef WR_CARRIER_H
+#define WR_CARRIER_H
+
+#include "wr_endpoint.h"
+#include "wr_tls_endpoint.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+enum wr_carrier_kind {
+    WR_CARRIER_TCP = 0,
+    WR_CARRIER_TLS,
+};
+
+typedef struct wr_carrier_spec {
+    enum wr_carrier_kind kind;
+    const char *host; /* copied */
+    uint16_t port;
+    uint64_t timeout_ms;  /* the dial and every handshake layer, in all (0 = 10 s) */
+    wr_tls_ctx_t *tls;    /* TLS: a client context (its reference is the caller's) */
+    const char *tls_name; /* TLS: SNI and the name verified (NULL = host) */
+} wr_carrier_spec;
+
+typedef struct wr_carrier_dial wr_carrier_dial_t;
+
+/* Once: status 0 and the carrier (now the callee's), or a libuv code and words for the user. */
+typedef void (*wr_carrier_cb)(int status, const char *err, wr_endpoint_t *carrier, void *data);
+
+/* Starts; cb runs from the loop, never inside this call. 0, or a libuv code (cb will not run). */
+int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb cb, void *data,
+                    wr_carrier_dial_t **out);
+/* Stops a dial in progress: cb will not run, and whatever was built is closed. */
+void wr_carrier_cancel(wr_carrier_dial_t *d);
+const char *wr_carrier_kind_name(enum wr_carrier_kind kind);
+
+#endif
