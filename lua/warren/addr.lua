@@ -73,6 +73,31 @@ function M.parse(spec, opts)
   return { host = host, port = port }
 end
 
+-- Carriers a relay address may name as a URL scheme, and those still to come.
+local carriers = { tcp = true, tls = true }
+local planned = { ws = "WebSocket", wss = "WebSocket", http = "HTTP", https = "HTTP", kcp = "KCP" }
+
+-- A relay address: "host:port" or "SCHEME://host:port" with SCHEME tcp or tls.
+-- Returns {carrier =, host =, port =} or nil, err.
+function M.parse_relay(spec)
+  local scheme, rest = tostring(spec or ""):match("^(%a+)://(.*)$")
+  if scheme then
+    scheme = scheme:lower()
+    if planned[scheme] then
+      return nil, string.format("relay address %s: the %s carrier is not available yet (tcp:// and tls:// are)",
+        spec, planned[scheme])
+    end
+    if not carriers[scheme] then
+      return nil, string.format("relay address %s: unknown carrier %s:// (tcp:// or tls://)", spec, scheme)
+    end
+    rest = rest:gsub("/$", "")
+  end
+  local a, err = M.parse(rest or spec or "", { host_required = true, what = "relay address" })
+  if not a then return nil, err end
+  a.carrier = scheme or "tcp"
+  return a
+end
+
 -- Renders {host, port} back into "host:port" ("[v6]:port" for IPv6).
 function M.format(a)
   local host = a.host or ""

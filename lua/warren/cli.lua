@@ -26,6 +26,9 @@ Commands:
   version                 print the versions of warren, LuaJIT, libuv, luv and mbedTLS
   help                    print this text
 
+SERVER is the relay's HOST:PORT, or a URL naming the carrier: tcp://HOST:PORT (the default, raw
+TCP) or tls://HOST:PORT (TLS; see --tls). The relay takes both on one port.
+
 Tunnels:
   -L SPEC                 forward a local port through the relay SERVER, like ssh -L (repeatable):
                           LPORT:HOST:RPORT or BIND:LPORT:HOST:RPORT, IPv6 in brackets; BIND
@@ -70,10 +73,25 @@ Tunnels:
                           waits before reading more (default 268435456; 0 = no limit)
   -t SECONDS              close connections idle this long (default: never)
   --keepalive SECONDS     ping an idle session this often; the peer is dead after 3 (default 5)
-  -P URL|DIR              relay: the web site shown to probes on HTTP carriers, http://HOST:PORT[/..]
-                          or a directory (checked and kept; nothing serves it yet)
-  -w, -K, --http, --tls   carriers (WebSocket, KCP, HTTP, TLS): accepted, but only the raw TCP
-                          carrier exists so far, which is used (with a warning)
+  -P URL|DIR              relay: the web site everyone without the key sees on the relay's port.
+                          DIR: its static files are served to every HTTP request that is not a
+                          client's, and to any other bytes outside TLS (the raw carrier is then
+                          off on that port: clients use --tls). URL (http://HOST:PORT[/..]) is
+                          checked but not served yet: HTTP visitors get a plain 404 page
+  --tls                   client: reach the relay over TLS (as a tls:// SERVER does); relay: take
+                          TLS on the same port too (raw clients still connect)
+  --ca FILE               client: verify the relay's certificate against these CAs (default: the
+                          system's)
+  --pin sha256:HEX        client: accept exactly the certificate with this fingerprint (the relay
+                          prints it), such as a self-signed one
+  --sni NAME              client: the name sent and verified (default: the relay's host); relay:
+                          the name of its self-signed certificate (default localhost)
+  --cert FILE --cert-key FILE
+                          relay: the TLS certificate chain and key (PEM)
+  --self-signed FILE      relay: where the self-signed certificate made at first start is kept
+                          (mode 0600; default ~/.warren/relay-tls.pem)
+  -w, -K, --http          carriers (WebSocket, KCP, HTTP): accepted, but not available yet: the raw
+                          TCP carrier is used (with a warning)
 
 Relay (serve):
   --ports FROM-TO         outer ports reverse tunnels may use (repeatable; none by default)
@@ -133,11 +151,13 @@ local valued = {
   ["--max-failed-handshakes"] = "max_failed_handshakes",
   ["--max-users-default"] = "max_users_default", ["--user-idle"] = "user_idle",
   ["--session-buffer"] = "session_buffer", ["--max-buffer"] = "max_buffer",
+  ["--cert"] = "cert", ["--cert-key"] = "cert_key", ["--self-signed"] = "self_signed",
+  ["--ca"] = "ca", ["--pin"] = "pin", ["--sni"] = "sni",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
   messages = true, ports = true }
 -- goflyway's carrier switches: accepted so its command lines run, with a warning at start.
-local carriers = { ["-w"] = "WebSocket", ["-K"] = "KCP", ["--http"] = "HTTP", ["--tls"] = "TLS" }
+local carriers = { ["-w"] = "WebSocket", ["-K"] = "KCP", ["--http"] = "HTTP" }
 local numeric = { write_cap = true, idle_timeout = true, keepalive = true, duration = true, concurrency = true,
   max_users = true, max_total = true, ttl = true, lease = true, max_services = true,
   max_failed_handshakes = true, max_users_default = true, user_idle = true, session_buffer = true,
@@ -184,6 +204,8 @@ function M.parse(argv)
       opts.quiet = true
     elseif a == "--allow-client-bind" then
       opts.allow_client_bind = true
+    elseif a == "--tls" then
+      opts.tls = true
     elseif a == "-h" or a == "--help" then
       opts.help = true
     elseif carriers[a] then
@@ -267,7 +289,7 @@ end
 
 -- A relay address the command line names: a usage message when it is malformed.
 local function relay_address_problem(server)
-  local _, err = addr.parse(server, { host_required = true, what = "relay address" })
+  local _, err = addr.parse_relay(server)
   return err
 end
 
@@ -284,6 +306,9 @@ local function exit_on_signals()
 end
 
 local function tunnel_options(opts, t)
+  -- TLS: a relay reads tls/cert/cert_key/self_signed/sni, a client tls/ca/pin/sni.
+  t.tls, t.cert, t.cert_key, t.self_signed = opts.tls, opts.cert, opts.cert_key, opts.self_signed
+  t.ca, t.pin, t.sni, t.tls_name = opts.ca, opts.pin, opts.sni, opts.sni
   -- The buffer budget belongs to the process: every relay and client applies it.
   if opts.max_buffer then require("warren.core").buffers(opts.max_buffer) end
   t.session_buffer = opts.session_buffer and opts.session_buffer > 0 and opts.session_buffer or nil

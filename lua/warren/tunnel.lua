@@ -11,6 +11,24 @@ local uv = require("luv")
 
 local M = {}
 
+-- Where a relay keeps the self-signed certificate it makes at first start, unless told.
+local function default_certificate_file()
+  local dir = (os.getenv("HOME") or ".") .. "/.warren"
+  uv.fs_mkdir(dir, tonumber("700", 8)) -- fails harmlessly when it exists
+  return dir .. "/relay-tls.pem"
+end
+
+-- The relay's TLS context: a certificate from files, or a self-signed one kept in a file.
+local function relay_tls(opts)
+  if not (opts.tls or opts.cert) then return nil end
+  if (opts.cert == nil) ~= (opts.cert_key == nil) then return nil, "--cert and --cert-key go together" end
+  local ctx, err = core.tls_server({ cert = opts.cert, cert_key = opts.cert_key,
+    self_signed = not opts.cert and (opts.self_signed or default_certificate_file()) or nil,
+    name = opts.tls_name })
+  if not ctx then return nil, "TLS: " .. err end
+  return ctx
+end
+
 -- Session tuning shared by relays and clients (all optional).
 local function session_options(opts, t)
   t.window = opts.window
@@ -26,6 +44,9 @@ local Relay = {}
 Relay.__index = Relay
 
 -- warren.relay{listen = "127.0.0.1:8100", key = ..., on_open = fn, on_close = fn, ...}
+--   tls = true: TLS on the same port too, with cert = FILE and cert_key = FILE, or else a
+--       self-signed certificate kept in self_signed = FILE (default ~/.warren/relay-tls.pem,
+--       made at first start, for tls_name, default "localhost"); raw clients still connect.
 --   on_open(host, port, info) -> true | false, reason   where a client may dial (default: anywhere;
 --       an empty host means this relay's localhost). info = {addresses = {resolved...},
 --       peer = "client address", session = the client's session handle}; the addresses are the
@@ -52,7 +73,13 @@ function M.relay(opts)
     hooks = opts.hooks, write_cap = opts.write_cap,
   })
   if not reg then return nil, gerr end
+  local tls, terr = relay_tls(opts)
+  if terr then return nil, terr end
+  -- -P DIR is served on this port; -P URL (passing requests to another site) is not there yet.
+  local site = opts.fallback and not opts.fallback:match("^%a[%w+.-]*://") and opts.fallback or nil
   local relay, rerr = core.relay_server(session_options(opts, {
+    tls = tls,
+    site = site,
     host = listen.host,
     port = listen.port,
     key = key,
@@ -68,12 +95,16 @@ function M.relay(opts)
   }))
   if not relay then return nil, string.format("cannot listen on %s: %s", opts.listen, rerr) end
   log.info("relay listening on %s", addr.format({ host = listen.host, port = relay:port() }))
-  if opts.fallback then
-    -- The fallback site belongs to the HTTP carriers; on raw TCP a prober gets nothing at all.
-    log.warn("fallback site %s kept for the HTTP carriers; the raw TCP carrier shows probes nothing",
+  if tls then
+    log.info("TLS on the same port too; certificate %s (clients pin it with --pin)", tls:fingerprint())
+  end
+  if site then
+    log.info("fallback site: %s (the raw carrier is off on this port: clients use --tls)", site)
+  elseif opts.fallback then
+    log.warn("-P %s: passing requests to another site is not available yet; probes get a plain 404 page",
       opts.fallback)
   end
-  local self = setmetatable({ core = relay, registry = reg, fallback = opts.fallback }, Relay)
+  local self = setmetatable({ core = relay, registry = reg, fallback = opts.fallback, tls = tls }, Relay)
   warren.on_shutdown(function() self:close() end)
   return self
 end
@@ -101,15 +132,23 @@ end
 local Client = {}
 Client.__index = Client
 
--- warren.client{server = "relay:8100", key = ..., window = ..., keepalive = seconds}
+-- warren.client{server = "relay:8100" | "tls://relay:443", key = ..., window = ..., keepalive =
+-- seconds, tls = true (as tls://), ca = FILE | pin = "sha256:...", sni = NAME}
 -- Nothing happens until client:connect().
 function M.client(opts)
-  local server, err = addr.parse(opts.server or "", { host_required = true, what = "relay address" })
+  local server, err = addr.parse_relay(opts.server)
   if not server then return nil, err end
   local key, kerr = keys.resolve(opts)
   if not key then return nil, kerr end
+  local tls
+  if opts.tls or server.carrier == "tls" then
+    local terr
+    tls, terr = core.tls_client({ ca = opts.ca, pin = opts.pin })
+    if not tls then return nil, "TLS: " .. terr end
+  end
   return setmetatable({
     server = server,
+    tls = tls,
     key = key,
     opts = opts,
     forwards = {},
@@ -123,7 +162,8 @@ end
 for name, fn in pairs(reverse.Client) do Client[name] = fn end
 
 function Client:_session_options()
-  return session_options(self.opts, { host = self.server.host, port = self.server.port, key = self.key })
+  return session_options(self.opts, { host = self.server.host, port = self.server.port, key = self.key,
+    carrier = self.tls and "tls" or "tcp", tls = self.tls, tls_name = self.opts.sni })
 end
 
 function Client:_attach(session)

@@ -90,7 +90,8 @@ const char *wr_hs_client_message(enum wr_hs_reason r)
         return "no valid answer from relay: wrong key, clocks more than 30 s apart, or not a "
                "warren relay";
     case WR_HS_R_PLAINTEXT_REPLY:
-        return "the relay answered in plain text: not a warren relay (an HTTP server?)";
+        return "the relay answered in plain text: not a warren relay, or one with a fallback "
+               "site (-P) that takes clients over TLS only (use --tls)";
     case WR_HS_R_SHORT_REPLY:
         return "the relay closed the connection in the middle of its answer";
     case WR_HS_R_CLOSED_UNANSWERED:

@@ -11,6 +11,7 @@
 #include "wr_io.h"
 #include "wr_log.h"
 #include "wr_server.h"
+#include "wr_site.h"
 #include "wr_tcp_endpoint.h"
 
 #include <lauxlib.h>
@@ -30,7 +31,9 @@ typedef struct wr_lrelay {
     wr_listener_t *listener; /* NULL once closed */
     wr_server_t *server;
     wr_front_t *front; /* NULL once closed */
+    wr_site_t *site;   /* the fallback site, or NULL */
     int anchor_ref;
+    int tls_ref; /* the TLS context's handle (the front door uses its context) */
     int on_open_ref, on_close_ref, on_channel_ref;
     int refs; /* listener, handle */
 } wr_lrelay;
@@ -41,6 +44,7 @@ static void relay_unref(wr_lrelay *r)
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->on_open_ref);
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->on_close_ref);
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->on_channel_ref);
+    luaL_unref(r->L, LUA_REGISTRYINDEX, r->tls_ref);
     wr_server_free(r->server);
     free(r);
 }
@@ -190,6 +194,8 @@ static void relay_close(wr_lrelay *r)
     r->listener = NULL;
     wr_front_free(r->front);
     r->front = NULL;
+    if (r->site) wr_site_free(r->site);
+    r->site = NULL;
     wr_server_close(r->server);
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->anchor_ref);
     r->anchor_ref = LUA_NOREF;
@@ -203,9 +209,11 @@ static void relay_close_tracked(wr_closable *c)
 
 /* core.relay_server{host=, port=, key=, on_open=fn(host, port, info), on_close=fn(info),
  * on_channel=fn(channel, session), window=, session_buffer=, keepalive_ms=, write_cap=,
- * idle_timeout_ms=, probe_close_ms=, max_unauthenticated=, max_unauthenticated_per_address= (0 =
- * only the total), max_failed_handshakes= (per address per minute before its connections go
- * first; 0 = no tally)} -> relay | nil, err */
+ * idle_timeout_ms=, probe_close_ms=, tls=core.tls_server{...} (TLS on the same port), site=DIR
+ * (the fallback web site: HTTP that is not ours, and raw bytes outside TLS),
+ * max_unauthenticated=, max_unauthenticated_per_address= (0 = only the total),
+ * max_failed_handshakes= (per address per minute before its connections go first; 0 = no tally)} ->
+ * relay | nil, err */
 static int l_relay_server(lua_State *L)
 {
     const char *host, *key;
@@ -213,6 +221,7 @@ static int l_relay_server(lua_State *L)
     lua_Integer port, probe_ms, max_unauth, max_unauth_addr, max_failed;
     wr_server_config cfg;
     wr_front_config front_cfg;
+    const char *site_dir;
     wr_server_cbs cbs;
     wr_lrelay *r;
     int rc;
@@ -252,6 +261,7 @@ static int l_relay_server(lua_State *L)
     if (!r) return luaL_error(L, "relay_server: out of memory");
     r->L = wr_host_get(L)->L;
     r->anchor_ref = r->on_open_ref = r->on_close_ref = r->on_channel_ref = LUA_NOREF;
+    r->tls_ref = LUA_NOREF;
     cbs = relay_cbs;
     lua_getfield(L, 1, "on_open");
     if (lua_isnil(L, -1)) cbs.policy = NULL; /* no hook: no Lua on the dial path at all */
@@ -262,14 +272,36 @@ static int l_relay_server(lua_State *L)
         return luaL_error(L, "relay_server: cannot set up the server");
     }
     front_cfg.server = r->server;
+    lua_getfield(L, 1, "tls");
+    if (!lua_isnil(L, -1)) front_cfg.tls = wr_tls_ctx_check(L, -1);
+    lua_pop(L, 1);
+    site_dir = wr_opt_string(L, 1, "site", NULL);
+    if (site_dir) {
+        char *err = NULL;
+        r->site = wr_site_new(wr_host_loop(L), site_dir, &err);
+        if (!r->site) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "fallback site %s: %s", site_dir, err ? err : "cannot serve it");
+            free(err);
+            wr_server_free(r->server);
+            free(r);
+            return 2;
+        }
+        front_cfg.site = r->site;
+    }
     r->front = wr_front_new(wr_host_loop(L), &front_cfg);
     rc = r->front ? wr_listen(wr_host_loop(L), host, (uint16_t)port, 0, accepted, r, &r->listener)
                   : UV_ENOMEM;
     if (rc != 0) {
         if (r->front) wr_front_free(r->front);
+        if (r->site) wr_site_free(r->site);
         wr_server_free(r->server);
         free(r);
         return wr_push_uv_error(L, rc);
+    }
+    if (front_cfg.tls) {
+        lua_getfield(L, 1, "tls");
+        r->tls_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     r->on_open_ref = wr_opt_function_ref(L, 1, "on_open");
     r->on_close_ref = wr_opt_function_ref(L, 1, "on_close");
@@ -303,7 +335,7 @@ static int l_relay_stats(lua_State *L)
     wr_front_stats fst = {0};
     wr_server_get_stats(r->server, &st);
     if (r->front) wr_front_get_stats(r->front, &fst);
-    lua_createtable(L, 0, 19);
+    lua_createtable(L, 0, 22);
     wr_set_number(L, "sessions_active", st.sessions_active);
     wr_set_number(L, "sessions_total", (double)st.sessions_total);
     wr_set_number(L, "streams_active", st.streams_active);
@@ -322,6 +354,9 @@ static int l_relay_stats(lua_State *L)
     wr_set_number(L, "front_http", (double)fst.http);
     wr_set_number(L, "front_timeouts", (double)fst.timeouts);
     wr_set_number(L, "front_dropped", (double)fst.dropped);
+    wr_set_number(L, "front_tls", (double)fst.tls);
+    wr_set_number(L, "front_tls_failed", (double)fst.tls_failed);
+    wr_set_number(L, "front_site", (double)fst.site);
     return 1;
 }
 

@@ -17,6 +17,8 @@
 struct wr_front {
     uv_loop_t *loop;
     wr_server_t *server;
+    wr_tls_ctx_t *tls;
+    wr_site_t *site;
     uint32_t sniff_timeout_ms;
     wr_admit_t *admit;
     struct front_conn *conns;
@@ -24,7 +26,7 @@ struct wr_front {
     int freeing;
 };
 
-enum phase { SNIFFING, HTTP_HEAD, ANSWERED };
+enum phase { SNIFFING, TLS_HANDSHAKE, HTTP_HEAD, ANSWERED };
 
 typedef struct front_conn {
     wr_admit_entry admit; /* first: wr_admit hands it back for eviction */
@@ -33,7 +35,8 @@ typedef struct front_conn {
     struct sockaddr_storage peer;
     uv_timer_t timer;
     enum phase phase;
-    char *buf; /* what was read so far: WR_SNIFF_MAX bytes inline, HEAD_MAX once HTTP */
+    int in_tls; /* classifying what came inside TLS: no TLS again */
+    char *buf;  /* what was read so far: WR_SNIFF_MAX bytes inline, HEAD_MAX once HTTP */
     size_t len, cap;
     char sniff[WR_SNIFF_MAX];
     struct front_conn *next, **prev;
@@ -88,6 +91,7 @@ static void conn_finish(front_conn *c, int close_mode)
 }
 
 static const wr_endpoint_cbs_t detached_cbs;
+static const wr_endpoint_cbs_t conn_cbs;
 static void timeout_cb(uv_timer_t *t);
 
 static void hand_to_server(front_conn *c)
@@ -104,6 +108,27 @@ static void hand_to_server(front_conn *c)
     c->ep = NULL;
     f->st.raw++;
     wr_server_take(f->server, wrapped, (struct sockaddr *)&c->peer);
+    conn_finish(c, WR_CLOSE_RESET);
+}
+
+/* The site answers whatever came, exactly as it would any visitor. */
+static void hand_to_site(front_conn *c, const char *rest, size_t rest_len)
+{
+    wr_front_t *f = c->front;
+    wr_endpoint_t *ep = c->ep;
+    size_t len = c->len + rest_len;
+    char *first = malloc(len ? len : 1);
+    if (!first) {
+        conn_finish(c, WR_CLOSE_RESET);
+        return;
+    }
+    memcpy(first, c->buf, c->len);
+    if (rest_len) memcpy(first + c->len, rest, rest_len);
+    wr_endpoint_read_stop(ep);
+    c->ep = NULL;
+    f->st.site++;
+    wr_site_take(f->site, ep, first, len); /* owns ep from here, also on failure */
+    free(first);
     conn_finish(c, WR_CLOSE_RESET);
 }
 
@@ -124,6 +149,52 @@ static void answer(front_conn *c, const char *text, size_t len)
     wr_buf_release(b);
     /* Keep reading (and dropping) until the peer closes, or the linger runs out. */
     uv_timer_start(&c->timer, timeout_cb, ANSWER_LINGER_MS, 0);
+}
+
+/* TLS is up: classify what comes inside it, from scratch. */
+static void tls_done(wr_endpoint_t *ep, int status, const char *err, void *data)
+{
+    front_conn *c = data;
+    if (status != 0) {
+        c->front->st.tls_failed++;
+        wr_debug("front door: TLS handshake failed: %s", err ? err : uv_strerror(status));
+        conn_finish(c, WR_CLOSE_RESET);
+        return;
+    }
+    c->front->st.tls++;
+    c->phase = SNIFFING;
+    c->in_tls = 1;
+    if (c->buf != c->sniff) free(c->buf);
+    c->buf = c->sniff;
+    c->cap = sizeof c->sniff;
+    c->len = 0;
+    wr_endpoint_set_callbacks(ep, &conn_cbs, c);
+    uv_timer_start(&c->timer, timeout_cb, c->front->sniff_timeout_ms, 0);
+    if (wr_endpoint_read_start(ep) < 0) conn_finish(c, WR_CLOSE_RESET);
+}
+
+static void start_tls(front_conn *c, const char *rest, size_t rest_len)
+{
+    wr_front_t *f = c->front;
+    size_t len = c->len + rest_len;
+    char *hello = malloc(len ? len : 1);
+    wr_endpoint_t *tls;
+    if (!hello) {
+        conn_finish(c, WR_CLOSE_RESET);
+        return;
+    }
+    memcpy(hello, c->buf, c->len);
+    memcpy(hello + c->len, rest, rest_len);
+    wr_endpoint_read_stop(c->ep);
+    wr_endpoint_set_callbacks(c->ep, &detached_cbs, NULL);
+    tls = wr_tls_endpoint_new(f->loop, f->tls, c->ep, NULL, hello, len, tls_done, c);
+    free(hello);
+    if (!tls) {
+        conn_finish(c, WR_CLOSE_RESET);
+        return;
+    }
+    c->ep = tls; /* it owns the TCP endpoint now */
+    c->phase = TLS_HANDSHAKE;
 }
 
 static int head_complete(const front_conn *c)
@@ -147,7 +218,13 @@ static void on_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len
         case WR_SNIFF_NEED_MORE:
             return;
         case WR_SNIFF_HTTP: {
-            char *head = malloc(HEAD_MAX);
+            char *head;
+            if (c->front->site) {
+                c->front->st.http++;
+                hand_to_site(c, base + take, len - take);
+                return;
+            }
+            head = malloc(HEAD_MAX);
             if (!head) {
                 conn_finish(c, WR_CLOSE_RESET);
                 return;
@@ -165,8 +242,17 @@ static void on_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len
             }
             break;
         }
-        case WR_SNIFF_TLS: /* no TLS on this port: like any other unrecognised bytes */
+        case WR_SNIFF_TLS:
+            if (c->front->tls && !c->in_tls) {
+                start_tls(c, base + take, len - take);
+                return;
+            }
+            /* fall through - no TLS here: like any other unrecognised bytes */
         case WR_SNIFF_RAW:
+            if (c->front->site && !c->in_tls) {
+                hand_to_site(c, base + take, len - take);
+                return;
+            }
             if (take < len) {
                 /* The sniff buffer is full: hand over what we have plus the rest of this read. */
                 char *all = malloc(c->len + len - take);
@@ -193,7 +279,11 @@ static void on_end(wr_endpoint_t *ep)
 {
     front_conn *c = ep->data;
     if (c->phase == SNIFFING && c->len) {
-        hand_to_server(c); /* the session decides what a cut-short handshake gets */
+        /* What a cut-short request gets is for the site, or the session, to decide. */
+        if (c->front->site && !c->in_tls)
+            hand_to_site(c, NULL, 0);
+        else
+            hand_to_server(c);
         return;
     }
     conn_finish(c, c->phase == ANSWERED ? WR_CLOSE_GRACEFUL : WR_CLOSE_RESET);
@@ -222,10 +312,13 @@ static void timeout_cb(uv_timer_t *t)
 {
     front_conn *c = t->data;
     if (c->phase == SNIFFING) {
-        /* Nothing decisive in time: a silent raw prober or a stalled client. The session's
-         * handshake timeout and probe sink treat it as they always have. */
+        /* Nothing decisive in time: a silent raw prober or a stalled client. The site, or else
+         * the session's handshake timeout and probe sink, treat it as they always have. */
         c->front->st.timeouts++;
-        hand_to_server(c);
+        if (c->front->site && !c->in_tls)
+            hand_to_site(c, NULL, 0);
+        else
+            hand_to_server(c);
         return;
     }
     conn_finish(c, c->phase == ANSWERED ? WR_CLOSE_GRACEFUL : WR_CLOSE_RESET);
@@ -245,6 +338,8 @@ wr_front_t *wr_front_new(uv_loop_t *loop, const wr_front_config *cfg)
     if (!f) return NULL;
     f->loop = loop;
     f->server = cfg->server;
+    f->tls = cfg->tls;
+    f->site = cfg->site;
     f->sniff_timeout_ms = cfg->sniff_timeout_ms ? cfg->sniff_timeout_ms : SNIFF_TIMEOUT_DEFAULT_MS;
     f->admit = wr_admit_new(cfg->max_pending ? cfg->max_pending : MAX_PENDING_DEFAULT,
                             cfg->max_pending_per_addr, evicted, f);
