@@ -110,6 +110,8 @@ function M.relay(opts)
 end
 
 function Relay:port() return self.core:port() end
+-- The TLS certificate's fingerprint ("sha256:..."), for clients to pin; nil without TLS.
+function Relay:fingerprint() return self.tls and self.tls:fingerprint() end
 -- The core's counters (sessions, -L/-D streams and bytes, handshakes) and the reverse
 -- tunnels': services, and reverse_users_active/_total/_refused, reverse_bytes_up (users to
 -- services) and reverse_bytes_down, the bytes counted as each user leaves.
