@@ -110,6 +110,7 @@ slow_copy() {
 
 # transfer OUT [slow]: fetches the blob through the tunnel into OUT; prints "RC SIZE SHA256". The
 # reader is cat on bash's /dev/tcp: it exits non-zero on a reset, where socat -u exits 0.
+# shellcheck disable=SC2016 # the $1 belongs to the inner bash
 transfer() {
     local out=$1 rc=0
     if [[ ${2:-} == slow ]]; then
