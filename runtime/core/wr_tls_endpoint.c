@@ -558,11 +558,12 @@ static void pump_read(tls_ep_t *t)
         }
         if (err) {
             fail(t, UV_EPROTO, err);
+        } else if (!(ep->flags & WR_EP_READING)) {
+            /* Paused in on_read: the end, if it came, is still there when reading resumes. */
         } else if (e == SSL_ERROR_ZERO_RETURN) {
             ep->flags |= WR_EP_EOF;
             if (ep->cbs->on_eof) ep->cbs->on_eof(ep);
-        } else if ((ep->flags & WR_EP_READING) && (t->state & ST_INNER_EOF) && t->held_len == 0 &&
-                   t->cur_len == 0) {
+        } else if ((t->state & ST_INNER_EOF) && t->held_len == 0 && t->cur_len == 0) {
             input_ended(t);
         }
         return;
