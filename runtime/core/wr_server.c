@@ -177,6 +177,14 @@ static void on_ready(wr_session_t *s)
     wr_debug("relay: session from %s authenticated", c->peer);
 }
 
+/* The client showed the key in its first message: a flood can no longer push it out while the
+ * key exchange finishes (a real client behind the same NAT as a flooder gets in). */
+static void on_verified(wr_session_t *s)
+{
+    wr_server_conn_t *c = wr_session_data(s);
+    wr_admit_remove(c->srv->admit, &c->admit);
+}
+
 static void on_closed(wr_session_t *s, int reason, const char *detail)
 {
     wr_server_conn_t *c = wr_session_data(s);
@@ -209,7 +217,8 @@ static void on_rejected(wr_session_t *s)
 static const wr_session_cbs conn_cbs = {.on_ready = on_ready,
                                         .on_stream_open = on_stream_open,
                                         .on_closed = on_closed,
-                                        .on_rejected = on_rejected};
+                                        .on_rejected = on_rejected,
+                                        .on_verified = on_verified};
 
 /* Closes a connection wr_admit dropped to make room, and says so now and then. */
 static void evicted(wr_admit_entry *e, void *data)

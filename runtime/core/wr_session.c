@@ -882,6 +882,7 @@ static void server_input(wr_session_t *s, const char *base, size_t len)
         enter_sink(s, wr_hs_reason_name(hs->u.srv.reason));
         return;
     }
+    if (s->cbs.on_verified) s->cbs.on_verified(s);
     /* The DH runs on the threadpool so a burst of handshakes never stalls forwarding. */
     hs->msg2 = wr_buf_new(WR_HS_MSG2_MAX);
     if (hs->msg2 == NULL) {

@@ -116,6 +116,10 @@ typedef struct wr_session_cbs {
     /* server, optional: the handshake was refused and the connection went to the probe sink
      * (on_closed follows 60-180 s later); for per-address limits */
     void (*on_rejected)(wr_session_t *s);
+    /* server, optional: the client's first message authenticated under the key and is no
+     * replay, so the peer holds the key; the key exchange runs next (on_ready once the client
+     * confirms). A relay stops counting it among the connections a flood may push out. */
+    void (*on_verified)(wr_session_t *s);
 } wr_session_cbs;
 
 /* Takes the carrier (connected, not reading). The client sends msg1 at once. cfg and cbs are
