@@ -104,6 +104,9 @@ Relay (serve):
                           (default 256; 0 = no limit)
   --user-idle SECONDS     close a reverse-tunnel user idle this long, when its client sets no
                           idle timeout (default 600; 0 = never)
+  --max-users-per-address N
+                          users one address may hold at once on an outer port; its further
+                          users are refused, others still get in (default 64; 0 = no limit)
   --max-failed-handshakes N
                           failed handshakes one address may cause per minute before its
                           connections are the first dropped when the relay is full (default 32;
@@ -150,6 +153,7 @@ local valued = {
   ["--lease"] = "lease", ["--max-services"] = "max_services", ["--hooks"] = "hooks_file",
   ["--max-failed-handshakes"] = "max_failed_handshakes",
   ["--max-users-default"] = "max_users_default", ["--user-idle"] = "user_idle",
+  ["--max-users-per-address"] = "max_users_per_address",
   ["--session-buffer"] = "session_buffer", ["--max-buffer"] = "max_buffer",
   ["--cert"] = "cert", ["--cert-key"] = "cert_key", ["--self-signed"] = "self_signed",
   ["--ca"] = "ca", ["--pin"] = "pin", ["--sni"] = "sni",
@@ -161,6 +165,7 @@ local carriers = { ["-w"] = "WebSocket", ["-K"] = "KCP", ["--http"] = "HTTP" }
 local numeric = { write_cap = true, idle_timeout = true, keepalive = true, duration = true, concurrency = true,
   max_users = true, max_total = true, ttl = true, lease = true, max_services = true,
   max_failed_handshakes = true, max_users_default = true, user_idle = true, session_buffer = true,
+  max_users_per_address = true,
   max_buffer = true }
 local commands_with_script = { run = true }
 
@@ -369,6 +374,7 @@ function commands.serve(args, opts)
   t.ports, t.outer_bind, t.lease, t.max_services = opts.ports, opts.outer_bind, opts.lease, opts.max_services
   t.allow_client_bind, t.max_users, t.user_idle = opts.allow_client_bind, opts.max_users_default, opts.user_idle
   t.max_failed_handshakes = opts.max_failed_handshakes
+  t.max_users_per_address = opts.max_users_per_address
   if opts.hooks_file then
     local chunk, lerr = loadfile(opts.hooks_file)
     if not chunk then return fail(lerr) end

@@ -22,6 +22,9 @@ M.MAX_SERVICES_DEFAULT = 1024
 -- Each user holds a descriptor at both ends, so a service has a ceiling unless someone sets one.
 M.MAX_USERS_DEFAULT = 256
 M.USER_IDLE_DEFAULT = 600 -- seconds
+-- Users one address may hold at once on an outer port: a slowloris source holds its share, not
+-- the service (a NAT of many real users rarely needs more at once).
+M.MAX_USERS_PER_ADDRESS_DEFAULT = 64
 local NAME_MAX, MESSAGE_MAX = 64, 256
 
 -- Control requests are metered per session with a token bucket, so that one key holder cannot
@@ -63,8 +66,9 @@ end
 -- interfaces), allow_client_bind = let a client's BIND differ from `bind` (default: refused),
 -- lease = seconds a dropped client keeps its ports (default 30), max_services = per client,
 -- max_users = users at once per service and user_idle = seconds a user may stay idle, both
--- when the client sets none (defaults 256 and 600; 0 = no limit), hooks (below), and the
--- relay's connection options (write_cap).
+-- when the client sets none (defaults 256 and 600; 0 = no limit), max_users_per_address = users
+-- one address may hold at once on any outer port (default 64; 0 = no limit), hooks (below), and
+-- the relay's connection options (write_cap).
 --
 -- Hooks, all optional. Those that decide return true, or false plus a reason that reaches the
 -- client (a hook that raises denies); the others only observe.
@@ -100,6 +104,7 @@ function M.new(opts)
     max_services = opts.max_services or M.MAX_SERVICES_DEFAULT,
     max_users = opts.max_users or M.MAX_USERS_DEFAULT,
     user_idle = opts.user_idle or M.USER_IDLE_DEFAULT,
+    max_users_per_address = opts.max_users_per_address or M.MAX_USERS_PER_ADDRESS_DEFAULT,
     hooks = opts.hooks or {},
     opts = opts,
   }, Registry)
@@ -238,7 +243,8 @@ end
 local function add_counts(to, ls)
   to.users_active = to.users_active + ls.active
   to.users_total = to.users_total + ls.accepted
-  to.users_refused = to.users_refused + ls.refused + ls.refused_busy + ls.refused_total + ls.denied
+  to.users_refused = to.users_refused + ls.refused + ls.refused_busy + ls.refused_total + ls.refused_address
+    + ls.denied
   to.bytes_up = to.bytes_up + ls.bytes_up
   to.bytes_down = to.bytes_down + ls.bytes_down
 end
@@ -372,7 +378,7 @@ end
 function Registry:_listen(svc, port, bind, session)
   return core.forward({
     host = bind, port = port, target = "@svc/" .. svc.id, send_peer = true, session = session,
-    max_users = svc.max_users, max_total = svc.max_total,
+    max_users = svc.max_users, max_total = svc.max_total, max_users_per_address = self.max_users_per_address,
     idle_timeout_ms = svc.idle_timeout and svc.idle_timeout * 1000 or nil,
     write_cap = self.opts.write_cap,
     on_connect = function(peer)

@@ -70,6 +70,7 @@ function M.relay(opts)
   local reg, gerr = registry.new({
     ports = opts.ports, bind = opts.outer_bind, allow_client_bind = opts.allow_client_bind, lease = opts.lease,
     max_services = opts.max_services, max_users = opts.max_users, user_idle = opts.user_idle,
+    max_users_per_address = opts.max_users_per_address,
     hooks = opts.hooks, write_cap = opts.write_cap,
   })
   if not reg then return nil, gerr end

@@ -4,6 +4,8 @@
  * registering client's, the target names its service and carries the user's address). Bytes go
  * socket <-> stream in C (wr_relay); Lua hears about a connection only if it asked (on_connect,
  * on_close). Users over max_users are refused while the port stays bound. */
+#include "wr_addr.h"
+#include "wr_addr_count.h"
 #include "wr_bind.h"
 #include "wr_bind_tunnel.h"
 #include "wr_host.h"
@@ -27,11 +29,12 @@ typedef struct wr_lforward {
     int on_connect_ref;
     int tap_ref;   /* opt-in: fn(direction, bytes, peer) sees the first tap_bytes each way */
     int send_peer; /* append " PEER" to the target (reverse tunnels tell the client who came) */
-    uint32_t active, max_users;
+    uint32_t active, max_users, max_per_address;
+    wr_addr_count_t *per_address; /* users per address, made when a limit is first set */
     uint64_t max_total;
     wr_relay_opts_t ropts;
-    uint64_t accepted, refused, refused_busy, refused_total, denied, failed_opens, bytes_up,
-        bytes_down;
+    uint64_t accepted, refused, refused_busy, refused_total, refused_address, denied, failed_opens,
+        bytes_up, bytes_down;
     int refs; /* the listener, the handle and each live connection */
     size_t target_len;
     char target[WR_HOST_MAX + 16];
@@ -40,8 +43,17 @@ typedef struct wr_lforward {
 typedef struct forward_conn {
     wr_lforward *fwd;
     wr_relay_t *relay;
+    int counted; /* in fwd->per_address under addr */
+    struct sockaddr_storage addr;
     char peer[64];
 } forward_conn;
+
+/* Frees a connection record, giving back its place in the per-address count. */
+static void conn_free(forward_conn *c)
+{
+    if (c->counted) wr_addr_count_remove(c->fwd->per_address, (struct sockaddr *)&c->addr);
+    free(c);
+}
 
 static void forward_unref(wr_lforward *fwd)
 {
@@ -50,6 +62,7 @@ static void forward_unref(wr_lforward *fwd)
     luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->on_connect_ref);
     luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->tap_ref);
     luaL_unref(fwd->L, LUA_REGISTRYINDEX, fwd->session.ref);
+    wr_addr_count_free(fwd->per_address);
     free(fwd);
 }
 
@@ -71,7 +84,7 @@ static void conn_closed(wr_relay_t *r, const wr_relay_result_t *res, void *data)
     fwd->active--;
     wr_call_close_hook(fwd->L, fwd->on_close_ref, fwd->target, c->peer[0] ? c->peer : NULL,
                        res->bytes_ab, res->bytes_ba, res);
-    free(c);
+    conn_free(c);
     forward_unref(fwd);
 }
 
@@ -145,6 +158,20 @@ static void accepted(wr_listener_t *l, int status)
         return;
     }
     c->fwd = fwd;
+    if (fwd->max_per_address && fwd->per_address) {
+        int len = sizeof c->addr;
+        uv_tcp_getpeername(tcp, (struct sockaddr *)&c->addr, &len);
+        wr_addr_normalize(&c->addr);
+        if (wr_addr_count_add(fwd->per_address, (struct sockaddr *)&c->addr,
+                              fwd->max_per_address) != 0) {
+            /* One address holds its share: its newcomers wait, others still get in. */
+            fwd->refused_address++;
+            wr_endpoint_close(ep, WR_CLOSE_GRACEFUL);
+            free(c);
+            return;
+        }
+        c->counted = 1;
+    }
     memcpy(target, fwd->target, target_len);
     if (fwd->send_peer || fwd->on_connect_ref != LUA_NOREF || fwd->on_close_ref != LUA_NOREF ||
         fwd->tap_ref != LUA_NOREF) {
@@ -152,7 +179,7 @@ static void accepted(wr_listener_t *l, int status)
         if (!connect_allowed(fwd, c->peer)) {
             fwd->denied++;
             wr_endpoint_close(ep, WR_CLOSE_GRACEFUL);
-            free(c);
+            conn_free(c);
             return;
         }
         if (fwd->send_peer)
@@ -162,14 +189,14 @@ static void accepted(wr_listener_t *l, int status)
     st = wr_session_open_stream(s, (const uint8_t *)target, target_len, stream_opened, c);
     if (!st) {
         wr_endpoint_close(ep, WR_CLOSE_RESET);
-        free(c);
+        conn_free(c);
         return;
     }
     c->relay = wr_relay_start(tcp->loop, ep, wr_stream_endpoint(st), &fwd->ropts, conn_closed, c);
     if (!c->relay) {
         wr_endpoint_close(ep, WR_CLOSE_RESET);
         wr_endpoint_close(wr_stream_endpoint(st), WR_CLOSE_RESET);
-        free(c);
+        conn_free(c);
         return;
     }
     fwd->accepted++;
@@ -197,11 +224,15 @@ static void read_limits(lua_State *L, int idx, wr_lforward *fwd)
 {
     fwd->max_users = (uint32_t)wr_opt_integer(L, idx, "max_users", fwd->max_users);
     fwd->max_total = (uint64_t)wr_opt_integer(L, idx, "max_total", (lua_Integer)fwd->max_total);
+    fwd->max_per_address =
+        (uint32_t)wr_opt_integer(L, idx, "max_users_per_address", fwd->max_per_address);
+    if (fwd->max_per_address && !fwd->per_address) fwd->per_address = wr_addr_count_new();
 }
 
 /* core.forward{host=, port=, target="host:port", session=, write_cap=, idle_timeout_ms=,
- * max_users=, max_total= (0 = no limit), send_peer=bool, on_connect=fn(peer) -> ok, reason,
- * on_close=fn(info), tap=fn(direction, bytes, peer), tap_bytes= (default 4096)}
+ * max_users=, max_users_per_address=, max_total= (0 = no limit), send_peer=bool,
+ * on_connect=fn(peer) -> ok, reason, on_close=fn(info), tap=fn(direction, bytes, peer), tap_bytes=
+ * (default 4096)}
  * -> forward | nil, err. The tap sees the first tap_bytes of each direction of each connection:
  * a bounded look at payload for hooks that need it, at the price of a Lua call per chunk. */
 static int l_forward(lua_State *L)
@@ -302,6 +333,7 @@ static int l_forward_stats(lua_State *L)
     wr_set_number(L, "accepted", (double)fwd->accepted);
     wr_set_number(L, "refused", (double)fwd->refused);
     wr_set_number(L, "refused_busy", (double)fwd->refused_busy);
+    wr_set_number(L, "refused_address", (double)fwd->refused_address);
     wr_set_number(L, "refused_total", (double)fwd->refused_total);
     wr_set_number(L, "denied", (double)fwd->denied);
     wr_set_number(L, "failed_opens", (double)fwd->failed_opens);

@@ -64,6 +64,26 @@ describe("reverse tunnels", function()
   setup(function() http, http_port = net.http_server("hello from the inner service") end)
   teardown(function() http:close() end)
 
+  it("lets one address hold only its share of an outer port, so others still get in", function()
+    local from, to = free_range(2)
+    local relay, client = setup_pair({ ports = { from .. "-" .. to }, max_users_per_address = 5 })
+    local entry = assert(client:register({ outer = "any", inner = ":" .. http_port, name = "web" }))
+    local held = {}
+    for i = 1, 8 do -- a slowloris source: connects and sends nothing
+      local c = uv.new_tcp()
+      assert(c:bind("127.0.0.4", 0))
+      warren.await(function(resolve) c:connect("127.0.0.1", entry.port, function() resolve() end) end, 2000)
+      held[i] = c
+    end
+    assert(eventually(function() return relay:stats().reverse_users_refused >= 3 end, 5000))
+    assert.equal(3, relay:stats().reverse_users_refused)
+    local r = proc.run({ "curl", "-s", "-m", "5", "http://127.0.0.1:" .. entry.port .. "/" })
+    assert.equal("hello from the inner service", r.stdout)
+    for _, c in ipairs(held) do c:close() end
+    client:close()
+    relay:close()
+  end)
+
   it("registers, is discovered, and serves curl through the outer port", function()
     local from, to = free_range(4)
     local relay, client, key = setup_pair({ ports = { from .. "-" .. to } })
