@@ -11,7 +11,10 @@
 #include <luv/luv.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static char host_key;        /* registry key of the host pointer */
@@ -281,13 +284,53 @@ static void open_luv(lua_State *L, uv_loop_t *loop)
 }
 
 /* A backlog (stalled streams, a burst) leaves freed chunks that malloc keeps; once at least this
- * much is gone, it goes back to the system. */
+ * much is gone, it goes back to the system. The same timer watches the descriptor limit. */
 #define TRIM_MIN_FREED (8u * 1024 * 1024)
 #define TRIM_EVERY_MS  2000
+#define FD_LOW_LIMIT   1024  /* below this many descriptors, say so once */
+#define FD_WARN_MS     30000 /* at most one warning about running out this often */
+
+/* Descriptors are the first thing a flood or a crowd uses up, and libuv then drops new
+ * connections at accept without telling anyone: the operator must learn it from the log. The
+ * lowest free descriptor number says, at the cost of one fcntl, whether nearly all are taken. */
+static void check_descriptors(wr_host *h)
+{
+    struct rlimit rl;
+    uint64_t now = uv_now(&h->loop);
+    int fd;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return;
+    if (!h->fd_limit_reported && rl.rlim_cur < FD_LOW_LIMIT) {
+        h->fd_limit_reported = 1;
+        wr_warn("only %llu file descriptors allowed (ulimit -n): each tunnelled connection takes "
+                "one or two, so this process serves about %llu at once at most",
+                (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_cur / 2);
+    }
+    if (h->fd_warned_ms && now - h->fd_warned_ms < FD_WARN_MS) return;
+    fd = fcntl(uv_backend_fd(&h->loop), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0 && errno != EMFILE) return;
+    if (fd >= 0) {
+        close(fd);
+        if ((rlim_t)fd < rl.rlim_cur / 10 * 9) return;
+    }
+    h->fd_warned_ms = now;
+    wr_warn("too many open files: %s of the %llu file descriptors allowed (ulimit -n) are in use; "
+            "new connections are dropped at accept until some close",
+            fd < 0 ? "all" : "nearly all", (unsigned long long)rl.rlim_cur);
+}
 
 static void trim_cb(uv_timer_t *t)
 {
     wr_buf_release_memory(TRIM_MIN_FREED);
+    check_descriptors(t->data);
+}
+
+/* Servers need descriptors: take the hard limit when the soft one is lower, as nginx and Go do. */
+static void raise_descriptor_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
 }
 
 /* math.random starts from the same seed in every process, so every client of a restarted relay
@@ -313,7 +356,9 @@ int wr_host_init(wr_host *h)
     uv_check_init(&h->loop, &h->late_closer);
     h->late_closer.data = h;
     uv_unref((uv_handle_t *)&h->late_closer);
+    raise_descriptor_limit();
     uv_timer_init(&h->loop, &h->trimmer);
+    h->trimmer.data = h;
     uv_timer_start(&h->trimmer, trim_cb, TRIM_EVERY_MS, TRIM_EVERY_MS);
     uv_unref((uv_handle_t *)&h->trimmer);
     L = luaL_newstate();

@@ -19,7 +19,9 @@ typedef struct wr_host {
     int callback_thread_ref;
     wr_closable closables;  /* list head */
     uv_check_t late_closer; /* after teardown: closes what Lua still creates */
-    uv_timer_t trimmer;     /* gives buffer memory back to the system after a backlog */
+    uv_timer_t trimmer;     /* gives buffer memory back after a backlog; watches descriptors */
+    int fd_limit_reported;  /* the low descriptor limit was logged */
+    uint64_t fd_warned_ms;  /* when running out of descriptors was last logged */
     int exit_code;
     int torn_down;
     int in_log_sink;
