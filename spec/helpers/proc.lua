@@ -106,6 +106,27 @@ function M.warren(args, opts)
   return M.run(spec, opts.timeout)
 end
 
+-- Starts `warren serve 127.0.0.1:PORT` plus args on a free port, and waits for the relay's own
+-- "listening" line, not merely for something to accept on the port: a suite running beside
+-- this one may have taken the port between the check and the bind, and then the relay exits and
+-- another port is tried. Returns the child and its port.
+function M.serve(args)
+  local net = require("helpers.net")
+  local wait = require("helpers.wait")
+  for _ = 1, 5 do
+    local port = net.free_port()
+    local spec = { M.warren_bin, "serve", "127.0.0.1:" .. port }
+    for _, a in ipairs(args) do spec[#spec + 1] = a end
+    local child = M.start(spec)
+    local up = wait.eventually(function()
+      return child.code ~= nil or select(2, child:output()):find("relay listening on", 1, true)
+    end, 10000)
+    if up and child.code == nil then return child, port end
+    child:wait(5000)
+  end
+  error("warren serve did not start on any of five free ports")
+end
+
 -- A fresh `warren keygen` key.
 function M.key()
   return M.warren({ "keygen" }).stdout:match("%S+")

@@ -71,6 +71,11 @@ describe("buffers under stalled streams", function()
     for _, peer in ipairs(held) do peer:close() end
     sink:close()
     wait.eventually(function() return core.buffers().held < 1024 * 1024 end, 10000)
+    if os.getenv("WARREN_SANITIZED") == "1" then -- ASan's allocator keeps freed memory itself
+      client:close()
+      relay:close()
+      return
+    end
     -- The trim timer gives the freed chunks back within a few seconds.
     local back = wait.eventually(function() return rss_kib() - baseline < (rss_loaded - baseline) / 2 end, 10000)
     assert.is_true(back, string.format("RSS %d KiB, loaded %d KiB, baseline %d KiB", rss_kib(), rss_loaded,

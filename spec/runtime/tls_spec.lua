@@ -15,11 +15,9 @@ end
 
 -- A relay process with TLS on its port; returns it, its port and its certificate's fingerprint.
 local function tls_relay(k, extra)
-  local port = net.free_port()
-  local args = { proc.warren_bin, "serve", "127.0.0.1:" .. port, "-k", k, "--tls" }
+  local args = { "-k", k, "--tls" }
   for _, a in ipairs(extra) do args[#args + 1] = a end
-  local relay = proc.start(args)
-  assert(net.wait_port(port), "relay did not start")
+  local relay, port = proc.serve(args)
   local fp = wait.eventually(function() return select(2, relay:output()):match("certificate (sha256:%x+)") end, 5000)
   return relay, port, fp
 end
