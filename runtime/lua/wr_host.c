@@ -285,7 +285,7 @@ static void open_luv(lua_State *L, uv_loop_t *loop)
 
 /* A backlog (stalled streams, a burst) leaves freed chunks that malloc keeps; once at least this
  * much is gone, it goes back to the system. The same timer watches the descriptor limit. */
-#define TRIM_MIN_FREED (8u * 1024 * 1024)
+#define TRIM_MIN_FREED (1024u * 1024) /* a soak of 5,000 small streams frees a few MiB */
 #define TRIM_EVERY_MS  2000
 #define FD_LOW_LIMIT   1024  /* below this many descriptors, say so once */
 #define FD_WARN_MS     30000 /* at most one warning about running out this often */
