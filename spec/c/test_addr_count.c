@@ -2,30 +2,14 @@
  * address, IPv6 counts by /64, and an address's place frees as its connections end. */
 #include "wr_addr_count.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include "addr_fixture.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
 
 #include <cmocka.h>
-
-static struct sockaddr_storage ip(const char *text)
-{
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    if (strchr(text, ':')) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        a->sin6_family = AF_INET6;
-        inet_pton(AF_INET6, text, &a->sin6_addr);
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        a->sin_family = AF_INET;
-        inet_pton(AF_INET, text, &a->sin_addr);
-    }
-    return ss;
-}
 
 #define SA(ss) ((const struct sockaddr *)&(ss))
 

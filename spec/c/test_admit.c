@@ -2,8 +2,8 @@
  * ones before pending ones, and one address churns only its own connections. */
 #include "wr_admit.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include "addr_fixture.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,22 +27,6 @@ static void on_evict(wr_admit_entry *e, void *data)
     (void)data;
     ((conn *)e)->evicted = 1;
     evictions++;
-}
-
-static struct sockaddr_storage ip(const char *text)
-{
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    if (strchr(text, ':')) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        a->sin6_family = AF_INET6;
-        inet_pton(AF_INET6, text, &a->sin6_addr);
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        a->sin_family = AF_INET;
-        inet_pton(AF_INET, text, &a->sin_addr);
-    }
-    return ss;
 }
 
 static void add(wr_admit_t *a, int i, const char *text, int doomed)

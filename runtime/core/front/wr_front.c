@@ -94,13 +94,31 @@ static const wr_endpoint_cbs_t detached_cbs;
 static const wr_endpoint_cbs_t conn_cbs;
 static void timeout_cb(uv_timer_t *t);
 
-static void hand_to_server(front_conn *c)
+/* Everything read so far plus the rest of the current read, as one block (malloc'd). */
+static char *first_bytes(const front_conn *c, const char *rest, size_t rest_len, size_t *len)
+{
+    char *all = malloc(c->len + rest_len ? c->len + rest_len : 1);
+    if (!all) return NULL;
+    memcpy(all, c->buf, c->len);
+    if (rest_len) memcpy(all + c->len, rest, rest_len);
+    *len = c->len + rest_len;
+    return all;
+}
+
+static void hand_to_server(front_conn *c, const char *rest, size_t rest_len)
 {
     wr_front_t *f = c->front;
     wr_endpoint_t *ep = c->ep, *wrapped;
+    size_t len;
+    char *first = first_bytes(c, rest, rest_len, &len);
+    if (!first) {
+        conn_finish(c, WR_CLOSE_RESET);
+        return;
+    }
     wr_endpoint_read_stop(ep);
     wr_endpoint_set_callbacks(ep, &detached_cbs, NULL);
-    wrapped = wr_prefix_endpoint_new(f->loop, ep, c->buf, c->len);
+    wrapped = wr_prefix_endpoint_new(f->loop, ep, first, len);
+    free(first);
     if (!wrapped) {
         conn_finish(c, WR_CLOSE_RESET);
         return;
@@ -116,20 +134,29 @@ static void hand_to_site(front_conn *c, const char *rest, size_t rest_len)
 {
     wr_front_t *f = c->front;
     wr_endpoint_t *ep = c->ep;
-    size_t len = c->len + rest_len;
-    char *first = malloc(len ? len : 1);
+    size_t len;
+    char *first = first_bytes(c, rest, rest_len, &len);
     if (!first) {
         conn_finish(c, WR_CLOSE_RESET);
         return;
     }
-    memcpy(first, c->buf, c->len);
-    if (rest_len) memcpy(first + c->len, rest, rest_len);
     wr_endpoint_read_stop(ep);
     c->ep = NULL;
     f->st.site++;
     wr_site_take(f->site, ep, first, len); /* owns ep from here, also on failure */
     free(first);
     conn_finish(c, WR_CLOSE_RESET);
+}
+
+/* Bytes that are neither TLS nor HTTP, or none in time: outside TLS on a port with a site, the
+ * site shows them what it shows anyone; otherwise the session decides (silence and the sink for
+ * anything but a client). */
+static void hand_on(front_conn *c, const char *rest, size_t rest_len)
+{
+    if (c->front->site && !c->in_tls)
+        hand_to_site(c, rest, rest_len);
+    else
+        hand_to_server(c, rest, rest_len);
 }
 
 static void answer(front_conn *c, const char *text, size_t len)
@@ -176,15 +203,13 @@ static void tls_done(wr_endpoint_t *ep, int status, const char *err, void *data)
 static void start_tls(front_conn *c, const char *rest, size_t rest_len)
 {
     wr_front_t *f = c->front;
-    size_t len = c->len + rest_len;
-    char *hello = malloc(len ? len : 1);
+    size_t len;
+    char *hello = first_bytes(c, rest, rest_len, &len);
     wr_endpoint_t *tls;
     if (!hello) {
         conn_finish(c, WR_CLOSE_RESET);
         return;
     }
-    memcpy(hello, c->buf, c->len);
-    memcpy(hello + c->len, rest, rest_len);
     wr_endpoint_read_stop(c->ep);
     wr_endpoint_set_callbacks(c->ep, &detached_cbs, NULL);
     tls = wr_tls_endpoint_new(f->loop, f->tls, c->ep, NULL, hello, len, tls_done, c);
@@ -249,23 +274,7 @@ static void on_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len
             }
             /* fall through - no TLS here: like any other unrecognised bytes */
         case WR_SNIFF_RAW:
-            if (c->front->site && !c->in_tls) {
-                hand_to_site(c, base + take, len - take);
-                return;
-            }
-            if (take < len) {
-                /* The sniff buffer is full: hand over what we have plus the rest of this read. */
-                char *all = malloc(c->len + len - take);
-                if (!all) {
-                    conn_finish(c, WR_CLOSE_RESET);
-                    return;
-                }
-                memcpy(all, c->buf, c->len);
-                memcpy(all + c->len, base + take, len - take);
-                c->buf = all;
-                c->len += len - take;
-            }
-            hand_to_server(c);
+            hand_on(c, base + take, len - take);
             return;
         }
     }
@@ -279,11 +288,7 @@ static void on_end(wr_endpoint_t *ep)
 {
     front_conn *c = ep->data;
     if (c->phase == SNIFFING && c->len) {
-        /* What a cut-short request gets is for the site, or the session, to decide. */
-        if (c->front->site && !c->in_tls)
-            hand_to_site(c, NULL, 0);
-        else
-            hand_to_server(c);
+        hand_on(c, NULL, 0); /* a cut-short request or handshake: theirs to answer */
         return;
     }
     conn_finish(c, c->phase == ANSWERED ? WR_CLOSE_GRACEFUL : WR_CLOSE_RESET);
@@ -315,10 +320,7 @@ static void timeout_cb(uv_timer_t *t)
         /* Nothing decisive in time: a silent raw prober or a stalled client. The site, or else
          * the session's handshake timeout and probe sink, treat it as they always have. */
         c->front->st.timeouts++;
-        if (c->front->site && !c->in_tls)
-            hand_to_site(c, NULL, 0);
-        else
-            hand_to_server(c);
+        hand_on(c, NULL, 0);
         return;
     }
     conn_finish(c, c->phase == ANSWERED ? WR_CLOSE_GRACEFUL : WR_CLOSE_RESET);
