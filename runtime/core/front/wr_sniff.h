@@ -2,7 +2,7 @@
  * ClientHello, or an HTTP request. Pure and allocation-free, so it is fuzzed on its own.
  *
  * A raw handshake starts with 16 random bytes. The client draws again any salt that this
- * classifier would not call raw (about one in 65,536), so a real client is never mistaken for
+ * classifier would not call raw (about four in a million), so a real client is never mistaken for
  * TLS or HTTP, and the relay decides from the first read. */
 #ifndef WR_SNIFF_H
 #define WR_SNIFF_H
