@@ -88,7 +88,33 @@ end
 -- svc.store is a table shared by every hook call about one service (it survives a client's
 -- reconnect). auth, register run in the client's control task and may await; user_connect and
 -- user_close run on the data path and must not.
+-- The hooks a relay knows (dial and dial_close are the relay's -L/-D policy, tap_bytes a number).
+local hook_names = { auth = true, register = true, unregister = true, user_connect = true, user_close = true,
+  up = true, down = true, discover = true, tap = true, tap_bytes = true, dial = true, dial_close = true }
+
+-- A hook table with a misspelt name would silently never run: refuse it.
+local function check_hooks(hooks)
+  for name, fn in pairs(hooks or {}) do
+    if not hook_names[name] then
+      local known = {}
+      for k in pairs(hook_names) do known[#known + 1] = k end
+      table.sort(known)
+      return nil, string.format("unknown hook %q (hooks: %s)", tostring(name), table.concat(known, ", "))
+    end
+    local want = name == "tap_bytes" and "number" or "function"
+    if type(fn) ~= want then return nil, string.format("hook %s must be a %s, not a %s", name, want, type(fn)) end
+  end
+  return true
+end
+
+-- Hook errors are logged with where they happened.
+local function traceback(err)
+  return debug.traceback(tostring(err), 2)
+end
+
 function M.new(opts)
+  local hooks_ok, herr = check_hooks(opts.hooks)
+  if not hooks_ok then return nil, herr end
   local self = setmetatable({
     pool = {},        -- port -> true
     sorted = {},      -- the pool's ports in order
@@ -152,7 +178,7 @@ end
 function Registry:_ask(name, ...)
   local hook = self.hooks[name]
   if not hook then return true end
-  local ok, allowed, reason = pcall(hook, ...)
+  local ok, allowed, reason = xpcall(hook, traceback, ...)
   if not ok then
     log.error("%s hook failed (denied): %s", name, tostring(allowed))
     return false, "hook failed"
@@ -165,7 +191,7 @@ end
 function Registry:_tell(name, ...)
   local hook = self.hooks[name]
   if not hook then return end
-  local ok, err = pcall(hook, ...)
+  local ok, err = xpcall(hook, traceback, ...)
   if not ok then log.error("%s hook failed: %s", name, tostring(err)) end
 end
 
@@ -207,7 +233,7 @@ function Registry:_page(what, after, limit, view, client)
     end
   end
   if self.hooks.discover then
-    local ok, filtered = pcall(self.hooks.discover, items, client and client.info, what)
+    local ok, filtered = xpcall(self.hooks.discover, traceback, items, client and client.info, what)
     if not ok then log.error("discover hook failed: %s", tostring(filtered)) end
     items = ok and type(filtered) == "table" and filtered or {}
   end

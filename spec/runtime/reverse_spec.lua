@@ -64,6 +64,32 @@ describe("reverse tunnels", function()
   setup(function() http, http_port = net.http_server("hello from the inner service") end)
   teardown(function() http:close() end)
 
+  it("refuses a hook table with a name it does not know, or a hook that is not a function", function()
+    local relay, err = warren.relay({ listen = "127.0.0.1:0", key = keys.generate(), hooks = { dail = function() end } })
+    assert.is_nil(relay)
+    assert.matches('unknown hook "dail"', err)
+    relay, err = warren.relay({ listen = "127.0.0.1:0", key = keys.generate(), hooks = { auth = true } })
+    assert.is_nil(relay)
+    assert.matches("hook auth must be a function", err)
+  end)
+
+  it("logs a failing hook with its traceback, and denies", function()
+    local records = {}
+    local sink = function(record) records[#records + 1] = record.msg end
+    require("warren.log").add_sink(sink)
+    local from, to = free_range(2)
+    local relay, client = setup_pair({ ports = { from .. "-" .. to },
+      hooks = { register = function() error("no such table") end } })
+    local entry, err = client:register({ outer = "any", inner = ":" .. http_port, name = "web" })
+    assert.is_nil(entry)
+    assert.matches("hook failed", err)
+    local logged = table.concat(records, "\n")
+    assert.matches("register hook failed %(denied%).*no such table.*stack traceback", logged)
+    require("warren.log").remove_sink(sink)
+    client:close()
+    relay:close()
+  end)
+
   it("lets one address hold only its share of an outer port, so others still get in", function()
     local from, to = free_range(2)
     local relay, client = setup_pair({ ports = { from .. "-" .. to }, max_users_per_address = 5 })
