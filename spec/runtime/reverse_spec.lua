@@ -65,7 +65,8 @@ describe("reverse tunnels", function()
   teardown(function() http:close() end)
 
   it("refuses a hook table with a name it does not know, or a hook that is not a function", function()
-    local relay, err = warren.relay({ listen = "127.0.0.1:0", key = keys.generate(), hooks = { dail = function() end } })
+    local relay, err = warren.relay({ listen = "127.0.0.1:0", key = keys.generate(),
+      hooks = { dail = function() end } })
     assert.is_nil(relay)
     assert.matches('unknown hook "dail"', err)
     relay, err = warren.relay({ listen = "127.0.0.1:0", key = keys.generate(), hooks = { auth = true } })
