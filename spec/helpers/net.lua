@@ -126,6 +126,17 @@ do
 end
 local first_port = math.max(1024, math.min(20000, ephemeral_low - 4096))
 math.randomseed(uv.os_getpid() * 1000 + uv.hrtime() % 1000)
+-- ctest gives each runtime suite a slot of its own (WARREN_PORT_SLOT, 0-31), so suites running
+-- side by side never draw the same port; without one a suite draws from the whole range.
+local last_port = ephemeral_low - 1
+do
+  local slot = tonumber(os.getenv("WARREN_PORT_SLOT") or "")
+  if slot then
+    local width = math.floor((ephemeral_low - first_port) / 32)
+    first_port = first_port + (slot % 32) * width
+    last_port = first_port + width - 1
+  end
+end
 
 local function bindable(port)
   local s = uv.new_tcp()
@@ -137,7 +148,7 @@ end
 -- N consecutive ports that were free a moment ago. Returns first, last.
 function M.free_range(n)
   for _ = 1, 200 do
-    local base = math.random(first_port, ephemeral_low - n)
+    local base = math.random(first_port, last_port + 1 - n)
     local ok = true
     for p = base, base + n - 1 do
       if not bindable(p) then ok = false break end
