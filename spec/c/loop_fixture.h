@@ -4,10 +4,27 @@
 #define LOOP_FIXTURE_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <uv.h>
 
 #include "wr_buf.h"
 #include "wr_tcp_endpoint.h"
+
+/* Under ASan (or when the runner says so) tests shrink their sizes: it runs several times slower.
+ */
+static inline int sanitized(void)
+{
+    const char *e = getenv("WARREN_SANITIZED");
+    if (e && *e == '1') return 1;
+#if defined(__SANITIZE_ADDRESS__)
+    return 1;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return 1;
+#endif
+#endif
+    return 0;
+}
 
 static uv_loop_t loop;
 static uv_timer_t watchdog;

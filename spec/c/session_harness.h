@@ -27,20 +27,6 @@
 #define KiB 1024u
 #define MiB (1024u * 1024u)
 
-static int sanitized(void)
-{
-    const char *e = getenv("WARREN_SANITIZED");
-    if (e && *e == '1') return 1;
-#if defined(__SANITIZE_ADDRESS__)
-    return 1;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-    return 1;
-#endif
-#endif
-    return 0;
-}
-
 static uint64_t now_ms(void)
 {
     return uv_hrtime() / 1000000u;

@@ -94,20 +94,6 @@ int main(void)
 
 #include "loop_fixture.h"
 
-static int sanitized(void)
-{
-    const char *e = getenv("WARREN_SANITIZED");
-    if (e && *e == '1') return 1;
-#if defined(__SANITIZE_ADDRESS__)
-    return 1;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-    return 1;
-#endif
-#endif
-    return 0;
-}
-
 /* ---- certificates, made once for the whole file ---- */
 
 static char dir[64];
