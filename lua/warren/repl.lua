@@ -69,7 +69,7 @@ local function stream_reader()
   else
     pipe = uv.new_pipe(false)
     pipe:open(0)
-    pipe:read_start(function(err, data)
+    pipe:read_start(function(_, data)
       if data then take(data) else
         finish()
         pipe:read_stop()

@@ -24,7 +24,7 @@ end
 -- An echo server on 127.0.0.1. Returns server, port.
 function M.echo_server()
   return assert(M.serve(function(peer)
-    peer:read_start(function(err, data)
+    peer:read_start(function(_, data)
       if data then
         peer:write(data)
       else
@@ -39,7 +39,7 @@ end
 function M.count_server()
   return assert(M.serve(function(peer)
     local n = 0
-    peer:read_start(function(err, data)
+    peer:read_start(function(_, data)
       if data then
         n = n + #data
       else

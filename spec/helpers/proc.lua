@@ -11,7 +11,7 @@ local live = {}
 M.source_dir = os.getenv("WARREN_SOURCE_DIR") or "."
 
 local function collect(pipe, sink)
-  pipe:read_start(function(err, data)
+  pipe:read_start(function(_, data)
     if data then sink[#sink + 1] = data else pipe:close() end
   end)
 end
@@ -59,7 +59,7 @@ function M.start(spec)
     if not self.code and not handle:is_closing() then handle:kill(signal or "sigterm") end
   end
 
-  function child:output()
+  function child.output() -- also called as child:output()
     return table.concat(out), table.concat(err)
   end
 

@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- The warren binary as a user runs it: commands, flags, exit codes, REPL on a pipe, signals.
 local warren = require("warren")
 local proc = require("helpers.proc")

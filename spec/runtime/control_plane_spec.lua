@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- The reverse-tunnel control plane under pressure and misuse: answers longer than a message,
 -- request floods, hostile text, two processes with one client id, client lifetime, operator
 -- limits. Relays and clients run in this process or as child processes, on loopback.

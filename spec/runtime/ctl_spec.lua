@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- Control values from Lua: what core.ctl_encode writes, core.ctl_decode reads back, and what
 -- each refuses (the C codec itself is covered by spec/c/test_ctl.c and fuzz_ctl).
 local core = require("warren.core")

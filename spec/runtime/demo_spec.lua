@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- The README's first command runs scripts/demo.lua: it must work as written.
 local proc = require("helpers.proc")
 

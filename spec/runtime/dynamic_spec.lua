@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- warren -D (SOCKS5, SOCKS4/4a, HTTP proxy) through warren serve, with curl, node's ws and ssh as
 -- the real clients, and goflyway's command lines. Targets run in this process (luv) or as
 -- children, all on loopback.

@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- warren serve + warren -L as separate processes on loopback, with the targets in this process.
 local warren = require("warren")
 local uv = require("luv")

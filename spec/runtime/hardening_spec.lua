@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- The hardening commands of spec/bench in their --quick versions: attack.sh (probes, replays,
 -- floods, slowloris), chaos.sh (kills, stops, a relay restart under -R clients, ulimit -n 256) and
 -- soak.sh (many streams through one tunnel). Each starts real relays, clients and load on

@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- Under valgrind, warren opens and closes handles of every kind (and leaves some open for the
 -- shutdown to close) and exits with no leak and no invalid access.
 local proc = require("helpers.proc")

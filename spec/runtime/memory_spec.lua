@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- Memory under stalled streams: users keep sending to a target that never reads. What the
 -- process holds in buffers stays within its budget, and goes back to the system afterwards.
 local warren = require("warren")

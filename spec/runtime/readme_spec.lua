@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- README.md as a user meets it: every ```lua block runs for real, and the cheap shell lines
 -- (keygen, -e, the REPL, --help) run with their shown output checked. A ```lua block that cannot
 -- run fails here; a block that is not meant to run (an output sample) takes a plain ``` fence.

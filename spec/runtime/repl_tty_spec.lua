@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- The REPL on a real terminal (tmux): line editing, continuation prompt, Ctrl-C on a line and on
 -- a running task, Ctrl-D, and the history file.
 local warren = require("warren")

@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- Reverse tunnels: a client registers inner services onto a relay's outer ports. Relay and
 -- client run in this process or as child processes; users are real sockets and curl.
 local warren = require("warren")

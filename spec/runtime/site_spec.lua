@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- The fallback site (-P DIR) on a relay's port: visitors without the key get an ordinary static
 -- web site (curl: pages, ranges, HEAD, 404, traversal attempts), garbage gets the site's 400, and
 -- clients come in over TLS on the same port.

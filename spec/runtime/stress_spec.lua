@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- wr_loadgen stress (spec/bench) through warren serve + warren -L, and the failures it must catch:
 -- a flipped byte, a target that dies, a target that never answers.
 local warren = require("warren")
@@ -32,7 +33,7 @@ local function flipping_echo_server(at)
   local flipped = false
   return assert(net.serve(function(peer)
     local offset = 0
-    peer:read_start(function(err, data)
+    peer:read_start(function(_, data)
       if not data then return peer:close() end
       if not flipped and offset + #data > at then
         local i = at - offset + 1

@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- Tasks and the await helper, inside the warren binary.
 local warren = require("warren")
 local core = require("warren.core")

@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- The TLS carrier: a relay takes TLS and raw clients on one port; clients verify the relay by a
 -- pinned fingerprint or a CA, and say clearly when that fails. Real processes, curl and openssl.
 local warren = require("warren")

@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- Address and ssh -L forward parsing.
 local addr = require("warren.addr")
 

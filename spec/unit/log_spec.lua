@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- warren.log is pure Lua: levels, text and JSON formats, sinks.
 local log = require("warren.log")
 

@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- warren.pretty renders REPL results.
 local pretty = require("warren.pretty")
 
