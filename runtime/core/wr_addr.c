@@ -40,6 +40,14 @@ int wr_addr_key(const struct sockaddr *sa, uint8_t key[WR_ADDR_KEY_LEN])
     return -1;
 }
 
+uint64_t wr_addr_key_hash(const uint8_t key[WR_ADDR_KEY_LEN])
+{
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < WR_ADDR_KEY_LEN; i++)
+        h = (h ^ key[i]) * 1099511628211ull;
+    return h;
+}
+
 void wr_addr_format(const struct sockaddr *sa, int with_port, char *out, size_t size)
 {
     struct sockaddr_storage ss;

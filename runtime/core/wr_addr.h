@@ -15,6 +15,8 @@
 void wr_addr_normalize(struct sockaddr_storage *ss);
 /* The counting key of an address (mapped forms count as IPv4): 0, or -1 for other families. */
 int wr_addr_key(const struct sockaddr *sa, uint8_t key[WR_ADDR_KEY_LEN]);
+/* The hash of a key, for the tables that count by address (FNV-1a over the short key). */
+uint64_t wr_addr_key_hash(const uint8_t key[WR_ADDR_KEY_LEN]);
 /* "1.2.3.4" / "::1", with with_port "1.2.3.4:80" / "[::1]:80"; mapped forms print as IPv4. */
 void wr_addr_format(const struct sockaddr *sa, int with_port, char *out, size_t size);
 

@@ -38,11 +38,8 @@ void wr_addr_count_free(wr_addr_count_t *c)
 
 static node **slot_of(wr_addr_count_t *c, const uint8_t key[WR_ADDR_KEY_LEN])
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
     node **p;
-    for (int i = 0; i < WR_ADDR_KEY_LEN; i++)
-        h = (h ^ key[i]) * 16777619u;
-    for (p = &c->buckets[h % BUCKETS]; *p; p = &(*p)->next)
+    for (p = &c->buckets[wr_addr_key_hash(key) % BUCKETS]; *p; p = &(*p)->next)
         if (memcmp((*p)->key, key, WR_ADDR_KEY_LEN) == 0) break;
     return p;
 }

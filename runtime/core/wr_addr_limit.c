@@ -37,14 +37,6 @@ void wr_addr_limit_free(wr_addr_limit_t *l)
     free(l);
 }
 
-static size_t hash(const uint8_t key[WR_ADDR_KEY_LEN])
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (int i = 0; i < WR_ADDR_KEY_LEN; i++)
-        h = (h ^ key[i]) * 1099511628211ull;
-    return (size_t)h;
-}
-
 /* Which slot to give up for a new address: a free one, else an expired one, else the oldest. */
 static int rank(const wr_addr_limit_t *l, const slot *s, uint64_t now)
 {
@@ -60,7 +52,7 @@ static slot *find(wr_addr_limit_t *l, const struct sockaddr *sa, uint64_t now, i
     slot *victim = NULL;
     size_t h;
     if (wr_addr_key(sa, key) != 0) return NULL;
-    h = hash(key);
+    h = (size_t)wr_addr_key_hash(key);
     for (size_t i = 0; i < PROBES; i++) {
         slot *s = &l->slots[(h + i) % l->nslots];
         if (memcmp(s->key, key, sizeof key) == 0) {

@@ -49,10 +49,7 @@ void wr_admit_free(wr_admit_t *a)
 
 static bucket *bucket_of(wr_admit_t *a, const uint8_t key[WR_ADDR_KEY_LEN])
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (int i = 0; i < WR_ADDR_KEY_LEN; i++)
-        h = (h ^ key[i]) * 1099511628211ull;
-    return &a->buckets[h & (a->nbuckets - 1)];
+    return &a->buckets[wr_addr_key_hash(key) & (a->nbuckets - 1)];
 }
 
 static void age_push(age_list *l, wr_admit_entry *e)

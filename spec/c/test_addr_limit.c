@@ -2,8 +2,8 @@
  * as IPv4, and a full table. */
 #include "wr_addr_limit.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include "addr_fixture.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,32 +12,12 @@
 
 #include <cmocka.h>
 
-static struct sockaddr_storage v4(const char *ip)
-{
-    struct sockaddr_storage ss;
-    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-    memset(&ss, 0, sizeof ss);
-    a->sin_family = AF_INET;
-    inet_pton(AF_INET, ip, &a->sin_addr);
-    return ss;
-}
-
-static struct sockaddr_storage v6(const char *ip)
-{
-    struct sockaddr_storage ss;
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-    memset(&ss, 0, sizeof ss);
-    a->sin6_family = AF_INET6;
-    inet_pton(AF_INET6, ip, &a->sin6_addr);
-    return ss;
-}
-
 #define SA(ss) ((const struct sockaddr *)&(ss))
 
 static void marks_after_max_failures_until_the_window_ends(void **state)
 {
     wr_addr_limit_t *l = wr_addr_limit_new(3, 1000, 64);
-    struct sockaddr_storage a = v4("127.0.0.2"), b = v4("127.0.0.3");
+    struct sockaddr_storage a = ip("127.0.0.2"), b = ip("127.0.0.3");
     (void)state;
     for (int i = 0; i < 3; i++) {
         assert_false(wr_addr_limit_over(l, SA(a), 100));
@@ -57,8 +37,8 @@ static void marks_after_max_failures_until_the_window_ends(void **state)
 static void groups_ipv6_by_64(void **state)
 {
     wr_addr_limit_t *l = wr_addr_limit_new(2, 1000, 64);
-    struct sockaddr_storage a = v6("2001:db8:1:2::1"), b = v6("2001:db8:1:2::ffff"),
-                            c = v6("2001:db8:1:3::1");
+    struct sockaddr_storage a = ip("2001:db8:1:2::1"), b = ip("2001:db8:1:2::ffff"),
+                            c = ip("2001:db8:1:3::1");
     (void)state;
     wr_addr_limit_fail(l, SA(a), 0);
     wr_addr_limit_fail(l, SA(b), 0);
@@ -73,8 +53,8 @@ static void groups_ipv6_by_64(void **state)
 static void mapped_ipv4_counts_as_ipv4(void **state)
 {
     wr_addr_limit_t *l = wr_addr_limit_new(2, 1000, 64);
-    struct sockaddr_storage mapped = v6("::ffff:127.0.0.2"), plain = v4("127.0.0.2"),
-                            other = v6("::ffff:127.0.0.1"), loop6 = v6("::1");
+    struct sockaddr_storage mapped = ip("::ffff:127.0.0.2"), plain = ip("127.0.0.2"),
+                            other = ip("::ffff:127.0.0.1"), loop6 = ip("::1");
     (void)state;
     wr_addr_limit_fail(l, SA(mapped), 0);
     wr_addr_limit_fail(l, SA(plain), 0);
@@ -88,15 +68,15 @@ static void mapped_ipv4_counts_as_ipv4(void **state)
 static void a_full_table_forgets_the_oldest(void **state)
 {
     wr_addr_limit_t *l = wr_addr_limit_new(1, 100000, 8); /* one probe run covers the table */
-    char ip[32];
-    struct sockaddr_storage first = v4("10.0.0.1");
+    char text[32];
+    struct sockaddr_storage first = ip("10.0.0.1");
     (void)state;
     wr_addr_limit_fail(l, SA(first), 0);
     assert_true(wr_addr_limit_over(l, SA(first), 1));
     for (int i = 2; i < 2 + 64; i++) {
         struct sockaddr_storage a;
-        snprintf(ip, sizeof ip, "10.0.%d.%d", i / 250, i % 250);
-        a = v4(ip);
+        snprintf(text, sizeof text, "10.0.%d.%d", i / 250, i % 250);
+        a = ip(text);
         wr_addr_limit_fail(l, SA(a), (uint64_t)i);
         assert_true(wr_addr_limit_over(l, SA(a), (uint64_t)i)); /* the newest is always kept */
     }
@@ -106,7 +86,7 @@ static void a_full_table_forgets_the_oldest(void **state)
 
 static void zero_means_no_limit(void **state)
 {
-    struct sockaddr_storage a = v4("127.0.0.2");
+    struct sockaddr_storage a = ip("127.0.0.2");
     (void)state;
     assert_null(wr_addr_limit_new(0, 1000, 64));
     wr_addr_limit_fail(NULL, SA(a), 0);
