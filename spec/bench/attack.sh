@@ -47,22 +47,6 @@ EOF
 log() { printf '[attack %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'attack.sh: %s\n' "$*" >&2; exit 2; }
 
-parse_args() {
-    local p
-    while (($#)); do
-        case "$1" in
-            --quick) QUICK=1; shift ;;
-            --only) ONLY=${2:?--only needs a list}; shift 2 ;;
-            -h | --help) usage; exit 0 ;;
-            *) usage >&2; die "unknown argument: $1" ;;
-        esac
-    done
-    for p in ${ONLY//,/ }; do
-        [[ " ${ALL_PHASES[*]} " == *" $p "* ]] || die "unknown phase '$p' (known: ${ALL_PHASES[*]})"
-    done
-}
-
-selected() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
 
 # The sizes of the attack: the issue's figures, fewer and shorter with --quick, and smaller again
 # under ASan, where warren runs several times slower.
@@ -286,7 +270,7 @@ phase_slowloris_r() {
 # ---------------------------------------------------------------- main
 
 main() {
-    parse_args "$@"
+    parse_phase_args "$@"
     find_tools
     set_scale
     nofile_at_least $((IDLE + SLOW + RUSERS + 4096))
@@ -298,12 +282,12 @@ main() {
     printf '%s, %s CPUs, warren %s, commit %s. Loopback only; relay on 127.0.0.1 with default limits.\n\n' \
         "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$WARREN_BIN" \
         "$(git -C "$REPO_DIR" log -1 --format=%h 2>/dev/null || echo '?')"
-    if selected probes; then phase_probes; fi
-    if selected replays; then phase_replays; fi
-    if selected flood-one; then flood_phase flood-one 127.0.0.2 127.0.0.2; fi
-    if selected flood-many; then flood_phase flood-many 127.0.0.10-127.0.0.250 127.0.0.10; fi
-    if selected slowloris; then phase_slowloris; fi
-    if selected slowloris-r; then phase_slowloris_r; fi
+    if phase_selected probes; then phase_probes; fi
+    if phase_selected replays; then phase_replays; fi
+    if phase_selected flood-one; then flood_phase flood-one 127.0.0.2 127.0.0.2; fi
+    if phase_selected flood-many; then flood_phase flood-many 127.0.0.10-127.0.0.250 127.0.0.10; fi
+    if phase_selected slowloris; then phase_slowloris; fi
+    if phase_selected slowloris-r; then phase_slowloris_r; fi
     echo
     log "done in $((SECONDS - started)) s"
     if ((FAILED)); then

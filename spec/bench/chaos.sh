@@ -54,23 +54,12 @@ EOF
 log() { printf '[chaos %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'chaos.sh: %s\n' "$*" >&2; exit 2; }
 
+# parse_args ARGS...: the phase options (lib.sh), then the tools this needs.
 parse_args() {
     local p
-    while (($#)); do
-        case "$1" in
-            --quick) QUICK=1; shift ;;
-            --only) ONLY=${2:?--only needs a list}; shift 2 ;;
-            -h | --help) usage; exit 0 ;;
-            *) usage >&2; die "unknown argument: $1" ;;
-        esac
-    done
-    for p in ${ONLY//,/ }; do
-        [[ " ${ALL_PHASES[*]} " == *" $p "* ]] || die "unknown phase '$p' (known: ${ALL_PHASES[*]})"
-    done
+    parse_phase_args "$@"
     for p in socat sha256sum cmp dd; do command -v "$p" >/dev/null || die "missing: $p"; done
 }
-
-selected() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
 
 set_scale() {
     CLIENTS=200 STOPS=(5 20)
@@ -338,9 +327,9 @@ main() {
     printf '# warren chaos%s\n\n' "$( ((QUICK)) && echo ' (--quick)')"
     printf '%s, %s CPUs, warren %s, commit %s. Loopback only.\n\n' "$(date -u +%Y-%m-%dT%H:%MZ)" \
         "$(nproc)" "$WARREN_BIN" "$(git -C "$REPO_DIR" log -1 --format=%h 2>/dev/null || echo '?')"
-    if selected faults; then phase_faults; fi
-    if selected restart; then phase_restart; fi
-    if selected fdlimit; then phase_fdlimit; fi
+    if phase_selected faults; then phase_faults; fi
+    if phase_selected restart; then phase_restart; fi
+    if phase_selected fdlimit; then phase_fdlimit; fi
     echo
     log "done in $((SECONDS - started)) s"
     if ((FAILED)); then

@@ -325,3 +325,24 @@ stop_process() {
     for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
     PIDS=("${keep[@]}")
 }
+
+# parse_phase_args ARGS...: the options of the commands made of phases (attack.sh, chaos.sh):
+# --quick sets QUICK=1, --only LIST sets ONLY (each name checked against ALL_PHASES), -h prints
+# the caller's usage. The caller defines usage, die and ALL_PHASES.
+parse_phase_args() {
+    local p
+    while (($#)); do
+        case "$1" in
+            --quick) QUICK=1; shift ;;
+            --only) ONLY=${2:?--only needs a list}; shift 2 ;;
+            -h | --help) usage; exit 0 ;;
+            *) usage >&2; die "unknown argument: $1" ;;
+        esac
+    done
+    for p in ${ONLY//,/ }; do
+        [[ " ${ALL_PHASES[*]} " == *" $p "* ]] || die "unknown phase '$p' (known: ${ALL_PHASES[*]})"
+    done
+}
+
+# phase_selected NAME: the phase runs (no --only, or named in it).
+phase_selected() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
