@@ -221,16 +221,16 @@ end
 -- Returns true, or nil, err when the relay cannot be reached or does not accept the key.
 function Client:connect()
   if self.session then return true end
-  local session, err = core.session_connect(self:_session_options())
+  local session, err, code = core.session_connect(self:_session_options())
   -- A relay under a flood makes room by resetting the oldest connections without the key; a
   -- reset before any answer is worth a few quick retries (a wrong key gets silence instead).
   local delay = 250
   for _ = 1, 4 do
-    if session or not tostring(err):find("closed the connection without answering", 1, true) then break end
+    if session or code ~= "no answer" then break end
     log.warn("relay %s closed the connection before answering; retrying", addr.format(self.server))
     warren.sleep(delay * (0.5 + math.random()))
     delay = delay * 2
-    session, err = core.session_connect(self:_session_options())
+    session, err, code = core.session_connect(self:_session_options())
   end
   if not session then return nil, unresolvable(self.server.host, err) or err end
   log.info("connected to relay %s", addr.format(self.server))

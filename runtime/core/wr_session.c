@@ -64,6 +64,8 @@ const char *wr_session_reason_name(int reason)
         return "handshake timeout";
     case WR_SESSION_AUTH_FAILED:
         return "authentication failed";
+    case WR_SESSION_UNANSWERED:
+        return "no answer";
     case WR_SESSION_PEER_DEAD:
         return "peer dead";
     case WR_SESSION_TRUNCATED:
@@ -754,6 +756,9 @@ static void client_fail(wr_session_t *s, int timeout)
     case WR_HS_R_BAD_MAC:
     case WR_HS_R_WEAK_KEY:
         code = WR_SESSION_AUTH_FAILED;
+        break;
+    case WR_HS_R_CLOSED_UNANSWERED:
+        code = WR_SESSION_UNANSWERED;
         break;
     default:
         code = timeout ? WR_SESSION_HANDSHAKE_TIMEOUT : WR_SESSION_HANDSHAKE_FAILED;

@@ -98,6 +98,8 @@ enum wr_session_reason {
                                       client: answer malformed or cut short */
     WR_SESSION_HANDSHAKE_TIMEOUT,  /* no complete handshake within handshake_timeout_ms */
     WR_SESSION_AUTH_FAILED,        /* client: no valid answer (wrong key, not a warren relay) */
+    WR_SESSION_UNANSWERED,         /* client: the carrier closed before any answer (a relay dropping
+                                      connections without the key under a flood): worth a retry */
     WR_SESSION_PEER_DEAD,          /* nothing received for 3 x keepalive_ms */
     WR_SESSION_TRUNCATED,          /* carrier ended without SESSION_END */
     WR_SESSION_CARRIER_ERROR,      /* carrier read/write error */

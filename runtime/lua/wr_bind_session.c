@@ -42,6 +42,7 @@ struct wr_lsession {
     int wrapped; /* a relay's session: the relay owns it and reports its end */
     int refs;    /* reverse connections still running (they count into the stats below) */
     char reason[192];
+    const char *code; /* why in one word for scripts: a session reason name or a libuv error name */
     char peer[64];
     uint8_t key[32];
     wr_session_config cfg;
@@ -67,7 +68,7 @@ static void lsession_maybe_free(wr_lsession *ls)
     }
 }
 
-/* Settles a pending connect: the session handle, or nil, err. */
+/* Settles a pending connect: the session handle, or nil, err, code (ls->code). */
 static void finish_connect(wr_lsession *ls, const char *err)
 {
     wr_await *aw = ls->connecting;
@@ -79,7 +80,8 @@ static void finish_connect(wr_lsession *ls, const char *err)
         if (err) {
             lua_pushnil(co);
             lua_pushstring(co, err);
-            wr_await_resume(aw, 2);
+            lua_pushstring(co, ls->code ? ls->code : "failed");
+            wr_await_resume(aw, 3);
         } else {
             lua_rawgeti(co, LUA_REGISTRYINDEX, ls->anchor_ref);
             wr_await_resume(aw, 1);
@@ -89,11 +91,12 @@ static void finish_connect(wr_lsession *ls, const char *err)
 }
 
 /* The session is over (or never started): tell the waiters, drop the anchor. */
-static void lsession_end(wr_lsession *ls, const char *reason)
+static void lsession_end(wr_lsession *ls, const char *reason, const char *code)
 {
     lua_State *L = ls->L;
     if (ls->ended) return;
     ls->ended = 1;
+    ls->code = code;
     ls->session = NULL;
     snprintf(ls->reason, sizeof ls->reason, "%s", reason);
     if (!ls->wrapped) wr_host_untrack(&ls->link);
@@ -181,7 +184,7 @@ static void on_closed(wr_session_t *s, int reason, const char *detail)
     else
         snprintf(msg, sizeof msg, "%s", name);
     wr_debug("session closed: %s", msg);
-    lsession_end(ls, msg);
+    lsession_end(ls, msg, name);
 }
 
 static const wr_session_cbs session_cbs = {
@@ -199,13 +202,13 @@ static void carrier_ready(int status, const char *err, wr_endpoint_t *carrier, v
     ls->dial = NULL;
     drop_tls_ref(ls);
     if (status != 0) {
-        lsession_end(ls, err);
+        lsession_end(ls, err, uv_err_name(status));
         return;
     }
     ls->session = wr_session_new(wr_host_loop(ls->L), carrier, &ls->cfg, &session_cbs, ls);
     if (!ls->session) {
         wr_endpoint_close(carrier, WR_CLOSE_RESET);
-        lsession_end(ls, "out of memory");
+        lsession_end(ls, "out of memory", uv_err_name(UV_ENOMEM));
     }
 }
 
@@ -226,7 +229,7 @@ static void lsession_close(wr_lsession *ls, const char *why)
         wr_session_close(s);
         wr_session_set_data(s, NULL);
     }
-    lsession_end(ls, why);
+    lsession_end(ls, why, uv_err_name(UV_ECANCELED));
 }
 
 static void lsession_close_tracked(wr_closable *c)
@@ -245,7 +248,9 @@ static void connect_aborted(wr_await *aw)
 }
 
 /* core.session_connect{host=, port=, key=, carrier="tcp"|"tls", tls=core.tls_client{...},
- * tls_name=, window=, session_buffer=, keepalive_ms=, timeout_ms=} -> session | nil, err */
+ * tls_name=, window=, session_buffer=, keepalive_ms=, timeout_ms=} -> session | nil, err, code
+ * (code: the session's end as wr_session_reason_name says it, "no answer" for a relay that closed
+ * without answering, or a libuv error name such as "ECONNREFUSED" when the carrier failed) */
 static int l_session_connect(lua_State *L)
 {
     wr_lsession *ls;
@@ -495,7 +500,7 @@ void wr_lsession_wrap(lua_State *L, wr_lsession **slot, wr_session_t *s, const c
 
 void wr_lsession_ended(wr_lsession *ls, const char *reason)
 {
-    if (ls) lsession_end(ls, reason);
+    if (ls) lsession_end(ls, reason, NULL);
 }
 
 static int l_session_gc(lua_State *L)
