@@ -145,10 +145,16 @@ local function bindable(port)
   return ok ~= nil
 end
 
+-- The next port to try: ranges are handed out in turn through the slot, so a suite does not get
+-- back a port an earlier test of its own may still be letting go of.
+local cursor = math.random(first_port, last_port)
+
 -- N consecutive ports that were free a moment ago. Returns first, last.
 function M.free_range(n)
   for _ = 1, 200 do
-    local base = math.random(first_port, last_port + 1 - n)
+    if cursor + n - 1 > last_port then cursor = first_port end
+    local base = cursor
+    cursor = cursor + n
     local ok = true
     for p = base, base + n - 1 do
       if not bindable(p) then ok = false break end
