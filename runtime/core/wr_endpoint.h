@@ -35,6 +35,9 @@ typedef struct wr_endpoint_ops {
     int (*write)(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len);
     int (*shutdown)(wr_endpoint_t *ep);
     void (*close)(wr_endpoint_t *ep, enum wr_close_mode mode);
+    /* Optional: words for the user when the carrier itself refused the connection (a WebSocket
+     * upgrade answered with an HTTP error...), or NULL. */
+    const char *(*why)(wr_endpoint_t *ep);
 } wr_endpoint_ops_t;
 
 typedef struct wr_endpoint_cbs {
@@ -68,6 +71,10 @@ struct wr_endpoint {
     size_t queued;          /* accepted by write() but not yet sent */
     size_t high_water;
     size_t low_water;
+    /* Bytes a framing carrier would like free in front of written data: a writer that leaves
+     * them and hands over the chunk's only reference lets it frame in place, without a copy (it
+     * then gives up the bytes from base - headroom on). */
+    size_t headroom;
     unsigned flags;
 };
 
@@ -82,6 +89,7 @@ static inline void wr_endpoint__init(wr_endpoint_t *ep, const wr_endpoint_ops_t 
     ep->queued = 0;
     ep->high_water = WR_EP_HIGH_WATER_DEFAULT;
     ep->low_water = WR_EP_LOW_WATER_DEFAULT;
+    ep->headroom = 0;
     ep->flags = 0;
 }
 
@@ -140,6 +148,11 @@ static inline int wr_endpoint_shutdown(wr_endpoint_t *ep)
 static inline void wr_endpoint_close(wr_endpoint_t *ep, enum wr_close_mode mode)
 {
     ep->ops->close(ep, mode);
+}
+
+static inline const char *wr_endpoint_why(wr_endpoint_t *ep)
+{
+    return ep->ops->why ? ep->ops->why(ep) : NULL;
 }
 
 static inline int wr_endpoint_is_closing(const wr_endpoint_t *ep)

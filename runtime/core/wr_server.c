@@ -274,7 +274,8 @@ void *wr_server_data(const wr_server_t *srv)
     return srv->data;
 }
 
-int wr_server_take(wr_server_t *srv, wr_endpoint_t *carrier, const struct sockaddr *peer)
+static int take(wr_server_t *srv, wr_endpoint_t *carrier, const struct sockaddr *peer,
+                const wr_hs_server *checked)
 {
     wr_server_conn_t *c;
     if (srv->closed) {
@@ -294,7 +295,9 @@ int wr_server_take(wr_server_t *srv, wr_endpoint_t *carrier, const struct sockad
     wr_addr_format((struct sockaddr *)&c->addr, 1, c->peer, sizeof c->peer);
     c->srv = srv;
     c->refs = 1;
-    c->session = wr_session_new(srv->loop, carrier, &srv->scfg, &conn_cbs, c);
+    c->session = checked
+                     ? wr_session_new_checked(srv->loop, carrier, &srv->scfg, &conn_cbs, c, checked)
+                     : wr_session_new(srv->loop, carrier, &srv->scfg, &conn_cbs, c);
     if (!c->session) {
         wr_endpoint_close(carrier, WR_CLOSE_RESET);
         free(c);
@@ -307,10 +310,27 @@ int wr_server_take(wr_server_t *srv, wr_endpoint_t *carrier, const struct sockad
     srv->conns = c;
     srv->st.sessions_total++;
     srv->st.sessions_active++;
+    if (checked) return 0; /* it showed the key already: nothing to admit */
     /* Last: making room may drop other sessions (never this one). */
     wr_admit_add(srv->admit, &c->admit, (struct sockaddr *)&c->addr,
                  wr_addr_limit_over(srv->failures, (struct sockaddr *)&c->addr, uv_now(srv->loop)));
     return 0;
+}
+
+int wr_server_take(wr_server_t *srv, wr_endpoint_t *carrier, const struct sockaddr *peer)
+{
+    return take(srv, carrier, peer, NULL);
+}
+
+int wr_server_check(wr_server_t *srv, const uint8_t *msg1, size_t len, wr_hs_server *out)
+{
+    return srv->closed ? -1 : wr_session_server_check(srv->hs, msg1, len, out);
+}
+
+int wr_server_take_checked(wr_server_t *srv, wr_endpoint_t *carrier, const struct sockaddr *peer,
+                           const wr_hs_server *checked)
+{
+    return take(srv, carrier, peer, checked);
 }
 
 void wr_server_close(wr_server_t *srv)

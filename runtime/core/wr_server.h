@@ -71,6 +71,13 @@ void *wr_server_data(const wr_server_t *srv);
 /* Runs a session on a connected carrier (taken in every case) from peer. 0, or UV_ENOMEM (the
  * carrier is then reset) or UV_ECANCELED after wr_server_close. */
 int wr_server_take(wr_server_t *srv, wr_endpoint_t *carrier, const struct sockaddr *peer);
+/* For carriers that must decide before handing a connection over (a WebSocket upgrade carries
+ * the first handshake message): 0 when msg1 authenticates, is no replay and is whole (its salt
+ * is then recorded; hand the carrier to wr_server_take_checked at once), else -1. */
+int wr_server_check(wr_server_t *srv, const uint8_t *msg1, size_t len, wr_hs_server *out);
+/* Like wr_server_take for a carrier whose msg1 wr_server_check passed (not delivered again). */
+int wr_server_take_checked(wr_server_t *srv, wr_endpoint_t *carrier, const struct sockaddr *peer,
+                           const wr_hs_server *checked);
 /* Ends every session and takes no more; the server is freed once the last session and stream
  * are gone (wr_server_free only drops the owner's hold). */
 void wr_server_close(wr_server_t *srv);

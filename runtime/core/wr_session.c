@@ -314,11 +314,11 @@ static void out_write(wr_session_t *s)
 {
     wr_buf_t *o = s->out;
     if (o == NULL) return;
-    size_t len = s->out_len;
+    size_t len = s->out_len - s->out_start;
     s->out = NULL;
     s->out_len = 0;
     if (len && s->carrier && s->phase != WR_PH_SINK) {
-        int rc = wr_endpoint_write(s->carrier, o, o->data, len);
+        int rc = wr_endpoint_write(s->carrier, o, o->data + s->out_start, len);
         s->st.carrier_writes++;
         s->st.bytes_out += len;
         if (rc < 0) {
@@ -337,9 +337,9 @@ int wr_session__emit(wr_session_t *s, uint8_t type, uint32_t id, const void *pay
     if (s->out && s->out->size - s->out_len < need) out_write(s);
     if (s->ending && type != WR_FT_SESSION_END) return -1;
     if (s->out == NULL) {
-        size_t cap = out_cap(s);
-        s->out = wr_buf_new(cap > need ? cap : need);
-        s->out_len = 0;
+        size_t cap = out_cap(s), room = s->carrier ? s->carrier->headroom : 0;
+        s->out = wr_buf_new((cap > need ? cap : need) + room);
+        s->out_len = s->out_start = room;
         if (s->out == NULL) {
             session_end(s, WR_SESSION_NOMEM, "out of memory", END_ABORT);
             return -1;
@@ -746,7 +746,12 @@ static void client_fail(wr_session_t *s, int timeout)
 {
     struct wr_session_hs *hs = s->hs;
     enum wr_hs_reason r = hs ? wr_hs_client_eof(&hs->u.cli, hs->buf, hs->have) : WR_HS_R_INTERNAL;
+    const char *refused = s->carrier ? wr_endpoint_why(s->carrier) : NULL;
     int code;
+    if (refused) { /* the carrier's own layer said no (an HTTP error to a WebSocket upgrade) */
+        session_end(s, WR_SESSION_AUTH_FAILED, refused, END_QUIET);
+        return;
+    }
     /* A relay answers a wrong key with silence until well past our timeout, so a close before
      * any answer is something else: most likely a relay making room under a flood. */
     if (r == WR_HS_R_NO_ANSWER && !timeout) r = WR_HS_R_CLOSED_UNANSWERED;
@@ -867,6 +872,8 @@ static void respond_done(uv_work_t *w, int status)
     if (rc < 0) enter_sink(s, uv_strerror(rc));
 }
 
+static void start_respond(wr_session_t *s);
+
 static void server_input(wr_session_t *s, const char *base, size_t len)
 {
     struct wr_session_hs *hs = s->hs;
@@ -888,6 +895,13 @@ static void server_input(wr_session_t *s, const char *base, size_t len)
         return;
     }
     if (s->cbs.on_verified) s->cbs.on_verified(s);
+    start_respond(s);
+}
+
+/* msg1 is checked and its salt recorded: the key exchange. */
+static void start_respond(wr_session_t *s)
+{
+    struct wr_session_hs *hs = s->hs;
     /* The DH runs on the threadpool so a burst of handshakes never stalls forwarding. */
     hs->msg2 = wr_buf_new(WR_HS_MSG2_MAX);
     if (hs->msg2 == NULL) {
@@ -1087,6 +1101,33 @@ wr_session_t *wr_session_new(uv_loop_t *loop, wr_endpoint_t *carrier, const wr_s
         return NULL;
     }
     uv_timer_start(&s->timer, timer_cb, s->hs_timeout_ms, 0);
+    return s;
+}
+
+int wr_session_server_check(wr_session_server_t *srv, const uint8_t *msg1, size_t len,
+                            wr_hs_server *out)
+{
+    size_t need = 0;
+    wr_hs_server_init(out);
+    if (len > WR_HS_MSG1_MAX ||
+        wr_hs_server_check(out, &srv->hs, srv->replay, msg1, len, now_ms(), &need) != WR_HS_OK ||
+        need != len) {
+        srv->handshakes_failed++;
+        return -1;
+    }
+    return 0;
+}
+
+wr_session_t *wr_session_new_checked(uv_loop_t *loop, wr_endpoint_t *carrier,
+                                     const wr_session_config *cfg, const wr_session_cbs *cbs,
+                                     void *data, const wr_hs_server *checked)
+{
+    wr_session_t *s;
+    if (!cfg || !cfg->is_server || !checked || checked->state != WR_HS_S_CHECKED) return NULL;
+    s = wr_session_new(loop, carrier, cfg, cbs, data);
+    if (s == NULL) return NULL;
+    s->hs->u.srv = *checked;
+    start_respond(s);
     return s;
 }
 

@@ -128,6 +128,16 @@ typedef struct wr_session_cbs {
  * copied. NULL only on bad arguments or no memory (the carrier is then still the caller's). */
 wr_session_t *wr_session_new(uv_loop_t *loop, wr_endpoint_t *carrier, const wr_session_config *cfg,
                              const wr_session_cbs *cbs, void *data);
+/* A front door that must decide before any session exists (a WebSocket upgrade is answered 101
+ * only when it authenticates) checks the first handshake message here: 0 when it authenticates,
+ * is no replay and is whole (its salt is then recorded), else -1. */
+int wr_session_server_check(wr_session_server_t *srv, const uint8_t *msg1, size_t len,
+                            wr_hs_server *out);
+/* Server: like wr_session_new for a carrier whose first message wr_session_server_check passed
+ * (the carrier does not deliver it again): the key exchange starts at once. */
+wr_session_t *wr_session_new_checked(uv_loop_t *loop, wr_endpoint_t *carrier,
+                                     const wr_session_config *cfg, const wr_session_cbs *cbs,
+                                     void *data, const wr_hs_server *checked);
 void *wr_session_data(wr_session_t *s);
 void wr_session_set_data(wr_session_t *s, void *data);
 int wr_session_is_server(const wr_session_t *s);

@@ -141,7 +141,7 @@ struct wr_session {
     uint8_t spend;
     int reason;
     const char *detail;
-    char detail_buf[160];
+    char detail_buf[256];
     wr_frame_sealer sealer;
     wr_frame_opener opener;
     uv_idle_t defer;  /* runs deferred callbacks and seals pending frames */
@@ -159,7 +159,8 @@ struct wr_session {
     wr_stream_t *ev_head, *ev_tail;
     /* output batch */
     wr_buf_t *out;
-    size_t out_len;
+    size_t out_len;   /* end of the frames in out, from out->data */
+    size_t out_start; /* where they begin: the carrier's headroom is left in front */
     /* input: consecutive DATA payloads of one stream from one carrier read are compacted into
      * one slice, so the consumer sees one on_read (one socket write) per read, not per frame */
     wr_stream_t *dl_st;
