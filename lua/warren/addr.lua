@@ -73,28 +73,45 @@ function M.parse(spec, opts)
   return { host = host, port = port }
 end
 
--- Carriers a relay address may name as a URL scheme, and those still to come.
-local carriers = { tcp = true, tls = true }
-local planned = { ws = "WebSocket", wss = "WebSocket", http = "HTTP", https = "HTTP", kcp = "KCP" }
+-- Carriers a relay address may name as a URL scheme (with the port each implies when the URL
+-- gives none), and those still to come.
+local carriers = { tcp = false, tls = 443, ws = 80, wss = 443 }
+local planned = { http = "HTTP", https = "HTTP", kcp = "KCP" }
 
--- A relay address: "host:port" or "SCHEME://host:port" with SCHEME tcp or tls.
--- Returns {carrier =, host =, port =} or nil, err.
+-- A relay address: "host:port" or "SCHEME://host[:port][/path]" with SCHEME tcp, tls, ws or wss
+-- (a path only for ws and wss). Returns {carrier =, host =, port =, path =} or nil, err.
 function M.parse_relay(spec)
   local scheme, rest = tostring(spec or ""):match("^(%a+)://(.*)$")
+  local path
   if scheme then
     scheme = scheme:lower()
     if planned[scheme] then
-      return nil, string.format("relay address %s: the %s carrier is not available yet (tcp:// and tls:// are)",
+      return nil, string.format(
+        "relay address %s: the %s carrier is not available yet (tcp://, tls://, ws:// and wss:// are)",
         spec, planned[scheme])
     end
-    if not carriers[scheme] then
-      return nil, string.format("relay address %s: unknown carrier %s:// (tcp:// or tls://)", spec, scheme)
+    if carriers[scheme] == nil then
+      return nil, string.format("relay address %s: unknown carrier %s:// (tcp://, tls://, ws:// or wss://)",
+        spec, scheme)
     end
-    rest = rest:gsub("/$", "")
+    local authority, p = rest:match("^([^/]*)(/.*)$")
+    if authority then
+      rest = authority
+      if p ~= "/" then
+        if scheme ~= "ws" and scheme ~= "wss" then
+          return nil, string.format("relay address %s: only ws:// and wss:// take a path", spec)
+        end
+        path = p
+      end
+    end
+    if carriers[scheme] and not M.parse(rest, { host_required = true }) and not rest:match(":%d+$") then
+      rest = rest .. ":" .. carriers[scheme] -- the scheme's port, as a browser would take it
+    end
   end
   local a, err = M.parse(rest or spec or "", { host_required = true, what = "relay address" })
   if not a then return nil, err end
   a.carrier = scheme or "tcp"
+  a.path = path
   return a
 end
 

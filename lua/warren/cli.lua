@@ -27,7 +27,9 @@ Commands:
   help                    print this text
 
 SERVER is the relay's HOST:PORT, or a URL naming the carrier: tcp://HOST:PORT (the default, raw
-TCP) or tls://HOST:PORT (TLS; see --tls). The relay takes both on one port.
+TCP), tls://HOST[:PORT] (TLS; see --tls), ws://HOST[:PORT][/PATH] (WebSocket; see -w) or
+wss://HOST[:PORT][/PATH] (WebSocket over TLS). Without a port, tls and wss mean 443 and ws 80.
+The relay takes every carrier on one port.
 
 Tunnels:
   -L SPEC                 forward a local port through the relay SERVER, like ssh -L (repeatable):
@@ -76,7 +78,7 @@ Tunnels:
   -P URL|DIR              relay: the web site everyone without the key sees on the relay's port.
                           DIR: its static files are served to every HTTP request that is not a
                           client's, and to any other bytes outside TLS (the raw carrier is then
-                          off on that port: clients use --tls). URL (http://HOST:PORT[/..]) is
+                          off on that port: clients use --tls or -w). URL (http://HOST:PORT[/..]) is
                           checked but not served yet: HTTP visitors get a plain 404 page
   --tls                   client: reach the relay over TLS (as a tls:// SERVER does); relay: take
                           TLS on the same port too (raw clients still connect)
@@ -90,8 +92,13 @@ Tunnels:
                           relay: the TLS certificate chain and key (PEM)
   --self-signed FILE      relay: where the self-signed certificate made at first start is kept
                           (mode 0600; default ~/.warren/relay-tls.pem)
-  -w, -K, --http          carriers (WebSocket, KCP, HTTP): accepted, but not available yet: the raw
-                          TCP carrier is used (with a warning)
+  -w                      client: reach the relay over WebSocket (as a ws:// SERVER does; with
+                          --tls, as wss://): through fronts and proxies that pass WebSocket.
+                          The relay needs no switch: it takes WebSocket on its port (-w is
+                          accepted there for goflyway's command lines)
+  --ws-host NAME          client: the WebSocket request's Host field (default: SERVER's host)
+  -K, --http              carriers (KCP, HTTP): accepted, but not available yet: the raw TCP
+                          carrier is used (with a warning)
 
 Relay (serve):
   --ports FROM-TO         outer ports reverse tunnels may use (repeatable; none by default)
@@ -156,12 +163,12 @@ local valued = {
   ["--max-users-per-address"] = "max_users_per_address",
   ["--session-buffer"] = "session_buffer", ["--max-buffer"] = "max_buffer",
   ["--cert"] = "cert", ["--cert-key"] = "cert_key", ["--self-signed"] = "self_signed",
-  ["--ca"] = "ca", ["--pin"] = "pin", ["--sni"] = "sni",
+  ["--ca"] = "ca", ["--pin"] = "pin", ["--sni"] = "sni", ["--ws-host"] = "ws_host",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
   messages = true, ports = true }
 -- goflyway's carrier switches: accepted so its command lines run, with a warning at start.
-local carriers = { ["-w"] = "WebSocket", ["-K"] = "KCP", ["--http"] = "HTTP" }
+local carriers = { ["-K"] = "KCP", ["--http"] = "HTTP" }
 local numeric = { write_cap = true, idle_timeout = true, keepalive = true, duration = true, concurrency = true,
   max_users = true, max_total = true, ttl = true, lease = true, max_services = true,
   max_failed_handshakes = true, max_users_default = true, user_idle = true, session_buffer = true,
@@ -211,6 +218,8 @@ function M.parse(argv)
       opts.allow_client_bind = true
     elseif a == "--tls" then
       opts.tls = true
+    elseif a == "-w" then
+      opts.websocket = true
     elseif a == "-h" or a == "--help" then
       opts.help = true
     elseif carriers[a] then
@@ -314,6 +323,7 @@ local function tunnel_options(opts, t)
   -- TLS: a relay reads tls/cert/cert_key/self_signed/sni, a client tls/ca/pin/sni.
   t.tls, t.cert, t.cert_key, t.self_signed = opts.tls, opts.cert, opts.cert_key, opts.self_signed
   t.ca, t.pin, t.sni, t.tls_name = opts.ca, opts.pin, opts.sni, opts.sni
+  t.websocket, t.ws_host = opts.websocket, opts.ws_host
   -- The buffer budget belongs to the process: every relay and client applies it.
   if opts.max_buffer then require("warren.core").buffers(opts.max_buffer) end
   t.session_buffer = opts.session_buffer and opts.session_buffer > 0 and opts.session_buffer or nil

@@ -100,7 +100,7 @@ function M.relay(opts)
     log.info("TLS on the same port too; certificate %s (clients pin it with --pin)", tls:fingerprint())
   end
   if site then
-    log.info("fallback site: %s (the raw carrier is off on this port: clients use --tls)", site)
+    log.info("fallback site: %s (the raw carrier is off on this port: clients use --tls or -w)", site)
   elseif opts.fallback then
     log.warn("-P %s: passing requests to another site is not available yet; probes get a plain 404 page",
       opts.fallback)
@@ -135,22 +135,34 @@ end
 local Client = {}
 Client.__index = Client
 
--- warren.client{server = "relay:8100" | "tls://relay:443", key = ..., window = ..., keepalive =
--- seconds, tls = true (as tls://), ca = FILE | pin = "sha256:...", sni = NAME}
+-- The carrier a client uses: the relay address's scheme, changed by the tls = true and
+-- websocket = true switches (goflyway's -w with a plain host:port).
+local function client_carrier(server, opts)
+  local tls = opts.tls or server.carrier == "tls" or server.carrier == "wss"
+  local ws = opts.websocket or server.carrier == "ws" or server.carrier == "wss"
+  if ws then return tls and "wss" or "ws" end
+  return tls and "tls" or "tcp"
+end
+
+-- warren.client{server = "relay:8100" | "tls://relay:443" | "wss://relay/path", key = ...,
+-- window = ..., keepalive = seconds, tls = true (as tls://), websocket = true (as ws://),
+-- ws_host = NAME (the WebSocket Host field), ca = FILE | pin = "sha256:...", sni = NAME}
 -- Nothing happens until client:connect().
 function M.client(opts)
   local server, err = addr.parse_relay(opts.server)
   if not server then return nil, err end
   local key, kerr = keys.resolve(opts)
   if not key then return nil, kerr end
+  local carrier = client_carrier(server, opts)
   local tls
-  if opts.tls or server.carrier == "tls" then
+  if carrier == "tls" or carrier == "wss" then
     local terr
     tls, terr = core.tls_client({ ca = opts.ca, pin = opts.pin })
     if not tls then return nil, "TLS: " .. terr end
   end
   return setmetatable({
     server = server,
+    carrier = carrier,
     tls = tls,
     key = key,
     opts = opts,
@@ -166,7 +178,8 @@ for name, fn in pairs(reverse.Client) do Client[name] = fn end
 
 function Client:_session_options()
   return session_options(self.opts, { host = self.server.host, port = self.server.port, key = self.key,
-    carrier = self.tls and "tls" or "tcp", tls = self.tls, tls_name = self.opts.sni })
+    carrier = self.carrier, tls = self.tls, tls_name = self.opts.sni, ws_path = self.server.path,
+    ws_host = self.opts.ws_host })
 end
 
 function Client:_attach(session)

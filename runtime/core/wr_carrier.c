@@ -2,6 +2,7 @@
 
 #include "wr_io.h"
 #include "wr_tcp_endpoint.h"
+#include "wr_ws_endpoint.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@ struct wr_carrier_dial {
     wr_tls_ctx_t *tls;
     char host[WR_HOST_MAX + 1];
     char tls_name[WR_HOST_MAX + 1];
+    char *ws_host, *ws_path; /* WebSocket */
     wr_carrier_cb cb;
     void *data;
     wr_dial_t *dial;   /* while the TCP dial runs */
@@ -23,9 +25,29 @@ struct wr_carrier_dial {
     int finished;      /* cb ran, or the dial was cancelled */
 };
 
+static void finish(wr_carrier_dial_t *d, int status, const char *err);
+
 static void timer_closed(uv_handle_t *h)
 {
-    free(h->data);
+    wr_carrier_dial_t *d = h->data;
+    free(d->ws_host);
+    free(d->ws_path);
+    free(d);
+}
+
+/* The carrier is connected (TCP or TLS): WebSocket, when asked for, goes on top. Its upgrade
+ * goes out with the session's first message, so the endpoint is handed over at once. */
+static void connected(wr_carrier_dial_t *d)
+{
+    if (d->kind == WR_CARRIER_WS || d->kind == WR_CARRIER_WSS) {
+        wr_endpoint_t *ws = wr_ws_client_new(d->loop, d->ep, d->ws_host, d->ws_path);
+        if (!ws) {
+            finish(d, UV_ENOMEM, NULL);
+            return;
+        }
+        d->ep = ws;
+    }
+    finish(d, 0, NULL);
 }
 
 /* Reports once, then frees the dial (the endpoint, if any, belongs to cb or is closed). */
@@ -51,7 +73,10 @@ static void tls_done(wr_endpoint_t *ep, int status, const char *err, void *data)
     wr_carrier_dial_t *d = data;
     (void)ep;
     uv_timer_stop(&d->timer);
-    finish(d, status, err);
+    if (status != 0)
+        finish(d, status, err);
+    else
+        connected(d);
 }
 
 static void deadline(uv_timer_t *t)
@@ -79,8 +104,8 @@ static void dialed(wr_dial_t *dial, int status, uv_tcp_t *tcp, void *data)
         finish(d, UV_ENOMEM, NULL);
         return;
     }
-    if (d->kind == WR_CARRIER_TCP) {
-        finish(d, 0, NULL);
+    if (d->kind == WR_CARRIER_TCP || d->kind == WR_CARRIER_WS) {
+        connected(d);
         return;
     }
     wr_endpoint_t *tls =
@@ -99,7 +124,8 @@ int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb 
     wr_carrier_dial_t *d;
     int rc;
     if (!spec->host || strlen(spec->host) > WR_HOST_MAX || !spec->port) return UV_EINVAL;
-    if (spec->kind == WR_CARRIER_TLS && !spec->tls) return UV_EINVAL;
+    if ((spec->kind == WR_CARRIER_TLS || spec->kind == WR_CARRIER_WSS) && !spec->tls)
+        return UV_EINVAL;
     d = calloc(1, sizeof *d);
     if (!d) return UV_ENOMEM;
     d->loop = loop;
@@ -109,6 +135,23 @@ int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb 
     d->data = data;
     snprintf(d->host, sizeof d->host, "%s", spec->host);
     snprintf(d->tls_name, sizeof d->tls_name, "%s", spec->tls_name ? spec->tls_name : spec->host);
+    if (spec->kind == WR_CARRIER_WS || spec->kind == WR_CARRIER_WSS) {
+        char host[WR_HOST_MAX + 16];
+        int v6 = strchr(spec->host, ':') != NULL;
+        int default_port = spec->port == (spec->kind == WR_CARRIER_WSS ? 443 : 80);
+        if (default_port)
+            snprintf(host, sizeof host, v6 ? "[%s]" : "%s", spec->host);
+        else
+            snprintf(host, sizeof host, v6 ? "[%s]:%u" : "%s:%u", spec->host, (unsigned)spec->port);
+        d->ws_host = strdup(spec->ws_host ? spec->ws_host : host);
+        d->ws_path = strdup(spec->ws_path ? spec->ws_path : "/");
+        if (!d->ws_host || !d->ws_path) {
+            free(d->ws_host);
+            free(d->ws_path);
+            free(d);
+            return UV_ENOMEM;
+        }
+    }
     uv_timer_init(loop, &d->timer);
     d->timer.data = d;
     rc = wr_dial(loop, d->host, spec->port, timeout, dialed, d, &d->dial);
@@ -141,6 +184,10 @@ const char *wr_carrier_kind_name(enum wr_carrier_kind kind)
         return "tcp";
     case WR_CARRIER_TLS:
         return "tls";
+    case WR_CARRIER_WS:
+        return "ws";
+    case WR_CARRIER_WSS:
+        return "wss";
     }
     return "?";
 }

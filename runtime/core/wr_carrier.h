@@ -1,6 +1,6 @@
 /* The client's carrier factory: dials the relay and builds, layer on layer, the carrier the relay
- * address asks for (raw TCP; TLS over TCP), then hands over the finished endpoint, ready for the
- * secure session, which never knows which carrier it rides. */
+ * address asks for (raw TCP; TLS over TCP; WebSocket over either), then hands over the finished
+ * endpoint, ready for the secure session, which never knows which carrier it rides. */
 #ifndef WR_CARRIER_H
 #define WR_CARRIER_H
 
@@ -13,6 +13,8 @@
 enum wr_carrier_kind {
     WR_CARRIER_TCP = 0,
     WR_CARRIER_TLS,
+    WR_CARRIER_WS,  /* WebSocket over TCP */
+    WR_CARRIER_WSS, /* WebSocket over TLS */
 };
 
 typedef struct wr_carrier_spec {
@@ -22,6 +24,9 @@ typedef struct wr_carrier_spec {
     uint64_t timeout_ms;  /* the dial and every handshake layer, in all (0 = 10 s) */
     wr_tls_ctx_t *tls;    /* TLS: a client context (its reference is the caller's) */
     const char *tls_name; /* TLS: SNI and the name verified (NULL = host) */
+    const char *ws_host;  /* WebSocket: the Host field (NULL = host, with the port if not the
+                             scheme's default) */
+    const char *ws_path;  /* WebSocket: the request target (NULL = "/") */
 } wr_carrier_spec;
 
 typedef struct wr_carrier_dial wr_carrier_dial_t;

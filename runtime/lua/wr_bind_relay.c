@@ -357,6 +357,7 @@ static int l_relay_stats(lua_State *L)
     wr_set_number(L, "front_tls", (double)fst.tls);
     wr_set_number(L, "front_tls_failed", (double)fst.tls_failed);
     wr_set_number(L, "front_site", (double)fst.site);
+    wr_set_number(L, "front_websocket", (double)fst.websocket);
     return 1;
 }
 

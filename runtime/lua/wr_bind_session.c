@@ -247,10 +247,11 @@ static void connect_aborted(wr_await *aw)
     lsession_close(ls, "connect timed out or was cancelled");
 }
 
-/* core.session_connect{host=, port=, key=, carrier="tcp"|"tls", tls=core.tls_client{...},
- * tls_name=, window=, session_buffer=, keepalive_ms=, timeout_ms=} -> session | nil, err, code
- * (code: the session's end as wr_session_reason_name says it, "no answer" for a relay that closed
- * without answering, or a libuv error name such as "ECONNREFUSED" when the carrier failed) */
+/* core.session_connect{host=, port=, key=, carrier="tcp"|"tls"|"ws"|"wss",
+ * tls=core.tls_client{...}, tls_name=, ws_host=, ws_path=, window=, session_buffer=, keepalive_ms=,
+ * timeout_ms=} -> session | nil, err, code (code: the session's end as wr_session_reason_name says
+ * it, "no answer" for a relay that closed without answering, or a libuv error name such as
+ * "ECONNREFUSED" when the carrier failed) */
 static int l_session_connect(lua_State *L)
 {
     wr_lsession *ls;
@@ -275,15 +276,23 @@ static int l_session_connect(lua_State *L)
     spec.port = (uint16_t)port;
     spec.timeout_ms = (uint64_t)wr_opt_integer(L, 1, "timeout_ms", 10000);
     spec.tls_name = wr_opt_string(L, 1, "tls_name", NULL);
+    spec.ws_host = wr_opt_string(L, 1, "ws_host", NULL);
+    spec.ws_path = wr_opt_string(L, 1, "ws_path", NULL);
     carrier = wr_opt_string(L, 1, "carrier", "tcp");
-    if (strcmp(carrier, "tls") == 0) {
-        spec.kind = WR_CARRIER_TLS;
+    if (strcmp(carrier, "tcp") == 0) {
+        spec.kind = WR_CARRIER_TCP;
+    } else if (strcmp(carrier, "ws") == 0) {
+        spec.kind = WR_CARRIER_WS;
+    } else if (strcmp(carrier, "tls") == 0 || strcmp(carrier, "wss") == 0) {
+        spec.kind = carrier[0] == 't' ? WR_CARRIER_TLS : WR_CARRIER_WSS;
         lua_getfield(L, 1, "tls");
         spec.tls = wr_tls_ctx_check(L, -1);
         lua_pop(L, 1);
-    } else if (strcmp(carrier, "tcp") != 0) {
+    } else {
         return luaL_error(L, "session_connect: unknown carrier %s", carrier);
     }
+    if (spec.ws_path && spec.ws_path[0] != '/')
+        return luaL_error(L, "session_connect: ws_path must start with /");
 
     ls = calloc(1, sizeof *ls);
     if (!ls) return luaL_error(L, "session_connect: out of memory");

@@ -458,14 +458,15 @@ describe("goflyway's command lines", function()
   end)
 
   it("warren -w -L 1080:server2:1080 server:80 -p password", function()
-    local relay, relay_port = relay_at({ "-p", "password" })
+    local relay, relay_port = relay_at({ "-p", "password", "-v" })
     local lport = net.free_port()
     local client = start({ "-w", "-L", lport .. ":localhost:" .. echo_port, "127.0.0.1:" .. relay_port,
       "-p", "password" })
     assert(net.wait_port(lport))
     assert.equal("over ws", net.exchange(lport, "over ws", { want = 7 }))
-    local c = stop(client, relay)
-    assert.matches("%-w asks for the WebSocket carrier: only the raw TCP carrier exists so far", c.stderr)
+    local c, r = stop(client, relay)
+    assert.is_nil(c.stderr:find("carrier", 1, true))
+    assert.matches("front door: WebSocket upgrade from 127%.0%.0%.1:", r.stderr)
   end)
 
   it("warren -D 1080 server:80 -p password", function()
@@ -524,7 +525,7 @@ describe("goflyway's command lines", function()
 
   it("--help tells about -D, --proxy-user, -P and the carriers", function()
     local r = proc.warren({ "--help" })
-    local flags = { "%-D %[BIND:%]PORT", "%-%-proxy%-user USER:PASS", "%-P URL|DIR", "%-w, %-K, %-%-http",
+    local flags = { "%-D %[BIND:%]PORT", "%-%-proxy%-user USER:PASS", "%-P URL|DIR", "%-w  ", "%-K, %-%-http",
       "%-%-tls" }
     for _, flag in ipairs(flags) do
       assert.matches(flag, r.stdout)

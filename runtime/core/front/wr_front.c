@@ -2,17 +2,20 @@
 
 #include "wr_addr.h"
 #include "wr_admit.h"
+#include "wr_http_head.h"
 #include "wr_log.h"
 #include "wr_prefix_endpoint.h"
 #include "wr_sniff.h"
+#include "wr_ws_endpoint.h"
+#include "wr_ws_upgrade.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define SNIFF_TIMEOUT_DEFAULT_MS 5000
 #define MAX_PENDING_DEFAULT      1024
-#define HEAD_MAX                 16384 /* an HTTP request head larger than this gets 400 */
-#define ANSWER_LINGER_MS         5000  /* after answering, how long the peer has to close */
+#define HEAD_MAX                 WR_HTTP_HEAD_MAX /* a longer request head gets 400 */
+#define ANSWER_LINGER_MS         5000 /* after answering, how long the peer has to close */
 
 struct wr_front {
     uv_loop_t *loop;
@@ -26,7 +29,13 @@ struct wr_front {
     int freeing;
 };
 
-enum phase { SNIFFING, TLS_HANDSHAKE, HTTP_HEAD, ANSWERED };
+enum phase { SNIFFING, TLS_HANDSHAKE, READING_HEAD, ANSWERED };
+
+/* An HTTP request head being read: whether it is a WebSocket upgrade that authenticates. */
+typedef struct http_state {
+    wr_http_head_t head;
+    char buf[HEAD_MAX];
+} http_state;
 
 typedef struct front_conn {
     wr_admit_entry admit; /* first: wr_admit hands it back for eviction */
@@ -36,9 +45,10 @@ typedef struct front_conn {
     uv_timer_t timer;
     enum phase phase;
     int in_tls; /* classifying what came inside TLS: no TLS again */
-    char *buf;  /* what was read so far: WR_SNIFF_MAX bytes inline, HEAD_MAX once HTTP */
+    char *buf;  /* what was read so far: sniff[], or http->buf once HTTP */
     size_t len, cap;
     char sniff[WR_SNIFF_MAX];
+    http_state *http;
     struct front_conn *next, **prev;
 } front_conn;
 
@@ -74,7 +84,7 @@ static void timer_closed(uv_handle_t *h)
     wr_front_t *f = c->front;
     *c->prev = c->next;
     if (c->next) c->next->prev = c->prev;
-    if (c->buf != c->sniff) free(c->buf);
+    free(c->http);
     free(c);
     maybe_free_front(f);
 }
@@ -191,7 +201,8 @@ static void tls_done(wr_endpoint_t *ep, int status, const char *err, void *data)
     c->front->st.tls++;
     c->phase = SNIFFING;
     c->in_tls = 1;
-    if (c->buf != c->sniff) free(c->buf);
+    free(c->http);
+    c->http = NULL;
     c->buf = c->sniff;
     c->cap = sizeof c->sniff;
     c->len = 0;
@@ -222,11 +233,88 @@ static void start_tls(front_conn *c, const char *rest, size_t rest_len)
     c->phase = TLS_HANDSHAKE;
 }
 
-static int head_complete(const front_conn *c)
+/* A WebSocket upgrade whose bearer token is a first handshake message that authenticates: 101,
+ * and the connection goes on as a WebSocket carrier to the server. 0 when it is not ours (the
+ * request is then answered like any other). */
+static int take_websocket(front_conn *c, size_t head_len, const char *rest, size_t rest_len)
 {
-    for (size_t i = 3; i < c->len; i++)
-        if (memcmp(c->buf + i - 3, "\r\n\r\n", 4) == 0) return 1;
-    return 0;
+    wr_front_t *f = c->front;
+    uint8_t token[WR_WS_TOKEN_MAX];
+    char accept[WR_WS_ACCEPT_LEN + 1], answer_101[256];
+    size_t token_len, n, extra = c->len - head_len;
+    wr_hs_server checked;
+    wr_endpoint_t *ep = c->ep, *inner = ep, *ws;
+    wr_buf_t *b;
+    if (wr_ws_upgrade_check(&c->http->head, token, sizeof token, &token_len, accept) != 0 ||
+        wr_server_check(f->server, token, token_len, &checked) != 0)
+        return 0;
+    n = wr_ws_response(answer_101, sizeof answer_101, accept);
+    b = n ? wr_buf_new(n) : NULL;
+    if (!b) {
+        conn_finish(c, WR_CLOSE_RESET);
+        return 1;
+    }
+    memcpy(b->data, answer_101, n);
+    wr_endpoint_read_stop(ep);
+    wr_endpoint_set_callbacks(ep, &detached_cbs, NULL);
+    if (wr_endpoint_write(ep, b, b->data, n) < 0) {
+        wr_buf_release(b);
+        conn_finish(c, WR_CLOSE_RESET);
+        return 1;
+    }
+    wr_buf_release(b);
+    /* A client sends nothing before the 101; whatever came anyway is frames. */
+    if (extra || rest_len) {
+        char *more = malloc(extra + rest_len);
+        if (more) {
+            memcpy(more, c->buf + head_len, extra);
+            if (rest_len) memcpy(more + extra, rest, rest_len);
+            inner = wr_prefix_endpoint_new(f->loop, ep, more, extra + rest_len);
+            free(more);
+        }
+        if (!more || !inner) {
+            conn_finish(c, WR_CLOSE_RESET);
+            return 1;
+        }
+    }
+    ws = wr_ws_server_new(f->loop, inner);
+    if (!ws) {
+        c->ep = inner;
+        conn_finish(c, WR_CLOSE_RESET);
+        return 1;
+    }
+    c->ep = NULL;
+    f->st.websocket++;
+    if (wr_log_enabled(WR_LOG_DEBUG)) {
+        char who[64];
+        wr_addr_format((struct sockaddr *)&c->peer, 1, who, sizeof who);
+        wr_debug("front door: WebSocket upgrade from %s%s", who, c->in_tls ? " (over TLS)" : "");
+    }
+    wr_server_take_checked(f->server, ws, (struct sockaddr *)&c->peer, &checked);
+    conn_finish(c, WR_CLOSE_RESET);
+    return 1;
+}
+
+/* The bytes of an HTTP request head: once it is whole, ours (a WebSocket upgrade that
+ * authenticates) or else the site's, exactly as it came; without a site, a plain 404 (400 for a
+ * head that is not HTTP or too long). */
+static void http_input(front_conn *c, const char *base, size_t len)
+{
+    size_t take = c->cap - c->len < len ? c->cap - c->len : len;
+    int rc;
+    memcpy(c->buf + c->len, base, take);
+    c->len += take;
+    rc = wr_http_head_parse(&c->http->head, c->buf, c->len);
+    if (rc == 0 && c->len < c->cap) return;
+    if (rc > 0 && take_websocket(c, (size_t)rc, base + take, len - take)) return;
+    if (c->front->site) {
+        hand_to_site(c, base + take, len - take);
+        return;
+    }
+    if (rc > 0)
+        answer(c, not_found, sizeof not_found - 1);
+    else
+        answer(c, bad_request, sizeof bad_request - 1);
 }
 
 static void on_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len)
@@ -235,53 +323,40 @@ static void on_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len
     size_t take;
     (void)b;
     if (c->phase == ANSWERED) return;
+    if (c->phase == READING_HEAD) {
+        http_input(c, base, len);
+        return;
+    }
     take = c->cap - c->len < len ? c->cap - c->len : len;
     memcpy(c->buf + c->len, base, take);
     c->len += take;
-    if (c->phase == SNIFFING) {
-        switch (wr_sniff((const uint8_t *)c->buf, c->len)) {
-        case WR_SNIFF_NEED_MORE:
-            return;
-        case WR_SNIFF_HTTP: {
-            char *head;
-            if (c->front->site) {
-                c->front->st.http++;
-                hand_to_site(c, base + take, len - take);
-                return;
-            }
-            head = malloc(HEAD_MAX);
-            if (!head) {
-                conn_finish(c, WR_CLOSE_RESET);
-                return;
-            }
-            memcpy(head, c->buf, c->len);
-            c->buf = head;
-            c->cap = HEAD_MAX;
-            c->phase = HTTP_HEAD;
-            c->front->st.http++;
-            /* Bytes past the sniff buffer were not kept yet. */
-            if (take < len) {
-                size_t more = len - take < HEAD_MAX - c->len ? len - take : HEAD_MAX - c->len;
-                memcpy(c->buf + c->len, base + take, more);
-                c->len += more;
-            }
-            break;
-        }
-        case WR_SNIFF_TLS:
-            if (c->front->tls && !c->in_tls) {
-                start_tls(c, base + take, len - take);
-                return;
-            }
-            /* fall through - no TLS here: like any other unrecognised bytes */
-        case WR_SNIFF_RAW:
-            hand_on(c, base + take, len - take);
+    switch (wr_sniff((const uint8_t *)c->buf, c->len)) {
+    case WR_SNIFF_NEED_MORE:
+        return;
+    case WR_SNIFF_HTTP:
+        c->http = malloc(sizeof *c->http);
+        if (!c->http) {
+            conn_finish(c, WR_CLOSE_RESET);
             return;
         }
+        wr_http_head_init(&c->http->head);
+        memcpy(c->http->buf, c->buf, c->len);
+        c->buf = c->http->buf;
+        c->cap = sizeof c->http->buf;
+        c->phase = READING_HEAD;
+        c->front->st.http++;
+        http_input(c, base + take, len - take);
+        return;
+    case WR_SNIFF_TLS:
+        if (c->front->tls && !c->in_tls) {
+            start_tls(c, base + take, len - take);
+            return;
+        }
+        /* fall through - no TLS here: like any other unrecognised bytes */
+    case WR_SNIFF_RAW:
+        hand_on(c, base + take, len - take);
+        return;
     }
-    if (head_complete(c))
-        answer(c, not_found, sizeof not_found - 1);
-    else if (c->len == c->cap)
-        answer(c, bad_request, sizeof bad_request - 1);
 }
 
 static void on_end(wr_endpoint_t *ep)
@@ -289,6 +364,10 @@ static void on_end(wr_endpoint_t *ep)
     front_conn *c = ep->data;
     if (c->phase == SNIFFING && c->len) {
         hand_on(c, NULL, 0); /* a cut-short request or handshake: theirs to answer */
+        return;
+    }
+    if (c->phase == READING_HEAD && c->front->site) {
+        hand_to_site(c, NULL, 0); /* a cut-short head: the site answers it as it would */
         return;
     }
     conn_finish(c, c->phase == ANSWERED ? WR_CLOSE_GRACEFUL : WR_CLOSE_RESET);
@@ -321,6 +400,10 @@ static void timeout_cb(uv_timer_t *t)
          * the session's handshake timeout and probe sink, treat it as they always have. */
         c->front->st.timeouts++;
         hand_on(c, NULL, 0);
+        return;
+    }
+    if (c->phase == READING_HEAD && c->front->site) {
+        hand_to_site(c, NULL, 0); /* a slow head: the site's own timeout decides */
         return;
     }
     conn_finish(c, c->phase == ANSWERED ? WR_CLOSE_GRACEFUL : WR_CLOSE_RESET);

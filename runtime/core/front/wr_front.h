@@ -5,8 +5,10 @@
  *     answers a non-client with silence and the probe sink;
  *   - a TLS ClientHello, when the relay has a certificate: TLS (wr_tls_endpoint), and once its
  *     handshake is done the same decision again on what comes inside;
- *   - an HTTP request: the fallback site (-P DIR), else a plain 404 page, as an ordinary web
- *     server without that page would.
+ *   - an HTTP request: once its head is whole, a WebSocket upgrade that authenticates (the
+ *     first handshake message rides in it) goes to the server as a WebSocket carrier; any other
+ *     request, exactly as it came, to the fallback site (-P DIR), else a plain 404 page, as an
+ *     ordinary web server without that page would.
  * Connections still being classified are bounded like unauthenticated ones (wr_admit): at a cap
  * the oldest goes, never the newcomer. */
 #ifndef WR_FRONT_H
@@ -38,6 +40,7 @@ typedef struct wr_front_config {
 typedef struct wr_front_stats {
     uint64_t raw, http, timeouts; /* connections handed on, by kind; undecided at the timeout */
     uint64_t site;                /* connections handed to the fallback site */
+    uint64_t websocket;           /* WebSocket upgrades that authenticated */
     uint64_t tls, tls_failed;     /* TLS handshakes done and failed */
     uint64_t dropped;             /* dropped at the caps while being classified */
     uint32_t pending;
