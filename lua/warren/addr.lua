@@ -104,7 +104,8 @@ function M.parse_relay(spec)
         path = p
       end
     end
-    if carriers[scheme] and not M.parse(rest, { host_required = true }) and not rest:match(":%d+$") then
+    if not rest:match(":%d+$") then
+      if not carriers[scheme] then return nil, string.format("relay address %s needs a port", spec) end
       rest = rest .. ":" .. carriers[scheme] -- the scheme's port, as a browser would take it
     end
   end

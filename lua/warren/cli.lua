@@ -97,6 +97,10 @@ Tunnels:
                           The relay needs no switch: it takes WebSocket on its port (-w is
                           accepted there for goflyway's command lines)
   --ws-host NAME          client: the WebSocket request's Host field (default: SERVER's host)
+  --proxy URL             client: reach the relay through this HTTP proxy with CONNECT:
+                          http://[USER:PASS@]HOST:PORT (Basic auth). Without it, the tls, ws and
+                          wss carriers use HTTPS_PROXY / https_proxy from the environment, except
+                          for relays NO_PROXY / no_proxy lists (the raw carrier never does)
   -K, --http              carriers (KCP, HTTP): accepted, but not available yet: the raw TCP
                           carrier is used (with a warning)
 
@@ -164,6 +168,7 @@ local valued = {
   ["--session-buffer"] = "session_buffer", ["--max-buffer"] = "max_buffer",
   ["--cert"] = "cert", ["--cert-key"] = "cert_key", ["--self-signed"] = "self_signed",
   ["--ca"] = "ca", ["--pin"] = "pin", ["--sni"] = "sni", ["--ws-host"] = "ws_host",
+  ["--proxy"] = "proxy",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
   messages = true, ports = true }
@@ -237,6 +242,10 @@ function M.parse(argv)
   end
   if opts.log_format ~= "text" and opts.log_format ~= "json" then
     return usage_error("--log-format takes text or json")
+  end
+  if opts.proxy then
+    local ok, err = require("warren.proxy").parse(opts.proxy)
+    if not ok then return usage_error(err) end
   end
   if opts.proxy_user and not opts.proxy_user:match("^[^:]+:.") then
     return usage_error("--proxy-user takes USER:PASS")
@@ -323,7 +332,7 @@ local function tunnel_options(opts, t)
   -- TLS: a relay reads tls/cert/cert_key/self_signed/sni, a client tls/ca/pin/sni.
   t.tls, t.cert, t.cert_key, t.self_signed = opts.tls, opts.cert, opts.cert_key, opts.self_signed
   t.ca, t.pin, t.sni, t.tls_name = opts.ca, opts.pin, opts.sni, opts.sni
-  t.websocket, t.ws_host = opts.websocket, opts.ws_host
+  t.websocket, t.ws_host, t.proxy = opts.websocket, opts.ws_host, opts.proxy
   -- The buffer budget belongs to the process: every relay and client applies it.
   if opts.max_buffer then require("warren.core").buffers(opts.max_buffer) end
   t.session_buffer = opts.session_buffer and opts.session_buffer > 0 and opts.session_buffer or nil

@@ -3,6 +3,7 @@
 local warren = require("warren")
 local core = require("warren.core")
 local keys = require("warren.keys")
+local http_proxy = require("warren.proxy")
 local addr = require("warren.addr")
 local log = require("warren.log")
 local registry = require("warren.registry")
@@ -146,7 +147,8 @@ end
 
 -- warren.client{server = "relay:8100" | "tls://relay:443" | "wss://relay/path", key = ...,
 -- window = ..., keepalive = seconds, tls = true (as tls://), websocket = true (as ws://),
--- ws_host = NAME (the WebSocket Host field), ca = FILE | pin = "sha256:...", sni = NAME}
+-- ws_host = NAME (the WebSocket Host field), ca = FILE | pin = "sha256:...", sni = NAME,
+-- proxy = "http://[USER:PASS@]HOST:PORT" (else HTTPS_PROXY for tls/ws/wss, see warren.proxy)}
 -- Nothing happens until client:connect().
 function M.client(opts)
   local server, err = addr.parse_relay(opts.server)
@@ -154,6 +156,8 @@ function M.client(opts)
   local key, kerr = keys.resolve(opts)
   if not key then return nil, kerr end
   local carrier = client_carrier(server, opts)
+  local via, perr = http_proxy.for_relay(server.host, carrier, opts)
+  if perr then return nil, perr end
   local tls
   if carrier == "tls" or carrier == "wss" then
     local terr
@@ -163,6 +167,7 @@ function M.client(opts)
   return setmetatable({
     server = server,
     carrier = carrier,
+    proxy = via,
     tls = tls,
     key = key,
     opts = opts,
@@ -179,7 +184,8 @@ for name, fn in pairs(reverse.Client) do Client[name] = fn end
 function Client:_session_options()
   return session_options(self.opts, { host = self.server.host, port = self.server.port, key = self.key,
     carrier = self.carrier, tls = self.tls, tls_name = self.opts.sni, ws_path = self.server.path,
-    ws_host = self.opts.ws_host })
+    ws_host = self.opts.ws_host, proxy_host = self.proxy and self.proxy.host,
+    proxy_port = self.proxy and self.proxy.port, proxy_auth = self.proxy and self.proxy.auth })
 end
 
 function Client:_attach(session)

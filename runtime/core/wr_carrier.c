@@ -1,5 +1,6 @@
 #include "wr_carrier.h"
 
+#include "wr_connect_proxy.h"
 #include "wr_io.h"
 #include "wr_tcp_endpoint.h"
 #include "wr_ws_endpoint.h"
@@ -16,7 +17,13 @@ struct wr_carrier_dial {
     wr_tls_ctx_t *tls;
     char host[WR_HOST_MAX + 1];
     char tls_name[WR_HOST_MAX + 1];
+    uint16_t port;
     char *ws_host, *ws_path; /* WebSocket */
+    char *proxy_auth;        /* "USER:PASS" for the proxy, or NULL */
+    int via_proxy;
+    char proxy_name[WR_HOST_MAX + 8]; /* host:port, for messages */
+    wr_connect_proxy_t *proxy;        /* while the proxy's CONNECT runs */
+    char why[320];
     wr_carrier_cb cb;
     void *data;
     wr_dial_t *dial;   /* while the TCP dial runs */
@@ -32,6 +39,7 @@ static void timer_closed(uv_handle_t *h)
     wr_carrier_dial_t *d = h->data;
     free(d->ws_host);
     free(d->ws_path);
+    free(d->proxy_auth);
     free(d);
 }
 
@@ -82,7 +90,41 @@ static void tls_done(wr_endpoint_t *ep, int status, const char *err, void *data)
 static void deadline(uv_timer_t *t)
 {
     wr_carrier_dial_t *d = t->data;
+    if (d->proxy) {
+        wr_connect_proxy_cancel(d->proxy);
+        d->proxy = NULL;
+        finish(d, UV_ETIMEDOUT, "the proxy did not answer CONNECT in time");
+        return;
+    }
     finish(d, UV_ETIMEDOUT, "the relay did not complete the TLS handshake in time");
+}
+
+/* A connection to the relay (direct, or through the proxy): TLS, when asked for, goes on it. */
+static void layers(wr_carrier_dial_t *d)
+{
+    if (d->kind == WR_CARRIER_TCP || d->kind == WR_CARRIER_WS) {
+        connected(d);
+        return;
+    }
+    wr_endpoint_t *tls =
+        wr_tls_endpoint_new(d->loop, d->tls, d->ep, d->tls_name, NULL, 0, tls_done, d);
+    if (!tls) {
+        finish(d, UV_ENOMEM, "cannot start TLS (out of memory, or no libssl in this build)");
+        return;
+    }
+    d->ep = tls; /* it owns the TCP endpoint now */
+}
+
+static void proxied(int status, const char *why, wr_endpoint_t *ep, void *data)
+{
+    wr_carrier_dial_t *d = data;
+    d->proxy = NULL;
+    if (status != 0) {
+        finish(d, status, why);
+        return;
+    }
+    d->ep = ep;
+    layers(d);
 }
 
 static void dialed(wr_dial_t *dial, int status, uv_tcp_t *tcp, void *data)
@@ -95,7 +137,10 @@ static void dialed(wr_dial_t *dial, int status, uv_tcp_t *tcp, void *data)
         return;
     }
     if (status != 0) {
-        finish(d, status, NULL);
+        if (d->via_proxy)
+            snprintf(d->why, sizeof d->why, "cannot reach the proxy %s: %s", d->proxy_name,
+                     uv_strerror(status));
+        finish(d, status, d->via_proxy ? d->why : NULL);
         return;
     }
     d->ep = wr_tcp_endpoint_new(tcp);
@@ -104,17 +149,16 @@ static void dialed(wr_dial_t *dial, int status, uv_tcp_t *tcp, void *data)
         finish(d, UV_ENOMEM, NULL);
         return;
     }
-    if (d->kind == WR_CARRIER_TCP || d->kind == WR_CARRIER_WS) {
-        connected(d);
+    if (!d->via_proxy) {
+        layers(d);
         return;
     }
-    wr_endpoint_t *tls =
-        wr_tls_endpoint_new(d->loop, d->tls, d->ep, d->tls_name, NULL, 0, tls_done, d);
-    if (!tls) {
-        finish(d, UV_ENOMEM, "cannot start TLS (out of memory, or no libssl in this build)");
+    d->proxy = wr_connect_proxy_start(d->ep, d->host, d->port, d->proxy_auth, proxied, d);
+    if (!d->proxy) {
+        finish(d, UV_ENOMEM, NULL);
         return;
     }
-    d->ep = tls; /* it owns the TCP endpoint now */
+    d->ep = NULL; /* the CONNECT step owns it until proxied() */
 }
 
 int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb cb, void *data,
@@ -135,6 +179,16 @@ int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb 
     d->data = data;
     snprintf(d->host, sizeof d->host, "%s", spec->host);
     snprintf(d->tls_name, sizeof d->tls_name, "%s", spec->tls_name ? spec->tls_name : spec->host);
+    d->port = spec->port;
+    d->via_proxy = spec->proxy_host != NULL;
+    if (d->via_proxy)
+        snprintf(d->proxy_name, sizeof d->proxy_name,
+                 strchr(spec->proxy_host, ':') ? "[%s]:%u" : "%s:%u", spec->proxy_host,
+                 (unsigned)spec->proxy_port);
+    if (spec->proxy_auth && !(d->proxy_auth = strdup(spec->proxy_auth))) {
+        free(d);
+        return UV_ENOMEM;
+    }
     if (spec->kind == WR_CARRIER_WS || spec->kind == WR_CARRIER_WSS) {
         char host[WR_HOST_MAX + 16];
         int v6 = strchr(spec->host, ':') != NULL;
@@ -148,19 +202,24 @@ int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb 
         if (!d->ws_host || !d->ws_path) {
             free(d->ws_host);
             free(d->ws_path);
+            free(d->proxy_auth);
             free(d);
             return UV_ENOMEM;
         }
     }
     uv_timer_init(loop, &d->timer);
     d->timer.data = d;
-    rc = wr_dial(loop, d->host, spec->port, timeout, dialed, d, &d->dial);
+    if (d->via_proxy)
+        rc = wr_dial(loop, spec->proxy_host, spec->proxy_port, timeout, dialed, d, &d->dial);
+    else
+        rc = wr_dial(loop, d->host, spec->port, timeout, dialed, d, &d->dial);
     if (rc != 0) {
         uv_close((uv_handle_t *)&d->timer, timer_closed);
         return rc;
     }
     /* The dial has its own timeout; the layers above it share one deadline. */
-    if (spec->kind != WR_CARRIER_TCP) uv_timer_start(&d->timer, deadline, timeout, 0);
+    if (spec->kind != WR_CARRIER_TCP || d->via_proxy)
+        uv_timer_start(&d->timer, deadline, timeout, 0);
     *out = d;
     return 0;
 }
@@ -173,6 +232,10 @@ void wr_carrier_cancel(wr_carrier_dial_t *d)
     if (d->dial) {
         wr_dial_cancel(d->dial); /* dialed() runs, frees the socket and the dial */
         return;
+    }
+    if (d->proxy) {
+        wr_connect_proxy_cancel(d->proxy);
+        d->proxy = NULL;
     }
     finish(d, UV_ECANCELED, NULL);
 }

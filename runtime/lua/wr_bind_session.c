@@ -248,7 +248,8 @@ static void connect_aborted(wr_await *aw)
 }
 
 /* core.session_connect{host=, port=, key=, carrier="tcp"|"tls"|"ws"|"wss",
- * tls=core.tls_client{...}, tls_name=, ws_host=, ws_path=, window=, session_buffer=, keepalive_ms=,
+ * tls=core.tls_client{...}, tls_name=, ws_host=, ws_path=, proxy_host=, proxy_port=,
+ * proxy_auth="USER:PASS", window=, session_buffer=, keepalive_ms=,
  * timeout_ms=} -> session | nil, err, code (code: the session's end as wr_session_reason_name says
  * it, "no answer" for a relay that closed without answering, or a libuv error name such as
  * "ECONNREFUSED" when the carrier failed) */
@@ -276,6 +277,11 @@ static int l_session_connect(lua_State *L)
     spec.port = (uint16_t)port;
     spec.timeout_ms = (uint64_t)wr_opt_integer(L, 1, "timeout_ms", 10000);
     spec.tls_name = wr_opt_string(L, 1, "tls_name", NULL);
+    spec.proxy_host = wr_opt_string(L, 1, "proxy_host", NULL);
+    spec.proxy_port = (uint16_t)wr_opt_integer(L, 1, "proxy_port", 0);
+    spec.proxy_auth = wr_opt_string(L, 1, "proxy_auth", NULL);
+    if (spec.proxy_host && spec.proxy_port == 0)
+        return luaL_error(L, "session_connect: proxy_port required with proxy_host");
     spec.ws_host = wr_opt_string(L, 1, "ws_host", NULL);
     spec.ws_path = wr_opt_string(L, 1, "ws_path", NULL);
     carrier = wr_opt_string(L, 1, "carrier", "tcp");
