@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench.sh: warren's benchmark. Measures, in one run on loopback, a direct connection and the
-# tunnels people use today (haproxy, socat, ssh -L, shadowsocks-libev) next to warren's -L forward
-# tunnel, and prints one Markdown report with ratios against ssh -L and haproxy.
+# tunnels people use today (haproxy, socat, ssh -L, shadowsocks-libev, stunnel) next to warren's -L
+# forward tunnel over each carrier (raw, TLS, WebSocket, WebSocket over TLS), and prints one
+# Markdown report with ratios against ssh -L, haproxy and warren's raw carrier.
 # It starts and stops everything it measures; run it with --help for the details.
 set -euo pipefail
 
@@ -10,7 +11,7 @@ REPO_DIR=$(cd "$SCRIPT_DIR/../.." && pwd)
 readonly SCRIPT_DIR REPO_DIR
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$SCRIPT_DIR/lib.sh"
-readonly ALL_PEERS=(direct haproxy socat ssh ss warren)
+readonly ALL_PEERS=(direct haproxy socat ssh ss stunnel warren warren-tls warren-ws warren-wss)
 readonly PORT_LO=17000 PORT_HI=17999
 readonly HOLD_CONNS=2000
 
@@ -28,7 +29,8 @@ SSHD_PID="" SSHD_PORT="" ECHO_PORT="" ECHO_PID="" IPERF_PORT="" IPERF_PID="" REL
 WARREN_KEY="" WARREN_REASON=""
 declare -A RES=()   # "peer:metric" -> space-separated values, one per run
 declare -A LABEL=([direct]="direct" [haproxy]="haproxy" [socat]="socat" [ssh]="ssh -L"
-    [ss]="ss-tunnel" [warren]="warren -L")
+    [ss]="ss-tunnel" [stunnel]="stunnel (TLS)" [warren]="warren -L" [warren-tls]="warren -L tls://"
+    [warren-ws]="warren -L ws://" [warren-wss]="warren -L wss://")
 
 usage() {
     cat <<EOF
@@ -43,7 +45,10 @@ Measures on 127.0.0.1, through each tunnel, to targets this script starts itself
     ssh: full 'ssh host true' connection setups; others n/a)
 
 peers: direct, haproxy (mode tcp), socat, ssh (ssh -L, aes128-gcm, own sshd with throwaway keys),
-       ss (shadowsocks-libev ss-tunnel + ss-server, chacha20-ietf-poly1305), warren (when available)
+       ss (shadowsocks-libev ss-tunnel + ss-server, chacha20-ietf-poly1305), stunnel (a client
+       and a server stunnel4, TLS with a throwaway EC certificate), warren (the raw carrier),
+       warren-tls, warren-ws, warren-wss (the same -L over tls://, ws:// and wss:// to a relay
+       with --tls and a pinned self-signed certificate; when warren is available)
 
 options:
   --runs N        runs per peer; the report shows the median (default 3)
@@ -128,6 +133,10 @@ check_prereqs() {
     if selected ss; then
         need ss-server shadowsocks-libev
         need ss-tunnel shadowsocks-libev
+    fi
+    if selected stunnel; then
+        need stunnel stunnel4
+        need openssl openssl
     fi
     if ((${#missing[@]})); then
         for t in "${missing[@]}"; do printf 'bench.sh: missing: %s\n' "$t" >&2; done
@@ -221,6 +230,16 @@ EOF
                 -m chacha20-ietf-poly1305 -t 300 -L "127.0.0.1:$target"
             PEER_PIDS+=("$SPAWNED")
             ;;
+        stunnel)
+            alloc_port rp
+            stunnel_conf server "$rp" "127.0.0.1:$target" >"$WORK/stunnel-server.conf"
+            spawn stunnel-server stunnel "$WORK/stunnel-server.conf"
+            PEER_PIDS=("$SPAWNED")
+            wait_listen "$rp" "$SPAWNED" || return 1
+            stunnel_conf client "$lp" "127.0.0.1:$rp" >"$WORK/stunnel-client.conf"
+            spawn stunnel-client stunnel "$WORK/stunnel-client.conf"
+            PEER_PIDS+=("$SPAWNED")
+            ;;
         warren)
             alloc_port RELAY_PORT
             spawn warren-relay "$WARREN_BIN" serve "127.0.0.1:$RELAY_PORT" -k "$WARREN_KEY"
@@ -230,8 +249,31 @@ EOF
                 "127.0.0.1:$RELAY_PORT" -k "$WARREN_KEY"
             PEER_PIDS+=("$SPAWNED")
             ;;
+        warren-*)
+            local pin scheme=${peer#warren-}
+            alloc_port RELAY_PORT
+            spawn warren-relay "$WARREN_BIN" serve "127.0.0.1:$RELAY_PORT" -k "$WARREN_KEY" --tls \
+                --self-signed "$WORK/relay-tls.pem"
+            PEER_PIDS=("$SPAWNED")
+            wait_listen "$RELAY_PORT" "$SPAWNED" || return 1
+            pin=$(grep -o 'sha256:[0-9a-f]*' "$WORK/warren-relay.log" | head -1)
+            spawn warren-client "$WARREN_BIN" -L "127.0.0.1:$lp:127.0.0.1:$target" \
+                "$scheme://127.0.0.1:$RELAY_PORT" -k "$WARREN_KEY" --pin "$pin"
+            PEER_PIDS+=("$SPAWNED")
+            ;;
     esac
     wait_listen "$lp" "${PEER_PIDS[-1]}"
+}
+
+# stunnel_conf client|server ACCEPT_PORT CONNECT: one foreground stunnel4 service.
+stunnel_conf() {
+    [[ -s $WORK/stunnel.pem ]] ||
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -subj /CN=localhost -keyout "$WORK/stunnel.pem" -out "$WORK/stunnel.crt" 2>/dev/null
+    [[ -s $WORK/stunnel.crt ]] && cat "$WORK/stunnel.crt" >>"$WORK/stunnel.pem" && rm "$WORK/stunnel.crt"
+    printf 'foreground = yes\npid =\n[tunnel]\n'
+    if [[ $1 == client ]]; then printf 'client = yes\n'; else printf 'cert = %s\n' "$WORK/stunnel.pem"; fi
+    printf 'accept = 127.0.0.1:%s\nconnect = %s\n' "$2" "$3"
 }
 
 stop_peer() {
@@ -244,7 +286,8 @@ stop_peer() {
 }
 
 peer_log_tail() {
-    log_tails 2 haproxy socat ssh ss-server ss-tunnel warren-relay warren-client sshd
+    log_tails 2 haproxy socat ssh ss-server ss-tunnel stunnel-server stunnel-client warren-relay \
+        warren-client sshd
 }
 
 # warren counts only once a real echo has gone through its -L tunnel.
@@ -316,6 +359,9 @@ pin_all() {
 # same core costs ~1 µs, so free-running figures jump between two modes depending on where the
 # scheduler put each process. With everything on one core the figure is the tunnel's own work per
 # round trip and is stable run to run; the free-running one is kept as a second column.
+# The latency of a pingpong result line; NA when no round trip completed (a figure of 0 is not one).
+rtt_us() { [[ $(kv round_trips "$2") =~ ^[1-9] ]] && kv "$1" "$2" || echo NA; }
+
 measure_pingpong() {
     local peer=$1 out pin=()
     if command -v taskset >/dev/null; then
@@ -323,14 +369,14 @@ measure_pingpong() {
         pin_all 0
         out=$(timeout $((PP_SECS + 30)) "${pin[@]}" "$LOADGEN" pingpong -t "127.0.0.1:$PEER_PORT" -c 1 -d "$PP_SECS" -q 2>&1 | tail -1) || true
         pin_all "0-$(($(nproc) - 1))"
-        record "$peer" p50 "$(kv p50_us "$out")"
-        record "$peer" p99 "$(kv p99_us "$out")"
+        record "$peer" p50 "$(rtt_us p50_us "$out")"
+        record "$peer" p99 "$(rtt_us p99_us "$out")"
         log "  $peer (one core): $out"
     fi
     out=$(timeout $((PP_SECS + 30)) "$LOADGEN" pingpong -t "127.0.0.1:$PEER_PORT" -c 1 -d "$PP_SECS" -q 2>&1 | tail -1) || true
-    record "$peer" p50f "$(kv p50_us "$out")"
-    record "$peer" p99f "$(kv p99_us "$out")"
-    ((${#pin[@]})) || { record "$peer" p50 "$(kv p50_us "$out")"; record "$peer" p99 "$(kv p99_us "$out")"; }
+    record "$peer" p50f "$(rtt_us p50_us "$out")"
+    record "$peer" p99f "$(rtt_us p99_us "$out")"
+    ((${#pin[@]})) || { record "$peer" p50 "$(rtt_us p50_us "$out")"; record "$peer" p99 "$(rtt_us p99_us "$out")"; }
     log "  $peer (free): $out"
 }
 
@@ -485,7 +531,7 @@ report() {
     printf '| peer | 1 stream Gbit/s | 8 streams Gbit/s | p50 µs | p99 µs | added p50 µs | added p99 µs | added p50 µs, 2 cores | conn/s | RSS / idle conn | handshakes/s |\n'
     printf '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n'
     for p in $(peer_rows); do
-        if [[ $p == warren && -n $WARREN_REASON ]]; then
+        if [[ $p == warren* && -n $WARREN_REASON ]]; then
             printf '| %s | not available | | | | | | | | | |\n' "${LABEL[$p]}"
             continue
         fi
@@ -504,15 +550,16 @@ report() {
             "$cps" "$rssk" "$hs"
     done
 
-    for ref in ssh haproxy; do
+    for ref in ssh haproxy warren; do
         selected "$ref" || continue
+        [[ $ref == warren && -n $WARREN_REASON ]] && continue
         printf '\n### Ratios vs %s\n\n' "${LABEL[$ref]}"
         printf 'Throughput and conn/s: higher is better; added latency and RSS: lower is better.\n\n'
         printf '| peer | 1 stream | 8 streams | added p50 | added p99 | added p50, 2 cores | conn/s | RSS / idle conn |\n'
         printf '|---|--:|--:|--:|--:|--:|--:|--:|\n'
         for p in $(peer_rows); do
             [[ $p == direct || $p == "$ref" ]] && continue
-            [[ $p == warren && -n $WARREN_REASON ]] && { printf '| %s | not available | | | | | | |\n' "${LABEL[$p]}"; continue; }
+            [[ $p == warren* && -n $WARREN_REASON ]] && { printf '| %s | not available | | | | | | |\n' "${LABEL[$p]}"; continue; }
             printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "${LABEL[$p]}" \
                 "$(med_ratio "$p" "$ref" thr1)" \
                 "$(med_ratio "$p" "$ref" thr8)" \
@@ -533,7 +580,7 @@ report() {
     ssh_a50=$(med ssh add50)
     for p in $(peer_rows); do
         [[ $p == direct ]] && continue
-        [[ $p == warren && -n $WARREN_REASON ]] && { printf '| %s | not available | | | | |\n' "${LABEL[$p]}"; continue; }
+        [[ $p == warren* && -n $WARREN_REASON ]] && { printf '| %s | not available | | | | |\n' "${LABEL[$p]}"; continue; }
         printf '| %s | %s | %s | %s | %s | %s |\n' "${LABEL[$p]}" \
             "$( [[ $p == ssh ]] && echo — || bar "$(med "$p" thr1)" '>=' "$ssh_thr")" \
             "$( [[ $p == haproxy ]] && echo — || bar "$(med "$p" cps)" '>=' "$ha_cps")" \
@@ -541,6 +588,19 @@ report() {
             "$(bar "$(med "$p" rss)" '<=' 4096)" \
             "$(bar "$(med "$p" hs)" '>=' 2000)"
     done
+
+    if selected warren && [[ -z $WARREN_REASON ]]; then
+        printf '\n### Carrier targets\n\n'
+        printf '| carrier | 1 stream ≥ 0.8× warren raw | 1 stream ≥ stunnel |\n|---|---|---|\n'
+        local raw08 st
+        raw08=$(awk -v t="$(med warren thr1)" 'BEGIN { if (t == "NA") print "NA"; else print t * 0.8 }')
+        st=$(med stunnel thr1)
+        for p in warren-tls warren-ws warren-wss; do
+            selected "$p" || continue
+            printf '| %s | %s | %s |\n' "${LABEL[$p]}" "$(bar "$(med "$p" thr1)" '>=' "$raw08")" \
+                "$(bar "$(med "$p" thr1)" '>=' "$st")"
+        done
+    fi
 
     printf '\n### How\n\n'
     printf -- '- Throughput: iperf3 -t %s -O %s, 1 and 8 streams (-P 8), received side.\n' "$IPERF_SECS" "$IPERF_OMIT"
@@ -556,7 +616,7 @@ report() {
     printf '\n<details><summary>Per-run values</summary>\n\n'
     printf '| peer | metric | runs |\n|---|---|---|\n'
     for p in $(peer_rows); do
-        [[ $p == warren && -n $WARREN_REASON ]] && continue
+        [[ $p == warren* && -n $WARREN_REASON ]] && continue
         for m in thr1 thr8 p50 p99 add50 add99 p50f p99f add50f cps cfail rss hs; do
             printf '| %s | %s | %s |\n' "${LABEL[$p]}" "$m" "${RES[$p:$m]:-}"
         done
@@ -589,7 +649,7 @@ main() {
     fi
     for ((run = 1; run <= RUNS; run++)); do
         for p in $(peer_rows); do
-            [[ $p == warren && -n $WARREN_REASON ]] && continue
+            [[ $p == warren* && -n $WARREN_REASON ]] && continue
             bench_peer "$p" "$run"
         done
     done
