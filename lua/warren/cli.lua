@@ -109,6 +109,10 @@ Relay (serve):
   --outer-bind ADDR       address the outer ports listen on; when given, a client's BIND must
                           be the same or absent (default: the client's BIND, else all interfaces)
   --allow-client-bind     let clients choose their BIND; --outer-bind is then only the default
+  --trust-front ADDR[/BITS]
+                          a front (nginx, a load balancer, a CDN's ranges) whose WebSocket
+                          requests name the user in X-Forwarded-For or Forwarded: hooks and logs
+                          then see the user's address (repeatable; by default nobody is trusted)
   --lease SECONDS         how long a dropped client keeps its ports (default 30)
   --max-services N        services per client (default 1024)
   --max-users-default N   users at once per service when its client sets no --max-users
@@ -168,10 +172,10 @@ local valued = {
   ["--session-buffer"] = "session_buffer", ["--max-buffer"] = "max_buffer",
   ["--cert"] = "cert", ["--cert-key"] = "cert_key", ["--self-signed"] = "self_signed",
   ["--ca"] = "ca", ["--pin"] = "pin", ["--sni"] = "sni", ["--ws-host"] = "ws_host",
-  ["--proxy"] = "proxy",
+  ["--proxy"] = "proxy", ["--trust-front"] = "trusted_fronts",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
-  messages = true, ports = true }
+  messages = true, ports = true, trusted_fronts = true }
 -- goflyway's carrier switches: accepted so its command lines run, with a warning at start.
 local carriers = { ["-K"] = "KCP", ["--http"] = "HTTP" }
 local numeric = { write_cap = true, idle_timeout = true, keepalive = true, duration = true, concurrency = true,
@@ -200,7 +204,7 @@ end
 -- Returns the options, or nil and an exit code after printing the problem.
 function M.parse(argv)
   local opts = { chunks = {}, forwards = {}, dynamics = {}, reverses = {}, names = {}, messages = {},
-    ports = {}, carriers = {}, verbosity = 0, log_format = "text", args = {} }
+    ports = {}, trusted_fronts = {}, carriers = {}, verbosity = 0, log_format = "text", args = {} }
   local positional = {}
   local i = 1
   while i <= #argv do
@@ -393,6 +397,7 @@ function commands.serve(args, opts)
   t.ports, t.outer_bind, t.lease, t.max_services = opts.ports, opts.outer_bind, opts.lease, opts.max_services
   t.allow_client_bind, t.max_users, t.user_idle = opts.allow_client_bind, opts.max_users_default, opts.user_idle
   t.max_failed_handshakes = opts.max_failed_handshakes
+  t.trusted_fronts = opts.trusted_fronts
   t.max_users_per_address = opts.max_users_per_address
   if opts.hooks_file then
     local chunk, lerr = loadfile(opts.hooks_file)

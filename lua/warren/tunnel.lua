@@ -94,8 +94,12 @@ function M.relay(opts)
     max_unauthenticated = opts.max_unauthenticated,
     max_unauthenticated_per_address = opts.max_unauthenticated_per_address,
     max_failed_handshakes = opts.max_failed_handshakes,
+    trusted_fronts = opts.trusted_fronts,
   }))
-  if not relay then return nil, string.format("cannot listen on %s: %s", opts.listen, rerr) end
+  if not relay then
+    if rerr:find("^trusted front ") then return nil, rerr end
+    return nil, string.format("cannot listen on %s: %s", opts.listen, rerr)
+  end
   log.info("relay listening on %s", addr.format({ host = listen.host, port = relay:port() }))
   if tls then
     log.info("TLS on the same port too; certificate %s (clients pin it with --pin)", tls:fingerprint())

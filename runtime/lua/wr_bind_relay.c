@@ -212,7 +212,8 @@ static void relay_close_tracked(wr_closable *c)
  * idle_timeout_ms=, probe_close_ms=, tls=core.tls_server{...} (TLS on the same port), site=DIR
  * (the fallback web site: HTTP that is not ours, and raw bytes outside TLS),
  * max_unauthenticated=, max_unauthenticated_per_address= (0 = only the total),
- * max_failed_handshakes= (per address per minute before its connections go first; 0 = no tally)} ->
+ * max_failed_handshakes= (per address per minute before its connections go first; 0 = no tally),
+ * trusted_fronts={"ADDR[/BITS]", ...} (whose X-Forwarded-For / Forwarded name the user)} ->
  * relay | nil, err */
 static int l_relay_server(lua_State *L)
 {
@@ -221,6 +222,8 @@ static int l_relay_server(lua_State *L)
     lua_Integer port, probe_ms, max_unauth, max_unauth_addr, max_failed;
     wr_server_config cfg;
     wr_front_config front_cfg;
+    wr_trusted_t trusted[64];
+    size_t ntrusted = 0;
     const char *site_dir;
     wr_server_cbs cbs;
     wr_lrelay *r;
@@ -240,11 +243,37 @@ static int l_relay_server(lua_State *L)
     max_failed = wr_opt_integer(L, 1, "max_failed_handshakes", MAX_FAILED_HANDSHAKES_DEFAULT);
     if (max_unauth < 1 || max_unauth > 1000000 || max_unauth_addr < 0 || max_failed < 0)
         return luaL_error(L, "relay_server: bad unauthenticated-connection limits");
+    lua_getfield(L, 1, "trusted_fronts");
+    if (!lua_isnil(L, -1)) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        for (int i = 1;; i++) {
+            const char *text;
+            lua_rawgeti(L, -1, i);
+            if (lua_isnil(L, -1)) {
+                lua_pop(L, 1);
+                break;
+            }
+            text = lua_tostring(L, -1);
+            if (ntrusted == sizeof trusted / sizeof trusted[0])
+                return luaL_error(L, "relay_server: at most 64 trusted fronts");
+            if (!text || wr_trusted_parse(text, &trusted[ntrusted]) != 0) {
+                lua_pushnil(L);
+                lua_pushfstring(L, "trusted front %s: not an address or ADDR/BITS",
+                                text ? text : "(not a string)");
+                return 2;
+            }
+            ntrusted++;
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
 
     memset(&cfg, 0, sizeof cfg);
     memset(&front_cfg, 0, sizeof front_cfg);
     front_cfg.max_pending = cfg.max_unauthenticated = (uint32_t)max_unauth;
     front_cfg.max_pending_per_addr = (uint32_t)max_unauth_addr;
+    front_cfg.trusted = trusted;
+    front_cfg.ntrusted = ntrusted;
     cfg.psk = (const uint8_t *)key;
     cfg.session.window = (uint32_t)wr_opt_integer(L, 1, "window", 0);
     cfg.session.rx_limit = (size_t)wr_opt_integer(L, 1, "session_buffer", 0);
@@ -358,6 +387,7 @@ static int l_relay_stats(lua_State *L)
     wr_set_number(L, "front_tls_failed", (double)fst.tls_failed);
     wr_set_number(L, "front_site", (double)fst.site);
     wr_set_number(L, "front_websocket", (double)fst.websocket);
+    wr_set_number(L, "front_forwarded", (double)fst.forwarded);
     return 1;
 }
 

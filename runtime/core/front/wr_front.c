@@ -22,6 +22,8 @@ struct wr_front {
     wr_server_t *server;
     wr_tls_ctx_t *tls;
     wr_site_t *site;
+    wr_trusted_t *trusted;
+    size_t ntrusted;
     uint32_t sniff_timeout_ms;
     wr_admit_t *admit;
     struct front_conn *conns;
@@ -75,6 +77,7 @@ static void maybe_free_front(wr_front_t *f)
 {
     if (!f->freeing || f->conns) return;
     wr_admit_free(f->admit);
+    free(f->trusted);
     free(f);
 }
 
@@ -243,6 +246,7 @@ static int take_websocket(front_conn *c, size_t head_len, const char *rest, size
     char accept[WR_WS_ACCEPT_LEN + 1], answer_101[256];
     size_t token_len, n, extra = c->len - head_len;
     wr_hs_server checked;
+    struct sockaddr_storage user;
     wr_endpoint_t *ep = c->ep, *inner = ep, *ws;
     wr_buf_t *b;
     if (wr_ws_upgrade_check(&c->http->head, token, sizeof token, &token_len, accept) != 0 ||
@@ -285,12 +289,23 @@ static int take_websocket(front_conn *c, size_t head_len, const char *rest, size
     }
     c->ep = NULL;
     f->st.websocket++;
-    if (wr_log_enabled(WR_LOG_DEBUG)) {
-        char who[64];
-        wr_addr_format((struct sockaddr *)&c->peer, 1, who, sizeof who);
-        wr_debug("front door: WebSocket upgrade from %s%s", who, c->in_tls ? " (over TLS)" : "");
+    user = c->peer;
+    if (f->ntrusted && wr_trusted_match(f->trusted, f->ntrusted, (struct sockaddr *)&c->peer) &&
+        wr_forwarded_client(&c->http->head, f->trusted, f->ntrusted, &user) == 0) {
+        wr_addr_normalize(&user);
+        f->st.forwarded++;
     }
-    wr_server_take_checked(f->server, ws, (struct sockaddr *)&c->peer, &checked);
+    if (wr_log_enabled(WR_LOG_DEBUG)) {
+        char who[64], via[64] = "";
+        wr_addr_format((struct sockaddr *)&user, 1, who, sizeof who);
+        if (memcmp(&user, &c->peer, sizeof user) != 0) {
+            memcpy(via, " via ", 5);
+            wr_addr_format((struct sockaddr *)&c->peer, 1, via + 5, sizeof via - 5);
+        }
+        wr_debug("front door: WebSocket upgrade from %s%s%s", who, via,
+                 c->in_tls ? " (over TLS)" : "");
+    }
+    wr_server_take_checked(f->server, ws, (struct sockaddr *)&user, &checked);
     conn_finish(c, WR_CLOSE_RESET);
     return 1;
 }
@@ -425,10 +440,20 @@ wr_front_t *wr_front_new(uv_loop_t *loop, const wr_front_config *cfg)
     f->server = cfg->server;
     f->tls = cfg->tls;
     f->site = cfg->site;
+    if (cfg->ntrusted) {
+        f->trusted = malloc(cfg->ntrusted * sizeof *f->trusted);
+        if (!f->trusted) {
+            free(f);
+            return NULL;
+        }
+        memcpy(f->trusted, cfg->trusted, cfg->ntrusted * sizeof *f->trusted);
+        f->ntrusted = cfg->ntrusted;
+    }
     f->sniff_timeout_ms = cfg->sniff_timeout_ms ? cfg->sniff_timeout_ms : SNIFF_TIMEOUT_DEFAULT_MS;
     f->admit = wr_admit_new(cfg->max_pending ? cfg->max_pending : MAX_PENDING_DEFAULT,
                             cfg->max_pending_per_addr, evicted, f);
     if (!f->admit) {
+        free(f->trusted);
         free(f);
         return NULL;
     }

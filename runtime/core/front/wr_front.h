@@ -15,6 +15,7 @@
 #define WR_FRONT_H
 
 #include "wr_endpoint.h"
+#include "wr_forwarded.h"
 #include "wr_server.h"
 #include "wr_site.h"
 #include "wr_tls_endpoint.h"
@@ -32,6 +33,9 @@ typedef struct wr_front_config {
      * it, and so does everything else outside TLS: the raw carrier is off on such a port, so that
      * any byte a prober sends gets exactly what the site gives (clients use TLS there). */
     wr_site_t *site;
+    /* Fronts whose X-Forwarded-For / Forwarded name the user (wr_forwarded.h); copied. */
+    const wr_trusted_t *trusted;
+    size_t ntrusted;
     uint32_t sniff_timeout_ms;     /* no decision after this long: raw (0 = 5 s) */
     uint32_t max_pending;          /* connections being classified (0 = 1024) */
     uint32_t max_pending_per_addr; /* (0 = only the total applies) */
@@ -41,6 +45,7 @@ typedef struct wr_front_stats {
     uint64_t raw, http, timeouts; /* connections handed on, by kind; undecided at the timeout */
     uint64_t site;                /* connections handed to the fallback site */
     uint64_t websocket;           /* WebSocket upgrades that authenticated */
+    uint64_t forwarded;           /* of those, from a trusted front naming the user */
     uint64_t tls, tls_failed;     /* TLS handshakes done and failed */
     uint64_t dropped;             /* dropped at the caps while being classified */
     uint32_t pending;
