@@ -1,0 +1,440 @@
+-- luacheck: std +busted
+-- The WebSocket carrier against real peers: warren processes over ws:// and wss://, node (its
+-- `ws` package and spec/helpers/integrity.js), curl, nginx fronting the relay, an HTTP CONNECT
+-- proxy (tinyproxy), and goflyway's own manual test.
+local warren = require("warren")
+local uv = require("luv")
+local proc = require("helpers.proc")
+local net = require("helpers.net")
+local wait = require("helpers.wait")
+
+local node_env = { NODE_PATH = "/usr/share/nodejs" }
+local integrity_js = proc.source_dir .. "/spec/helpers/integrity.js"
+-- Streams per integrity run, and the largest upload or download of one stream (sizes are random
+-- up to it: about 6.5 MB each way per run).
+local streams, max_bytes = 100, 131072
+
+local function tmpdir()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(uv.fs_mkdir(dir, tonumber("700", 8)))
+  return dir
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+local function start(args)
+  local spec = { proc.warren_bin }
+  for _, a in ipairs(args) do spec[#spec + 1] = a end
+  return proc.start(spec)
+end
+
+-- Stops children (warren processes first sent SIGTERM) and returns their results in order.
+local function stop(...)
+  local results = {}
+  for i, child in ipairs({ ... }) do
+    child:kill()
+    results[i] = child:wait(5000)
+  end
+  return unpack(results)
+end
+
+local function stderr_of(child)
+  return select(2, child:output())
+end
+
+-- A TLS relay on a free port; returns it, its port and its certificate's fingerprint.
+local function relay_with_tls(args)
+  local relay, port = proc.serve(args)
+  local fp = wait.eventually(function() return stderr_of(relay):match("certificate (sha256:%x+)") end, 5000)
+  assert(fp, "the relay printed no fingerprint: " .. stderr_of(relay))
+  return relay, port, fp
+end
+
+-- The integrity server (spec/helpers/integrity.js). Returns the child and its port.
+local function integrity_server()
+  local server = proc.start({ "node", integrity_js, "server" })
+  local port = wait.eventually(function() return server:output():match("port (%d+)") end, 10000)
+  assert(port, "integrity server did not start: " .. stderr_of(server))
+  return server, tonumber(port)
+end
+
+-- Runs integrity clients side by side, each {label, target = "HOST:PORT", via = {"socks5" |
+-- "connect", "HOST:PORT"}, streams = N}, and asserts that every stream of each was byte-exact.
+local function integrity(runs)
+  local children = {}
+  for i, run in ipairs(runs) do
+    local spec = { "node", integrity_js, "client", run.target, tostring(run.streams or streams), tostring(max_bytes) }
+    if run.via then
+      spec[#spec + 1] = run.via[1]
+      spec[#spec + 1] = run.via[2]
+    end
+    children[i] = proc.start(spec)
+  end
+  for i, child in ipairs(children) do
+    local r = child:wait(70000)
+    if not r then
+      child:kill("sigkill")
+      error(runs[i].label .. ": the integrity client did not finish")
+    end
+    assert.equal(0, r.code, runs[i].label .. ": " .. r.stdout .. r.stderr)
+    assert.matches("^ok " .. (runs[i].streams or streams) .. " streams %d+ up %d+ down", r.stdout, runs[i].label)
+  end
+end
+
+-- A real WebSocket peer: node's ws package. `server` echoes every message and prints its port;
+-- `client URL [PROXY]` sends 20 binary messages of growing size (through an HTTP CONNECT proxy
+-- when given) and prints "echoed 20" once each came back unchanged.
+local ws_js = [[
+const WebSocket = require('ws'), http = require('http');
+const [mode, url, proxy] = process.argv.slice(1);
+const fail = (m) => { console.log(m); process.exit(1); };
+if (mode === 'server') {
+  const wss = new WebSocket.WebSocketServer({ host: '127.0.0.1', port: 0 });
+  wss.on('listening', () => console.log('port ' + wss.address().port));
+  wss.on('connection', (ws) => ws.on('message', (m, binary) => ws.send(m, { binary })));
+} else {
+  const message = (i) => Buffer.alloc(i * 3001 + 1, i);
+  const talk = (socket) => {
+    const ws = new WebSocket(url, socket ? { createConnection: () => socket } : {});
+    let n = 0;
+    ws.on('open', () => { for (let i = 0; i < 20; i++) ws.send(message(i)); });
+    ws.on('message', (m) => {
+      if (!Buffer.from(m).equals(message(n))) fail('message ' + n + ' came back changed');
+      if (++n === 20) { console.log('echoed 20'); process.exit(0); }
+    });
+    ws.on('error', (e) => fail('error ' + e.message));
+  };
+  if (!proxy) talk(null);
+  else {
+    const [host, port] = proxy.split(':');
+    const req = http.request({ host, port: +port, method: 'CONNECT', path: new URL(url).host });
+    req.on('connect', (res, socket) => res.statusCode === 200 ? talk(socket) : fail('proxy: ' + res.statusCode));
+    req.on('error', (e) => fail('error ' + e.message));
+    req.end();
+  }
+  setTimeout(() => fail("no echo within 15 s"), 15000).unref();
+}
+]]
+
+local function ws_echo_server()
+  local server = proc.start({ "node", "-e", ws_js, "server", env = node_env })
+  local port = wait.eventually(function() return server:output():match("port (%d+)") end, 10000)
+  assert(port, "node ws server did not start: " .. stderr_of(server))
+  return server, tonumber(port)
+end
+
+-- An HTTP answer without its Date field, to compare two answers of one site.
+local function undated(answer)
+  return (answer or ""):gsub("\r\nDate: [^\r]*", "")
+end
+
+describe("the WebSocket carrier", function()
+  local k, dir, relay, relay_port, fp, pool, server, server_port
+  setup(function()
+    k = proc.key()
+    dir = tmpdir()
+    pool = net.free_range(2)
+    relay, relay_port, fp = relay_with_tls({ "-k", k, "-v", "--tls", "--self-signed", dir .. "/relay.pem",
+      "--ports", pool .. "-" .. pool + 1, "--outer-bind", "127.0.0.1", "--max-users-per-address", "0" })
+    server, server_port = integrity_server()
+  end)
+  teardown(function()
+    stop(relay, server)
+  end)
+
+  local carriers = {
+    { name = "ws:// (goflyway's -w)", server = function() return { "-w", "127.0.0.1:" .. relay_port } end,
+      outer = 0, log = "WebSocket upgrade from 127%.0%.0%.1:%d+\n" },
+    { name = "wss:// (a pinned self-signed certificate)",
+      server = function() return { "wss://127.0.0.1:" .. relay_port, "--pin", fp } end,
+      outer = 1, log = "WebSocket upgrade from 127%.0%.0%.1:%d+ %(over TLS%)" },
+  }
+  for _, carrier in ipairs(carriers) do
+    it("carries -L, -D (SOCKS5 and HTTP CONNECT) and -R over " .. carrier.name .. ", " .. streams ..
+      " streams each, SHA-256 both ways, each stream half-closed", function()
+      local lport, dport, outer = net.free_port(), net.free_port(), pool + carrier.outer
+      local args = { "-L", lport .. ":127.0.0.1:" .. server_port, "-D", tostring(dport),
+        "-R", outer .. ":127.0.0.1:" .. server_port, "--name", "integrity", "-k", k }
+      for _, a in ipairs(carrier.server()) do args[#args + 1] = a end
+      local client = start(args)
+      assert(net.wait_port(lport) and net.wait_port(dport), stderr_of(client))
+      assert(wait.output(client, "relay port " .. outer, 10000), stderr_of(client))
+      local target = "127.0.0.1:" .. server_port
+      integrity({
+        { label = "-L", target = "127.0.0.1:" .. lport },
+        { label = "-D SOCKS5", target = target, via = { "socks5", "127.0.0.1:" .. dport } },
+        { label = "-D CONNECT", target = target, via = { "connect", "127.0.0.1:" .. dport } },
+        { label = "-R", target = "127.0.0.1:" .. outer },
+      })
+      local c = stop(client)
+      assert.equal(0, c.code, c.stderr)
+      assert.matches(carrier.log, stderr_of(relay))
+    end)
+  end
+
+  it("takes warren.client{server = 'ws://...'} and 'wss://...', and a half-close reaches the target", function()
+    local counter, counter_port = net.count_server()
+    local data = string.rep("half-close over WebSocket ", 40000) -- about 1 MiB
+    for _, url in ipairs({ "ws://127.0.0.1:" .. relay_port .. "/any/path", "wss://127.0.0.1:" .. relay_port }) do
+      local c = assert(warren.client({ server = url, key = k, pin = fp }))
+      assert(c:connect())
+      local fwd = assert(c:forward({ listen = "127.0.0.1:0", target = "127.0.0.1:" .. counter_port }))
+      -- the count comes back only after the target saw this side's end
+      local answer = net.exchange(fwd:port(), data, { half_close = true, timeout = 10000 })
+      assert.equal("received " .. #data .. " bytes", answer, url)
+      c:close()
+    end
+    counter:close()
+  end)
+
+  it("reconnects by itself after the relay restarts, and the next transfer is byte-exact", function()
+    local k2 = proc.key()
+    local first, port = proc.serve({ "-k", k2 })
+    local lport = net.free_port()
+    local client = start({ "-w", "-L", lport .. ":127.0.0.1:" .. server_port, "127.0.0.1:" .. port, "-k", k2 })
+    assert(net.wait_port(lport), stderr_of(client))
+    integrity({ { label = "before the restart", target = "127.0.0.1:" .. lport, streams = 20 } })
+    stop(first)
+    local again = start({ "serve", "127.0.0.1:" .. port, "-k", k2, "-v" })
+    assert(wait.eventually(function() return stderr_of(again):find("relay listening on", 1, true) end, 10000),
+      stderr_of(again))
+    assert(wait.eventually(function() return stderr_of(client):find("reconnected to", 1, true) end, 20000),
+      "the client did not reconnect: " .. stderr_of(client))
+    integrity({ { label = "after the restart", target = "127.0.0.1:" .. lport, streams = 20 } })
+    local c, r = stop(client, again)
+    assert.equal(0, c.code)
+    assert.matches("front door: WebSocket upgrade from 127%.0%.0%.1:", r.stderr)
+  end)
+
+  it("says what the relay answered when the key is wrong", function()
+    local r = proc.warren({ "-w", "-L", "127.0.0.1:0:127.0.0.1:9", "127.0.0.1:" .. relay_port, "-k", proc.key() },
+      { timeout = 15000 })
+    assert.equal(1, r.code)
+    assert.matches('the relay answered the WebSocket upgrade with "HTTP/1%.1 404 Not Found": wrong key', r.stderr)
+    r = proc.warren({ "-L", "127.0.0.1:0:127.0.0.1:9", "wss://127.0.0.1:" .. relay_port, "--pin", fp,
+      "-k", proc.key() }, { timeout = 15000 })
+    assert.equal(1, r.code)
+    assert.matches("answered the WebSocket upgrade with \"HTTP/1%.1 404", r.stderr)
+  end)
+end)
+
+describe("a relay with -P DIR and the WebSocket carrier", function()
+  local dir, relay, port, k, echo, echo_port
+  setup(function()
+    dir = tmpdir()
+    write(dir .. "/index.html", "<h1>an ordinary site</h1>\n")
+    k = proc.key()
+    relay, port = proc.serve({ "-k", k, "-v", "-P", dir })
+    echo, echo_port = net.echo_server()
+  end)
+  teardown(function()
+    stop(relay)
+    echo:close()
+  end)
+
+  it("takes -w clients, tells a raw client to use another carrier, and serves the site to curl", function()
+    local c = assert(warren.client({ server = "ws://127.0.0.1:" .. port, key = k }))
+    assert(c:connect())
+    local fwd = assert(c:forward({ listen = "127.0.0.1:0", target = "127.0.0.1:" .. echo_port }))
+    assert.equal("through the site's port", net.exchange(fwd:port(), "through the site's port", { want = 23 }))
+    c:close()
+    local raw = assert(warren.client({ server = "127.0.0.1:" .. port, key = k }))
+    local ok, err = raw:connect()
+    assert.is_nil(ok)
+    assert.matches("plain text", err)
+    assert.matches("use %-%-tls", err)
+    local r = proc.run({ "curl", "-s", "-m", "5", "http://127.0.0.1:" .. port .. "/" })
+    assert.equal("<h1>an ordinary site</h1>\n", r.stdout)
+  end)
+
+  it("gives the site's answer to a wrong key", function()
+    local r = proc.warren({ "-w", "-L", "127.0.0.1:0:127.0.0.1:9", "127.0.0.1:" .. port, "-k", proc.key() },
+      { timeout = 15000 })
+    assert.equal(1, r.code)
+    assert.matches('answered the WebSocket upgrade with "HTTP/1%.1 200 OK"', r.stderr)
+  end)
+
+  -- The site's answer to `request`, read until the site closes (this side half-closes first).
+  local function site_answer(request)
+    return net.exchange(port, request, { half_close = true, timeout = 5000 })
+  end
+
+  it("gives a bogus bearer token and a replayed upgrade exactly what the site gives", function()
+    local function upgrade(auth)
+      return "GET / HTTP/1.1\r\nHost: 127.0.0.1:" .. port .. "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" ..
+        (auth and ("Authorization: Bearer " .. auth .. "\r\n") or "") .. "\r\n"
+    end
+    local plain = site_answer(upgrade(nil))
+    assert.matches("^HTTP/1%.1 200 OK\r\n.*<h1>an ordinary site</h1>\n$", plain)
+    local bogus = site_answer(upgrade(string.rep("QUJD", 60)))
+    assert.equal(undated(plain), undated(bogus))
+
+    -- Record a real client's upgrade: a listener stands in for the relay and keeps its head.
+    local recorded
+    local recorder, recorder_port = net.serve(function(peer)
+      local got = ""
+      peer:read_start(function(_, data)
+        if not data then return peer:close() end
+        got = got .. data
+        if got:find("\r\n\r\n", 1, true) then recorded = recorded or got end
+      end)
+    end)
+    local client = start({ "-w", "-L", "127.0.0.1:0:127.0.0.1:9", "127.0.0.1:" .. recorder_port, "-k", k })
+    assert(wait.eventually(function() return recorded end, 10000), "no upgrade was recorded")
+    stop(client)
+    recorder:close()
+    assert.matches("^GET / HTTP/1%.1\r\n.*Authorization: Bearer [%w+/=]+\r\n", recorded)
+    -- Its first showing is a real client's: 101. Shown again, it is a replay: the site's answer.
+    local first = net.exchange(port, recorded, { timeout = 2000, want = 12 })
+    assert.matches("^HTTP/1%.1 101", first)
+    local replay = site_answer(recorded)
+    local without_token = site_answer((recorded:gsub("Authorization: [^\r]*\r\n", "")))
+    assert.matches("^HTTP/1%.1 200 OK\r\n", replay)
+    assert.equal(undated(without_token), undated(replay))
+  end)
+end)
+
+-- nginx in front of the relay, as its documentation proxies WebSocket: the tunnel at /tunnel,
+-- nginx's own pages everywhere else.
+describe("the WebSocket carrier behind nginx", function()
+  it("carries -L byte-exact through nginx's /tunnel, and nginx answers its other paths itself", function()
+    local nginx_bin = "/usr/sbin/nginx"
+    if not uv.fs_stat(nginx_bin) then return pending("nginx is not installed") end
+    local k = proc.key()
+    local relay, relay_port = proc.serve({ "-k", k, "-v" })
+    local server, server_port = integrity_server()
+    local dir, nginx_port = tmpdir(), net.free_port()
+    -- nginx's workers drop root's rights: they must be able to look into the directory
+    assert(uv.fs_chmod(dir, tonumber("755", 8)))
+    assert(uv.fs_mkdir(dir .. "/html", tonumber("755", 8)))
+    write(dir .. "/nginx.conf", ([[
+daemon off;
+worker_processes 1;
+pid DIR/nginx.pid;
+error_log stderr;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path DIR/tmp;
+  proxy_temp_path DIR/tmp;
+  fastcgi_temp_path DIR/tmp;
+  uwsgi_temp_path DIR/tmp;
+  scgi_temp_path DIR/tmp;
+  server {
+    listen 127.0.0.1:NGINX_PORT;
+    root DIR/html;
+    location /tunnel {
+      proxy_pass http://127.0.0.1:RELAY_PORT;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_set_header Host $host;
+    }
+  }
+}
+]]):gsub("DIR", dir):gsub("NGINX_PORT", nginx_port):gsub("RELAY_PORT", relay_port))
+    local nginx = proc.start({ nginx_bin, "-p", dir, "-e", "stderr", "-c", dir .. "/nginx.conf" })
+    assert(net.wait_port(nginx_port), "nginx did not start: " .. stderr_of(nginx))
+    local lport = net.free_port()
+    local client = start({ "-L", lport .. ":127.0.0.1:" .. server_port, "ws://127.0.0.1:" .. nginx_port .. "/tunnel",
+      "-k", k })
+    assert(net.wait_port(lport), stderr_of(client))
+    integrity({ { label = "-L through nginx", target = "127.0.0.1:" .. lport } })
+    local other = proc.run({ "curl", "-s", "-i", "-m", "5", "http://127.0.0.1:" .. nginx_port .. "/other" })
+    assert.matches("^HTTP/1%.1 404 Not Found\r\nServer: nginx", other.stdout)
+    assert.matches("<center>nginx", other.stdout)
+    local c, r = stop(client, relay)
+    stop(nginx, server)
+    assert.equal(0, c.code, c.stderr)
+    assert.matches("front door: WebSocket upgrade from 127%.0%.0%.1:", r.stderr)
+  end)
+end)
+
+-- An HTTP proxy with CONNECT between client and relay (tinyproxy, Basic auth).
+describe("the WebSocket carrier through an HTTP CONNECT proxy", function()
+  local has_proxy_flag = proc.warren({ "--help" }).stdout:find("--proxy URL", 1, true)
+
+  it("reaches the relay through --proxy and HTTPS_PROXY, and goes direct for NO_PROXY", function()
+    if not has_proxy_flag then return pending("--proxy not in this build") end
+    local tinyproxy_bin = "/usr/bin/tinyproxy"
+    if not uv.fs_stat(tinyproxy_bin) then return pending("tinyproxy is not installed") end
+    local k = proc.key()
+    local dir = tmpdir()
+    local relay, relay_port, fp = relay_with_tls({ "-k", k, "--tls", "--self-signed", dir .. "/relay.pem" })
+    local server, server_port = integrity_server()
+    local tp_port = net.free_port()
+    write(dir .. "/tinyproxy.conf", table.concat({
+      "Port " .. tp_port, "Listen 127.0.0.1", "Timeout 60", "MaxClients 200", "Allow 127.0.0.1",
+      "BasicAuth warren s3cret", "LogLevel Connect", "" }, "\n"))
+    local tinyproxy = proc.start({ tinyproxy_bin, "-d", "-c", dir .. "/tinyproxy.conf" })
+    assert(net.wait_port(tp_port), "tinyproxy did not start: " .. table.concat({ tinyproxy:output() }))
+    local function connects()
+      local log = table.concat({ tinyproxy:output() })
+      return select(2, log:gsub("CONNECT 127%.0%.0%.1:" .. relay_port, ""))
+    end
+    local proxy_url = "http://warren:s3cret@127.0.0.1:" .. tp_port
+
+    -- --proxy, with the ws:// carrier
+    local lport = net.free_port()
+    local client = start({ "-L", lport .. ":127.0.0.1:" .. server_port, "ws://127.0.0.1:" .. relay_port,
+      "--proxy", proxy_url, "-k", k })
+    assert(net.wait_port(lport), stderr_of(client))
+    integrity({ { label = "-L through --proxy", target = "127.0.0.1:" .. lport } })
+    stop(client)
+    assert.is_true(connects() >= 1, "tinyproxy saw no CONNECT to the relay")
+
+    -- HTTPS_PROXY from the environment, with wss://
+    local before = connects()
+    lport = net.free_port()
+    client = proc.start({ proc.warren_bin, "-L", lport .. ":127.0.0.1:" .. server_port,
+      "wss://127.0.0.1:" .. relay_port, "--pin", fp, "-k", k, env = { HTTPS_PROXY = proxy_url } })
+    assert(net.wait_port(lport), stderr_of(client))
+    integrity({ { label = "-L through HTTPS_PROXY", target = "127.0.0.1:" .. lport, streams = 20 } })
+    stop(client)
+    assert.is_true(connects() > before, "HTTPS_PROXY was not used")
+
+    -- NO_PROXY names the relay: straight there, though the proxy named is dead
+    lport = net.free_port()
+    client = proc.start({ proc.warren_bin, "-L", lport .. ":127.0.0.1:" .. server_port,
+      "wss://127.0.0.1:" .. relay_port, "--pin", fp, "-k", k,
+      env = { HTTPS_PROXY = "http://127.0.0.1:" .. net.free_port(), NO_PROXY = "127.0.0.1" } })
+    assert(net.wait_port(lport), stderr_of(client))
+    integrity({ { label = "-L with NO_PROXY", target = "127.0.0.1:" .. lport, streams = 20 } })
+    stop(client)
+
+    -- a wrong proxy password is the proxy's refusal, said clearly
+    local r = proc.warren({ "-L", "127.0.0.1:0:127.0.0.1:9", "ws://127.0.0.1:" .. relay_port, "--proxy",
+      "http://warren:wrong@127.0.0.1:" .. tp_port, "-k", k }, { timeout = 15000 })
+    assert.equal(1, r.code)
+    assert.matches("407", r.stderr)
+    stop(relay, server, tinyproxy)
+  end)
+end)
+
+-- goflyway's README, its manual WebSocket test: an echo server, `goflyway -k testkey -w :8100`,
+-- `goflyway -k testkey -w -L :1080 -D 127.0.0.1:8100`, and a WebSocket client through the local
+-- proxy. Ports are free loopback ones; the relay binds 127.0.0.1 where the README's `:8100`
+-- binds every interface.
+describe("goflyway's manual WebSocket test", function()
+  it("warren -k testkey -w :PORT, warren -k testkey -w -L :LPORT -D 127.0.0.1:PORT, a ws client", function()
+    local echo, echo_port = ws_echo_server()
+    local relay_port, lport = net.free_port(), net.free_port()
+    local relay = start({ "-k", "testkey", "-w", "127.0.0.1:" .. relay_port, "-v" })
+    assert(net.wait_port(relay_port), stderr_of(relay))
+    local client = start({ "-k", "testkey", "-w", "-L", ":" .. lport, "-D", "127.0.0.1:" .. relay_port })
+    assert(net.wait_port(lport), stderr_of(client))
+    local r = proc.run({ "node", "-e", ws_js, "client", "ws://127.0.0.1:" .. echo_port .. "/",
+      "127.0.0.1:" .. lport, env = node_env }, 20000)
+    assert.equal("echoed 20\n", r.stdout)
+    local c, rl = stop(client, relay)
+    stop(echo)
+    assert.equal(0, c.code, c.stderr)
+    assert.matches("front door: WebSocket upgrade from 127%.0%.0%.1:", rl.stderr)
+  end)
+end)
