@@ -128,6 +128,29 @@ local function ws_echo_server()
   return server, tonumber(port)
 end
 
+-- What a real client sends first: a listener stands in for the relay and keeps the request head
+-- of `warren -L ...` plus server_args(listener_port).
+local function record_upgrade(server_args)
+  local recorded
+  local recorder, recorder_port = net.serve(function(peer)
+    local got = ""
+    peer:read_start(function(_, data)
+      if not data then return peer:close() end
+      got = got .. data
+      if got:find("\r\n\r\n", 1, true) then recorded = recorded or got end
+    end)
+  end)
+  local args = { "-L", "127.0.0.1:0:127.0.0.1:9" }
+  for _, a in ipairs(server_args(recorder_port)) do args[#args + 1] = a end
+  local client = start(args)
+  local ok = wait.eventually(function() return recorded end, 10000)
+  client:kill()
+  client:wait(5000)
+  recorder:close()
+  assert(ok, "no upgrade was recorded: " .. stderr_of(client))
+  return recorded
+end
+
 -- An HTTP answer without its Date field, to compare two answers of one site.
 local function undated(answer)
   return (answer or ""):gsub("\r\nDate: [^\r]*", "")
@@ -177,6 +200,24 @@ describe("the WebSocket carrier", function()
     end)
   end
 
+  it("carries wr_loadgen stress over wss://: 200 connections for 2 s, every echoed byte verified", function()
+    local loadgen = assert(os.getenv("WR_LOADGEN"), "WR_LOADGEN is not set (ctest sets it)")
+    local echo_port, lport = net.free_port(), net.free_port()
+    local client = start({ "-L", lport .. ":127.0.0.1:" .. echo_port, "wss://127.0.0.1:" .. relay_port,
+      "--pin", fp, "-k", k })
+    assert(net.wait_port(lport), stderr_of(client))
+    local r = proc.run({ loadgen, "stress", "-t", "127.0.0.1:" .. lport, "-l", "127.0.0.1:" .. echo_port,
+      "-c", "200", "-s", "8192", "-d", "2", "-i", "0", "-q" }, 40000)
+    local summary = r.stdout:match("SUMMARY:[^\n]*") or ""
+    assert.equal(0, r.code, r.stdout .. r.stderr)
+    assert.matches("conns=200 ", summary)
+    assert.matches(" errors=0 .* corrupt=0 ", summary)
+    assert.matches("OK$", summary)
+    assert.is_true(tonumber(summary:match(" msgs=(%d+)")) >= 200, summary)
+    local c = stop(client)
+    assert.equal(0, c.code, c.stderr)
+  end)
+
   it("takes warren.client{server = 'ws://...'} and 'wss://...', and a half-close reaches the target", function()
     local counter, counter_port = net.count_server()
     local data = string.rep("half-close over WebSocket ", 40000) -- about 1 MiB
@@ -209,6 +250,18 @@ describe("the WebSocket carrier", function()
     local c, r = stop(client, again)
     assert.equal(0, c.code)
     assert.matches("front door: WebSocket upgrade from 127%.0%.0%.1:", r.stderr)
+  end)
+
+  it("puts the URL's path and --ws-host into the upgrade request", function()
+    local head = record_upgrade(function(p)
+      return { "ws://127.0.0.1:" .. p .. "/some/path?x=1", "--ws-host", "front.example", "-k", k }
+    end)
+    assert.matches("^GET /some/path%?x=1 HTTP/1%.1\r\n", head)
+    assert.matches("\r\nHost: front%.example\r\n", head)
+    assert.matches("\r\nUpgrade: websocket\r\n", head)
+    assert.matches("\r\nSec%-WebSocket%-Version: 13\r\n", head)
+    head = record_upgrade(function(p) return { "-w", "127.0.0.1:" .. p, "-k", k } end)
+    assert.matches("^GET / HTTP/1%.1\r\nHost: 127%.0%.0%.1:%d+\r\n", head)
   end)
 
   it("says what the relay answered when the key is wrong", function()
@@ -275,20 +328,7 @@ describe("a relay with -P DIR and the WebSocket carrier", function()
     local bogus = site_answer(upgrade(string.rep("QUJD", 60)))
     assert.equal(undated(plain), undated(bogus))
 
-    -- Record a real client's upgrade: a listener stands in for the relay and keeps its head.
-    local recorded
-    local recorder, recorder_port = net.serve(function(peer)
-      local got = ""
-      peer:read_start(function(_, data)
-        if not data then return peer:close() end
-        got = got .. data
-        if got:find("\r\n\r\n", 1, true) then recorded = recorded or got end
-      end)
-    end)
-    local client = start({ "-w", "-L", "127.0.0.1:0:127.0.0.1:9", "127.0.0.1:" .. recorder_port, "-k", k })
-    assert(wait.eventually(function() return recorded end, 10000), "no upgrade was recorded")
-    stop(client)
-    recorder:close()
+    local recorded = record_upgrade(function(recorder_port) return { "-w", "127.0.0.1:" .. recorder_port, "-k", k } end)
     assert.matches("^GET / HTTP/1%.1\r\n.*Authorization: Bearer [%w+/=]+\r\n", recorded)
     -- Its first showing is a real client's: 101. Shown again, it is a replay: the site's answer.
     local first = net.exchange(port, recorded, { timeout = 2000, want = 12 })
@@ -358,7 +398,8 @@ end)
 
 -- An HTTP proxy with CONNECT between client and relay (tinyproxy, Basic auth).
 describe("the WebSocket carrier through an HTTP CONNECT proxy", function()
-  local has_proxy_flag = proc.warren({ "--help" }).stdout:find("--proxy URL", 1, true)
+  -- (--proxy-user is -D's: the flag wanted is --proxy itself)
+  local has_proxy_flag = proc.warren({ "--help" }).stdout:find("\n%s+%-%-proxy%s")
 
   it("reaches the relay through --proxy and HTTPS_PROXY, and goes direct for NO_PROXY", function()
     if not has_proxy_flag then return pending("--proxy not in this build") end
