@@ -68,7 +68,8 @@ end
 local function integrity(runs)
   local children = {}
   for i, run in ipairs(runs) do
-    local spec = { "node", integrity_js, "client", run.target, tostring(run.streams or streams), tostring(max_bytes) }
+    local spec = { "node", integrity_js, "client", run.target, tostring(run.streams or streams),
+      tostring(run.max or max_bytes) }
     if run.via then
       spec[#spec + 1] = run.via[1]
       spec[#spec + 1] = run.via[2]
@@ -119,6 +120,48 @@ if (mode === 'server') {
   }
   setTimeout(() => fail("no echo within 15 s"), 15000).unref();
 }
+]]
+
+-- A TCP forwarder (node) that passes the first 4 KiB of each direction on PIECE bytes at a time,
+-- 2 ms apart, and the rest as it comes: the upgrade, the 101 and the first frames arrive in
+-- pieces. Prints "port N".
+local dribble_js = [[
+const net = require('net');
+const [target, piece] = process.argv.slice(1).map(Number);
+const pass = (from, to) => {
+  let budget = 4096, busy = false;
+  const queue = [];
+  const pump = () => {
+    const item = queue.shift();
+    if (item === undefined) { busy = false; return; }
+    busy = true;
+    if (item === null) { to.end(); busy = false; return; }
+    to.write(item.data);
+    if (item.slow) setTimeout(pump, 2); else pump();
+  };
+  from.on('data', (d) => {
+    while (d.length && budget > 0) {
+      const n = Math.min(piece, budget, d.length);
+      queue.push({ data: d.subarray(0, n), slow: true });
+      d = d.subarray(n);
+      budget -= n;
+    }
+    if (d.length) queue.push({ data: d, slow: false });
+    if (!busy) pump();
+  });
+  from.on('end', () => { queue.push(null); if (!busy) pump(); });
+};
+const server = net.createServer({ allowHalfOpen: true }, (client) => {
+  const relay = net.connect({ port: target, host: '127.0.0.1', allowHalfOpen: true });
+  client.setNoDelay(true);
+  relay.setNoDelay(true);
+  pass(client, relay);
+  pass(relay, client);
+  const kill = () => { client.destroy(); relay.destroy(); };
+  client.on('error', kill);
+  relay.on('error', kill);
+});
+server.listen(0, '127.0.0.1', () => console.log('port ' + server.address().port));
 ]]
 
 local function ws_echo_server()
@@ -193,6 +236,8 @@ describe("the WebSocket carrier", function()
         { label = "-D SOCKS5", target = target, via = { "socks5", "127.0.0.1:" .. dport } },
         { label = "-D CONNECT", target = target, via = { "connect", "127.0.0.1:" .. dport } },
         { label = "-R", target = "127.0.0.1:" .. outer },
+        -- and a few large ones: frames of every length form, long runs of them
+        { label = "-L, large streams", target = "127.0.0.1:" .. lport, streams = 4, max = 32 * 1024 * 1024 },
       })
       local c = stop(client)
       assert.equal(0, c.code, c.stderr)
@@ -250,6 +295,25 @@ describe("the WebSocket carrier", function()
     local c, r = stop(client, again)
     assert.equal(0, c.code)
     assert.matches("front door: WebSocket upgrade from 127%.0%.0%.1:", r.stderr)
+  end)
+
+  it("connects when the upgrade, the 101 and the first frames come a few bytes at a time", function()
+    local dribbler = proc.start({ "node", "-e", dribble_js, tostring(relay_port), "7" })
+    local port = wait.eventually(function() return dribbler:output():match("port (%d+)") end, 10000)
+    assert(port, "the forwarder did not start: " .. stderr_of(dribbler))
+    local ws_port, wss_port = net.free_port(), net.free_port()
+    local ws = start({ "-w", "-L", ws_port .. ":127.0.0.1:" .. server_port, "127.0.0.1:" .. port, "-k", k })
+    local wss = start({ "-L", wss_port .. ":127.0.0.1:" .. server_port, "wss://127.0.0.1:" .. port, "--pin", fp,
+      "-k", k })
+    assert(net.wait_port(ws_port) and net.wait_port(wss_port), stderr_of(ws) .. stderr_of(wss))
+    integrity({
+      { label = "ws, dribbled", target = "127.0.0.1:" .. ws_port, streams = 20 },
+      { label = "wss, dribbled", target = "127.0.0.1:" .. wss_port, streams = 20 },
+    })
+    local a, b = stop(ws, wss)
+    stop(dribbler)
+    assert.equal(0, a.code, a.stderr)
+    assert.equal(0, b.code, b.stderr)
   end)
 
   it("puts the URL's path and --ws-host into the upgrade request", function()
