@@ -28,10 +28,33 @@ local function write(path, text)
   f:close()
 end
 
+-- Every child this file starts, so that a failing test leaves none running into the next suite
+-- (busted loads helpers anew for each file, out of reach of the runner's own clean-up).
+local children = {}
+teardown(function()
+  -- SIGTERM first: nginx's master then takes its workers down with it
+  for _, child in ipairs(children) do child:kill() end
+  for _, child in ipairs(children) do
+    if not child:wait(3000) then child:kill("sigkill") end
+  end
+end)
+
+local function spawn(spec)
+  local child = proc.start(spec)
+  children[#children + 1] = child
+  return child
+end
+
+local function serve(args)
+  local child, port = proc.serve(args)
+  children[#children + 1] = child
+  return child, port
+end
+
 local function start(args)
   local spec = { proc.warren_bin }
   for _, a in ipairs(args) do spec[#spec + 1] = a end
-  return proc.start(spec)
+  return spawn(spec)
 end
 
 -- Stops children (warren processes first sent SIGTERM) and returns their results in order.
@@ -50,7 +73,7 @@ end
 
 -- A TLS relay on a free port; returns it, its port and its certificate's fingerprint.
 local function relay_with_tls(args)
-  local relay, port = proc.serve(args)
+  local relay, port = serve(args)
   local fp = wait.eventually(function() return stderr_of(relay):match("certificate (sha256:%x+)") end, 5000)
   assert(fp, "the relay printed no fingerprint: " .. stderr_of(relay))
   return relay, port, fp
@@ -58,16 +81,16 @@ end
 
 -- The integrity server (spec/helpers/integrity.js). Returns the child and its port.
 local function integrity_server()
-  local server = proc.start({ "node", integrity_js, "server" })
+  local server = spawn({ "node", integrity_js, "server" })
   local port = wait.eventually(function() return server:output():match("port (%d+)") end, 10000)
   assert(port, "integrity server did not start: " .. stderr_of(server))
   return server, tonumber(port)
 end
 
 -- Runs integrity clients side by side, each {label, target = "HOST:PORT", via = {"socks5" |
--- "connect", "HOST:PORT"}, streams = N}, and asserts that every stream of each was byte-exact.
+-- "connect", "HOST:PORT"}, streams = N, max = BYTES}, and asserts that every stream of each was byte-exact.
 local function integrity(runs)
-  local children = {}
+  local clients = {}
   for i, run in ipairs(runs) do
     local spec = { "node", integrity_js, "client", run.target, tostring(run.streams or streams),
       tostring(run.max or max_bytes) }
@@ -75,9 +98,9 @@ local function integrity(runs)
       spec[#spec + 1] = run.via[1]
       spec[#spec + 1] = run.via[2]
     end
-    children[i] = proc.start(spec)
+    clients[i] = spawn(spec)
   end
-  for i, child in ipairs(children) do
+  for i, child in ipairs(clients) do
     local r = child:wait(70000)
     if not r then
       child:kill("sigkill")
@@ -166,7 +189,7 @@ server.listen(0, '127.0.0.1', () => console.log('port ' + server.address().port)
 ]]
 
 local function ws_echo_server()
-  local server = proc.start({ "node", "-e", ws_js, "server", env = node_env })
+  local server = spawn({ "node", "-e", ws_js, "server", env = node_env })
   local port = wait.eventually(function() return server:output():match("port (%d+)") end, 10000)
   assert(port, "node ws server did not start: " .. stderr_of(server))
   return server, tonumber(port)
@@ -413,7 +436,7 @@ describe("the WebSocket carrier", function()
 
   it("reconnects by itself after the relay restarts, and the next transfer is byte-exact", function()
     local k2 = proc.key()
-    local first, port = proc.serve({ "-k", k2 })
+    local first, port = serve({ "-k", k2 })
     local lport = net.free_port()
     local client = start({ "-w", "-L", lport .. ":127.0.0.1:" .. server_port, "127.0.0.1:" .. port, "-k", k2 })
     assert(net.wait_port(lport), stderr_of(client))
@@ -432,7 +455,7 @@ describe("the WebSocket carrier", function()
   end)
 
   it("connects when the upgrade, the 101 and the first frames come a few bytes at a time", function()
-    local dribbler = proc.start({ "node", "-e", dribble_js, tostring(relay_port), "7" })
+    local dribbler = spawn({ "node", "-e", dribble_js, tostring(relay_port), "7" })
     local port = wait.eventually(function() return dribbler:output():match("port (%d+)") end, 10000)
     assert(port, "the forwarder did not start: " .. stderr_of(dribbler))
     local ws_port, wss_port = net.free_port(), net.free_port()
@@ -554,7 +577,7 @@ describe("a relay with -P DIR and the WebSocket carrier", function()
     dir = tmpdir()
     write(dir .. "/index.html", "<h1>an ordinary site</h1>\n")
     k = proc.key()
-    relay, port = proc.serve({ "-k", k, "-v", "-P", dir })
+    relay, port = serve({ "-k", k, "-v", "-P", dir })
     echo, echo_port = net.echo_server()
   end)
   teardown(function()
@@ -620,7 +643,7 @@ describe("the WebSocket carrier behind nginx", function()
     local nginx_bin = "/usr/sbin/nginx"
     if not uv.fs_stat(nginx_bin) then return pending("nginx is not installed") end
     local k = proc.key()
-    local relay, relay_port = proc.serve({ "-k", k, "-v" })
+    local relay, relay_port = serve({ "-k", k, "-v" })
     local server, server_port = integrity_server()
     local dir, nginx_port = tmpdir(), net.free_port()
     -- nginx's workers drop root's rights: they must be able to look into the directory
@@ -652,7 +675,7 @@ http {
   }
 }
 ]]):gsub("DIR", dir):gsub("NGINX_PORT", nginx_port):gsub("RELAY_PORT", relay_port))
-    local nginx = proc.start({ nginx_bin, "-p", dir, "-e", "stderr", "-c", dir .. "/nginx.conf" })
+    local nginx = spawn({ nginx_bin, "-p", dir, "-e", "stderr", "-c", dir .. "/nginx.conf" })
     assert(net.wait_port(nginx_port), "nginx did not start: " .. stderr_of(nginx))
     local lport = net.free_port()
     local client = start({ "-L", lport .. ":127.0.0.1:" .. server_port, "ws://127.0.0.1:" .. nginx_port .. "/tunnel",
@@ -687,7 +710,7 @@ describe("the WebSocket carrier through an HTTP CONNECT proxy", function()
     write(dir .. "/tinyproxy.conf", table.concat({
       "Port " .. tp_port, "Listen 127.0.0.1", "Timeout 60", "MaxClients 200", "Allow 127.0.0.1",
       "BasicAuth warren s3cret", "LogLevel Connect", "" }, "\n"))
-    local tinyproxy = proc.start({ tinyproxy_bin, "-d", "-c", dir .. "/tinyproxy.conf" })
+    local tinyproxy = spawn({ tinyproxy_bin, "-d", "-c", dir .. "/tinyproxy.conf" })
     assert(net.wait_port(tp_port), "tinyproxy did not start: " .. table.concat({ tinyproxy:output() }))
     local function connects()
       local log = table.concat({ tinyproxy:output() })
@@ -707,7 +730,7 @@ describe("the WebSocket carrier through an HTTP CONNECT proxy", function()
     -- HTTPS_PROXY from the environment, with wss://
     local before = connects()
     lport = net.free_port()
-    client = proc.start({ proc.warren_bin, "-L", lport .. ":127.0.0.1:" .. server_port,
+    client = spawn({ proc.warren_bin, "-L", lport .. ":127.0.0.1:" .. server_port,
       "wss://127.0.0.1:" .. relay_port, "--pin", fp, "-k", k, env = { HTTPS_PROXY = proxy_url } })
     assert(net.wait_port(lport), stderr_of(client))
     integrity({ { label = "-L through HTTPS_PROXY", target = "127.0.0.1:" .. lport, streams = 20 } })
@@ -716,7 +739,7 @@ describe("the WebSocket carrier through an HTTP CONNECT proxy", function()
 
     -- NO_PROXY names the relay: straight there, though the proxy named is dead
     lport = net.free_port()
-    client = proc.start({ proc.warren_bin, "-L", lport .. ":127.0.0.1:" .. server_port,
+    client = spawn({ proc.warren_bin, "-L", lport .. ":127.0.0.1:" .. server_port,
       "wss://127.0.0.1:" .. relay_port, "--pin", fp, "-k", k,
       env = { HTTPS_PROXY = "http://127.0.0.1:" .. net.free_port(), NO_PROXY = "127.0.0.1" } })
     assert(net.wait_port(lport), stderr_of(client))
@@ -725,7 +748,7 @@ describe("the WebSocket carrier through an HTTP CONNECT proxy", function()
 
     -- the raw carrier takes no proxy from the environment
     lport = net.free_port()
-    client = proc.start({ proc.warren_bin, "-L", lport .. ":127.0.0.1:" .. server_port, "127.0.0.1:" .. relay_port,
+    client = spawn({ proc.warren_bin, "-L", lport .. ":127.0.0.1:" .. server_port, "127.0.0.1:" .. relay_port,
       "-k", k, env = { HTTPS_PROXY = "http://127.0.0.1:" .. net.free_port() } })
     assert(net.wait_port(lport), stderr_of(client))
     integrity({ { label = "raw -L beside HTTPS_PROXY", target = "127.0.0.1:" .. lport, streams = 5 } })
