@@ -57,7 +57,7 @@ local function start(args)
   return spawn(spec)
 end
 
--- Stops children (warren processes first sent SIGTERM) and returns their results in order.
+-- Stops children (SIGTERM) and returns their results in order.
 local function stop(...)
   local results = {}
   for i, child in ipairs({ ... }) do
