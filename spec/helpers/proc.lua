@@ -83,7 +83,10 @@ end
 
 -- Kills every child still running (the runner calls it once the specs are done).
 function M.kill_all()
-  for child in pairs(live) do child:kill("sigkill") end
+  -- By pid: the process handle may be closing already while the process still runs.
+  for child in pairs(live) do
+    if not child.code then uv.kill(child.pid, "sigkill") end
+  end
 end
 
 -- proc.run{...}: start and wait; raises if it does not finish in time.
