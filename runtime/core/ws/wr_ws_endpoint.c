@@ -43,6 +43,7 @@ typedef struct ws_ep {
     int shut_wanted;
     uint8_t masks[256]; /* fresh mask keys, four bytes each */
     size_t mask_off;
+    int close_received;
     char why[256];
 } ws_ep;
 
@@ -136,6 +137,7 @@ static int on_control(void *ctx, enum wr_ws_opcode op, const uint8_t *p, size_t 
         return rc < 0;
     case WR_WS_CLOSE:
         /* The peer sends no more: an end of data, like a FIN. Ours follows at shutdown. */
+        w->close_received = 1;
         w->base.flags |= WR_EP_EOF;
         w->base.flags &= ~WR_EP_READING;
         wr_endpoint_read_stop(w->inner);
@@ -417,6 +419,12 @@ static void ws_close(wr_endpoint_t *ep, enum wr_close_mode mode)
 {
     ws_ep *w = (ws_ep *)ep;
     if (ep->flags & WR_EP_CLOSING) return;
+    /* RFC 6455 5.5.1: a CLOSE is answered, also when the owner ends before shutting down (a
+     * session that fails its handshake); best effort, before the inner endpoint goes. */
+    if (w->close_received && !(ep->flags & WR_EP_SHUT) && w->state == WS_OPEN) {
+        ep->flags |= WR_EP_SHUT;
+        send_close(w, WR_WS_NORMAL);
+    }
     ep->flags |= WR_EP_CLOSING;
     ep->flags &= ~WR_EP_READING;
     uv_close((uv_handle_t *)&w->idle, idle_closed);
