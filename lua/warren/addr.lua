@@ -75,11 +75,13 @@ end
 
 -- Carriers a relay address may name as a URL scheme (with the port each implies when the URL
 -- gives none), and those still to come.
-local carriers = { tcp = false, tls = 443, ws = 80, wss = 443 }
-local planned = { http = "HTTP", https = "HTTP", kcp = "KCP" }
+local carriers = { tcp = false, tls = 443, ws = 80, wss = 443, http = 80, https = 443 }
+local planned = { kcp = "KCP" }
+local with_path = { ws = true, wss = true, http = true, https = true }
 
--- A relay address: "host:port" or "SCHEME://host[:port][/path]" with SCHEME tcp, tls, ws or wss
--- (a path only for ws and wss). Returns {carrier =, host =, port =, path =} or nil, err.
+-- A relay address: "host:port" or "SCHEME://host[:port][/path]" with SCHEME tcp, tls, ws, wss,
+-- http or https (a path only for the last four). Returns {carrier =, host =, port =, path =} or
+-- nil, err.
 function M.parse_relay(spec)
   local scheme, rest = tostring(spec or ""):match("^(%a+)://(.*)$")
   local path
@@ -87,19 +89,19 @@ function M.parse_relay(spec)
     scheme = scheme:lower()
     if planned[scheme] then
       return nil, string.format(
-        "relay address %s: the %s carrier is not available yet (tcp://, tls://, ws:// and wss:// are)",
+        "relay address %s: the %s carrier is not available yet (tcp, tls, ws, wss, http and https are)",
         spec, planned[scheme])
     end
     if carriers[scheme] == nil then
-      return nil, string.format("relay address %s: unknown carrier %s:// (tcp://, tls://, ws:// or wss://)",
+      return nil, string.format("relay address %s: unknown carrier %s:// (tcp, tls, ws, wss, http or https)",
         spec, scheme)
     end
     local authority, p = rest:match("^([^/]*)(/.*)$")
     if authority then
       rest = authority
       if p ~= "/" then
-        if scheme ~= "ws" and scheme ~= "wss" then
-          return nil, string.format("relay address %s: only ws:// and wss:// take a path", spec)
+        if not with_path[scheme] then
+          return nil, string.format("relay address %s: only ws, wss, http and https take a path", spec)
         end
         path = p
       end

@@ -27,8 +27,9 @@ Commands:
   help                    print this text
 
 SERVER is the relay's HOST:PORT, or a URL naming the carrier: tcp://HOST:PORT (the default, raw
-TCP), tls://HOST[:PORT] (TLS; see --tls), ws://HOST[:PORT][/PATH] (WebSocket; see -w) or
-wss://HOST[:PORT][/PATH] (WebSocket over TLS). Without a port, tls and wss mean 443 and ws 80.
+TCP), tls://HOST[:PORT] (TLS; see --tls), ws://HOST[:PORT][/PATH] (WebSocket; see -w),
+wss://HOST[:PORT][/PATH] (WebSocket over TLS), http://HOST[:PORT][/PATH] (HTTP requests; see
+--http) or https://HOST[:PORT][/PATH]. Without a port, tls, wss and https mean 443, ws and http 80.
 The relay takes every carrier on one port.
 
 Tunnels:
@@ -96,12 +97,19 @@ Tunnels:
                           --tls, as wss://): through fronts and proxies that pass WebSocket.
                           The relay needs no switch: it takes WebSocket on its port (-w is
                           accepted there for goflyway's command lines)
-  --ws-host NAME          client: the WebSocket request's Host field (default: SERVER's host)
-  --proxy URL             client: reach the relay through this HTTP proxy with CONNECT:
-                          http://[USER:PASS@]HOST:PORT (Basic auth). Without it, the tls, ws and
-                          wss carriers use HTTPS_PROXY / https_proxy from the environment, except
-                          for relays NO_PROXY / no_proxy lists (the raw carrier never does)
-  -K, --http              carriers (KCP, HTTP): accepted, but not available yet: the raw TCP
+  --http                  client: reach the relay with ordinary HTTP requests (as an http://
+                          SERVER does; with --tls, as https://): GETs and POSTs only, through
+                          proxies that refuse CONNECT, buffering fronts and CDNs. The relay
+                          needs no switch. -W on the relay bounds what it keeps for such a client
+  --host-header NAME      client: the Host field of WebSocket and HTTP requests (default:
+                          SERVER's host)
+  --proxy URL             client: reach the relay through this HTTP proxy: http://[USER:PASS@]
+                          HOST:PORT (Basic auth); with CONNECT, except for the http carrier, whose
+                          requests go to the proxy in absolute form. Without it, the http carrier
+                          uses HTTP_PROXY / http_proxy from the environment, and the tls, ws, wss
+                          and https carriers HTTPS_PROXY / https_proxy, except for relays
+                          NO_PROXY / no_proxy lists (the raw carrier never takes one)
+  -K                      the KCP carrier: accepted, but not available yet: the raw TCP
                           carrier is used (with a warning)
 
 Relay (serve):
@@ -171,13 +179,13 @@ local valued = {
   ["--max-users-per-address"] = "max_users_per_address",
   ["--session-buffer"] = "session_buffer", ["--max-buffer"] = "max_buffer",
   ["--cert"] = "cert", ["--cert-key"] = "cert_key", ["--self-signed"] = "self_signed",
-  ["--ca"] = "ca", ["--pin"] = "pin", ["--sni"] = "sni", ["--ws-host"] = "ws_host",
+  ["--ca"] = "ca", ["--pin"] = "pin", ["--sni"] = "sni", ["--host-header"] = "host_header",
   ["--proxy"] = "proxy", ["--trust-front"] = "trusted_fronts",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
   messages = true, ports = true, trusted_fronts = true }
 -- goflyway's carrier switches: accepted so its command lines run, with a warning at start.
-local carriers = { ["-K"] = "KCP", ["--http"] = "HTTP" }
+local carriers = { ["-K"] = "KCP" }
 local numeric = { write_cap = true, idle_timeout = true, keepalive = true, duration = true, concurrency = true,
   max_users = true, max_total = true, ttl = true, lease = true, max_services = true,
   max_failed_handshakes = true, max_users_default = true, user_idle = true, session_buffer = true,
@@ -229,6 +237,8 @@ function M.parse(argv)
       opts.tls = true
     elseif a == "-w" then
       opts.websocket = true
+    elseif a == "--http" then
+      opts.http = true
     elseif a == "-h" or a == "--help" then
       opts.help = true
     elseif carriers[a] then
@@ -336,7 +346,7 @@ local function tunnel_options(opts, t)
   -- TLS: a relay reads tls/cert/cert_key/self_signed/sni, a client tls/ca/pin/sni.
   t.tls, t.cert, t.cert_key, t.self_signed = opts.tls, opts.cert, opts.cert_key, opts.self_signed
   t.ca, t.pin, t.sni, t.tls_name = opts.ca, opts.pin, opts.sni, opts.sni
-  t.websocket, t.ws_host, t.proxy = opts.websocket, opts.ws_host, opts.proxy
+  t.websocket, t.http, t.host_header, t.proxy = opts.websocket, opts.http, opts.host_header, opts.proxy
   -- The buffer budget belongs to the process: every relay and client applies it.
   if opts.max_buffer then require("warren.core").buffers(opts.max_buffer) end
   t.session_buffer = opts.session_buffer and opts.session_buffer > 0 and opts.session_buffer or nil

@@ -1,6 +1,8 @@
--- The HTTP proxy a client reaches its relay through (CONNECT): --proxy, or else the environment's
--- HTTPS_PROXY / https_proxy for the carriers meant to cross web infrastructure (tls, ws, wss; the
--- raw carrier never takes one from the environment), except for hosts NO_PROXY / no_proxy lists.
+-- The HTTP proxy a client reaches its relay through: --proxy, or else the environment's, for the
+-- carriers meant to cross web infrastructure: HTTP_PROXY / http_proxy for the http carrier (which
+-- sends the proxy its requests, no CONNECT), HTTPS_PROXY / https_proxy for tls, ws, wss and https
+-- (CONNECT); the raw carrier never takes one from the environment, and hosts NO_PROXY / no_proxy
+-- lists go direct.
 local addr = require("warren.addr")
 
 local M = {}
@@ -41,8 +43,12 @@ end
 function M.for_relay(host, carrier, opts, getenv)
   getenv = getenv or os.getenv
   local url, from = opts.proxy, "--proxy"
-  if not url and carrier ~= "tcp" then
+  if not url and carrier == "http" then
+    url, from = getenv("HTTP_PROXY") or getenv("http_proxy"), "HTTP_PROXY"
+  elseif not url and carrier ~= "tcp" then
     url, from = getenv("HTTPS_PROXY") or getenv("https_proxy"), "HTTPS_PROXY"
+  end
+  if from ~= "--proxy" then
     if url == "" then url = nil end
     if url and M.bypassed(host, getenv("NO_PROXY") or getenv("no_proxy")) then url = nil end
   end

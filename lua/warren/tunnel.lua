@@ -140,19 +140,21 @@ end
 local Client = {}
 Client.__index = Client
 
--- The carrier a client uses: the relay address's scheme, changed by the tls = true and
--- websocket = true switches (goflyway's -w with a plain host:port).
+-- The carrier a client uses: the relay address's scheme, changed by the tls = true,
+-- websocket = true and http = true switches (goflyway's -w and --http with a plain host:port).
 local function client_carrier(server, opts)
-  local tls = opts.tls or server.carrier == "tls" or server.carrier == "wss"
-  local ws = opts.websocket or server.carrier == "ws" or server.carrier == "wss"
-  if ws then return tls and "wss" or "ws" end
+  local c = server.carrier
+  local tls = opts.tls or c == "tls" or c == "wss" or c == "https"
+  if opts.http or c == "http" or c == "https" then return tls and "https" or "http" end
+  if opts.websocket or c == "ws" or c == "wss" then return tls and "wss" or "ws" end
   return tls and "tls" or "tcp"
 end
 
--- warren.client{server = "relay:8100" | "tls://relay:443" | "wss://relay/path", key = ...,
--- window = ..., keepalive = seconds, tls = true (as tls://), websocket = true (as ws://),
--- ws_host = NAME (the WebSocket Host field), ca = FILE | pin = "sha256:...", sni = NAME,
--- proxy = "http://[USER:PASS@]HOST:PORT" (else HTTPS_PROXY for tls/ws/wss, see warren.proxy)}
+-- warren.client{server = "relay:8100" | "tls://relay:443" | "wss://relay/path" |
+-- "http://relay/path", key = ..., window = ..., keepalive = seconds, tls = true (as tls://),
+-- websocket = true (as ws://), http = true (as http://), host_header = NAME (the Host field of
+-- WebSocket and HTTP requests), ca = FILE | pin = "sha256:...", sni = NAME,
+-- proxy = "http://[USER:PASS@]HOST:PORT" (else the environment's, see warren.proxy)}
 -- Nothing happens until client:connect().
 function M.client(opts)
   local server, err = addr.parse_relay(opts.server)
@@ -163,7 +165,7 @@ function M.client(opts)
   local via, perr = http_proxy.for_relay(server.host, carrier, opts)
   if perr then return nil, perr end
   local tls
-  if carrier == "tls" or carrier == "wss" then
+  if carrier == "tls" or carrier == "wss" or carrier == "https" then
     local terr
     tls, terr = core.tls_client({ ca = opts.ca, pin = opts.pin })
     if not tls then return nil, "TLS: " .. terr end
@@ -187,8 +189,8 @@ for name, fn in pairs(reverse.Client) do Client[name] = fn end
 
 function Client:_session_options()
   return session_options(self.opts, { host = self.server.host, port = self.server.port, key = self.key,
-    carrier = self.carrier, tls = self.tls, tls_name = self.opts.sni, ws_path = self.server.path,
-    ws_host = self.opts.ws_host, proxy_host = self.proxy and self.proxy.host,
+    carrier = self.carrier, tls = self.tls, tls_name = self.opts.sni, path = self.server.path,
+    host_header = self.opts.host_header, proxy_host = self.proxy and self.proxy.host,
     proxy_port = self.proxy and self.proxy.port, proxy_auth = self.proxy and self.proxy.auth })
 end
 

@@ -1,6 +1,8 @@
 #include "wr_carrier.h"
 
 #include "wr_connect_proxy.h"
+#include "wr_crypto.h"
+#include "wr_hc_client.h"
 #include "wr_io.h"
 #include "wr_tcp_endpoint.h"
 #include "wr_ws_endpoint.h"
@@ -18,9 +20,13 @@ struct wr_carrier_dial {
     char host[WR_HOST_MAX + 1];
     char tls_name[WR_HOST_MAX + 1];
     uint16_t port;
-    char *ws_host, *ws_path; /* WebSocket */
-    char *proxy_auth;        /* "USER:PASS" for the proxy, or NULL */
+    char *host_header, *path; /* WebSocket and HTTP */
+    char *proxy_auth;         /* "USER:PASS" for the proxy, or NULL */
     int via_proxy;
+    int proxy_absolute; /* HTTP without TLS: the proxy gets our requests, no CONNECT */
+    uint8_t psk[32];    /* HTTP */
+    char *proxy_host;   /* HTTP: for the carrier's later connections */
+    uint16_t proxy_port;
     char proxy_name[WR_HOST_MAX + 8]; /* host:port, for messages */
     wr_connect_proxy_t *proxy;        /* while the proxy's CONNECT runs */
     char why[320];
@@ -37,9 +43,11 @@ static void finish(wr_carrier_dial_t *d, int status, const char *err);
 static void timer_closed(uv_handle_t *h)
 {
     wr_carrier_dial_t *d = h->data;
-    free(d->ws_host);
-    free(d->ws_path);
+    free(d->host_header);
+    free(d->path);
     free(d->proxy_auth);
+    free(d->proxy_host);
+    wr_zeroize(d->psk, sizeof d->psk);
     free(d);
 }
 
@@ -47,8 +55,31 @@ static void timer_closed(uv_handle_t *h)
  * goes out with the session's first message, so the endpoint is handed over at once. */
 static void connected(wr_carrier_dial_t *d)
 {
+    if (d->kind == WR_CARRIER_HTTP || d->kind == WR_CARRIER_HTTPS) {
+        wr_hc_client_config cfg = {
+            .host = d->host,
+            .port = d->port,
+            .tls = d->tls,
+            .tls_name = d->tls_name,
+            .path = d->path,
+            .host_header = d->host_header,
+            .proxy_host = d->proxy_host,
+            .proxy_port = d->proxy_port,
+            .proxy_absolute = d->proxy_absolute,
+            .proxy_auth = d->proxy_auth,
+            .psk = d->psk,
+        };
+        wr_endpoint_t *hc = wr_hc_client_new(d->loop, &cfg, d->ep);
+        if (!hc) {
+            finish(d, UV_ENOMEM, NULL);
+            return;
+        }
+        d->ep = hc;
+        finish(d, 0, NULL);
+        return;
+    }
     if (d->kind == WR_CARRIER_WS || d->kind == WR_CARRIER_WSS) {
-        wr_endpoint_t *ws = wr_ws_client_new(d->loop, d->ep, d->ws_host, d->ws_path);
+        wr_endpoint_t *ws = wr_ws_client_new(d->loop, d->ep, d->host_header, d->path);
         if (!ws) {
             finish(d, UV_ENOMEM, NULL);
             return;
@@ -102,7 +133,7 @@ static void deadline(uv_timer_t *t)
 /* A connection to the relay (direct, or through the proxy): TLS, when asked for, goes on it. */
 static void layers(wr_carrier_dial_t *d)
 {
-    if (d->kind == WR_CARRIER_TCP || d->kind == WR_CARRIER_WS) {
+    if (d->kind == WR_CARRIER_TCP || d->kind == WR_CARRIER_WS || d->kind == WR_CARRIER_HTTP) {
         connected(d);
         return;
     }
@@ -149,7 +180,7 @@ static void dialed(wr_dial_t *dial, int status, uv_tcp_t *tcp, void *data)
         finish(d, UV_ENOMEM, NULL);
         return;
     }
-    if (!d->via_proxy) {
+    if (!d->via_proxy || d->proxy_absolute) {
         layers(d);
         return;
     }
@@ -168,7 +199,11 @@ int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb 
     wr_carrier_dial_t *d;
     int rc;
     if (!spec->host || strlen(spec->host) > WR_HOST_MAX || !spec->port) return UV_EINVAL;
-    if ((spec->kind == WR_CARRIER_TLS || spec->kind == WR_CARRIER_WSS) && !spec->tls)
+    if ((spec->kind == WR_CARRIER_TLS || spec->kind == WR_CARRIER_WSS ||
+         spec->kind == WR_CARRIER_HTTPS) &&
+        !spec->tls)
+        return UV_EINVAL;
+    if ((spec->kind == WR_CARRIER_HTTP || spec->kind == WR_CARRIER_HTTPS) && !spec->psk)
         return UV_EINVAL;
     d = calloc(1, sizeof *d);
     if (!d) return UV_ENOMEM;
@@ -181,28 +216,38 @@ int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb 
     snprintf(d->tls_name, sizeof d->tls_name, "%s", spec->tls_name ? spec->tls_name : spec->host);
     d->port = spec->port;
     d->via_proxy = spec->proxy_host != NULL;
+    d->proxy_absolute = d->via_proxy && spec->kind == WR_CARRIER_HTTP;
+    if (spec->psk) memcpy(d->psk, spec->psk, sizeof d->psk);
+    d->proxy_port = spec->proxy_port;
+    if (spec->proxy_host && !(d->proxy_host = strdup(spec->proxy_host))) {
+        free(d);
+        return UV_ENOMEM;
+    }
     if (d->via_proxy)
         snprintf(d->proxy_name, sizeof d->proxy_name,
                  strchr(spec->proxy_host, ':') ? "[%s]:%u" : "%s:%u", spec->proxy_host,
                  (unsigned)spec->proxy_port);
     if (spec->proxy_auth && !(d->proxy_auth = strdup(spec->proxy_auth))) {
+        free(d->proxy_host);
         free(d);
         return UV_ENOMEM;
     }
-    if (spec->kind == WR_CARRIER_WS || spec->kind == WR_CARRIER_WSS) {
+    if (spec->kind >= WR_CARRIER_WS) {
         char host[WR_HOST_MAX + 16];
         int v6 = strchr(spec->host, ':') != NULL;
-        int default_port = spec->port == (spec->kind == WR_CARRIER_WSS ? 443 : 80);
+        int tls = spec->kind == WR_CARRIER_WSS || spec->kind == WR_CARRIER_HTTPS;
+        int default_port = spec->port == (tls ? 443 : 80);
         if (default_port)
             snprintf(host, sizeof host, v6 ? "[%s]" : "%s", spec->host);
         else
             snprintf(host, sizeof host, v6 ? "[%s]:%u" : "%s:%u", spec->host, (unsigned)spec->port);
-        d->ws_host = strdup(spec->ws_host ? spec->ws_host : host);
-        d->ws_path = strdup(spec->ws_path ? spec->ws_path : "/");
-        if (!d->ws_host || !d->ws_path) {
-            free(d->ws_host);
-            free(d->ws_path);
+        d->host_header = strdup(spec->host_header ? spec->host_header : host);
+        d->path = strdup(spec->path ? spec->path : "/");
+        if (!d->host_header || !d->path) {
+            free(d->host_header);
+            free(d->path);
             free(d->proxy_auth);
+            free(d->proxy_host);
             free(d);
             return UV_ENOMEM;
         }
@@ -251,6 +296,10 @@ const char *wr_carrier_kind_name(enum wr_carrier_kind kind)
         return "ws";
     case WR_CARRIER_WSS:
         return "wss";
+    case WR_CARRIER_HTTP:
+        return "http";
+    case WR_CARRIER_HTTPS:
+        return "https";
     }
     return "?";
 }

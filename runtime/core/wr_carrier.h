@@ -1,6 +1,6 @@
 /* The client's carrier factory: dials the relay and builds, layer on layer, the carrier the relay
- * address asks for (raw TCP; TLS over TCP; WebSocket over either; any of them through an HTTP
- * proxy's CONNECT), then hands over the finished
+ * address asks for (raw TCP; TLS over TCP; WebSocket or HTTP requests over either; through an
+ * HTTP proxy's CONNECT, or in absolute form for plain HTTP requests), then hands over the finished
  * endpoint, ready for the secure session, which never knows which carrier it rides. */
 #ifndef WR_CARRIER_H
 #define WR_CARRIER_H
@@ -14,21 +14,26 @@
 enum wr_carrier_kind {
     WR_CARRIER_TCP = 0,
     WR_CARRIER_TLS,
-    WR_CARRIER_WS,  /* WebSocket over TCP */
-    WR_CARRIER_WSS, /* WebSocket over TLS */
+    WR_CARRIER_WS,    /* WebSocket over TCP */
+    WR_CARRIER_WSS,   /* WebSocket over TLS */
+    WR_CARRIER_HTTP,  /* ordinary HTTP requests (wr_hc_client) */
+    WR_CARRIER_HTTPS, /* the same over TLS */
 };
 
 typedef struct wr_carrier_spec {
     enum wr_carrier_kind kind;
     const char *host; /* copied */
     uint16_t port;
-    uint64_t timeout_ms;    /* the dial and every handshake layer, in all (0 = 10 s) */
-    wr_tls_ctx_t *tls;      /* TLS: a client context (its reference is the caller's) */
-    const char *tls_name;   /* TLS: SNI and the name verified (NULL = host) */
-    const char *ws_host;    /* WebSocket: the Host field (NULL = host, with the port if not the
-                               scheme's default) */
-    const char *ws_path;    /* WebSocket: the request target (NULL = "/") */
-    const char *proxy_host; /* an HTTP proxy to ask with CONNECT for the tunnel, or NULL */
+    uint64_t timeout_ms;     /* the dial and every handshake layer, in all (0 = 10 s) */
+    wr_tls_ctx_t *tls;       /* TLS: a client context (its reference is the caller's) */
+    const char *tls_name;    /* TLS: SNI and the name verified (NULL = host) */
+    const char *host_header; /* WebSocket, HTTP: the Host field (NULL = host, with the port if
+                                not the scheme's default) */
+    const char *path;        /* WebSocket, HTTP: the request path (NULL = "/") */
+    const uint8_t *psk;      /* HTTP: the key (32 bytes) its requests are signed with */
+    /* An HTTP proxy, or NULL: asked with CONNECT for the tunnel, except by the HTTP carrier
+     * without TLS, which sends it its requests in absolute form (proxies that refuse CONNECT). */
+    const char *proxy_host;
     uint16_t proxy_port;
     const char *proxy_auth; /* "USER:PASS" (Basic), or NULL */
 } wr_carrier_spec;

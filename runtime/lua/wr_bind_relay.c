@@ -7,6 +7,7 @@
 #include "wr_bind.h"
 #include "wr_bind_tunnel.h"
 #include "wr_front.h"
+#include "wr_hc_server.h"
 #include "wr_host.h"
 #include "wr_io.h"
 #include "wr_log.h"
@@ -30,8 +31,9 @@ typedef struct wr_lrelay {
     lua_State *L;
     wr_listener_t *listener; /* NULL once closed */
     wr_server_t *server;
-    wr_front_t *front; /* NULL once closed */
-    wr_site_t *site;   /* the fallback site, or NULL */
+    wr_front_t *front;  /* NULL once closed */
+    wr_site_t *site;    /* the fallback site, or NULL */
+    wr_hc_server_t *hc; /* the HTTP carrier's sessions */
     int anchor_ref;
     int tls_ref; /* the TLS context's handle (the front door uses its context) */
     int on_open_ref, on_close_ref, on_channel_ref;
@@ -194,6 +196,8 @@ static void relay_close(wr_lrelay *r)
     r->listener = NULL;
     wr_front_free(r->front);
     r->front = NULL;
+    wr_hc_server_free(r->hc);
+    r->hc = NULL;
     if (r->site) wr_site_free(r->site);
     r->site = NULL;
     wr_server_close(r->server);
@@ -205,6 +209,12 @@ static void relay_close(wr_lrelay *r)
 static void relay_close_tracked(wr_closable *c)
 {
     relay_close((wr_lrelay *)((char *)c - offsetof(wr_lrelay, link)));
+}
+
+/* The static site as the HTTP carrier's fallback. */
+static int site_take(void *ctx, wr_endpoint_t *ep, const char *already, size_t len)
+{
+    return wr_site_take(ctx, ep, already, len);
 }
 
 /* core.relay_server{host=, port=, key=, on_open=fn(host, port, info), on_close=fn(info),
@@ -318,11 +328,22 @@ static int l_relay_server(lua_State *L)
         }
         front_cfg.site = r->site;
     }
-    r->front = wr_front_new(wr_host_loop(L), &front_cfg);
+    {
+        wr_hc_server_config hc_cfg = {
+            .server = r->server,
+            .psk = (const uint8_t *)key,
+            .site = {.take = r->site ? site_take : NULL, .ctx = r->site},
+            .down_max = (size_t)wr_opt_integer(L, 1, "write_cap", 0),
+        };
+        r->hc = wr_hc_server_new(wr_host_loop(L), &hc_cfg);
+        front_cfg.hc = r->hc;
+    }
+    r->front = r->hc ? wr_front_new(wr_host_loop(L), &front_cfg) : NULL;
     rc = r->front ? wr_listen(wr_host_loop(L), host, (uint16_t)port, 0, accepted, r, &r->listener)
                   : UV_ENOMEM;
     if (rc != 0) {
         if (r->front) wr_front_free(r->front);
+        if (r->hc) wr_hc_server_free(r->hc);
         if (r->site) wr_site_free(r->site);
         wr_server_free(r->server);
         free(r);
@@ -388,6 +409,19 @@ static int l_relay_stats(lua_State *L)
     wr_set_number(L, "front_site", (double)fst.site);
     wr_set_number(L, "front_websocket", (double)fst.websocket);
     wr_set_number(L, "front_forwarded", (double)fst.forwarded);
+    wr_set_number(L, "front_http_carrier", (double)fst.http_carrier);
+    if (r->hc) {
+        wr_hc_server_stats hst;
+        wr_hc_server_get_stats(r->hc, &hst);
+        wr_set_number(L, "http_sessions", (double)hst.sessions);
+        wr_set_number(L, "http_sessions_active", (double)hst.active);
+        wr_set_number(L, "http_requests", (double)hst.requests);
+        wr_set_number(L, "http_polls", (double)hst.polls);
+        wr_set_number(L, "http_streams", (double)hst.streams);
+        wr_set_number(L, "http_duplicates", (double)hst.duplicates);
+        wr_set_number(L, "http_up_bytes", (double)hst.up_bytes);
+        wr_set_number(L, "http_down_bytes", (double)hst.down_bytes);
+    }
     return 1;
 }
 

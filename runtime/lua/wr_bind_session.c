@@ -247,8 +247,8 @@ static void connect_aborted(wr_await *aw)
     lsession_close(ls, "connect timed out or was cancelled");
 }
 
-/* core.session_connect{host=, port=, key=, carrier="tcp"|"tls"|"ws"|"wss",
- * tls=core.tls_client{...}, tls_name=, ws_host=, ws_path=, proxy_host=, proxy_port=,
+/* core.session_connect{host=, port=, key=, carrier="tcp"|"tls"|"ws"|"wss"|"http"|"https",
+ * tls=core.tls_client{...}, tls_name=, host_header=, path=, proxy_host=, proxy_port=,
  * proxy_auth="USER:PASS", window=, session_buffer=, keepalive_ms=,
  * timeout_ms=} -> session | nil, err, code (code: the session's end as wr_session_reason_name says
  * it, "no answer" for a relay that closed without answering, or a libuv error name such as
@@ -275,6 +275,7 @@ static int l_session_connect(lua_State *L)
     memset(&spec, 0, sizeof spec);
     spec.host = host;
     spec.port = (uint16_t)port;
+    spec.psk = (const uint8_t *)key;
     spec.timeout_ms = (uint64_t)wr_opt_integer(L, 1, "timeout_ms", 10000);
     spec.tls_name = wr_opt_string(L, 1, "tls_name", NULL);
     spec.proxy_host = wr_opt_string(L, 1, "proxy_host", NULL);
@@ -282,23 +283,28 @@ static int l_session_connect(lua_State *L)
     spec.proxy_auth = wr_opt_string(L, 1, "proxy_auth", NULL);
     if (spec.proxy_host && spec.proxy_port == 0)
         return luaL_error(L, "session_connect: proxy_port required with proxy_host");
-    spec.ws_host = wr_opt_string(L, 1, "ws_host", NULL);
-    spec.ws_path = wr_opt_string(L, 1, "ws_path", NULL);
+    spec.host_header = wr_opt_string(L, 1, "host_header", NULL);
+    spec.path = wr_opt_string(L, 1, "path", NULL);
     carrier = wr_opt_string(L, 1, "carrier", "tcp");
     if (strcmp(carrier, "tcp") == 0) {
         spec.kind = WR_CARRIER_TCP;
     } else if (strcmp(carrier, "ws") == 0) {
         spec.kind = WR_CARRIER_WS;
-    } else if (strcmp(carrier, "tls") == 0 || strcmp(carrier, "wss") == 0) {
-        spec.kind = carrier[0] == 't' ? WR_CARRIER_TLS : WR_CARRIER_WSS;
+    } else if (strcmp(carrier, "http") == 0) {
+        spec.kind = WR_CARRIER_HTTP;
+    } else if (strcmp(carrier, "tls") == 0 || strcmp(carrier, "wss") == 0 ||
+               strcmp(carrier, "https") == 0) {
+        spec.kind = carrier[0] == 't'   ? WR_CARRIER_TLS
+                    : carrier[0] == 'w' ? WR_CARRIER_WSS
+                                        : WR_CARRIER_HTTPS;
         lua_getfield(L, 1, "tls");
         spec.tls = wr_tls_ctx_check(L, -1);
         lua_pop(L, 1);
     } else {
         return luaL_error(L, "session_connect: unknown carrier %s", carrier);
     }
-    if (spec.ws_path && spec.ws_path[0] != '/')
-        return luaL_error(L, "session_connect: ws_path must start with /");
+    if (spec.path && spec.path[0] != '/')
+        return luaL_error(L, "session_connect: path must start with /");
 
     ls = calloc(1, sizeof *ls);
     if (!ls) return luaL_error(L, "session_connect: out of memory");

@@ -525,7 +525,7 @@ describe("goflyway's command lines", function()
 
   it("--help tells about -D, --proxy-user, -P and the carriers", function()
     local r = proc.warren({ "--help" })
-    local flags = { "%-D %[BIND:%]PORT", "%-%-proxy%-user USER:PASS", "%-P URL|DIR", "%-w  ", "%-K, %-%-http",
+    local flags = { "%-D %[BIND:%]PORT", "%-%-proxy%-user USER:PASS", "%-P URL|DIR", "%-w  ", "%-%-http  ", "%-K  ",
       "%-%-tls" }
     for _, flag in ipairs(flags) do
       assert.matches(flag, r.stdout)

@@ -546,9 +546,9 @@ describe("the WebSocket carrier", function()
     assert.same({ 8, "\3\232" }, { last_out.op, last_out.payload:sub(1, 2) })
   end)
 
-  it("puts the URL's path and --ws-host into the upgrade request", function()
+  it("puts the URL's path and --host-header into the upgrade request", function()
     local head = record_upgrade(function(p)
-      return { "ws://127.0.0.1:" .. p .. "/some/path?x=1", "--ws-host", "front.example", "-k", k }
+      return { "ws://127.0.0.1:" .. p .. "/some/path?x=1", "--host-header", "front.example", "-k", k }
     end)
     assert.matches("^GET /some/path%?x=1 HTTP/1%.1\r\n", head)
     assert.matches("\r\nHost: front%.example\r\n", head)

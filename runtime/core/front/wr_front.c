@@ -2,6 +2,7 @@
 
 #include "wr_addr.h"
 #include "wr_admit.h"
+#include "wr_hc_server.h"
 #include "wr_http_head.h"
 #include "wr_log.h"
 #include "wr_prefix_endpoint.h"
@@ -22,6 +23,7 @@ struct wr_front {
     wr_server_t *server;
     wr_tls_ctx_t *tls;
     wr_site_t *site;
+    wr_hc_server_t *hc;
     wr_trusted_t *trusted;
     size_t ntrusted;
     uint32_t sniff_timeout_ms;
@@ -236,6 +238,49 @@ static void start_tls(front_conn *c, const char *rest, size_t rest_len)
     c->phase = TLS_HANDSHAKE;
 }
 
+/* The user of a request: the peer, or whom a trusted front names for it (logged at debug). */
+static void user_of(front_conn *c, struct sockaddr_storage *user, const char *what)
+{
+    wr_front_t *f = c->front;
+    *user = c->peer;
+    if (f->ntrusted && wr_trusted_match(f->trusted, f->ntrusted, (struct sockaddr *)&c->peer) &&
+        wr_forwarded_client(&c->http->head, f->trusted, f->ntrusted, user) == 0) {
+        wr_addr_normalize(user);
+        f->st.forwarded++;
+    }
+    if (wr_log_enabled(WR_LOG_DEBUG)) {
+        char who[64], via[64] = "";
+        wr_addr_format((struct sockaddr *)user, 1, who, sizeof who);
+        if (memcmp(user, &c->peer, sizeof *user) != 0) {
+            memcpy(via, " via ", 5);
+            wr_addr_format((struct sockaddr *)&c->peer, 1, via + 5, sizeof via - 5);
+        }
+        wr_debug("front door: %s from %s%s%s", what, who, via, c->in_tls ? " (over TLS)" : "");
+    }
+}
+
+/* A request of the HTTP carrier: its server takes the connection from this request on. */
+static void hand_to_hc(front_conn *c, const char *rest, size_t rest_len)
+{
+    wr_front_t *f = c->front;
+    wr_endpoint_t *ep = c->ep;
+    struct sockaddr_storage user;
+    size_t len;
+    char *first = first_bytes(c, rest, rest_len, &len);
+    if (!first) {
+        conn_finish(c, WR_CLOSE_RESET);
+        return;
+    }
+    user_of(c, &user, "HTTP carrier request");
+    wr_endpoint_read_stop(ep);
+    wr_endpoint_set_callbacks(ep, &detached_cbs, NULL);
+    c->ep = NULL;
+    f->st.http_carrier++;
+    wr_hc_server_take(f->hc, ep, (struct sockaddr *)&user, first, len);
+    free(first);
+    conn_finish(c, WR_CLOSE_RESET);
+}
+
 /* A WebSocket upgrade whose bearer token is a first handshake message that authenticates: 101,
  * and the connection goes on as a WebSocket carrier to the server. 0 when it is not ours (the
  * request is then answered like any other). */
@@ -289,22 +334,7 @@ static int take_websocket(front_conn *c, size_t head_len, const char *rest, size
     }
     c->ep = NULL;
     f->st.websocket++;
-    user = c->peer;
-    if (f->ntrusted && wr_trusted_match(f->trusted, f->ntrusted, (struct sockaddr *)&c->peer) &&
-        wr_forwarded_client(&c->http->head, f->trusted, f->ntrusted, &user) == 0) {
-        wr_addr_normalize(&user);
-        f->st.forwarded++;
-    }
-    if (wr_log_enabled(WR_LOG_DEBUG)) {
-        char who[64], via[64] = "";
-        wr_addr_format((struct sockaddr *)&user, 1, who, sizeof who);
-        if (memcmp(&user, &c->peer, sizeof user) != 0) {
-            memcpy(via, " via ", 5);
-            wr_addr_format((struct sockaddr *)&c->peer, 1, via + 5, sizeof via - 5);
-        }
-        wr_debug("front door: WebSocket upgrade from %s%s%s", who, via,
-                 c->in_tls ? " (over TLS)" : "");
-    }
+    user_of(c, &user, "WebSocket upgrade");
     wr_server_take_checked(f->server, ws, (struct sockaddr *)&user, &checked);
     conn_finish(c, WR_CLOSE_RESET);
     return 1;
@@ -322,6 +352,10 @@ static void http_input(front_conn *c, const char *base, size_t len)
     rc = wr_http_head_parse(&c->http->head, c->buf, c->len);
     if (rc == 0 && c->len < c->cap) return;
     if (rc > 0 && take_websocket(c, (size_t)rc, base + take, len - take)) return;
+    if (rc > 0 && c->front->hc && wr_hc_server_claims(c->front->hc, &c->http->head)) {
+        hand_to_hc(c, base + take, len - take);
+        return;
+    }
     if (c->front->site) {
         hand_to_site(c, base + take, len - take);
         return;
@@ -440,6 +474,7 @@ wr_front_t *wr_front_new(uv_loop_t *loop, const wr_front_config *cfg)
     f->server = cfg->server;
     f->tls = cfg->tls;
     f->site = cfg->site;
+    f->hc = cfg->hc;
     if (cfg->ntrusted) {
         f->trusted = malloc(cfg->ntrusted * sizeof *f->trusted);
         if (!f->trusted) {

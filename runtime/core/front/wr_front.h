@@ -33,6 +33,8 @@ typedef struct wr_front_config {
      * it, and so does everything else outside TLS: the raw carrier is off on such a port, so that
      * any byte a prober sends gets exactly what the site gives (clients use TLS there). */
     wr_site_t *site;
+    /* The HTTP carrier's server (wr_hc_server), or NULL: takes the requests it claims. */
+    struct wr_hc_server *hc;
     /* Fronts whose X-Forwarded-For / Forwarded name the user (wr_forwarded.h); copied. */
     const wr_trusted_t *trusted;
     size_t ntrusted;
@@ -46,6 +48,7 @@ typedef struct wr_front_stats {
     uint64_t site;                /* connections handed to the fallback site */
     uint64_t websocket;           /* WebSocket upgrades that authenticated */
     uint64_t forwarded;           /* of those, from a trusted front naming the user */
+    uint64_t http_carrier;        /* connections the HTTP carrier took */
     uint64_t tls, tls_failed;     /* TLS handshakes done and failed */
     uint64_t dropped;             /* dropped at the caps while being classified */
     uint32_t pending;
