@@ -11,7 +11,7 @@ REPO_DIR=$(cd "$SCRIPT_DIR/../.." && pwd)
 readonly SCRIPT_DIR REPO_DIR
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$SCRIPT_DIR/lib.sh"
-readonly ALL_PEERS=(direct haproxy socat ssh ss stunnel warren warren-tls warren-ws warren-wss)
+readonly ALL_PEERS=(direct haproxy socat ssh ss stunnel warren warren-tls warren-ws warren-wss warren-http)
 readonly PORT_LO=17000 PORT_HI=17999
 readonly HOLD_CONNS=2000
 
@@ -30,7 +30,7 @@ WARREN_KEY="" WARREN_REASON=""
 declare -A RES=()   # "peer:metric" -> space-separated values, one per run
 declare -A LABEL=([direct]="direct" [haproxy]="haproxy" [socat]="socat" [ssh]="ssh -L"
     [ss]="ss-tunnel" [stunnel]="stunnel (TLS)" [warren]="warren -L" [warren-tls]="warren -L tls://"
-    [warren-ws]="warren -L ws://" [warren-wss]="warren -L wss://")
+    [warren-ws]="warren -L ws://" [warren-wss]="warren -L wss://" [warren-http]="warren -L http://")
 
 usage() {
     cat <<EOF
@@ -47,8 +47,9 @@ Measures on 127.0.0.1, through each tunnel, to targets this script starts itself
 peers: direct, haproxy (mode tcp), socat, ssh (ssh -L, aes128-gcm, own sshd with throwaway keys),
        ss (shadowsocks-libev ss-tunnel + ss-server, chacha20-ietf-poly1305), stunnel (a client
        and a server stunnel4, TLS with a throwaway EC certificate), warren (the raw carrier),
-       warren-tls, warren-ws, warren-wss (the same -L over tls://, ws:// and wss:// to a relay
-       with --tls and a pinned self-signed certificate; when warren is available)
+       warren-tls, warren-ws, warren-wss, warren-http (the same -L over tls://, ws://, wss:// and
+       http:// to a relay with --tls and a pinned self-signed certificate; when warren is
+       available)
 
 options:
   --runs N        runs per peer; the report shows the median (default 3)
@@ -595,7 +596,7 @@ report() {
         local raw08 st
         raw08=$(awk -v t="$(med warren thr1)" 'BEGIN { if (t == "NA") print "NA"; else print t * 0.8 }')
         st=$(med stunnel thr1)
-        for p in warren-tls warren-ws warren-wss; do
+        for p in warren-tls warren-ws warren-wss warren-http; do
             selected "$p" || continue
             printf '| %s | %s | %s |\n' "${LABEL[$p]}" "$(bar "$(med "$p" thr1)" '>=' "$raw08")" \
                 "$(bar "$(med "$p" thr1)" '>=' "$st")"
