@@ -12,6 +12,7 @@
 #include "wr_log.h"
 #include "wr_server.h"
 #include "wr_site.h"
+#include "wr_site_proxy.h"
 #include "wr_tcp_endpoint.h"
 
 #include <lauxlib.h>
@@ -30,8 +31,9 @@ typedef struct wr_lrelay {
     lua_State *L;
     wr_listener_t *listener; /* NULL once closed */
     wr_server_t *server;
-    wr_front_t *front; /* NULL once closed */
-    wr_site_t *site;   /* the fallback site, or NULL */
+    wr_front_t *front;           /* NULL once closed */
+    wr_site_t *site;             /* the fallback site, or NULL */
+    wr_site_proxy_t *site_proxy; /* or the pass-through to a real one */
     int anchor_ref;
     int tls_ref; /* the TLS context's handle (the front door uses its context) */
     int on_open_ref, on_close_ref, on_channel_ref;
@@ -196,6 +198,8 @@ static void relay_close(wr_lrelay *r)
     r->front = NULL;
     if (r->site) wr_site_free(r->site);
     r->site = NULL;
+    if (r->site_proxy) wr_site_proxy_free(r->site_proxy);
+    r->site_proxy = NULL;
     wr_server_close(r->server);
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->anchor_ref);
     r->anchor_ref = LUA_NOREF;
@@ -207,10 +211,21 @@ static void relay_close_tracked(wr_closable *c)
     relay_close((wr_lrelay *)((char *)c - offsetof(wr_lrelay, link)));
 }
 
+static int take_site(void *ctx, wr_endpoint_t *ep, const char *already, size_t len)
+{
+    return wr_site_take(ctx, ep, already, len);
+}
+
+static int take_site_proxy(void *ctx, wr_endpoint_t *ep, const char *already, size_t len)
+{
+    return wr_site_proxy_take(ctx, ep, already, len);
+}
+
 /* core.relay_server{host=, port=, key=, on_open=fn(host, port, info), on_close=fn(info),
  * on_channel=fn(channel, session), window=, session_buffer=, keepalive_ms=, write_cap=,
  * idle_timeout_ms=, probe_close_ms=, tls=core.tls_server{...} (TLS on the same port), site=DIR
- * (the fallback web site: HTTP that is not ours, and raw bytes outside TLS),
+ * (the fallback web site: HTTP that is not ours, and raw bytes outside TLS), or site_url=
+ * http://HOST:PORT[/prefix] (the same, passed to a real web site),
  * max_unauthenticated=, max_unauthenticated_per_address= (0 = only the total),
  * max_failed_handshakes= (per address per minute before its connections go first; 0 = no tally)} ->
  * relay | nil, err */
@@ -221,7 +236,7 @@ static int l_relay_server(lua_State *L)
     lua_Integer port, probe_ms, max_unauth, max_unauth_addr, max_failed;
     wr_server_config cfg;
     wr_front_config front_cfg;
-    const char *site_dir;
+    const char *site_dir, *site_url;
     wr_server_cbs cbs;
     wr_lrelay *r;
     int rc;
@@ -287,7 +302,24 @@ static int l_relay_server(lua_State *L)
             free(r);
             return 2;
         }
-        front_cfg.site = r->site;
+        front_cfg.site.take = take_site;
+        front_cfg.site.ctx = r->site;
+    }
+    site_url = site_dir ? NULL : wr_opt_string(L, 1, "site_url", NULL);
+    if (site_url) {
+        char *err = NULL;
+        wr_site_proxy_config pcfg = {.url = site_url};
+        r->site_proxy = wr_site_proxy_new(wr_host_loop(L), &pcfg, &err);
+        if (!r->site_proxy) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "fallback site %s: %s", site_url, err ? err : "out of memory");
+            free(err);
+            wr_server_free(r->server);
+            free(r);
+            return 2;
+        }
+        front_cfg.site.take = take_site_proxy;
+        front_cfg.site.ctx = r->site_proxy;
     }
     r->front = wr_front_new(wr_host_loop(L), &front_cfg);
     rc = r->front ? wr_listen(wr_host_loop(L), host, (uint16_t)port, 0, accepted, r, &r->listener)
@@ -295,6 +327,7 @@ static int l_relay_server(lua_State *L)
     if (rc != 0) {
         if (r->front) wr_front_free(r->front);
         if (r->site) wr_site_free(r->site);
+        if (r->site_proxy) wr_site_proxy_free(r->site_proxy);
         wr_server_free(r->server);
         free(r);
         return wr_push_uv_error(L, rc);

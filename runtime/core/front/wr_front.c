@@ -18,7 +18,7 @@ struct wr_front {
     uv_loop_t *loop;
     wr_server_t *server;
     wr_tls_ctx_t *tls;
-    wr_site_t *site;
+    wr_fallback_t site;
     uint32_t sniff_timeout_ms;
     wr_admit_t *admit;
     struct front_conn *conns;
@@ -143,7 +143,7 @@ static void hand_to_site(front_conn *c, const char *rest, size_t rest_len)
     wr_endpoint_read_stop(ep);
     c->ep = NULL;
     f->st.site++;
-    wr_site_take(f->site, ep, first, len); /* owns ep from here, also on failure */
+    f->site.take(f->site.ctx, ep, first, len); /* owns ep from here, also on failure */
     free(first);
     conn_finish(c, WR_CLOSE_RESET);
 }
@@ -153,7 +153,7 @@ static void hand_to_site(front_conn *c, const char *rest, size_t rest_len)
  * anything but a client). */
 static void hand_on(front_conn *c, const char *rest, size_t rest_len)
 {
-    if (c->front->site && !c->in_tls)
+    if (c->front->site.take && !c->in_tls)
         hand_to_site(c, rest, rest_len);
     else
         hand_to_server(c, rest, rest_len);
@@ -244,7 +244,7 @@ static void on_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len
             return;
         case WR_SNIFF_HTTP: {
             char *head;
-            if (c->front->site) {
+            if (c->front->site.take) {
                 c->front->st.http++;
                 hand_to_site(c, base + take, len - take);
                 return;
