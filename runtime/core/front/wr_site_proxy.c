@@ -489,8 +489,8 @@ static void dialled(wr_dial_t *d, int status, uv_tcp_t *tcp, void *data)
     c->pending_len = 0;
     pump_up(c, NULL, already, len);
     free(already);
-    if (c->ending || c->claimed) return;
-    read_visitor(c);
+    if (c->ending) return;
+    read_visitor(c); /* not while a claimed request waits */
     read_site(c);
 }
 
