@@ -45,6 +45,7 @@ typedef struct proxy_conn {
     int visitor_eof, site_eof;   /* they finished sending */
     int visitor_shut, site_shut; /* our half-close to them went out */
     int ending;
+    int failed;    /* one side failed: the other is being closed */
     char *pending; /* what the visitor sent before the site answered the dial, or the claimed
                     * request and what followed it */
     size_t pending_len;
@@ -386,11 +387,32 @@ static void visitor_eof(wr_endpoint_t *ep)
     if (wr_endpoint_shutdown(c->site) < 0) conn_close(c, WR_CLOSE_RESET);
 }
 
+/* One side failed (mostly a reset): as a forwarder that gives up on the connection, pass on what
+ * that side sent, then close the other: a FIN after those bytes (or the kernel's reset, when the
+ * other side sent bytes nobody will read). */
 static void either_error(wr_endpoint_t *ep, int err)
 {
     proxy_conn *c = ep->data;
-    wr_debug("site proxy: %s side: %s", ep == c->visitor ? "visitor" : "site", uv_strerror(err));
-    conn_close(c, WR_CLOSE_RESET); /* a reset passed on as a reset */
+    int from_visitor = ep == c->visitor;
+    wr_endpoint_t *other = from_visitor ? c->site : c->visitor;
+    wr_debug("site proxy: %s side: %s", from_visitor ? "visitor" : "site", uv_strerror(err));
+    if (!other) {
+        conn_close(c, WR_CLOSE_RESET);
+        return;
+    }
+    c->failed = 1;
+    if (from_visitor)
+        c->visitor = NULL;
+    else
+        c->site = NULL;
+    wr_endpoint_close(ep, WR_CLOSE_RESET);
+    uv_timer_stop(&c->timer);
+    wr_endpoint_read_stop(other);
+    if (!(other->flags & WR_EP_SHUT)) {
+        if (wr_endpoint_shutdown(other) < 0) conn_close(c, WR_CLOSE_RESET);
+    } else if (from_visitor ? c->site_shut : c->visitor_shut) {
+        conn_close(c, WR_CLOSE_GRACEFUL);
+    } /* else its shutdown is on the way, and ends it */
 }
 
 static void visitor_drain(wr_endpoint_t *ep)
@@ -406,7 +428,10 @@ static void visitor_shutdown(wr_endpoint_t *ep, int status)
         return;
     }
     c->visitor_shut = 1;
-    maybe_done(c);
+    if (c->failed)
+        conn_close(c, WR_CLOSE_GRACEFUL);
+    else
+        maybe_done(c);
 }
 
 static void site_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len)
@@ -441,7 +466,10 @@ static void site_shutdown(wr_endpoint_t *ep, int status)
         return;
     }
     c->site_shut = 1;
-    maybe_done(c);
+    if (c->failed)
+        conn_close(c, WR_CLOSE_GRACEFUL);
+    else
+        maybe_done(c);
 }
 
 static const wr_endpoint_cbs_t visitor_cbs = {

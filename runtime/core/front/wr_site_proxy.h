@@ -17,11 +17,13 @@
  * goes to take, with the claimed request as its first bytes. If the site's responses cannot be
  * followed (or it ends first), the claimed request goes to the site like any other.
  *
- * Ends as a forwarder ends them: an EOF is passed on as a half-close once the queued bytes are
- * out, a reset as a reset. When the site cannot be reached, the visitor's connection is closed
- * without a word: with a reset when it had sent bytes (which a forwarder would not have read,
- * and the kernel resets a socket closed with unread bytes), else with a FIN. A 502 page would
- * tell a prober there is a proxy in front of the site. */
+ * Connections end as a plain forwarder (socat) ends them: an EOF is passed on as a half-close once
+ * the queued bytes are out. When one side fails (a reset), what it sent is passed on and the other
+ * side is closed after it: a FIN, or the kernel's reset when that side sent bytes nobody will read
+ * (an abortive close would throw away the site's last answer, which a forwarder delivers). When
+ * the site cannot be reached, the visitor's connection is closed without a word: with a reset if
+ * it had sent bytes (which a forwarder would not have read, and the kernel resets a socket closed
+ * with unread bytes), else with a FIN. A 502 page would tell a prober there is a proxy in front. */
 #ifndef WR_SITE_PROXY_H
 #define WR_SITE_PROXY_H
 
