@@ -5,6 +5,7 @@
 --
 --   warren run spec/bench/prober.lua [--quick] [--probes N] [--seed S] [--concurrency C]
 --       [--timeout MS] [--site warren|nginx|python] [--forwarder socat|builtin] [--show N]
+--       [--ports FIRST]
 --
 -- Probes: random bytes of random lengths; a recorded real handshake (a warren client's, and a TLS
 -- client's ClientHello), whole, truncated and with bits flipped; every HTTP method; malformed
@@ -18,17 +19,22 @@
 -- builtin is a forwarder on luv in this process, for machines without socat. The relay does not
 -- take TLS in this run: with --tls a ClientHello would be answered by the relay, on purpose.
 --
+-- --ports FIRST: the ports FIRST to FIRST+4 are used (the site, the relay, the forwarder, and
+-- two forwards of the recorded clients); otherwise ports the kernel says are free.
+--
 -- The last line is "probes=N differences=D ..."; exit status 1 when D > 0.
 local warren = require("warren")
 local uv = require("luv")
 
 local function usage(msg)
   io.stderr:write("prober.lua: ", msg, "\n", "usage: warren run prober.lua [--quick] [--probes N] [--seed S]",
-    " [--concurrency C] [--timeout MS] [--site warren|nginx|python] [--forwarder socat|builtin] [--show N]\n")
-  warren.exit(2)
+    " [--concurrency C] [--timeout MS] [--site warren|nginx|python] [--forwarder socat|builtin] [--show N]",
+    " [--ports FIRST]\n")
+  os.exit(2)
 end
 
-local opts = { probes = nil, seed = nil, concurrency = 24, timeout = nil, site = "warren", forwarder = nil, show = 5 }
+local opts = { probes = nil, seed = nil, concurrency = 24, timeout = nil, site = "warren", forwarder = nil, show = 5,
+  ports = nil }
 do
   local args, i = { ... }, 1
   while args[i] do
@@ -38,7 +44,8 @@ do
       i = i + 1
     else
       local name, value = flag:match("^%-%-(%a+)$"), args[i + 1]
-      if not name or opts[name] == false or value == nil then usage("bad argument " .. flag) end
+      local known = { probes = 1, seed = 1, concurrency = 1, timeout = 1, site = 1, forwarder = 1, show = 1, ports = 1 }
+      if not known[name] or value == nil then usage("bad argument " .. flag) end
       if name == "site" or name == "forwarder" then
         opts[name] = value
       else
@@ -80,7 +87,7 @@ end
 local function fail(msg)
   io.stderr:write("prober.lua: ", msg, "\n")
   cleanup()
-  warren.exit(2)
+  os.exit(2)
 end
 
 local function spawn(cmd, args)
@@ -103,6 +110,10 @@ local function spawn(cmd, args)
 end
 
 local function free_port()
+  if opts.ports then
+    opts.ports = opts.ports + 1
+    return opts.ports - 1
+  end
   local s = uv.new_tcp()
   s:bind("127.0.0.1", 0)
   local port = s:getsockname().port

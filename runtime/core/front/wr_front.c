@@ -241,6 +241,9 @@ static void on_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len
     if (c->phase == SNIFFING) {
         switch (wr_sniff((const uint8_t *)c->buf, c->len)) {
         case WR_SNIFF_NEED_MORE:
+            /* The start of a TLS record where no TLS is taken: nothing to wait for. */
+            if ((uint8_t)c->buf[0] == 0x16 && (!c->front->tls || c->in_tls))
+                hand_on(c, base + take, len - take);
             return;
         case WR_SNIFF_HTTP: {
             char *head;

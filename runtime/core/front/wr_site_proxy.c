@@ -372,13 +372,15 @@ static void pump_up(proxy_conn *c, wr_buf_t *b, const char *base, size_t len)
 
 static void visitor_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len)
 {
-    pump_up(ep->data, b, base, len);
+    proxy_conn *c = ep->data;
+    if (!c->failed) pump_up(c, b, base, len); /* else dropped, as the site is gone */
 }
 
 static void visitor_eof(wr_endpoint_t *ep)
 {
     proxy_conn *c = ep->data;
     c->visitor_eof = 1;
+    if (c->failed) return;
     if (wr_http_framer_at_head(&c->framer) && !c->framer.head_done && c->framer.head_len) {
         /* A head cut short: the site sees it as sent. */
         wr_http_framer_give_up(&c->framer);
@@ -407,7 +409,12 @@ static void either_error(wr_endpoint_t *ep, int err)
         c->site = NULL;
     wr_endpoint_close(ep, WR_CLOSE_RESET);
     uv_timer_stop(&c->timer);
-    wr_endpoint_read_stop(other);
+    /* The other side is still read (and what it sends dropped) until it is closed: closed with
+     * bytes unread, the kernel would reset it where a forwarder, which reads eagerly, ends it. */
+    if (!(other->flags & (WR_EP_EOF | WR_EP_READING)) && wr_endpoint_read_start(other) < 0) {
+        conn_close(c, WR_CLOSE_RESET);
+        return;
+    }
     if (!(other->flags & WR_EP_SHUT)) {
         if (wr_endpoint_shutdown(other) < 0) conn_close(c, WR_CLOSE_RESET);
     } else if (from_visitor ? c->site_shut : c->visitor_shut) {
@@ -437,6 +444,7 @@ static void visitor_shutdown(wr_endpoint_t *ep, int status)
 static void site_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len)
 {
     proxy_conn *c = ep->data;
+    if (c->failed) return; /* the visitor is gone */
     answers_feed(&c->ans, base, len);
     if (send_bytes(c, c->visitor, b, base, len) < 0) return;
     if (wr_endpoint_over_high_water(c->visitor)) wr_endpoint_read_stop(c->site);
@@ -447,6 +455,7 @@ static void site_eof(wr_endpoint_t *ep)
 {
     proxy_conn *c = ep->data;
     c->site_eof = 1;
+    if (c->failed) return;
     answers_feed(&c->ans, NULL, 0);
     try_hand_over(c);
     if (c->ending || !c->visitor) return;
