@@ -390,6 +390,12 @@ static int l_relay_stats(lua_State *L)
     wr_set_number(L, "front_tls", (double)fst.tls);
     wr_set_number(L, "front_tls_failed", (double)fst.tls_failed);
     wr_set_number(L, "front_site", (double)fst.site);
+    if (r->site_proxy) {
+        wr_site_proxy_stats pst;
+        wr_site_proxy_get_stats(r->site_proxy, &pst);
+        wr_set_number(L, "site_requests", (double)pst.requests);
+        wr_set_number(L, "site_dial_failed", (double)pst.dial_failed);
+    }
     return 1;
 }
 

@@ -169,6 +169,33 @@ describe("a relay with -P URL", function()
   end)
 end)
 
+describe("warren.relay{fallback = URL}", function()
+  it("counts the requests passed to the site and the times it could not be reached", function()
+    local site, site_port = web_server()
+    local key = require("warren.keys").generate()
+    local relay = assert(warren.relay({ listen = "127.0.0.1:0", key = key,
+      fallback = "http://127.0.0.1:" .. site_port }))
+    local reply = net.exchange(relay:port(), "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n" ..
+      "Connection: close\r\n\r\n", { timeout = 5000 })
+    assert.matches("GET /a.*GET /b$", reply)
+    assert.equal(2, relay:stats().site_requests)
+    site:close()
+    assert.is_nil(net.exchange(relay:port(), "GET /c HTTP/1.1\r\nHost: x\r\n\r\n", { timeout = 5000 }))
+    assert.equal(1, relay:stats().site_dial_failed)
+    relay:close()
+  end)
+end)
+
+describe("-P URL on the command line", function()
+  it("must be http://HOST:PORT with an optional plain path", function()
+    for _, bad in ipairs({ "http://127.0.0.1:80/a?b", "http://127.0.0.1:80/a b", "https://127.0.0.1:443" }) do
+      local r = proc.warren({ "serve", "127.0.0.1:" .. net.free_port(), "-k", proc.key(), "-P", bad })
+      assert.equal(2, r.code, bad)
+      assert.matches("%-P URL must be http://HOST:PORT", r.stderr)
+    end
+  end)
+end)
+
 describe("the README's -P URL command", function()
   it("runs as written, with this machine's ports", function()
     local f = assert(io.open(proc.source_dir .. "/README.md"))
