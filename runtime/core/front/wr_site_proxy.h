@@ -15,7 +15,10 @@
  * everything after it; once the site has answered every earlier request (its responses are
  * followed with http-parser), the connection to the site is closed and the visitor's connection
  * goes to take, with the claimed request as its first bytes. If the site's responses cannot be
- * followed (or it ends first), the claimed request goes to the site like any other.
+ * followed (or it ends first), the claimed request goes to the site like any other. Heads are
+ * shown until the framer gives up on the connection (an Upgrade request is shown, then the rest
+ * is raw). The relay sets no is_ours yet: the WebSocket and HTTP carriers are to claim their
+ * requests here.
  *
  * Connections end as a plain forwarder (socat) ends them: an EOF is passed on as a half-close once
  * the queued bytes are out. When one side fails (a reset), what it sent is passed on and the other
