@@ -318,8 +318,12 @@ static void try_hand_over(proxy_conn *c)
     char *held = c->pending;
     size_t len = c->pending_len;
     if (!c->claimed) return;
+    if (c->ans.lost) {
+        unclaim(c);
+        return;
+    }
     if (c->ans.answered != c->ans.sent) {
-        if (c->ans.lost || c->site_eof) unclaim(c);
+        if (c->site_eof) unclaim(c);
         return;
     }
     /* Everything the site owed is answered: the visitor's connection is the carrier's now. */
