@@ -578,6 +578,24 @@ static void resets_end_as_a_forwarder_ends_them(void **state)
     assert_int_equal(ending_of(v, 2000), ENDED_FIN);
     close(v);
 
+    /* The site answers before the body and resets; the body still comes: the answer arrives,
+     * then a FIN, whether the proxy sees the reset on writing or on reading. */
+    v = dial(srv.port);
+    sends(v, "POST / HTTP/1.1\r\nContent-Length: 200000\r\n\r\n");
+    o = site_accept();
+    expect(o, "POST / HTTP/1.1\r\nContent-Length: 200000\r\n\r\n");
+    sends(o, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n");
+    reset_close(o);
+    {
+        char *body = calloc(1, 200000);
+        assert_non_null(body);
+        send_all(v, body, 200000);
+        free(body);
+    }
+    expect(v, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n");
+    assert_int_equal(ending_of(v, 2000), ENDED_FIN);
+    close(v);
+
     v = dial(srv.port);
     sends(v, "GET / HTTP/1.1\r\n\r\n");
     o = site_accept();

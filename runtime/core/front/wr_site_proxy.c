@@ -45,7 +45,10 @@ typedef struct proxy_conn {
     int visitor_eof, site_eof;   /* they finished sending */
     int visitor_shut, site_shut; /* our half-close to them went out */
     int ending;
-    int failed;    /* one side failed: the other is being closed */
+    int failed; /* one side failed: the other is being closed */
+    /* A write to that side failed: what goes there is dropped until its read side ends (it hands
+     * over what that side sent before it went, then the error). */
+    int visitor_broken, site_broken;
     char *pending; /* what the visitor sent before the site answered the dial, or the claimed
                     * request and what followed it */
     size_t pending_len;
@@ -57,6 +60,7 @@ typedef struct proxy_conn {
 static const wr_endpoint_cbs_t visitor_cbs, site_cbs;
 static const wr_endpoint_cbs_t detached_cbs; /* a claimed connection, on its way to take */
 static void pump_up(proxy_conn *c, wr_buf_t *b, const char *base, size_t len);
+static void either_error(wr_endpoint_t *ep, int err);
 static void try_hand_over(proxy_conn *c);
 
 /* ---- URL ---- */
@@ -201,6 +205,30 @@ static void maybe_done(proxy_conn *c)
         conn_close(c, WR_CLOSE_GRACEFUL);
 }
 
+/* A side that cannot be written to and has stopped sending is gone: end as when it fails. */
+static int gone(proxy_conn *c, wr_endpoint_t *ep)
+{
+    int site = ep == c->site;
+    if (!(site ? c->site_broken && c->site_eof : c->visitor_broken && c->visitor_eof)) return 0;
+    either_error(ep, UV_EPIPE);
+    return 1;
+}
+
+/* The result of a write to ep: a side that cannot be written to any more is marked. */
+static int wrote(proxy_conn *c, wr_endpoint_t *ep, int rc)
+{
+    if (rc == UV_ENOMEM) {
+        conn_close(c, WR_CLOSE_RESET);
+    } else if (rc < 0) {
+        if (ep == c->site)
+            c->site_broken = 1;
+        else
+            c->visitor_broken = 1;
+        gone(c, ep);
+    }
+    return rc;
+}
+
 /* Writes len bytes to ep: by reference to chunk b, or a copy when b is NULL. */
 static int send_bytes(proxy_conn *c, wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len)
 {
@@ -218,8 +246,7 @@ static int send_bytes(proxy_conn *c, wr_endpoint_t *ep, wr_buf_t *b, const char 
         rc = wr_endpoint_write(ep, copy, copy->data, len);
         wr_buf_release(copy);
     }
-    if (rc < 0) conn_close(c, WR_CLOSE_RESET);
-    return rc;
+    return wrote(c, ep, rc);
 }
 
 /* A head goes on whole; with a prefix, an origin-form target gets it in front. */
@@ -244,8 +271,7 @@ static int send_head(proxy_conn *c)
     memcpy(b->data + url_off + p->prefix_len, f->head + url_off, f->head_len - url_off);
     rc = wr_endpoint_write(c->site, b, b->data, len);
     wr_buf_release(b);
-    if (rc < 0) conn_close(c, WR_CLOSE_RESET);
-    return rc;
+    return wrote(c, c->site, rc);
 }
 
 /* Passing raw from here on: what was kept back of a head goes first. */
@@ -377,14 +403,14 @@ static void pump_up(proxy_conn *c, wr_buf_t *b, const char *base, size_t len)
 static void visitor_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len)
 {
     proxy_conn *c = ep->data;
-    if (!c->failed) pump_up(c, b, base, len); /* else dropped, as the site is gone */
+    if (!c->failed && !c->site_broken) pump_up(c, b, base, len); /* else dropped: no site */
 }
 
 static void visitor_eof(wr_endpoint_t *ep)
 {
     proxy_conn *c = ep->data;
     c->visitor_eof = 1;
-    if (c->failed) return;
+    if (gone(c, ep) || c->failed || c->site_broken) return; /* a broken site's reading ends it */
     if (wr_http_framer_at_head(&c->framer) && !c->framer.head_done && c->framer.head_len) {
         /* A head cut short: the site sees it as sent. */
         wr_http_framer_give_up(&c->framer);
@@ -448,7 +474,7 @@ static void visitor_shutdown(wr_endpoint_t *ep, int status)
 static void site_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len)
 {
     proxy_conn *c = ep->data;
-    if (c->failed) return; /* the visitor is gone */
+    if (c->failed || c->visitor_broken) return; /* the visitor is gone */
     answers_feed(&c->ans, base, len);
     if (send_bytes(c, c->visitor, b, base, len) < 0) return;
     if (wr_endpoint_over_high_water(c->visitor)) wr_endpoint_read_stop(c->site);
@@ -459,7 +485,8 @@ static void site_eof(wr_endpoint_t *ep)
 {
     proxy_conn *c = ep->data;
     c->site_eof = 1;
-    if (c->failed) return;
+    if (gone(c, ep) || c->failed || c->visitor_broken)
+        return; /* a broken visitor's reading ends it */
     answers_feed(&c->ans, NULL, 0);
     try_hand_over(c);
     if (c->ending || !c->visitor) return;
