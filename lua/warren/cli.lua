@@ -77,10 +77,11 @@ Tunnels:
   -t SECONDS              close connections idle this long (default: never)
   --keepalive SECONDS     ping an idle session this often; the peer is dead after 3 (default 5)
   -P URL|DIR              relay: the web site everyone without the key sees on the relay's port.
-                          DIR: its static files are served to every HTTP request that is not a
-                          client's, and to any other bytes outside TLS (the raw carrier is then
-                          off on that port: clients use --tls or -w). URL (http://HOST:PORT[/..]) is
-                          checked but not served yet: HTTP visitors get a plain 404 page
+                          Every HTTP request that is not a client's, and any other bytes outside
+                          TLS, go to it (the raw carrier is then off on that port: clients use
+                          --tls, -w or --http). DIR: its static files are served. URL (http://HOST:PORT[/PREFIX]):
+                          the bytes are passed untouched to that web server and its answers back,
+                          as a plain TCP forwarder would (PREFIX is put in front of request paths)
   --tls                   client: reach the relay over TLS (as a tls:// SERVER does); relay: take
                           TLS on the same port too (raw clients still connect)
   --ca FILE               client: verify the relay's certificate against these CAs (default: the
@@ -198,7 +199,7 @@ local function check_fallback(v)
   local authority = v:match("^http://([^/]*)")
   if authority then
     local a = addr.parse(authority, { host_required = true })
-    if a then return true end
+    if a and not v:match("^http://[^/]*/.*[%s%c?#]") then return true end
     return nil, "-P URL must be http://HOST:PORT[/PATH], not " .. v
   end
   if v:match("^%a[%w+.-]*:") then return nil, "-P URL must be http://HOST:PORT[/PATH], not " .. v end

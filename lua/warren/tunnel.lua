@@ -77,11 +77,13 @@ function M.relay(opts)
   if not reg then return nil, gerr end
   local tls, terr = relay_tls(opts)
   if terr then return nil, terr end
-  -- -P DIR is served on this port; -P URL (passing requests to another site) is not there yet.
-  local site = opts.fallback and not opts.fallback:match("^%a[%w+.-]*://") and opts.fallback or nil
+  -- -P DIR is served on this port; -P URL is a web site the bytes are passed to.
+  local site_url = opts.fallback and opts.fallback:match("^%a[%w+.-]*://") and opts.fallback or nil
+  local site = not site_url and opts.fallback or nil
   local relay, rerr = core.relay_server(session_options(opts, {
     tls = tls,
     site = site,
+    site_url = site_url,
     host = listen.host,
     port = listen.port,
     key = key,
@@ -104,10 +106,8 @@ function M.relay(opts)
   if tls then
     log.info("TLS on the same port too; certificate %s (clients pin it with --pin)", tls:fingerprint())
   end
-  if site then
-    log.info("fallback site: %s (the raw carrier is off on this port: clients use --tls or -w)", site)
-  elseif opts.fallback then
-    log.warn("-P %s: passing requests to another site is not available yet; probes get a plain 404 page",
+  if opts.fallback then
+    log.info("fallback site: %s (the raw carrier is off on this port: clients use --tls, -w or --http)",
       opts.fallback)
   end
   local self = setmetatable({ core = relay, registry = reg, fallback = opts.fallback, tls = tls }, Relay)

@@ -13,6 +13,7 @@
 #include "wr_log.h"
 #include "wr_server.h"
 #include "wr_site.h"
+#include "wr_site_proxy.h"
 #include "wr_tcp_endpoint.h"
 
 #include <lauxlib.h>
@@ -31,9 +32,10 @@ typedef struct wr_lrelay {
     lua_State *L;
     wr_listener_t *listener; /* NULL once closed */
     wr_server_t *server;
-    wr_front_t *front;  /* NULL once closed */
-    wr_site_t *site;    /* the fallback site, or NULL */
-    wr_hc_server_t *hc; /* the HTTP carrier's sessions */
+    wr_front_t *front;           /* NULL once closed */
+    wr_site_t *site;             /* the fallback site, or NULL */
+    wr_site_proxy_t *site_proxy; /* or the pass-through to a real one */
+    wr_hc_server_t *hc;          /* the HTTP carrier's sessions */
     int anchor_ref;
     int tls_ref; /* the TLS context's handle (the front door uses its context) */
     int on_open_ref, on_close_ref, on_channel_ref;
@@ -200,6 +202,8 @@ static void relay_close(wr_lrelay *r)
     r->hc = NULL;
     if (r->site) wr_site_free(r->site);
     r->site = NULL;
+    if (r->site_proxy) wr_site_proxy_free(r->site_proxy);
+    r->site_proxy = NULL;
     wr_server_close(r->server);
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->anchor_ref);
     r->anchor_ref = LUA_NOREF;
@@ -211,16 +215,21 @@ static void relay_close_tracked(wr_closable *c)
     relay_close((wr_lrelay *)((char *)c - offsetof(wr_lrelay, link)));
 }
 
-/* The static site as the HTTP carrier's fallback. */
-static int site_take(void *ctx, wr_endpoint_t *ep, const char *already, size_t len)
+static int take_site(void *ctx, wr_endpoint_t *ep, const char *already, size_t len)
 {
     return wr_site_take(ctx, ep, already, len);
+}
+
+static int take_site_proxy(void *ctx, wr_endpoint_t *ep, const char *already, size_t len)
+{
+    return wr_site_proxy_take(ctx, ep, already, len);
 }
 
 /* core.relay_server{host=, port=, key=, on_open=fn(host, port, info), on_close=fn(info),
  * on_channel=fn(channel, session), window=, session_buffer=, keepalive_ms=, write_cap=,
  * idle_timeout_ms=, probe_close_ms=, tls=core.tls_server{...} (TLS on the same port), site=DIR
- * (the fallback web site: HTTP that is not ours, and raw bytes outside TLS),
+ * (the fallback web site: HTTP that is not ours, and raw bytes outside TLS), or site_url=
+ * http://HOST:PORT[/prefix] (the same, passed to a real web site),
  * max_unauthenticated=, max_unauthenticated_per_address= (0 = only the total),
  * max_failed_handshakes= (per address per minute before its connections go first; 0 = no tally),
  * trusted_fronts={"ADDR[/BITS]", ...} (whose X-Forwarded-For / Forwarded name the user)} ->
@@ -234,7 +243,7 @@ static int l_relay_server(lua_State *L)
     wr_front_config front_cfg;
     wr_trusted_t trusted[64];
     size_t ntrusted = 0;
-    const char *site_dir;
+    const char *site_dir, *site_url;
     wr_server_cbs cbs;
     wr_lrelay *r;
     int rc;
@@ -326,13 +335,30 @@ static int l_relay_server(lua_State *L)
             free(r);
             return 2;
         }
-        front_cfg.site = r->site;
+        front_cfg.site.take = take_site;
+        front_cfg.site.ctx = r->site;
+    }
+    site_url = site_dir ? NULL : wr_opt_string(L, 1, "site_url", NULL);
+    if (site_url) {
+        char *err = NULL;
+        wr_site_proxy_config pcfg = {.url = site_url};
+        r->site_proxy = wr_site_proxy_new(wr_host_loop(L), &pcfg, &err);
+        if (!r->site_proxy) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "fallback site %s: %s", site_url, err ? err : "out of memory");
+            free(err);
+            wr_server_free(r->server);
+            free(r);
+            return 2;
+        }
+        front_cfg.site.take = take_site_proxy;
+        front_cfg.site.ctx = r->site_proxy;
     }
     {
         wr_hc_server_config hc_cfg = {
             .server = r->server,
             .psk = (const uint8_t *)key,
-            .site = {.take = r->site ? site_take : NULL, .ctx = r->site},
+            .site = front_cfg.site,
             .down_max = (size_t)wr_opt_integer(L, 1, "write_cap", 0),
         };
         r->hc = wr_hc_server_new(wr_host_loop(L), &hc_cfg);
@@ -345,6 +371,7 @@ static int l_relay_server(lua_State *L)
         if (r->front) wr_front_free(r->front);
         if (r->hc) wr_hc_server_free(r->hc);
         if (r->site) wr_site_free(r->site);
+        if (r->site_proxy) wr_site_proxy_free(r->site_proxy);
         wr_server_free(r->server);
         free(r);
         return wr_push_uv_error(L, rc);
@@ -421,6 +448,12 @@ static int l_relay_stats(lua_State *L)
         wr_set_number(L, "http_duplicates", (double)hst.duplicates);
         wr_set_number(L, "http_up_bytes", (double)hst.up_bytes);
         wr_set_number(L, "http_down_bytes", (double)hst.down_bytes);
+    }
+    if (r->site_proxy) {
+        wr_site_proxy_stats pst;
+        wr_site_proxy_get_stats(r->site_proxy, &pst);
+        wr_set_number(L, "site_requests", (double)pst.requests);
+        wr_set_number(L, "site_dial_failed", (double)pst.dial_failed);
     }
     return 1;
 }

@@ -22,7 +22,7 @@ struct wr_front {
     uv_loop_t *loop;
     wr_server_t *server;
     wr_tls_ctx_t *tls;
-    wr_site_t *site;
+    wr_fallback_t site;
     wr_hc_server_t *hc;
     wr_trusted_t *trusted;
     size_t ntrusted;
@@ -158,7 +158,7 @@ static void hand_to_site(front_conn *c, const char *rest, size_t rest_len)
     wr_endpoint_read_stop(ep);
     c->ep = NULL;
     f->st.site++;
-    wr_site_take(f->site, ep, first, len); /* owns ep from here, also on failure */
+    f->site.take(f->site.ctx, ep, first, len); /* owns ep from here, also on failure */
     free(first);
     conn_finish(c, WR_CLOSE_RESET);
 }
@@ -168,7 +168,7 @@ static void hand_to_site(front_conn *c, const char *rest, size_t rest_len)
  * anything but a client). */
 static void hand_on(front_conn *c, const char *rest, size_t rest_len)
 {
-    if (c->front->site && !c->in_tls)
+    if (c->front->site.take && !c->in_tls)
         hand_to_site(c, rest, rest_len);
     else
         hand_to_server(c, rest, rest_len);
@@ -356,7 +356,7 @@ static void http_input(front_conn *c, const char *base, size_t len)
         hand_to_hc(c, base + take, len - take);
         return;
     }
-    if (c->front->site) {
+    if (c->front->site.take) {
         hand_to_site(c, base + take, len - take);
         return;
     }
@@ -381,6 +381,9 @@ static void on_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len
     c->len += take;
     switch (wr_sniff((const uint8_t *)c->buf, c->len)) {
     case WR_SNIFF_NEED_MORE:
+        /* The start of a TLS record where no TLS is taken: nothing to wait for. */
+        if ((uint8_t)c->buf[0] == 0x16 && (!c->front->tls || c->in_tls))
+            hand_on(c, base + take, len - take);
         return;
     case WR_SNIFF_HTTP:
         c->http = malloc(sizeof *c->http);
@@ -415,7 +418,7 @@ static void on_end(wr_endpoint_t *ep)
         hand_on(c, NULL, 0); /* a cut-short request or handshake: theirs to answer */
         return;
     }
-    if (c->phase == READING_HEAD && c->front->site) {
+    if (c->phase == READING_HEAD && c->front->site.take) {
         hand_to_site(c, NULL, 0); /* a cut-short head: the site answers it as it would */
         return;
     }
@@ -451,7 +454,7 @@ static void timeout_cb(uv_timer_t *t)
         hand_on(c, NULL, 0);
         return;
     }
-    if (c->phase == READING_HEAD && c->front->site) {
+    if (c->phase == READING_HEAD && c->front->site.take) {
         hand_to_site(c, NULL, 0); /* a slow head: the site's own timeout decides */
         return;
     }

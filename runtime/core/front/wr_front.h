@@ -6,18 +6,19 @@
  *   - a TLS ClientHello, when the relay has a certificate: TLS (wr_tls_endpoint), and once its
  *     handshake is done the same decision again on what comes inside;
  *   - an HTTP request: once its head is whole, a WebSocket upgrade that authenticates (the
- *     first handshake message rides in it) goes to the server as a WebSocket carrier; any other
- *     request, exactly as it came, to the fallback site (-P DIR), else a plain 404 page, as an
- *     ordinary web server without that page would.
+ *     first handshake message rides in it) goes to the server as a WebSocket carrier, a request
+ *     of the HTTP carrier to its server (wr_hc_server); any other request, exactly as it came,
+ *     to the fallback site (-P DIR or URL), else a plain 404 page, as an ordinary web server
+ *     without that page would.
  * Connections still being classified are bounded like unauthenticated ones (wr_admit): at a cap
  * the oldest goes, never the newcomer. */
 #ifndef WR_FRONT_H
 #define WR_FRONT_H
 
 #include "wr_endpoint.h"
+#include "wr_fallback.h"
 #include "wr_forwarded.h"
 #include "wr_server.h"
-#include "wr_site.h"
 #include "wr_tls_endpoint.h"
 
 #include <stdint.h>
@@ -29,10 +30,11 @@ typedef struct wr_front wr_front_t;
 typedef struct wr_front_config {
     wr_server_t *server; /* takes raw connections; the owner keeps it alive */
     wr_tls_ctx_t *tls;   /* a server context, or NULL: no TLS on this port */
-    /* The fallback site (-P DIR), or NULL. With one, every HTTP request that is not ours goes to
-     * it, and so does everything else outside TLS: the raw carrier is off on such a port, so that
-     * any byte a prober sends gets exactly what the site gives (clients use TLS there). */
-    wr_site_t *site;
+    /* The fallback site (-P DIR or URL), or take NULL. With one, every HTTP request that is not
+     * ours goes to it, and so does everything else outside TLS: the raw carrier is off on such a
+     * port, so that any byte a prober sends gets exactly what the site gives (clients use TLS,
+     * WebSocket or HTTP requests there). */
+    wr_fallback_t site;
     /* The HTTP carrier's server (wr_hc_server), or NULL: takes the requests it claims. */
     struct wr_hc_server *hc;
     /* Fronts whose X-Forwarded-For / Forwarded name the user (wr_forwarded.h); copied. */
