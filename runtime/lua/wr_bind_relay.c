@@ -225,6 +225,18 @@ static int take_site_proxy(void *ctx, wr_endpoint_t *ep, const char *already, si
     return wr_site_proxy_take(ctx, ep, already, len);
 }
 
+static int hc_claims(void *data, const wr_http_head_t *req, const char *head, size_t len)
+{
+    (void)head;
+    (void)len;
+    return wr_hc_server_claims(data, req);
+}
+
+static void hc_take(void *data, wr_endpoint_t *ep, const char *already, size_t len)
+{
+    wr_hc_server_take(data, ep, NULL, already, len);
+}
+
 /* core.relay_server{host=, port=, key=, on_open=fn(host, port, info), on_close=fn(info),
  * on_channel=fn(channel, session), window=, session_buffer=, keepalive_ms=, write_cap=,
  * idle_timeout_ms=, probe_close_ms=, tls=core.tls_server{...} (TLS on the same port), site=DIR
@@ -338,22 +350,6 @@ static int l_relay_server(lua_State *L)
         front_cfg.site.take = take_site;
         front_cfg.site.ctx = r->site;
     }
-    site_url = site_dir ? NULL : wr_opt_string(L, 1, "site_url", NULL);
-    if (site_url) {
-        char *err = NULL;
-        wr_site_proxy_config pcfg = {.url = site_url};
-        r->site_proxy = wr_site_proxy_new(wr_host_loop(L), &pcfg, &err);
-        if (!r->site_proxy) {
-            lua_pushnil(L);
-            lua_pushfstring(L, "fallback site %s: %s", site_url, err ? err : "out of memory");
-            free(err);
-            wr_server_free(r->server);
-            free(r);
-            return 2;
-        }
-        front_cfg.site.take = take_site_proxy;
-        front_cfg.site.ctx = r->site_proxy;
-    }
     {
         wr_hc_server_config hc_cfg = {
             .server = r->server,
@@ -363,6 +359,26 @@ static int l_relay_server(lua_State *L)
         };
         r->hc = wr_hc_server_new(wr_host_loop(L), &hc_cfg);
         front_cfg.hc = r->hc;
+    }
+    site_url = site_dir ? NULL : wr_opt_string(L, 1, "site_url", NULL);
+    if (site_url && r->hc) {
+        char *err = NULL;
+        /* Requests of the HTTP carrier may follow a visitor's on one connection (a CDN's). */
+        wr_site_proxy_config pcfg = {
+            .url = site_url, .is_ours = hc_claims, .take = hc_take, .data = r->hc};
+        r->site_proxy = wr_site_proxy_new(wr_host_loop(L), &pcfg, &err);
+        if (!r->site_proxy) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "fallback site %s: %s", site_url, err ? err : "out of memory");
+            free(err);
+            wr_hc_server_free(r->hc);
+            wr_server_free(r->server);
+            free(r);
+            return 2;
+        }
+        front_cfg.site.take = take_site_proxy;
+        front_cfg.site.ctx = r->site_proxy;
+        wr_hc_server_set_site(r->hc, front_cfg.site);
     }
     r->front = r->hc ? wr_front_new(wr_host_loop(L), &front_cfg) : NULL;
     rc = r->front ? wr_listen(wr_host_loop(L), host, (uint16_t)port, 0, accepted, r, &r->listener)

@@ -899,6 +899,11 @@ wr_hc_server_t *wr_hc_server_new(uv_loop_t *loop, const wr_hc_server_config *cfg
     return hs;
 }
 
+void wr_hc_server_set_site(wr_hc_server_t *hs, wr_fallback_t site)
+{
+    hs->site = site;
+}
+
 int wr_hc_server_claims(wr_hc_server_t *hs, const wr_http_head_t *req)
 {
     wr_hc_request_t rq;

@@ -41,6 +41,9 @@ typedef struct wr_hc_server_stats {
 } wr_hc_server_stats;
 
 wr_hc_server_t *wr_hc_server_new(uv_loop_t *loop, const wr_hc_server_config *cfg);
+/* The fallback, when it can only be made after this server (a pass-through that asks this server
+ * which requests are the carrier's). */
+void wr_hc_server_set_site(wr_hc_server_t *hs, wr_fallback_t site);
 /* Whether the request is the carrier's: a good tag, for a session held or a first upstream. */
 int wr_hc_server_claims(wr_hc_server_t *hs, const wr_http_head_t *req);
 /* Takes a connection from a claimed request on: ep (not reading, callbacks unset) and
