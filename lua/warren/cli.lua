@@ -21,7 +21,13 @@ Commands:
   ports SERVER            list the free outer ports of the relay's pool (needs the key)
   bench handshake RELAY   open and close sessions for -d SECONDS (default 5) from -c tasks
                           (default 64) and print handshakes_per_s=N
-  run SCRIPT [ARGS...]    run a Lua script as a task (it sees `arg` and `...`)
+  run SCRIPT [ARGS...]    run a Lua script as a task (it sees `arg` and `...`); a script that
+                          returns a table declares a relay and/or tunnels (README: "Tunnel
+                          scripts"), and SIGHUP, `warren reload` or --watch reload it
+  status --control PATH   what the process on that control socket runs: tunnels, services,
+                          sessions, streams, bytes (--json: as JSON)
+  reload --control PATH   reload the script of the process on that control socket; exits 1 and
+                          prints the error when the new script fails (the old one keeps running)
   repl                    interactive Lua prompt on the live loop (Ctrl-C cancels, Ctrl-D exits)
   version                 print the versions of warren, LuaJIT, libuv, luv and mbedTLS
   help                    print this text
@@ -118,6 +124,12 @@ Relay (serve):
                           user_close, up, down, discover, and dial (where -L/-D may go);
                           see examples/hooks.lua and examples/acl.lua
 
+Control:
+  --control PATH          with run, serve, -L/-D/-R: listen on the Unix socket PATH (mode 0600,
+                          only this user or root is served) for status and reload
+  --watch                 with run: reload the script whenever its file changes
+  --json                  with status: print JSON
+
 Options:
   -e CODE                 run CODE before the command (repeatable); may be used alone
   -v                      more logging: -v debug, -v -v trace
@@ -125,8 +137,9 @@ Options:
   --log-format FORMAT     text (default) or json, one record per line on stderr
   -h, --help              print this text
 
-Signals: SIGINT/SIGTERM shut down gracefully (twice: at once); SIGHUP runs the reload handler a
-         script set with warren.on_reload (the command-line tunnels have none: it is logged).
+Signals: SIGINT/SIGTERM shut down gracefully (twice: at once); SIGHUP reloads a declared script
+         (or runs the handler a script set with warren.on_reload; the command-line tunnels have
+         none: it is logged).
 Exit status: 0 success or a graceful shutdown; 1 a runtime failure (the relay cannot be reached
              or refuses the key, an address is in use...); 2 a usage error on the command line;
              130 / 143 SIGINT / SIGTERM while still connecting.
@@ -156,7 +169,7 @@ local valued = {
   ["--max-users-per-address"] = "max_users_per_address",
   ["--session-buffer"] = "session_buffer", ["--max-buffer"] = "max_buffer",
   ["--cert"] = "cert", ["--cert-key"] = "cert_key", ["--self-signed"] = "self_signed",
-  ["--ca"] = "ca", ["--pin"] = "pin", ["--sni"] = "sni",
+  ["--ca"] = "ca", ["--pin"] = "pin", ["--sni"] = "sni", ["--control"] = "control",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
   messages = true, ports = true }
@@ -211,6 +224,8 @@ function M.parse(argv)
       opts.allow_client_bind = true
     elseif a == "--tls" then
       opts.tls = true
+    elseif a == "--watch" or a == "--json" then
+      opts[a:sub(3)] = true
     elseif a == "-h" or a == "--help" then
       opts.help = true
     elseif carriers[a] then
@@ -323,6 +338,13 @@ local function tunnel_options(opts, t)
   return t
 end
 
+-- --control PATH: the control socket for what a command built. Returns true or nil, err.
+local function control_socket(opts, what)
+  if not opts.control then return true end
+  local control = require("warren.control")
+  return control.serve(opts.control, control.source(what))
+end
+
 local commands = {}
 
 function commands.keygen(args)
@@ -387,6 +409,8 @@ function commands.serve(args, opts)
   end
   local relay, err = require("warren.tunnel").relay(t)
   if not relay then return fail(err) end
+  local cok, cerr = control_socket(opts, { relay = relay })
+  if not cok then return fail(cerr) end
 end
 
 -- -R specs with their --name/--message, in order. Returns a list or nil, message.
@@ -515,6 +539,8 @@ function commands.forward(args, opts)
     client:release() -- the relay frees the ports now instead of keeping them for the lease
     client:close()
   end)
+  local controlled, control_err = control_socket(opts, { client = client })
+  if not controlled then return fail(control_err) end
   if #specs == 0 and #proxies == 0 then warren.spawn(exit_when_ended, client, entries) end
 end
 
@@ -602,7 +628,7 @@ function commands.version()
   return 0
 end
 
-function commands.run(args)
+function commands.run(args, opts)
   local script = args[1]
   if not script then
     usage_error("run needs a script")
@@ -616,7 +642,37 @@ function commands.run(args)
   local script_args = { [0] = script }
   for i = 2, #args do script_args[i - 1] = args[i] end
   _G.arg = script_args
-  run_chunk(fn, unpack(script_args))
+  local declared = run_chunk(fn, unpack(script_args))
+  if declared == nil then
+    if opts.watch or opts.control then return fail("--watch and --control need a script that returns a table") end
+    return
+  end
+  local generation, derr = require("warren.declare").run(declared, script, script_args)
+  if not generation then return fail(script .. ": " .. derr) end
+  if opts.watch then generation:watch() end
+  local cok, cerr = control_socket(opts, { generation = generation })
+  if not cok then return fail(cerr) end
+end
+
+-- status and reload: ask the process on a control socket.
+local function ask_control(args, opts, request)
+  if #args > 0 or not opts.control then
+    usage_error(request:match("%a+") .. " needs --control PATH and nothing else")
+    return 2
+  end
+  local ok, text = require("warren.control").ask(opts.control, request)
+  if ok == nil then return fail(text) end
+  io.stdout:write(ok and text or "")
+  if not ok then io.stderr:write("warren: ", text) end
+  return ok and 0 or 1
+end
+
+function commands.status(args, opts)
+  return ask_control(args, opts, opts.json and "status json" or "status")
+end
+
+function commands.reload(args, opts)
+  return ask_control(args, opts, "reload")
 end
 
 function commands.repl(args)
