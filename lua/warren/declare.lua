@@ -252,6 +252,8 @@ function Generation:_abort(err)
 end
 
 function Generation:close()
+  self.closed = true
+  if self.watcher and not self.watcher:is_closing() then self.watcher:close() end
   if self.client then
     self.client:release()
     self.client:close()
@@ -358,6 +360,7 @@ end
 
 -- Re-runs the script and applies it; the result is logged as well as returned.
 function Generation:reload(who)
+  if self.closed then return nil, "shutting down" end
   if self.reloading then return nil, "a reload is already running" end
   self.reloading = true
   local t0 = uv.hrtime()
