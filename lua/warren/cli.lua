@@ -338,11 +338,16 @@ local function tunnel_options(opts, t)
   return t
 end
 
--- --control PATH: the control socket for what a command built. Returns true or nil, err.
+-- --control PATH: the control socket for what a command built. When it cannot listen, what
+-- was built is closed and the exit status is returned.
 local function control_socket(opts, what)
-  if not opts.control then return true end
+  if not opts.control then return nil end
   local control = require("warren.control")
-  return control.serve(opts.control, control.source(what))
+  local ok, err = control.serve(opts.control, control.source(what))
+  if ok then return nil end
+  fail(err)
+  warren.exit(1)
+  return 1
 end
 
 local commands = {}
@@ -409,8 +414,7 @@ function commands.serve(args, opts)
   end
   local relay, err = require("warren.tunnel").relay(t)
   if not relay then return fail(err) end
-  local cok, cerr = control_socket(opts, { relay = relay })
-  if not cok then return fail(cerr) end
+  return control_socket(opts, { relay = relay })
 end
 
 -- -R specs with their --name/--message, in order. Returns a list or nil, message.
@@ -539,8 +543,8 @@ function commands.forward(args, opts)
     client:release() -- the relay frees the ports now instead of keeping them for the lease
     client:close()
   end)
-  local controlled, control_err = control_socket(opts, { client = client })
-  if not controlled then return fail(control_err) end
+  local control_failed = control_socket(opts, { client = client })
+  if control_failed then return control_failed end
   if #specs == 0 and #proxies == 0 then warren.spawn(exit_when_ended, client, entries) end
 end
 
@@ -650,8 +654,7 @@ function commands.run(args, opts)
   local generation, derr = require("warren.declare").run(declared, script, script_args)
   if not generation then return fail(script .. ": " .. derr) end
   if opts.watch then generation:watch() end
-  local cok, cerr = control_socket(opts, { generation = generation })
-  if not cok then return fail(cerr) end
+  return control_socket(opts, { generation = generation })
 end
 
 -- status and reload: ask the process on a control socket.
