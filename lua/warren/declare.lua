@@ -187,10 +187,19 @@ end
 local Generation = {}
 Generation.__index = Generation
 
-local function relay_options(decl, hooks_of)
+-- The keys and options both ends share; with no key, key_file or password, WARREN_KEY is the key
+-- (as on the command line).
+local function common_options(decl)
   local t = {}
-  for k in pairs(relay_keys) do t[k] = decl[k] end
   for k in pairs(common_keys) do t[k] = decl[k] end
+  local env = os.getenv("WARREN_KEY")
+  if not (t.key or t.key_file or t.password) and env and env ~= "" then t.key = env end
+  return t
+end
+
+local function relay_options(decl, hooks_of)
+  local t = common_options(decl)
+  for k in pairs(relay_keys) do t[k] = decl[k] end
   t.listen, t.serve = decl.serve, nil
   t.max_users, t.outer_bind = decl.max_users, decl.outer_bind
   t.hooks = hooks_of()
@@ -208,9 +217,8 @@ local function relay_options(decl, hooks_of)
 end
 
 local function client_options(decl)
-  local t = {}
+  local t = common_options(decl)
   for k in pairs(client_keys) do t[k] = decl[k] end
-  for k in pairs(common_keys) do t[k] = decl[k] end
   t.tunnels = nil
   return t
 end
