@@ -29,7 +29,9 @@ local relay_keys = { serve = true, ports = true, hooks = true, outer_bind = true
 local client_keys = { server = true, client_id = true, ca = true, pin = true, tunnels = true }
 local common_keys = { key = true, key_file = true, password = true, tls = true, sni = true, write_cap = true,
   idle_timeout = true, keepalive = true, session_buffer = true }
-local reloadable = { hooks = true, ports = true, tunnels = true }
+-- watch = {FILE, ...}: files the script reads (a list of services, an ACL); when they or the
+-- script change, it reloads (as with --watch). Not an option of the relay or the client.
+local reloadable = { hooks = true, ports = true, tunnels = true, watch = true }
 local tunnel_key_order = { "L", "D", "R", "message", "max_users", "max_total", "ttl", "user", "password" }
 local tunnel_keys = {}
 for _, k in ipairs(tunnel_key_order) do tunnel_keys[k] = true end
@@ -42,7 +44,7 @@ local function sorted_keys(t)
 end
 
 local function known_keys()
-  local all = {}
+  local all = { watch = true }
   for _, set in ipairs({ relay_keys, client_keys, common_keys }) do
     for k in pairs(set) do all[k] = true end
   end
@@ -121,6 +123,12 @@ function M.check(decl, running)
     if type(decl.hooks) ~= "table" then return nil, "hooks must be a table of functions" end
     local ok, herr = registry.check_hooks(decl.hooks)
     if not ok then return nil, "hooks: " .. herr end
+  end
+  if decl.watch ~= nil and type(decl.watch) ~= "table" then
+    return nil, "watch must be a list of files such as { \"services.txt\" }"
+  end
+  for _, file in ipairs(decl.watch or {}) do
+    if type(file) ~= "string" then return nil, "watch must list file names" end
   end
   if decl.ports ~= nil and type(decl.ports) ~= "table" then
     return nil, "ports must be a list such as { \"9930-9939\" }"
@@ -259,9 +267,16 @@ function Generation:_abort(err)
   return nil, err
 end
 
+local function stop_watching(pollers)
+  for _, poll in pairs(pollers or {}) do
+    if not poll:is_closing() then poll:close() end
+  end
+end
+
 function Generation:close()
   self.closed = true
-  if self.watcher and not self.watcher:is_closing() then self.watcher:close() end
+  stop_watching(self.pollers)
+  self.pollers = nil
   if self.client then
     self.client:release()
     self.client:close()
@@ -388,6 +403,7 @@ function Generation:reload(who)
     return nil, err
   end
   self.reloads = self.reloads + 1
+  if self.pollers then self:watch() end -- the list of watched files may have changed
   summary.generation, summary.ms = self.number, ms
   log.info("reload%s: generation %d, %d added, %d changed, %d removed, %d unchanged (%.1f ms)",
     who and (" by " .. who) or "", self.number, summary.added, summary.changed, summary.removed,
@@ -418,16 +434,30 @@ function Generation:status()
   return st
 end
 
--- Reloads when the file changes (polled: an editor that replaces the file is seen too).
+-- Reloads when the script, or a file its `watch` lists, changes (polled: an editor that
+-- replaces the file is seen too). Called again after each reload, for a changed list.
 function Generation:watch(interval_ms)
-  local poll = uv.new_fs_poll()
-  poll:start(self.source.path, interval_ms or 250, function(err)
-    if err then return end
-    warren.spawn(function() self:reload("--watch") end)
-  end)
-  poll:unref()
-  self.watcher = poll
-  return poll
+  self.watch_interval = interval_ms or self.watch_interval or 250
+  local wanted, pollers = { [self.source.path] = true }, self.pollers or {}
+  for _, file in ipairs(self.decl.watch or {}) do wanted[file] = true end
+  for file, poll in pairs(pollers) do
+    if not wanted[file] then
+      poll:close()
+      pollers[file] = nil
+    end
+  end
+  for file in pairs(wanted) do
+    if not pollers[file] then
+      local poll = uv.new_fs_poll()
+      poll:start(file, self.watch_interval, function(err)
+        if err then return end
+        warren.spawn(function() self:reload("--watch (" .. file .. ")") end)
+      end)
+      poll:unref()
+      pollers[file] = poll
+    end
+  end
+  self.pollers = pollers
 end
 
 -- `warren run FILE` got a table back: build it, and make SIGHUP (and `warren reload`) reload it.
@@ -438,6 +468,7 @@ function M.run(decl, path, args)
   local gen, gerr = M.start(plan, { path = path, args = args })
   if not gen then return nil, gerr end
   warren.on_reload(function(who) return gen:reload(who or "SIGHUP") end)
+  if plan.decl.watch and #plan.decl.watch > 0 then gen:watch() end
   M.current = gen
   return gen
 end

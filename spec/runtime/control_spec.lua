@@ -4,6 +4,7 @@
 local warren = require("warren")
 local uv = require("luv")
 local proc = require("helpers.proc")
+require("helpers.reaper").per_test(before_each, after_each)
 local net = require("helpers.net")
 local wait = require("helpers.wait")
 
