@@ -29,6 +29,9 @@ Commands:
   reload --control PATH   reload the script of the process on that control socket; exits 1 and
                           prints the error when the new script fails (the old one keeps running)
   repl                    interactive Lua prompt on the live loop (Ctrl-C cancels, Ctrl-D exits)
+  repl --attach PATH      the same prompt inside the process on that control socket: its
+                          relay, client, tunnels and generation by name, status() and reload();
+                          on a pipe, each line is sent in turn (every line is logged there)
   version                 print the versions of warren, LuaJIT, libuv, luv and mbedTLS
   help                    print this text
 
@@ -170,6 +173,7 @@ local valued = {
   ["--session-buffer"] = "session_buffer", ["--max-buffer"] = "max_buffer",
   ["--cert"] = "cert", ["--cert-key"] = "cert_key", ["--self-signed"] = "self_signed",
   ["--ca"] = "ca", ["--pin"] = "pin", ["--sni"] = "sni", ["--control"] = "control",
+  ["--attach"] = "attach",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
   messages = true, ports = true }
@@ -678,12 +682,17 @@ function commands.reload(args, opts)
   return ask_control(args, opts, "reload")
 end
 
-function commands.repl(args)
+function commands.repl(args, opts)
   if #args > 0 then
     usage_error("repl takes no arguments")
     return 2
   end
-  local ok, err = require("warren.repl").run()
+  local ok, err
+  if opts.attach then
+    ok, err = require("warren.control").attach(opts.attach)
+  else
+    ok, err = require("warren.repl").run()
+  end
   if not ok then
     io.stderr:write("warren: ", err, "\n")
     return 1

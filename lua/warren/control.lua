@@ -2,8 +2,12 @@
 -- reach a running process. Only a peer with the process's own uid (or root) is served: the
 -- kernel says who it is (SO_PEERCRED), whatever the file's mode has become.
 --
--- One request per connection: a line ("status", "status json" or "reload"); the answer is
--- "ok" or "error" on a line of its own, then the text, then the end of the connection.
+-- One request per connection: a line ("status", "status json", "reload" or "repl"); the answer
+-- is "ok" or "error" on a line of its own, then the text, then the end of the connection. After
+-- "repl" the connection stays a prompt inside the process (`warren repl --attach`): each line
+-- sent is fed to an evaluator (warren.repl), and each answer is the text to show followed by
+-- "\1PROMPT\n". A line "\3" cancels the running chunk (its answer is "cancelled"), and is not
+-- answered itself; a line "\2" drops an incomplete chunk and is answered with a prompt.
 local warren = require("warren")
 local core = require("warren.core")
 local log = require("warren.log")
@@ -69,11 +73,14 @@ local function cli_status(relay, client)
 end
 
 -- A source for the control socket: a declared generation, or what the command line built.
+-- objects are what an attached prompt sees by name.
 function M.source(opts)
-  if opts.generation then
+  local gen = opts.generation
+  if gen then
     return {
-      status = function() return opts.generation:status() end,
-      reload = function(who) return opts.generation:reload(who) end,
+      status = function() return gen:status() end,
+      reload = function(who) return gen:reload(who) end,
+      objects = { generation = gen, relay = gen.relay, client = gen.client, tunnels = gen.tunnels },
     }
   end
   return {
@@ -81,6 +88,7 @@ function M.source(opts)
     reload = function()
       return nil, "nothing to reload: this process was started from the command line, not by a script"
     end,
+    objects = { relay = opts.relay, client = opts.client },
   }
 end
 
@@ -121,8 +129,82 @@ local function answer(pipe, ok, text)
   pipe:write((ok and "ok\n" or "error\n") .. (text or ""), function() pipe:close() end)
 end
 
-local function serve_request(source, pipe, uid, line)
+-- The prompt inside the process. `print` writes to the attached client; every line is logged
+-- with the peer's uid, since any of them may change what runs.
+local function serve_repl(source, pipe, uid, pending)
+  local repl = require("warren.repl")
+  local out = {}
+  local function send(text, prompt)
+    if pipe:is_closing() then return end
+    out[#out + 1] = text
+    out[#out + 1] = "\1" .. prompt .. "\n"
+    pipe:write(table.concat(out))
+    out = {}
+  end
+  local env = setmetatable({
+    warren = warren, uv = uv,
+    status = source.status,
+    reload = function() return source.reload("repl of uid " .. uid) end,
+    print = function(...)
+      local parts = {}
+      for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+      out[#out + 1] = table.concat(parts, "\t") .. "\n"
+    end,
+  }, { __index = function(_, k)
+    local v = source.objects[k]
+    if v ~= nil then return v end
+    return _G[k]
+  end })
+  local ev = repl.evaluator(env)
+  local lines, waiter, closed = {}, nil, false
+  local function take(data)
+    pending = pending .. data
+    for line in pending:gmatch("([^\n]*)\n") do
+      if line == "\3" then
+        if ev.cancel() then log.info("control socket uid %d: cancelled the running chunk", uid) end
+      else
+        lines[#lines + 1] = line
+      end
+    end
+    pending = pending:match("[^\n]*$")
+  end
+  log.info("control socket uid %d: attached a prompt", uid)
+  warren.spawn(function()
+    send("", "> ")
+    while true do
+      while #lines == 0 and not closed do warren.await(function(resolve) waiter = resolve end) end
+      if #lines == 0 then break end
+      local line = table.remove(lines, 1)
+      local text, prompt
+      if line == "\2" then
+        ev.reset()
+        text, prompt = "", "> "
+      else
+        log.info("control socket uid %d: repl> %s", uid, #line > 200 and line:sub(1, 200) .. "..." or line)
+        text, prompt = ev.feed(line)
+      end
+      send(text or "", prompt)
+    end
+    log.info("control socket uid %d: detached", uid)
+    if not pipe:is_closing() then pipe:close() end
+  end)
+  take("")
+  pipe:read_start(function(err, data)
+    if err or not data then closed = true else take(data) end
+    if waiter then
+      local resolve = waiter
+      waiter = nil
+      resolve()
+    end
+  end)
+end
+
+local function serve_request(source, pipe, uid, line, rest)
   local command, arg = line:match("^(%S+)%s*(%S*)")
+  if command == "repl" then
+    pipe:write("ok\n")
+    return serve_repl(source, pipe, uid, rest)
+  end
   if command == "status" then
     local st = source.status()
     answer(pipe, true, arg == "json" and json(st) .. "\n" or M.format_status(st))
@@ -163,10 +245,10 @@ local function accept(server, source)
       return
     end
     buffered = buffered .. data
-    local line = buffered:match("^([^\n]*)\n")
+    local line, rest = buffered:match("^([^\n]*)\n(.*)$")
     if line then
       pipe:read_stop()
-      serve_request(source, pipe, uid, line)
+      serve_request(source, pipe, uid, line, rest)
     elseif #buffered > REQUEST_MAX then
       pipe:read_stop()
       answer(pipe, false, "request too long\n")
@@ -229,6 +311,86 @@ function M.ask(path, request, timeout_ms)
   local verdict, text = reply:match("^(%a+)\n(.*)$")
   if not verdict then return nil, string.format("%s gave no answer", path) end
   return verdict == "ok", text
+end
+
+-- `warren repl --attach PATH`: a prompt whose chunks run inside the process on the socket. On a
+-- terminal lines are edited (and kept in the history) as in the local prompt, and Ctrl-C
+-- cancels the remote chunk or drops the line; on a pipe every line is sent in turn. Returns
+-- true at the end of input, or nil, err.
+function M.attach(path)
+  local repl = require("warren.repl")
+  local pipe = uv.new_pipe(false)
+  local ok, cerr = warren.await(function(resolve)
+    pipe:connect(path, function(err) resolve(not err, err) end)
+  end, 10000)
+  if not ok then
+    pipe:close()
+    return nil, string.format("cannot attach to %s: %s", path, tostring(cerr or "timeout"))
+  end
+  local incoming, closed, waiter = "", false, nil
+  pipe:read_start(function(err, data)
+    if err or not data then closed = true else incoming = incoming .. data end
+    if waiter then
+      local resolve = waiter
+      waiter = nil
+      resolve()
+    end
+  end)
+  local function wait_closed()
+    while not closed do warren.await(function(resolve) waiter = resolve end) end
+  end
+  local function wait_for(pattern)
+    while true do
+      local found = { incoming:find(pattern) }
+      if found[1] then
+        incoming = incoming:sub(found[2] + 1)
+        return unpack(found, 3)
+      end
+      if closed then return nil end
+      warren.await(function(resolve) waiter = resolve end)
+    end
+  end
+  pipe:write("repl\n")
+  local verdict = wait_for("^(%a+)\n")
+  if verdict ~= "ok" then
+    wait_closed() -- the reason comes up to the end of the connection
+    pipe:close()
+    return nil, (incoming ~= "" and incoming:gsub("\n$", "") or "the process closed the connection")
+  end
+  local function next_prompt()
+    local text, prompt = wait_for("^(.-)\1([^\n]*)\n")
+    if text and text ~= "" then
+      io.stdout:write(text)
+      io.stdout:flush()
+    end
+    return prompt
+  end
+  local reader, interactive = repl.reader()
+  local waiting = false
+  local previous_sigint = warren.on_signal("sigint", function()
+    if waiting then
+      pipe:write("\3\n") -- cancels the chunk running in the process
+    elseif interactive then
+      reader.interrupt()
+    else
+      warren.exit(130)
+    end
+  end)
+  local prompt = next_prompt()
+  while prompt do
+    local line, read_err = reader.read(prompt)
+    if line == nil and read_err ~= "interrupted" then break end
+    pipe:write(line and line .. "\n" or "\2\n") -- Ctrl-C on a line drops the chunk there too
+    waiting = true
+    prompt = next_prompt()
+    waiting = false
+  end
+  if interactive then io.stdout:write("\n") end
+  reader.close()
+  warren.on_signal("sigint", previous_sigint)
+  if not pipe:is_closing() then pipe:close() end
+  if not prompt then return nil, "the process closed the connection" end
+  return true
 end
 
 return M

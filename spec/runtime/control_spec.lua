@@ -43,6 +43,20 @@ local function raw(sock, bytes)
   return done and table.concat(parts)
 end
 
+-- A declared client with one tunnel, for the prompts below; returns child, sock, relay.
+local function declared_client(key)
+  local relay, relay_port = proc.serve({ "-k", key })
+  local sock = socket_path()
+  local script = dir .. "/client" .. count .. ".lua"
+  local f = assert(io.open(script, "w"))
+  f:write(string.format("return { server = %q, key = %q, tunnels = { web = { D = '127.0.0.1:0' } } }\n",
+    "127.0.0.1:" .. relay_port, key))
+  f:close()
+  local child = proc.start({ proc.warren_bin, "--control", sock, "run", script })
+  assert(answers(sock), "the client's control socket did not answer")
+  return child, sock, relay
+end
+
 describe("control socket", function()
   local key, relay, relay_port, relay_sock, echo, echo_port
 
@@ -124,10 +138,15 @@ describe("control socket", function()
     -- and the uid check does when the mode is opened
     assert(uv.fs_chmod(relay_sock, tonumber("666", 8)))
     r = proc.run(as_nobody)
+    local attach = proc.run({ setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", proc.warren_bin,
+      "repl", "--attach", relay_sock, stdin = "os.exit(7)\n" })
     uv.fs_chmod(relay_sock, tonumber("600", 8))
     assert.equal(1, r.code)
     assert.matches("permission denied", r.stderr)
     assert.equal("", r.stdout)
+    assert.equal(1, attach.code)
+    assert.matches("permission denied", attach.stderr)
+    assert.is_nil(relay.code) -- the relay did not run the line
     assert.is_true(wait.eventually(function()
       return select(2, relay:output()):find("control socket: refused a peer with uid %d+") ~= nil
     end, 2000))
@@ -182,5 +201,89 @@ describe("control socket", function()
       "%-%-json" }) do
       assert.matches(text, help)
     end
+  end)
+end)
+
+describe("warren repl --attach", function()
+  it("evaluates piped lines inside the running process, and logs each with the uid", function()
+    local key = proc.key()
+    local child, sock, relay = declared_client(key)
+    local input = table.concat({
+      "status().generation",
+      "print('from', 'inside')",
+      "for name, t in pairs(tunnels) do print(name, t.spec.kind) end",
+      "local n =",
+      "  6 * 7 return n",
+      "fwd = client:forward{ listen = '127.0.0.1:0', target = '127.0.0.1:9' }",
+      "fwd:port() > 0",
+      "error('on purpose')",
+      "warren.sleep(20) return 'awaited'",
+    }, "\n") .. "\n"
+    local r = proc.warren({ "repl", "--attach", sock }, { stdin = input })
+    assert.equal(0, r.code, r.stderr)
+    local want = { "1", "from\tinside", "web\tD", "42", "true", "error: on purpose" }
+    local pos = 1
+    for _, text in ipairs(want) do
+      local at = r.stdout:find(text, pos, true)
+      assert.is_not_nil(at, "missing " .. text .. " in:\n" .. r.stdout)
+      pos = at + #text
+    end
+    assert.matches('"awaited"\n$', r.stdout)
+    -- the forward made through the prompt lives in the process
+    local st = proc.warren({ "status", "--control", sock }).stdout
+    assert.matches("relay session: up", st)
+    child:kill()
+    child:wait(5000)
+    local log = select(2, child:output())
+    assert.matches("control socket uid %d+: attached a prompt", log)
+    assert.matches("control socket uid %d+: repl> fwd = client:forward", log)
+    assert.matches("forwarding 127%.0%.0%.1:%d+ %-> 127%.0%.0%.1:9", log)
+    relay:kill()
+    relay:wait(5000)
+  end)
+
+  it("says so when nothing listens there", function()
+    local r = proc.warren({ "repl", "--attach", dir .. "/nothing.sock" }, { stdin = "1\n" })
+    assert.equal(1, r.code)
+    assert.matches("cannot attach to .*ENOENT", r.stderr)
+  end)
+
+  local has_tmux = os.execute("command -v tmux >/dev/null 2>&1") == 0
+  local it_tty = has_tmux and it or pending
+  it_tty("edits lines on a terminal; Ctrl-C drops a line or cancels the remote chunk; Ctrl-D detaches", function()
+    local key = proc.key()
+    local child, sock, relay = declared_client(key)
+    local session = "warren-attach-spec-" .. uv.os_getpid()
+    local function tmux(...) return proc.run({ "tmux", "-L", session, ... }, 5000) end
+    local function screen() return tmux("capture-pane", "-p", "-t", session).stdout end
+    local function wait_for(text)
+      assert.is_true(wait.eventually(function() return screen():find(text, 1, true) ~= nil end, 5000),
+        "screen never showed " .. text .. ":\n" .. screen())
+    end
+    local function keys(...) tmux("send-keys", "-t", session, ...) end
+    tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", string.format(
+      "WARREN_HISTORY= %s repl --attach %s; echo exited-$?; sleep 30", proc.warren_bin, sock))
+    finally(function() proc.run({ "tmux", "-L", session, "kill-server" }, 5000) end)
+    wait_for(">")
+    keys("status().generation + 100", "Enter")
+    wait_for("101")
+    keys("function f(x)", "Enter")
+    wait_for(">>")
+    keys("C-c")
+    keys("f", "Enter") -- the incomplete chunk was dropped: f is not defined there
+    wait_for("nil")
+    keys("warren.sleep(60000)", "Enter")
+    warren.sleep(300)
+    keys("C-c")
+    wait_for("cancelled")
+    keys("'still' .. ' here'", "Enter")
+    wait_for('"still here"')
+    keys("C-d")
+    wait_for("exited-0")
+    assert.matches("cancelled the running chunk", select(2, child:output()))
+    child:kill()
+    child:wait(5000)
+    relay:kill()
+    relay:wait(5000)
   end)
 end)
