@@ -342,12 +342,12 @@ local function tunnel_options(opts, t)
   return t
 end
 
--- --control PATH: the control socket for what a command built. When it cannot listen, what
--- was built is closed and the exit status is returned.
-local function control_socket(opts, what)
+-- --control PATH: the control socket for what a command built (a generation: warren.declare).
+-- When it cannot listen, what was built is closed and the exit status is returned.
+local function control_socket(opts, generation)
   if not opts.control then return nil end
   local control = require("warren.control")
-  local ok, err = control.serve(opts.control, control.source(what))
+  local ok, err = control.serve(opts.control, control.source(generation))
   if ok then return nil end
   fail(err)
   warren.exit(1)
@@ -418,24 +418,18 @@ function commands.serve(args, opts)
   end
   local relay, err = require("warren.tunnel").relay(t)
   if not relay then return fail(err) end
-  return control_socket(opts, { relay = relay })
+  return control_socket(opts, require("warren.declare").adopt({ relay = relay }))
 end
 
--- -R specs with their --name/--message, in order. Returns a list or nil, message.
+-- -R specs with their --name/--message, in order, checked as a script's tunnels are
+-- (warren.declare). Returns a list or nil, message.
 local function reverse_specs(opts)
   local list = {}
   for i, spec in ipairs(opts.reverses) do
-    local f, err = addr.parse_forward(spec)
-    if not f then return nil, "-R " .. err end
-    if not f.target then return nil, "-R " .. spec .. " needs an inner address: [BIND:]OUTER:HOST:PORT" end
-    -- An absent or empty BIND is the relay's choice (all interfaces), not -L's 127.0.0.1.
-    local bind = f.bind ~= "" and f.bind or nil
-    if f.target.host == "" then f.target.host = "127.0.0.1" end
-    list[i] = {
-      outer = f.listen.port, bind = bind, inner = addr.format(f.target),
-      name = opts.names[i] or spec, message = opts.messages[i],
-      max_users = opts.max_users, max_total = opts.max_total, ttl = opts.ttl,
-    }
+    local r, err = require("warren.declare").tunnel(opts.names[i] or spec, { R = spec, message = opts.messages[i],
+      max_users = opts.max_users, max_total = opts.max_total, ttl = opts.ttl })
+    if not r then return nil, err end
+    list[i] = r
   end
   if #opts.names > #list then return nil, "more --name than -R" end
   return list
@@ -506,6 +500,21 @@ function commands.forward(args, opts)
   end
   local user, password
   if opts.proxy_user then user, password = opts.proxy_user:match("^([^:]+):(.+)$") end
+  -- The forwards and proxies as a script would declare them, named by their flags.
+  local declare = require("warren.declare")
+  local planned, tunnels = {}, {}
+  local function plan(name, t)
+    while tunnels[name] do name = name .. "'" end
+    local spec = assert(declare.tunnel(name, t)) -- parsed above: cannot fail
+    tunnels[name] = true
+    planned[#planned + 1] = spec
+  end
+  for _, f in ipairs(specs) do
+    plan("-L " .. addr.format(f.listen), { L = addr.format(f.listen) .. ":" .. addr.format(f.target) })
+  end
+  for _, listen in ipairs(proxies) do
+    plan("-D " .. addr.format(listen), { D = addr.format(listen), user = user, password = password })
+  end
   local t = tunnel_options(opts, key_options(opts))
   t.server = server
   t.client_id = opts.client_id
@@ -516,38 +525,28 @@ function commands.forward(args, opts)
   if not ok then
     return fail(cerr:find("^cannot resolve") and cerr or string.format("cannot connect to relay %s: %s", server, cerr))
   end
-  for _, f in ipairs(specs) do
-    local fwd, ferr = client:forward({ listen = addr.format(f.listen), target = addr.format(f.target) })
-    if not fwd then
-      client:close()
-      return fail(ferr)
-    end
-  end
-  for _, listen in ipairs(proxies) do
-    local proxy, perr = client:dynamic({ listen = addr.format(listen), user = user, password = password })
-    if not proxy then
-      client:close()
-      return fail(perr)
-    end
-  end
-  local entries = {}
-  for _, r in ipairs(reverses) do
-    local entry, eerr = client:register(r)
-    if not entry then
+  local opened, entries = {}, {}
+  for _, r in ipairs(reverses) do planned[#planned + 1] = r end
+  for _, spec in ipairs(planned) do
+    local obj, oerr = declare.open(client, spec)
+    if not obj then
       client:release()
       client:close()
-      return fail(string.format("cannot register %s: %s", r.name, eerr))
+      return fail(oerr)
     end
-    entries[#entries + 1] = entry
-    io.stdout:write(string.format("%s: relay port %d -> %s\n", entry.name, entry.port, r.inner))
-    io.stdout:flush()
+    opened[spec.name] = { spec = spec, obj = obj }
+    if spec.kind == "R" then
+      entries[#entries + 1] = obj
+      io.stdout:write(string.format("%s: relay port %d -> %s\n", obj.name, obj.port, spec.inner))
+      io.stdout:flush()
+    end
   end
   restore_signals()
   warren.on_shutdown(function()
     client:release() -- the relay frees the ports now instead of keeping them for the lease
     client:close()
   end)
-  local control_failed = control_socket(opts, { client = client })
+  local control_failed = control_socket(opts, declare.adopt({ client = client, tunnels = opened }))
   if control_failed then return control_failed end
   if #specs == 0 and #proxies == 0 then warren.spawn(exit_when_ended, client, entries) end
 end
@@ -658,7 +657,7 @@ function commands.run(args, opts)
   local generation, derr = require("warren.declare").run(declared, script, script_args)
   if not generation then return fail(script .. ": " .. derr) end
   if opts.watch then generation:watch() end
-  return control_socket(opts, { generation = generation })
+  return control_socket(opts, generation)
 end
 
 -- status and reload: ask the process on a control socket.

@@ -50,45 +50,13 @@ M.json = json
 
 -- ---- what a process shows ----
 
--- status of a process started from the command line (no script): its relay and/or client.
-local function cli_status(relay, client)
-  local st = { tunnels = {} }
-  if relay then
-    st.relay = relay:stats()
-    st.services = relay:services()
-  end
-  if client then
-    st.connected = client.session ~= nil
-    for _, f in ipairs(client.forwards) do
-      local s = f:stats()
-      st.tunnels[#st.tunnels + 1] = { name = tostring(f:port()), kind = s.bad_requests and "D" or "L",
-        port = f:port(), active = s.active, connections = s.accepted, bytes_up = s.bytes_up,
-        bytes_down = s.bytes_down }
-    end
-    for _, e in ipairs(client.entries) do
-      st.tunnels[#st.tunnels + 1] = { name = e.name, kind = "R", port = e.port, state = e.state }
-    end
-  end
-  return st
-end
-
--- A source for the control socket: a declared generation, or what the command line built.
--- objects are what an attached prompt sees by name.
-function M.source(opts)
-  local gen = opts.generation
-  if gen then
-    return {
-      status = function() return gen:status() end,
-      reload = function(who) return gen:reload(who) end,
-      objects = { generation = gen, relay = gen.relay, client = gen.client, tunnels = gen.tunnels },
-    }
-  end
+-- A source for the control socket: the generation of a script, or what the command line built
+-- (declare.adopt). objects are what an attached prompt sees by name.
+function M.source(gen)
   return {
-    status = function() return cli_status(opts.relay, opts.client) end,
-    reload = function()
-      return nil, "nothing to reload: this process was started from the command line, not by a script"
-    end,
-    objects = { relay = opts.relay, client = opts.client },
+    status = function() return gen:status() end,
+    reload = function(who) return gen:reload(who) end,
+    objects = { generation = gen, relay = gen.relay, client = gen.client, tunnels = gen.tunnels },
   }
 end
 

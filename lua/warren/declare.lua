@@ -58,17 +58,18 @@ local function fingerprint(t)
   return table.concat(parts, "\0")
 end
 
--- One tunnel's table into {kind, name, fingerprint, ...}; nil, err naming the tunnel. `known`
--- is the spec of the running tunnel of that name, if any: when nothing changed it is reused,
--- which keeps a reload of thousands of unchanged tunnels fast.
-local function check_tunnel(name, t, known)
+-- One tunnel's table into {kind, name, fingerprint, ...}; nil, err. `known` is the spec of the
+-- running tunnel of that name, if any: when nothing changed it is reused, which keeps a reload
+-- of thousands of unchanged tunnels fast. Messages start with `where` (default "tunnels.NAME";
+-- "" for none, as the command line's -L/-D/-R use it).
+local function check_tunnel(name, t, known, where)
   if type(name) ~= "string" or name == "" then return nil, "tunnel names must be non-empty strings" end
-  local where = "tunnels." .. name
-  if type(t) ~= "table" then return nil, where .. " must be a table such as { L = \"9000:127.0.0.1:80\" }" end
+  where = where or ("tunnels." .. name)
+  local function bad(msg) return nil, where ~= "" and (where .. ": " .. msg) or msg end
+  if type(t) ~= "table" then return bad("must be a table such as { L = \"9000:127.0.0.1:80\" }") end
   for k in pairs(t) do
     if not tunnel_keys[k] then
-      return nil, string.format("%s: unknown key %q (keys: %s)", where, tostring(k),
-        table.concat(tunnel_key_order, ", "))
+      return bad(string.format("unknown key %q (keys: %s)", tostring(k), table.concat(tunnel_key_order, ", ")))
     end
   end
   local print = fingerprint(t)
@@ -76,34 +77,39 @@ local function check_tunnel(name, t, known)
   local kind
   for _, k in ipairs({ "L", "D", "R" }) do
     if t[k] ~= nil then
-      if kind then return nil, where .. ": give one of L, D and R" end
+      if kind then return bad("give one of L, D and R") end
       kind = k
     end
   end
-  if not kind then return nil, where .. ": needs L, D or R" end
-  if type(t[kind]) ~= "string" then return nil, string.format("%s.%s must be a string", where, kind) end
+  if not kind then return bad("needs L, D or R") end
+  local text = t[kind]
+  if type(text) ~= "string" then return bad(kind .. " must be a string") end
   for _, k in ipairs({ "max_users", "max_total", "ttl" }) do
-    if t[k] ~= nil and (type(t[k]) ~= "number" or t[k] < 0) then
-      return nil, string.format("%s.%s must be a number >= 0", where, k)
-    end
+    if t[k] ~= nil and (type(t[k]) ~= "number" or t[k] < 0) then return bad(k .. " must be a number >= 0") end
   end
-  local f, err = addr.parse_forward(t[kind], "-" .. kind)
-  if not f then return nil, where .. ": " .. err end
+  local f, err = addr.parse_forward(text, "-" .. kind)
+  if not f then return bad(err) end
   local spec = { kind = kind, name = name, source = t }
   if kind == "L" then
-    if not f.target then return nil, where .. ": L needs a target, [BIND:]LPORT:HOST:RPORT (D is the proxy)" end
+    if not f.target then return bad("-L " .. text .. " needs a target: [BIND:]LPORT:HOST:RPORT (D is the proxy)") end
     spec.listen, spec.target = addr.format(f.listen), addr.format(f.target)
   elseif kind == "D" then
-    if f.target then return nil, where .. ": D takes [BIND:]PORT" end
-    if (t.user == nil) ~= (t.password == nil) then return nil, where .. ": user and password go together" end
+    if f.target then return bad("-D takes [BIND:]PORT, not " .. text) end
+    if (t.user == nil) ~= (t.password == nil) then return bad("user and password go together") end
     spec.listen = addr.format(f.listen)
   else
-    if not f.target then return nil, where .. ": R needs [BIND:]OUTER:HOST:PORT" end
+    if not f.target then return bad("-R " .. text .. " needs an inner address: [BIND:]OUTER:HOST:PORT") end
+    -- An absent or empty BIND is the relay's choice (all interfaces), not -L's 127.0.0.1.
     if f.target.host == "" then f.target.host = "127.0.0.1" end
     spec.outer, spec.bind, spec.inner = f.listen.port, f.bind ~= "" and f.bind or nil, addr.format(f.target)
   end
   spec.fingerprint = print
   return spec
+end
+
+-- For the command line: one -L/-D/-R (t = {L = SPEC} ...) checked as a script's tunnel is.
+function M.tunnel(name, t)
+  return check_tunnel(name, t, nil, "")
 end
 
 -- Checks a declaration; returns {tunnels = name -> spec, hooks = ...} or nil, err. `running`
@@ -163,6 +169,7 @@ end
 
 -- ---- opening and closing tunnels ----
 
+-- Opens a checked tunnel on a client: its forward, proxy or registered entry; nil, err.
 local function open_tunnel(client, spec)
   local s = spec.source
   if spec.kind == "L" then
@@ -175,6 +182,8 @@ local function open_tunnel(client, spec)
   if not entry then return nil, string.format("cannot register %s: %s", spec.name, tostring(err)) end
   return entry
 end
+
+M.open = open_tunnel
 
 local function close_tunnel(client, spec, obj)
   if spec.kind == "R" then
@@ -383,6 +392,9 @@ end
 
 -- Re-runs the script and applies it; the result is logged as well as returned.
 function Generation:reload(who)
+  if not self.source then
+    return nil, "nothing to reload: this process was started from the command line, not by a script"
+  end
   if self.closed then return nil, "shutting down" end
   if self.reloading then return nil, "a reload is already running" end
   self.reloading = true
@@ -413,7 +425,8 @@ end
 
 -- What is running, for `warren status`: plain data.
 function Generation:status()
-  local st = { generation = self.number, reloads = self.reloads, script = self.source.path, tunnels = {} }
+  local st = { tunnels = {} }
+  if self.source then st.generation, st.reloads, st.script = self.number, self.reloads, self.source.path end
   for _, name in ipairs(sorted_keys(self.tunnels)) do
     local t = self.tunnels[name]
     local row = { name = name, kind = t.spec.kind, spec = t.spec.source[t.spec.kind] }
@@ -458,6 +471,13 @@ function Generation:watch(interval_ms)
     end
   end
   self.pollers = pollers
+end
+
+-- What the command line built (serve, -L/-D/-R), seen as a generation that cannot reload: its
+-- status is shown the same way. tunnels: name -> {spec = M.tunnel(...), obj = ...}.
+function M.adopt(parts)
+  return setmetatable({ relay = parts.relay, client = parts.client, tunnels = parts.tunnels or {}, number = 1,
+    reloads = 0, hooks = {}, decl = {} }, Generation)
 end
 
 -- `warren run FILE` got a table back: build it, and make SIGHUP (and `warren reload`) reload it.
