@@ -38,8 +38,9 @@ local function start_relay(script, file)
   error(script .. " did not start")
 end
 
-local function register(relay_port, spec, client_id)
-  local child = proc.start({ proc.warren_bin, "-R", spec, "--name", client_id .. " " .. spec, "--client-id", client_id,
+local function register(relay_port, spec, client_id, name)
+  local child = proc.start({ proc.warren_bin, "-R", spec, "--name", name or (client_id .. " " .. spec), "--client-id",
+    client_id,
     "127.0.0.1:" .. relay_port, "--key-file", key_file })
   local ok = wait.eventually(function() return child.code ~= nil or child:output():find("relay port", 1, true) end,
     10000)
@@ -148,5 +149,37 @@ describe("scripts/forwarder.lua", function()
     relay:wait(5000)
     echo:close()
     other:close()
+  end)
+end)
+
+describe("examples/declared_relay.lua", function()
+  it("runs the relay of examples/hooks.lua, and reloads when asked", function()
+    local from = net.free_range(2)
+    local sock = dir .. "/declared.sock"
+    local relay, port
+    for _ = 1, 4 do
+      port = net.free_port()
+      relay = proc.start({ proc.warren_bin, "--control", sock, "run", proc.source_dir .. "/examples/declared_relay.lua",
+        env = { WARREN_KEY_FILE = key_file, LISTEN = "127.0.0.1:" .. port, PORTS = from .. "-" .. from + 1 } })
+      local up = wait.eventually(function()
+        return relay.code ~= nil or select(2, relay:output()):find("control socket on", 1, true)
+      end, 10000)
+      if up and relay.code == nil then break end
+      relay:wait(5000)
+    end
+    assert.is_nil(relay.code, select(2, relay:output()))
+    -- examples/hooks.lua admits only its known client ids
+    local stranger = register(port, "0:127.0.0.1:9", "stranger", "web")
+    local r = stranger:wait(5000)
+    assert.equal(1, r.code)
+    local known = register(port, "0:127.0.0.1:9", "build-box", "web")
+    assert.is_nil(known.code, select(2, known:output()))
+    r = proc.warren({ "reload", "--control", sock })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("generation 2", r.stdout)
+    known:kill()
+    known:wait(5000)
+    relay:kill()
+    assert.equal(0, relay:wait(5000).code)
   end)
 end)
