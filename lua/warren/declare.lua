@@ -317,7 +317,9 @@ local function restart_needed(old, new)
 end
 
 -- Applies a new plan as a transaction (see the top of the file). Returns a summary
--- {added, changed, removed, unchanged} or nil, err with the running generation untouched.
+-- {added, changed, removed, unchanged} or nil, err with the running generation untouched. A
+-- tunnel replaced on its own address (a -D, a registration) can only be opened again after the
+-- commit: if that fails, the summary's `error` says so.
 function Generation:apply(plan)
   local rerr = restart_needed(self.decl, plan.decl)
   if rerr then return nil, rerr end
@@ -385,7 +387,7 @@ function Generation:apply(plan)
   self.decl = plan.decl
   self.number = self.number + 1
   if #failures > 0 then
-    return nil, "applied, but these could not be opened again: " .. table.concat(failures, "; ")
+    summary.error = "applied, but these could not be opened again: " .. table.concat(failures, "; ")
   end
   return summary
 end
@@ -417,6 +419,10 @@ function Generation:reload(who)
   self.reloads = self.reloads + 1
   if self.pollers then self:watch() end -- the list of watched files may have changed
   summary.generation, summary.ms = self.number, ms
+  if summary.error then
+    log.error("reload%s: generation %d %s", who and (" by " .. who) or "", self.number, summary.error)
+    return nil, summary.error
+  end
   log.info("reload%s: generation %d, %d added, %d changed, %d removed, %d unchanged (%.1f ms)",
     who and (" by " .. who) or "", self.number, summary.added, summary.changed, summary.removed,
     summary.unchanged, ms)

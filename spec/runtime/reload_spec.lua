@@ -128,6 +128,18 @@ describe("tunnel scripts", function()
     assert.matches('"name":"svc"', st)
     assert.matches('"state":"active"', st)
 
+    -- a -D and a -R changed on their own addresses: replaced there
+    write(path, client_script(relay_port, L("keep", keep, echo_port) .. L("web", l, echo_port)
+      .. string.format("socks = { D = \"127.0.0.1:%d\", user = \"u\", password = \"p\" },", d)
+      .. R("svc", from, echo_port):gsub("message = \"test\"", "message = \"changed\"")))
+    r = reload(sock)
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("0 added, 2 changed, 0 removed, 2 unchanged", r.stdout)
+    assert.equal("\5\2", net.exchange(d, "\5\1\2", { want = 2 })) -- now asks for username/password
+    assert.is_true(echoes(from))
+    local services = proc.warren({ "services", "127.0.0.1:" .. relay_port, "--key-file", key_file })
+    assert.matches("changed", services.stdout)
+
     write(path, client_script(relay_port, L("keep", keep, echo_port)))
     r = reload(sock)
     assert.equal(0, r.code, r.stderr)
