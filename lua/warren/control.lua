@@ -69,7 +69,13 @@ function M.format_status(st)
     out[#out + 1] = string.format("script %s, generation %d (%d reloads)", tostring(st.script), st.generation,
       st.reloads or 0)
   end
-  if st.connected ~= nil then out[#out + 1] = "relay session: " .. (st.connected and "up" or "down") end
+  if st.session then
+    local x = st.session
+    out[#out + 1] = string.format("relay session: up, streams %s (%s in all), bytes in %s out %s, rtt %.1f ms",
+      number(x.streams_active), number(x.streams_opened), number(x.bytes_in), number(x.bytes_out), x.rtt_ms or 0)
+  elseif st.connected ~= nil then
+    out[#out + 1] = "relay session: " .. (st.connected and "up" or "down")
+  end
   if st.relay then
     local r = st.relay
     out[#out + 1] = string.format("relay: sessions %s (%s in all), streams %s (%s in all), bytes up %s down %s, "
@@ -201,11 +207,12 @@ local function accept(server, source)
   end
   local uid, err = core.peer_uid(pipe:fileno())
   local own = uv.getuid()
-  if not uid or (uid ~= own and uid ~= 0) then
+  local refused = not uid or (uid ~= own and uid ~= 0)
+  if refused then
     log.warn("control socket: refused a peer with uid %s%s", tostring(uid), err and (" (" .. err .. ")") or "")
-    answer(pipe, false, "permission denied: not the owner of this process\n")
-    return
   end
+  -- The request is read even from a refused peer: closing with its bytes unread would reset
+  -- the connection, and the peer would never see why.
   local buffered = ""
   pipe:read_start(function(rerr, data)
     if rerr or not data then
@@ -216,7 +223,11 @@ local function accept(server, source)
     local line, rest = buffered:match("^([^\n]*)\n(.*)$")
     if line then
       pipe:read_stop()
-      serve_request(source, pipe, uid, line, rest)
+      if refused then
+        answer(pipe, false, "permission denied: not the owner of this process\n")
+      else
+        serve_request(source, pipe, uid, line, rest)
+      end
     elseif #buffered > REQUEST_MAX then
       pipe:read_stop()
       answer(pipe, false, "request too long\n")

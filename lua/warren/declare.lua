@@ -449,7 +449,11 @@ function Generation:status()
     st.relay = self.relay:stats()
     st.services = self.relay:services()
   end
-  if self.client then st.connected = self.client.session ~= nil end
+  if self.client then
+    local session = self.client.session
+    st.connected = session ~= nil
+    st.session = session and session:stats() or nil -- streams, bytes and round trip of the session
+  end
   return st
 end
 
