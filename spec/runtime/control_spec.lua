@@ -205,6 +205,7 @@ describe("control socket", function()
 end)
 
 describe("warren repl --attach", function()
+  teardown(function() proc.run({ "rm", "-rf", dir }) end) -- the last block of this file: its sockets go
   it("evaluates piped lines inside the running process, and logs each with the uid", function()
     local key = proc.key()
     local child, sock, relay = declared_client(key)
@@ -273,7 +274,10 @@ describe("warren repl --attach", function()
     keys("f", "Enter") -- the incomplete chunk was dropped: f is not defined there
     wait_for("nil")
     keys("warren.sleep(60000)", "Enter")
-    warren.sleep(300)
+    assert.is_true(wait.eventually(function() -- running in the process: Ctrl-C now cancels it there
+      return select(2, child:output()):find("repl> warren.sleep(60000)", 1, true) ~= nil
+    end, 5000))
+    warren.sleep(100)
     keys("C-c")
     wait_for("cancelled")
     keys("'still' .. ' here'", "Enter")

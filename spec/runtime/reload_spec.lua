@@ -363,6 +363,7 @@ describe("tunnel scripts", function()
 end)
 
 describe("reloading 10,000 tunnels", function()
+  teardown(function() proc.run({ "rm", "-rf", dir }) end) -- the last block of this file: its files go
   it("applies one change in at most 100 ms (release build)", function()
     local relay, relay_port = proc.serve({ "--key-file", key_file })
     local first = net.free_port()

@@ -153,6 +153,7 @@ describe("scripts/forwarder.lua", function()
 end)
 
 describe("examples/declared_relay.lua", function()
+  teardown(function() proc.run({ "rm", "-rf", dir }) end) -- the last block of this file: its files go
   it("runs the relay of examples/hooks.lua, and reloads when asked", function()
     local from = net.free_range(2)
     local sock = dir .. "/declared.sock"
