@@ -418,7 +418,7 @@ function commands.serve(args, opts)
   end
   local relay, err = require("warren.tunnel").relay(t)
   if not relay then return fail(err) end
-  return control_socket(opts, require("warren.declare").adopt({ relay = relay }))
+  if opts.control then return control_socket(opts, require("warren.declare").adopt({ relay = relay })) end
 end
 
 -- -R specs with their --name/--message, in order, checked as a script's tunnels are
