@@ -21,8 +21,17 @@ Commands:
   ports SERVER            list the free outer ports of the relay's pool (needs the key)
   bench handshake RELAY   open and close sessions for -d SECONDS (default 5) from -c tasks
                           (default 64) and print handshakes_per_s=N
-  run SCRIPT [ARGS...]    run a Lua script as a task (it sees `arg` and `...`)
+  run SCRIPT [ARGS...]    run a Lua script as a task (it sees `arg` and `...`); a script that
+                          returns a table declares a relay and/or tunnels (README: "Tunnel
+                          scripts"), and SIGHUP, `warren reload` or --watch reload it
+  status --control PATH   what the process on that control socket runs: tunnels, services,
+                          sessions, streams, bytes (--json: as JSON)
+  reload --control PATH   reload the script of the process on that control socket; exits 1 and
+                          prints the error when the new script fails (the old one keeps running)
   repl                    interactive Lua prompt on the live loop (Ctrl-C cancels, Ctrl-D exits)
+  repl --attach PATH      the same prompt inside the process on that control socket: its
+                          relay, client, tunnels and generation by name, status() and reload();
+                          on a pipe, each line is sent in turn (every line is logged there)
   version                 print the versions of warren, LuaJIT, libuv, luv and mbedTLS
   help                    print this text
 
@@ -142,6 +151,12 @@ Relay (serve):
                           user_close, up, down, discover, and dial (where -L/-D may go);
                           see examples/hooks.lua and examples/acl.lua
 
+Control:
+  --control PATH          with run, serve, -L/-D/-R: listen on the Unix socket PATH (mode 0600,
+                          only this user or root is served) for status and reload
+  --watch                 with run: reload the script whenever its file changes
+  --json                  with status: print JSON
+
 Options:
   -e CODE                 run CODE before the command (repeatable); may be used alone
   -v                      more logging: -v debug, -v -v trace
@@ -149,8 +164,9 @@ Options:
   --log-format FORMAT     text (default) or json, one record per line on stderr
   -h, --help              print this text
 
-Signals: SIGINT/SIGTERM shut down gracefully (twice: at once); SIGHUP runs the reload handler a
-         script set with warren.on_reload (the command-line tunnels have none: it is logged).
+Signals: SIGINT/SIGTERM shut down gracefully (twice: at once); SIGHUP reloads a declared script
+         (or runs the handler a script set with warren.on_reload; the command-line tunnels have
+         none: it is logged).
 Exit status: 0 success or a graceful shutdown; 1 a runtime failure (the relay cannot be reached
              or refuses the key, an address is in use...); 2 a usage error on the command line;
              130 / 143 SIGINT / SIGTERM while still connecting.
@@ -181,7 +197,8 @@ local valued = {
   ["--session-buffer"] = "session_buffer", ["--max-buffer"] = "max_buffer",
   ["--cert"] = "cert", ["--cert-key"] = "cert_key", ["--self-signed"] = "self_signed",
   ["--ca"] = "ca", ["--pin"] = "pin", ["--sni"] = "sni", ["--host-header"] = "host_header",
-  ["--proxy"] = "proxy", ["--trust-front"] = "trusted_fronts",
+  ["--proxy"] = "proxy", ["--trust-front"] = "trusted_fronts", ["--control"] = "control",
+  ["--attach"] = "attach",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
   messages = true, ports = true, trusted_fronts = true }
@@ -240,6 +257,8 @@ function M.parse(argv)
       opts.websocket = true
     elseif a == "--http" then
       opts.http = true
+    elseif a == "--watch" or a == "--json" then
+      opts[a:sub(3)] = true
     elseif a == "-h" or a == "--help" then
       opts.help = true
     elseif carriers[a] then
@@ -357,6 +376,18 @@ local function tunnel_options(opts, t)
   return t
 end
 
+-- --control PATH: the control socket for what a command built (a generation: warren.declare).
+-- When it cannot listen, what was built is closed and the exit status is returned.
+local function control_socket(opts, generation)
+  if not opts.control then return nil end
+  local control = require("warren.control")
+  local ok, err = control.serve(opts.control, control.source(generation))
+  if ok then return nil end
+  fail(err)
+  warren.exit(1)
+  return 1
+end
+
 local commands = {}
 
 function commands.keygen(args)
@@ -422,23 +453,18 @@ function commands.serve(args, opts)
   end
   local relay, err = require("warren.tunnel").relay(t)
   if not relay then return fail(err) end
+  if opts.control then return control_socket(opts, require("warren.declare").adopt({ relay = relay })) end
 end
 
--- -R specs with their --name/--message, in order. Returns a list or nil, message.
+-- -R specs with their --name/--message, in order, checked as a script's tunnels are
+-- (warren.declare). Returns a list or nil, message.
 local function reverse_specs(opts)
   local list = {}
   for i, spec in ipairs(opts.reverses) do
-    local f, err = addr.parse_forward(spec)
-    if not f then return nil, "-R " .. err end
-    if not f.target then return nil, "-R " .. spec .. " needs an inner address: [BIND:]OUTER:HOST:PORT" end
-    -- An absent or empty BIND is the relay's choice (all interfaces), not -L's 127.0.0.1.
-    local bind = f.bind ~= "" and f.bind or nil
-    if f.target.host == "" then f.target.host = "127.0.0.1" end
-    list[i] = {
-      outer = f.listen.port, bind = bind, inner = addr.format(f.target),
-      name = opts.names[i] or spec, message = opts.messages[i],
-      max_users = opts.max_users, max_total = opts.max_total, ttl = opts.ttl,
-    }
+    local r, err = require("warren.declare").tunnel(opts.names[i] or spec, { R = spec, message = opts.messages[i],
+      max_users = opts.max_users, max_total = opts.max_total, ttl = opts.ttl })
+    if not r then return nil, err end
+    list[i] = r
   end
   if #opts.names > #list then return nil, "more --name than -R" end
   return list
@@ -509,6 +535,21 @@ function commands.forward(args, opts)
   end
   local user, password
   if opts.proxy_user then user, password = opts.proxy_user:match("^([^:]+):(.+)$") end
+  -- The forwards and proxies as a script would declare them, named by their flags.
+  local declare = require("warren.declare")
+  local planned, tunnels = {}, {}
+  local function plan(name, t)
+    while tunnels[name] do name = name .. "'" end
+    local spec = assert(declare.tunnel(name, t)) -- parsed above: cannot fail
+    tunnels[name] = true
+    planned[#planned + 1] = spec
+  end
+  for _, f in ipairs(specs) do
+    plan("-L " .. addr.format(f.listen), { L = addr.format(f.listen) .. ":" .. addr.format(f.target) })
+  end
+  for _, listen in ipairs(proxies) do
+    plan("-D " .. addr.format(listen), { D = addr.format(listen), user = user, password = password })
+  end
   local t = tunnel_options(opts, key_options(opts))
   t.server = server
   t.client_id = opts.client_id
@@ -519,37 +560,29 @@ function commands.forward(args, opts)
   if not ok then
     return fail(cerr:find("^cannot resolve") and cerr or string.format("cannot connect to relay %s: %s", server, cerr))
   end
-  for _, f in ipairs(specs) do
-    local fwd, ferr = client:forward({ listen = addr.format(f.listen), target = addr.format(f.target) })
-    if not fwd then
-      client:close()
-      return fail(ferr)
-    end
-  end
-  for _, listen in ipairs(proxies) do
-    local proxy, perr = client:dynamic({ listen = addr.format(listen), user = user, password = password })
-    if not proxy then
-      client:close()
-      return fail(perr)
-    end
-  end
-  local entries = {}
-  for _, r in ipairs(reverses) do
-    local entry, eerr = client:register(r)
-    if not entry then
+  local opened, entries = {}, {}
+  for _, r in ipairs(reverses) do planned[#planned + 1] = r end
+  for _, spec in ipairs(planned) do
+    local obj, oerr = declare.open(client, spec)
+    if not obj then
       client:release()
       client:close()
-      return fail(string.format("cannot register %s: %s", r.name, eerr))
+      return fail(oerr)
     end
-    entries[#entries + 1] = entry
-    io.stdout:write(string.format("%s: relay port %d -> %s\n", entry.name, entry.port, r.inner))
-    io.stdout:flush()
+    opened[spec.name] = { spec = spec, obj = obj }
+    if spec.kind == "R" then
+      entries[#entries + 1] = obj
+      io.stdout:write(string.format("%s: relay port %d -> %s\n", obj.name, obj.port, spec.inner))
+      io.stdout:flush()
+    end
   end
   restore_signals()
   warren.on_shutdown(function()
     client:release() -- the relay frees the ports now instead of keeping them for the lease
     client:close()
   end)
+  local control_failed = control_socket(opts, declare.adopt({ client = client, tunnels = opened }))
+  if control_failed then return control_failed end
   if #specs == 0 and #proxies == 0 then warren.spawn(exit_when_ended, client, entries) end
 end
 
@@ -637,7 +670,7 @@ function commands.version()
   return 0
 end
 
-function commands.run(args)
+function commands.run(args, opts)
   local script = args[1]
   if not script then
     usage_error("run needs a script")
@@ -651,15 +684,49 @@ function commands.run(args)
   local script_args = { [0] = script }
   for i = 2, #args do script_args[i - 1] = args[i] end
   _G.arg = script_args
-  run_chunk(fn, unpack(script_args))
+  local declared = run_chunk(fn, unpack(script_args))
+  if declared == nil then
+    if opts.watch or opts.control then return fail("--watch and --control need a script that returns a table") end
+    return
+  end
+  local generation, derr = require("warren.declare").run(declared, script, script_args)
+  if not generation then return fail(script .. ": " .. derr) end
+  if opts.watch then generation:watch() end
+  return control_socket(opts, generation)
 end
 
-function commands.repl(args)
+-- status and reload: ask the process on a control socket.
+local function ask_control(args, opts, request)
+  if #args > 0 or not opts.control then
+    usage_error(request:match("%a+") .. " needs --control PATH and nothing else")
+    return 2
+  end
+  local ok, text = require("warren.control").ask(opts.control, request)
+  if ok == nil then return fail(text) end
+  io.stdout:write(ok and text or "")
+  if not ok then io.stderr:write("warren: ", text) end
+  return ok and 0 or 1
+end
+
+function commands.status(args, opts)
+  return ask_control(args, opts, opts.json and "status json" or "status")
+end
+
+function commands.reload(args, opts)
+  return ask_control(args, opts, "reload")
+end
+
+function commands.repl(args, opts)
   if #args > 0 then
     usage_error("repl takes no arguments")
     return 2
   end
-  local ok, err = require("warren.repl").run()
+  local ok, err
+  if opts.attach then
+    ok, err = require("warren.control").attach(opts.attach)
+  else
+    ok, err = require("warren.repl").run()
+  end
   if not ok then
     io.stderr:write("warren: ", err, "\n")
     return 1

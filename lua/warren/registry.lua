@@ -92,8 +92,8 @@ end
 local hook_names = { auth = true, register = true, unregister = true, user_connect = true, user_close = true,
   up = true, down = true, discover = true, tap = true, tap_bytes = true, dial = true, dial_close = true }
 
--- A hook table with a misspelt name would silently never run: refuse it.
-local function check_hooks(hooks)
+-- A hook table with a misspelt name would silently never run: refuse it. Returns true or nil, err.
+function M.check_hooks(hooks)
   for name, fn in pairs(hooks or {}) do
     if not hook_names[name] then
       local known = {}
@@ -113,7 +113,7 @@ local function traceback(err)
 end
 
 function M.new(opts)
-  local hooks_ok, herr = check_hooks(opts.hooks)
+  local hooks_ok, herr = M.check_hooks(opts.hooks)
   if not hooks_ok then return nil, herr end
   local self = setmetatable({
     pool = {},        -- port -> true

@@ -96,59 +96,83 @@ local function stream_reader()
   }
 end
 
+-- An evaluator: the prompt's lines in, the text to show out. feed(line) runs the chunk as a task
+-- (awaiting it) once the line completes one, and returns the text to show (nil: nothing) and
+-- the next prompt ("> ", or ">> " while a chunk is incomplete). cancel() cancels the running
+-- chunk; reset() drops an incomplete one. The local prompt and `warren repl --attach` share it.
+function M.evaluator(env)
+  local ev = {}
+  local buffer, running
+  function ev.feed(line)
+    buffer = buffer and (buffer .. "\n" .. line) or line
+    local fn, compile_err, incomplete = M.compile(buffer, env)
+    if not fn then
+      if incomplete then return nil, ">> " end
+      buffer = nil
+      return "error: " .. compile_err .. "\n", "> "
+    end
+    buffer = nil
+    running = warren.spawn(function()
+      return pack(xpcall(fn, debug.traceback))
+    end)
+    local done, outcome = running:join()
+    running = nil
+    if not done then return "cancelled\n", "> " end
+    if not outcome[1] then return "error: " .. tostring(outcome[2]) .. "\n", "> " end
+    local text = M.format_results(pack(unpack(outcome, 2, outcome.n)))
+    return text and (text .. "\n"), "> "
+  end
+  function ev.cancel()
+    if not running then return false end
+    running:cancel()
+    return true
+  end
+  function ev.reset() buffer = nil end
+  return ev
+end
+
+-- Where lines come from: libedit on a terminal (unless terminal = false), else stdin as a
+-- stream. Returns reader, interactive; or nil, err when terminal = true and there is none.
+function M.reader(terminal)
+  if terminal ~= false and uv.guess_handle(0) == "tty" then
+    local reader, err = terminal_reader()
+    if reader then return reader, true end
+    if terminal then return nil, err end
+  elseif terminal then
+    return nil, "stdin is not a terminal"
+  end
+  return stream_reader(), false
+end
+
 -- repl.run{env = table, terminal = bool}: runs until end of input (Ctrl-D).
 function M.run(opts)
   opts = opts or {}
   local env = opts.env or setmetatable({ warren = warren, uv = uv }, { __index = _G })
-  local reader, err
-  if opts.terminal ~= false and uv.guess_handle(0) == "tty" then
-    reader, err = terminal_reader()
-  end
-  local interactive = reader ~= nil
-  if not reader then
-    if opts.terminal then return nil, err end
-    reader = stream_reader()
-  end
+  local reader, interactive = M.reader(opts.terminal)
+  if not reader then return nil, interactive end
+  local ev = M.evaluator(env)
 
-  local running -- the task of the chunk being evaluated
   local previous_sigint = warren.on_signal("sigint", function()
-    if running then
-      running:cancel()
-    elseif interactive then
+    if ev.cancel() then return end
+    if interactive then
       reader.interrupt()
     else
       warren.exit(130)
     end
   end)
 
-  local buffer
+  local prompt = "> "
   while true do
-    local line, read_err = reader.read(buffer and ">> " or "> ")
+    local line, read_err = reader.read(prompt)
     if line == nil and read_err ~= "interrupted" then break end
     if line == nil then
-      buffer = nil
+      ev.reset()
+      prompt = "> "
     else
-      buffer = buffer and (buffer .. "\n" .. line) or line
-      local fn, compile_err, incomplete = M.compile(buffer, env)
-      if fn then
-        buffer = nil
-        running = warren.spawn(function()
-          return pack(xpcall(fn, debug.traceback))
-        end)
-        local done, outcome = running:join()
-        running = nil
-        if not done then
-          io.stdout:write("cancelled\n")
-        elseif outcome[1] then
-          local text = M.format_results(pack(unpack(outcome, 2, outcome.n)))
-          if text then io.stdout:write(text, "\n") end
-        else
-          io.stdout:write("error: ", tostring(outcome[2]), "\n")
-        end
-        io.stdout:flush()
-      elseif not incomplete then
-        buffer = nil
-        io.stdout:write("error: ", compile_err, "\n")
+      local text
+      text, prompt = ev.feed(line)
+      if text then
+        io.stdout:write(text)
         io.stdout:flush()
       end
     end

@@ -67,21 +67,28 @@ static void push_session(lua_State *L, wr_server_conn_t *conn)
     wr_server_conn_set_data(conn, handle);
 }
 
-/* Builds the arguments of on_open inside the protected call, so an allocation error there
- * denies like any hook error instead of aborting. */
-typedef struct policy_args {
+/* The destination policy: on_open(host, port, info) with info = {addresses = {...}, peer =
+ * "client address", session = handle}; true, or false/nil plus a reason. Errors deny. The
+ * whole call runs under lua_cpcall (which makes even its closure inside the protection), so an
+ * allocation error while the arguments are built denies like any hook error. */
+typedef struct policy_call {
+    wr_lrelay *r;
     const wr_server_stream_info *info;
     const struct sockaddr_storage *addrs;
     int naddrs;
-} policy_args;
+    int allowed;
+    char *reason;
+    size_t size;
+} policy_call;
 
-static int push_policy_args(lua_State *L)
+static int call_policy(lua_State *L)
 {
-    const policy_args *a = lua_touserdata(L, 1);
+    policy_call *a = lua_touserdata(L, 1);
     wr_hostport_t hp;
     const char *perr;
     char ip[64];
     lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->r->on_open_ref);
     wr_parse_hostport(a->info->target, 0, &hp, &perr); /* parsed once already: cannot fail */
     if (hp.host[0] == '\0') snprintf(hp.host, sizeof hp.host, "127.0.0.1");
     lua_pushstring(L, hp.host);
@@ -98,35 +105,25 @@ static int push_policy_args(lua_State *L)
     lua_setfield(L, -2, "peer");
     push_session(L, a->info->conn);
     lua_setfield(L, -2, "session");
-    return 3;
+    if (wr_lua_pcall(L, 3, 2) != 0) {
+        wr_lua_report(L, "relay on_open hook (denied)");
+        return 0;
+    }
+    a->allowed = lua_toboolean(L, -2);
+    if (!a->allowed && lua_isstring(L, -1)) snprintf(a->reason, a->size, "%s", lua_tostring(L, -1));
+    return 0;
 }
 
-/* The destination policy: on_open(host, port, info) with info = {addresses = {...}, peer =
- * "client address", session = handle}; true, or false/nil plus a reason. Errors deny. */
 static int policy(wr_server_t *srv, const wr_server_stream_info *info,
                   const struct sockaddr_storage *addrs, int naddrs, char *reason, size_t size)
 {
     wr_lrelay *r = wr_server_data(srv);
-    lua_State *L = r->L;
-    policy_args args = {info, addrs, naddrs};
-    int allowed, base = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->on_open_ref);
-    lua_pushcfunction(L, push_policy_args);
-    lua_pushlightuserdata(L, &args);
-    if (wr_lua_pcall(L, 1, 3) != 0) {
-        wr_lua_report(L, "relay on_open hook arguments (denied)");
-        lua_settop(L, base);
+    policy_call call = {r, info, addrs, naddrs, 0, reason, size};
+    if (lua_cpcall(r->L, call_policy, &call) != 0) {
+        wr_lua_report(r->L, "relay on_open hook arguments (denied)");
         return -1;
     }
-    if (wr_lua_pcall(L, 3, 2) != 0) {
-        wr_lua_report(L, "relay on_open hook (denied)");
-        lua_settop(L, base);
-        return -1;
-    }
-    allowed = lua_toboolean(L, -2);
-    if (!allowed && lua_isstring(L, -1)) snprintf(reason, size, "%s", lua_tostring(L, -1));
-    lua_settop(L, base);
-    return !allowed;
+    return !call.allowed;
 }
 
 static void stream_done(wr_server_t *srv, const wr_server_stream_info *info, int dial_status,

@@ -78,28 +78,45 @@ void wr_format_peer(wr_endpoint_t *ep, char *out, size_t size)
         wr_addr_format((const struct sockaddr *)&ss, 1, out, size);
 }
 
-void wr_call_close_hook(lua_State *L, int fn_ref, const char *target, const char *peer, uint64_t up,
-                        uint64_t down, const wr_relay_result_t *res)
+typedef struct close_args {
+    int fn_ref;
+    const char *target, *peer;
+    uint64_t up, down;
+    const wr_relay_result_t *res;
+} close_args;
+
+/* Runs under lua_cpcall, which makes even this function's closure inside the protection: an
+ * allocation error while the arguments are built is reported like a hook error. */
+static int call_close_hook(lua_State *L)
 {
-    if (fn_ref == LUA_NOREF) return; /* no hook: no Lua at all */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, fn_ref);
+    const close_args *a = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->fn_ref);
     lua_createtable(L, 0, 7);
-    lua_pushstring(L, target);
+    lua_pushstring(L, a->target);
     lua_setfield(L, -2, "target");
-    if (peer) {
-        lua_pushstring(L, peer);
+    if (a->peer) {
+        lua_pushstring(L, a->peer);
         lua_setfield(L, -2, "peer");
     }
-    wr_set_number(L, "bytes_up", (double)up);
-    wr_set_number(L, "bytes_down", (double)down);
-    wr_set_number(L, "duration_ms", (double)res->duration_ms);
-    lua_pushstring(L, wr_relay_reason_name(res->reason));
+    wr_set_number(L, "bytes_up", (double)a->up);
+    wr_set_number(L, "bytes_down", (double)a->down);
+    wr_set_number(L, "duration_ms", (double)a->res->duration_ms);
+    lua_pushstring(L, wr_relay_reason_name(a->res->reason));
     lua_setfield(L, -2, "reason");
-    if (res->err) {
-        lua_pushstring(L, uv_strerror(res->err));
+    if (a->res->err) {
+        lua_pushstring(L, uv_strerror(a->res->err));
         lua_setfield(L, -2, "error");
     }
     if (wr_lua_pcall(L, 1, 0) != 0) wr_lua_report(L, "on_close hook");
+    return 0;
+}
+
+void wr_call_close_hook(lua_State *L, int fn_ref, const char *target, const char *peer, uint64_t up,
+                        uint64_t down, const wr_relay_result_t *res)
+{
+    close_args args = {fn_ref, target, peer, up, down, res};
+    if (fn_ref == LUA_NOREF) return; /* no hook: no Lua at all */
+    if (lua_cpcall(L, call_close_hook, &args) != 0) wr_lua_report(L, "on_close hook arguments");
 }
 
 void wr_session_slot_set(lua_State *L, wr_session_slot *slot, int idx)

@@ -239,11 +239,14 @@ static void wake_joiners(wr_task *t)
     }
 }
 
+/* The anchors go last: a woken joiner runs Lua, which may collect the handle, and the handle
+ * is this task's memory. */
 static void task_finish(wr_task *t, enum task_state state)
 {
     t->state = state;
-    task_release(t);
+    task_unlink(t);
     wake_joiners(t);
+    task_release(t);
 }
 
 static void task_failed(wr_task *t)

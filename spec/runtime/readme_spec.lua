@@ -7,7 +7,9 @@
 -- running relay with a pool of outer ports), LISTEN and PORTS (free for a relay of their own).
 -- A snippet that reads LISTEN is a relay: once it listens, a `warren -R` client registers a
 -- service on it and a user goes through, then SIGTERM must stop it cleanly. Any other snippet must
--- finish by itself. Either way: status 0, and no error logged.
+-- finish by itself, except a declared client (a snippet returning `tunnels` through RELAY): once
+-- its -R services are registered, SIGTERM must stop it cleanly. Either way: status 0, and no
+-- error logged.
 local uv = require("luv")
 local proc = require("helpers.proc")
 local net = require("helpers.net")
@@ -112,6 +114,12 @@ describe("README.md", function()
             what .. ": no user_close log: " .. select(2, child:output()))
           client:kill()
           assert_clean(what .. " (-R client)", assert(client:wait(5000)))
+          child:kill()
+        elseif b.body:find("RELAY", 1, true) and b.body:find("tunnels", 1, true) then
+          if not wait.output(child, "relay port", 10000) then
+            child:kill()
+            error(describe_run(what .. ": the declared client did not register", child:wait(5000)))
+          end
           child:kill()
         end
         local r = child:wait(30000)

@@ -3,6 +3,7 @@
 local warren = require("warren")
 local core = require("warren.core")
 local uv = require("luv")
+local proc = require("helpers.proc")
 
 describe("tasks", function()
   it("sleep yields and resumes with true", function()
@@ -121,5 +122,44 @@ describe("tasks", function()
     log.remove_sink(sink)
     assert.is_not_nil(seen)
     assert.matches("task failed", seen.msg)
+  end)
+  -- A finished task's handle may be collected while its joiners are still being woken: the
+  -- waking must not touch the task afterwards. Runs in a child so that a crash is a failure
+  -- with its output rather than the end of this suite.
+  it("survives garbage collection between a join and the next (regression: use after free)", function()
+    local script = [[
+      local warren = require("warren")
+      local function churn(i)
+        for _ = 1, 4 do collectgarbage() end
+        local junk = {}
+        for k = 1, 64 do junk[k] = string.rep(string.char(65 + k % 20), 40 + k) .. i end
+      end
+      warren.spawn(function()
+        for i = 1, 1500 do
+          -- one joiner, waiting before the finish; the handle is garbage once join returns
+          assert(warren.spawn(function() warren.sleep(0); return i end):join() == true)
+          churn(i)
+          -- several joiners, waiting before the finish, and one joining after it
+          local t = warren.spawn(function() warren.sleep(0); return i end)
+          local joiners = {}
+          for j = 1, 3 do joiners[j] = warren.spawn(function() local _, v = t:join(); churn(v); return v end) end
+          t = nil -- luacheck: ignore
+          for j = 1, 3 do assert(select(2, joiners[j]:join()) == i) end
+          local done = warren.spawn(function() return i end)
+          assert(select(2, done:join()) == i)
+          churn(i)
+        end
+        io.stdout:write("survived\n")
+      end)
+    ]]
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(script)
+    f:close()
+    local r = proc.warren({ "run", path }, { timeout = 60000 })
+    os.remove(path)
+    assert.equal("", r.stderr)
+    assert.equal(0, r.code)
+    assert.equal("survived\n", r.stdout)
   end)
 end)
