@@ -25,8 +25,10 @@ local M = {}
 -- Keys of the declaration, and which are applied by a reload (the others need a restart).
 local relay_keys = { serve = true, ports = true, hooks = true, outer_bind = true, allow_client_bind = true,
   lease = true, max_services = true, max_users = true, user_idle = true, max_users_per_address = true,
-  max_failed_handshakes = true, cert = true, cert_key = true, self_signed = true, fallback = true }
-local client_keys = { server = true, client_id = true, ca = true, pin = true, tunnels = true }
+  max_failed_handshakes = true, cert = true, cert_key = true, self_signed = true, fallback = true,
+  trusted_fronts = true }
+local client_keys = { server = true, client_id = true, ca = true, pin = true, tunnels = true, websocket = true,
+  http = true, host_header = true, proxy = true }
 local common_keys = { key = true, key_file = true, password = true, tls = true, sni = true, write_cap = true,
   idle_timeout = true, keepalive = true, session_buffer = true }
 -- watch = {FILE, ...}: files the script reads (a list of services, an ACL); when they or the
