@@ -195,12 +195,13 @@ static void relay_close(wr_lrelay *r)
     r->listener = NULL;
     wr_front_free(r->front);
     r->front = NULL;
+    /* The pass-through asks the HTTP carrier about requests: it goes first. */
+    if (r->site_proxy) wr_site_proxy_free(r->site_proxy);
+    r->site_proxy = NULL;
     wr_hc_server_free(r->hc);
     r->hc = NULL;
     if (r->site) wr_site_free(r->site);
     r->site = NULL;
-    if (r->site_proxy) wr_site_proxy_free(r->site_proxy);
-    r->site_proxy = NULL;
     wr_server_close(r->server);
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->anchor_ref);
     r->anchor_ref = LUA_NOREF;
@@ -382,9 +383,9 @@ static int l_relay_server(lua_State *L)
                   : UV_ENOMEM;
     if (rc != 0) {
         if (r->front) wr_front_free(r->front);
+        if (r->site_proxy) wr_site_proxy_free(r->site_proxy);
         if (r->hc) wr_hc_server_free(r->hc);
         if (r->site) wr_site_free(r->site);
-        if (r->site_proxy) wr_site_proxy_free(r->site_proxy);
         wr_server_free(r->server);
         free(r);
         return wr_push_uv_error(L, rc);
