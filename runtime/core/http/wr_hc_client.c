@@ -286,15 +286,17 @@ static void request_failed(hc_conn *k)
 static void request_done(hc_conn *k)
 {
     hc_client *c = k->cl;
+    /* Decided before anything below can start the next request on this connection. */
+    int keep = http_should_keep_alive(&k->parser);
     k->busy = 0;
     k->backoff_ms = 0;
     c->failing_since = 0;
     uv_timer_stop(&k->timer);
+    if (!keep) conn_drop(k);
     if (k->kind == WR_HC_UP) {
         c->first_done = 1;
-        ack_range(c, k->up);
+        ack_range(c, k->up); /* may drain the session, which writes and starts requests */
     }
-    if (!http_should_keep_alive(&k->parser)) conn_drop(k);
     pump(c);
 }
 
