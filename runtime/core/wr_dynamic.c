@@ -59,6 +59,7 @@ struct dyn_conn {
     enum wr_proxy_kind kind;
     int gated;            /* a plain HTTP request: only its body may follow it upstream */
     uint64_t body_left;   /* gated: body bytes not yet passed upstream */
+    char *drop_note;      /* gated: what the debug log says when the rest is dropped */
     uint64_t reply_bytes; /* our own bytes sent to the client, not the target's */
     char target[WR_PROXY_TARGET_MAX];
     char peer[64]; /* the client's address, kept only for on_close */
@@ -141,6 +142,7 @@ static void conn_free(dyn_conn *c)
     wr_dynamic_t *dyn = c->dyn;
     dyn->active--;
     free(c->req);
+    free(c->drop_note);
     free(c);
     dynamic_unref(dyn);
 }
@@ -189,10 +191,14 @@ static void conn_fail(dyn_conn *c, enum wr_proxy_fail fail, const char *detail)
  * so that the client's EOF still ends the relay. NULL when out of memory. */
 static wr_endpoint_t *client_side(dyn_conn *c)
 {
+    static const char drop[] = "dynamic: dropping what the client sent after its request for ";
+    size_t n = sizeof drop + strlen(c->target);
     wr_endpoint_t *gate;
     if (!c->gated) return c->sock;
+    if (!(c->drop_note = malloc(n))) return NULL;
+    snprintf(c->drop_note, n, "%s%s", drop, c->target);
     gate = wr_prefix_endpoint_new(c->dyn->loop, c->sock, NULL, 0);
-    if (gate) wr_prefix_endpoint_limit(gate, c->body_left);
+    if (gate) wr_prefix_endpoint_limit(gate, c->body_left, c->drop_note);
     return gate;
 }
 

@@ -1,5 +1,7 @@
 #include "wr_prefix_endpoint.h"
 
+#include "wr_log.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,7 +12,8 @@ typedef struct prefix_ep {
     uv_idle_t idle;   /* delivers the prefix from the loop, never inside read_start */
     int pending_closes;
     int limited;
-    uint64_t read_left; /* limited: bytes of the inner endpoint's still passed on */
+    uint64_t read_left;    /* limited: bytes of the inner endpoint's still passed on */
+    const char *drop_note; /* logged once, then NULL */
 } prefix_ep;
 
 static const wr_endpoint_cbs_t no_cbs;
@@ -34,7 +37,11 @@ static void in_read(wr_endpoint_t *in, wr_buf_t *b, const char *base, size_t len
 {
     prefix_ep *p = in->data;
     if (p->limited) {
-        if (len > p->read_left) len = (size_t)p->read_left;
+        if (len > p->read_left) {
+            len = (size_t)p->read_left;
+            if (p->drop_note) wr_debug("%s", p->drop_note);
+            p->drop_note = NULL;
+        }
         p->read_left -= len;
         if (!len) return;
     }
@@ -194,11 +201,12 @@ wr_endpoint_t *wr_prefix_endpoint_new(uv_loop_t *loop, wr_endpoint_t *inner, con
     return &p->base;
 }
 
-void wr_prefix_endpoint_limit(wr_endpoint_t *ep, uint64_t n)
+void wr_prefix_endpoint_limit(wr_endpoint_t *ep, uint64_t n, const char *note)
 {
     prefix_ep *p = (prefix_ep *)ep;
     p->limited = 1;
     p->read_left = n;
+    p->drop_note = note;
 }
 
 wr_endpoint_t *wr_prefix_endpoint_inner(wr_endpoint_t *ep)

@@ -17,8 +17,9 @@
 wr_endpoint_t *wr_prefix_endpoint_new(uv_loop_t *loop, wr_endpoint_t *inner, const char *prefix,
                                       size_t len);
 /* From now on, passes on at most n more bytes read from the inner endpoint (after the prefix)
- * and drops the rest; it goes on reading, so the peer's EOF still arrives. */
-void wr_prefix_endpoint_limit(wr_endpoint_t *ep, uint64_t n);
+ * and drops the rest; it goes on reading, so the peer's EOF still arrives. note (borrowed, kept
+ * while ep lives; NULL = none) is logged at debug level the first time bytes are dropped. */
+void wr_prefix_endpoint_limit(wr_endpoint_t *ep, uint64_t n, const char *note);
 /* The wrapped endpoint (for socket options and addresses); NULL if ep is not a prefix endpoint. */
 wr_endpoint_t *wr_prefix_endpoint_inner(wr_endpoint_t *ep);
 
