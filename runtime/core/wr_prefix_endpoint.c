@@ -1,5 +1,7 @@
 #include "wr_prefix_endpoint.h"
 
+#include "wr_log.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +11,9 @@ typedef struct prefix_ep {
     wr_buf_t *prefix; /* not yet delivered; NULL once it was */
     uv_idle_t idle;   /* delivers the prefix from the loop, never inside read_start */
     int pending_closes;
+    int limited;
+    uint64_t read_left;    /* limited: bytes of the inner endpoint's still passed on */
+    const char *drop_note; /* logged once, then NULL */
 } prefix_ep;
 
 static const wr_endpoint_cbs_t no_cbs;
@@ -31,6 +36,15 @@ static void maybe_free(prefix_ep *p)
 static void in_read(wr_endpoint_t *in, wr_buf_t *b, const char *base, size_t len)
 {
     prefix_ep *p = in->data;
+    if (p->limited) {
+        if (len > p->read_left) {
+            len = (size_t)p->read_left;
+            if (p->drop_note) wr_debug("%s", p->drop_note);
+            p->drop_note = NULL;
+        }
+        p->read_left -= len;
+        if (!len) return;
+    }
     p->base.bytes_read += len;
     if ((p->base.flags & WR_EP_READING) && p->base.cbs->on_read)
         p->base.cbs->on_read(&p->base, b, base, len);
@@ -185,6 +199,14 @@ wr_endpoint_t *wr_prefix_endpoint_new(uv_loop_t *loop, wr_endpoint_t *inner, con
     p->idle.data = p;
     wr_endpoint_set_callbacks(inner, &inner_cbs, p);
     return &p->base;
+}
+
+void wr_prefix_endpoint_limit(wr_endpoint_t *ep, uint64_t n, const char *note)
+{
+    prefix_ep *p = (prefix_ep *)ep;
+    p->limited = 1;
+    p->read_left = n;
+    p->drop_note = note;
 }
 
 wr_endpoint_t *wr_prefix_endpoint_inner(wr_endpoint_t *ep)
