@@ -14,7 +14,8 @@
 // itself once the copy's answer came), and pass everything else.
 // MODE buffer: nothing is lost, but every answer is held until it is whole, as a buffering front
 // does, and then passed on with a Content-Length. MODE pass: nothing happens.
-// Each fault is logged as "fault KIND METHOD" on stdout. With RECORD_FILE, the raw bytes of the
+// Each request is logged on stdout ("request MS ms METHOD k=KIND o=OFFSET N bytes"), and each
+// fault as "fault KIND METHOD". With RECORD_FILE, the raw bytes of the
 // first POST for an offset past 0 are written there once its answer is a 200.
 'use strict';
 const http = require('http');
@@ -102,10 +103,13 @@ const pass = (req, res, body, fault) => {
   res.on('close', () => { if (!res.writableFinished) up.destroy(); });
 };
 
+const started = Date.now();
 let firstDone = false; // first-reset and first-duplicate touch the first showing only
 let held = null; // a POST waiting for the next one: {go, timer}
 
 const handle = (req, res, body) => {
+  const token = (name) => (req.url.match(new RegExp('[?&]' + name + '=([^&]*)')) || [])[1];
+  say(`request ${Date.now() - started} ms ${req.method} k=${token('k')} o=${token('o')} ${body.length} bytes`);
   const first = req.method === 'POST' && /[?&]o=0(&|$)/.test(req.url);
   const r = mode === 'faults' ? random() : 1;
   let fault = r < 0.1 ? 'drop' : r < 0.2 ? 'delay' : r < 0.3 ? 'duplicate'
