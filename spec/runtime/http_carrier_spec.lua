@@ -183,9 +183,11 @@ describe("the HTTP carrier", function()
     end)
   end
 
-  -- Seen about once in eight runs: a large upload arrives short by a multiple of 16 KiB, with a
-  -- gap where that much of the stream is missing (no request failed, the session went on).
-  local large_uploads = "large uploads now and then arrive with 16 KiB pieces missing"
+  -- Seen in about one 16 MiB upload in 25 (never over ws:// in the same rig): the client's
+  -- POSTs carry as many bytes as in a good run and the session opens every frame, yet the relay
+  -- writes the target one 16 KiB DATA payload less, a clean gap in the stream (no request
+  -- failed, no duplicate). This run of 20 such uploads shows it most of the time.
+  local large_uploads = "the relay now and then drops one 16 KiB DATA payload of a large upload"
   it("carries large uploads and downloads byte-exact over --http, 10 runs of 4 streams up to 16 MiB", function()
     if large_uploads then return pending(large_uploads) end
     local client, lport = forward_client(server_port, { "--http", "127.0.0.1:" .. relay_port, "-k", k, "-v" })
