@@ -212,7 +212,8 @@ static void relay_close_tracked(wr_closable *c)
  * idle_timeout_ms=, probe_close_ms=, tls=core.tls_server{...} (TLS on the same port), site=DIR
  * (the fallback web site: HTTP that is not ours, and raw bytes outside TLS),
  * max_unauthenticated=, max_unauthenticated_per_address= (0 = only the total),
- * max_failed_handshakes= (per address per minute before its connections go first; 0 = no tally)} ->
+ * max_failed_handshakes= (per address per minute before its connections go first; 0 = no tally),
+ * cipher="auto"|"aes-256-gcm"|"chacha20-poly1305" (the frame cipher clients may use)} ->
  * relay | nil, err */
 static int l_relay_server(lua_State *L)
 {
@@ -251,6 +252,9 @@ static int l_relay_server(lua_State *L)
     cfg.session.keepalive_ms = (uint32_t)wr_opt_integer(L, 1, "keepalive_ms", 0);
     cfg.session.max_streams = (uint32_t)wr_opt_integer(L, 1, "max_streams", WR_TUNNEL_MAX_STREAMS);
     cfg.session.stream_high_water = (size_t)wr_opt_integer(L, 1, "write_cap", 0);
+    cfg.session.cipher = wr_hs_cipher_from_name(wr_opt_string(L, 1, "cipher", "auto"));
+    if (cfg.session.cipher < 0)
+        return luaL_error(L, "relay_server: cipher must be auto, aes-256-gcm or chacha20-poly1305");
     probe_ms = wr_opt_integer(L, 1, "probe_close_ms", 0);
     cfg.session.probe_close_min_ms = cfg.session.probe_close_max_ms = (uint32_t)probe_ms;
     wr_relay_opts_from(L, 1, &cfg.relay);

@@ -6,7 +6,7 @@
  *   2: a msg1 forged with the right PSK around fuzzer-chosen plaintext (header fields, variable
  *      part, lengths), so the checks after authentication are reached; respond runs on success;
  *   3: a msg2 forged for a real client with the right PSK, DH and transcript around
- *      fuzzer-chosen plaintext.
+ *      fuzzer-chosen plaintext (the cipher pick included).
  * The forger follows runtime/PROTOCOL.md; canonical forged messages must be accepted, which
  * keeps the forger (and this target's reach) honest. */
 #include <stddef.h>
@@ -72,6 +72,8 @@ static void server_side(const uint8_t *msg, size_t len, uint64_t now, int must_p
         if (need != have || s.early_len > WR_HS_EARLY_MAX) abort();
         rc = wr_hs_server_respond(&s, &cfg, now, msg2, sizeof msg2, &l, &k);
         if (rc == WR_HS_OK && (l > WR_HS_MSG2_MAX || l > have)) abort();
+        /* only the refusal of every offered cipher sends a msg2 without keys */
+        if (rc == WR_HS_REJECT && l && (s.reason != WR_HS_R_NO_CIPHER || l > have)) abort();
     } else if (rc != WR_HS_REJECT || s.reason == WR_HS_R_NONE) {
         abort();
     }
@@ -96,6 +98,8 @@ static void forge_msg1(struct reader *r)
             hdr[4 + i] = (uint8_t)((uint64_t)now >> (56 - 8 * i));
         hdr[12] = (uint8_t)(var_len >> 8);
         hdr[13] = (uint8_t)var_len;
+        hdr[14] = (uint8_t)(1 + hdr[14] % 2); /* a cipher offer: one or both, in either order */
+        hdr[15] = (uint8_t)(hdr[15] % 2 ? 3 - hdr[14] : 0);
         var[0] = 0;
         var[1] = (uint8_t)(var_len - 2 > 100 ? 100 : var_len - 2);
     }
@@ -140,6 +144,7 @@ static void forge_msg2(struct reader *r)
         memcpy(hdr + 12, c.salt_c, 16);
         hdr[28] = (uint8_t)(var_len >> 8);
         hdr[29] = (uint8_t)var_len;
+        hdr[30] = c.offer[0]; /* the pick: the client's first choice */
     }
     memcpy(aad, th1, 32);
     memcpy(aad + 32, msg2, 48);
