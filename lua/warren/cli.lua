@@ -73,6 +73,10 @@ Tunnels:
                           waits before reading more (default 268435456; 0 = no limit)
   -t SECONDS              close connections idle this long (default: never)
   --keepalive SECONDS     ping an idle session this often; the peer is dead after 3 (default 5)
+  --cipher NAME           the session's cipher: auto (the default: aes-256-gcm when both ends
+                          have AES instructions, else chacha20-poly1305), aes-256-gcm or
+                          chacha20-poly1305. A relay given one takes only that one; a client
+                          given one that the relay does not take fails with an error
   -P URL|DIR              relay: the web site everyone without the key sees on the relay's port.
                           DIR: its static files are served to every HTTP request that is not a
                           client's, and to any other bytes outside TLS (the raw carrier is then
@@ -156,6 +160,7 @@ local valued = {
   ["--max-users-per-address"] = "max_users_per_address",
   ["--session-buffer"] = "session_buffer", ["--max-buffer"] = "max_buffer",
   ["--cert"] = "cert", ["--cert-key"] = "cert_key", ["--self-signed"] = "self_signed",
+  ["--cipher"] = "cipher",
   ["--ca"] = "ca", ["--pin"] = "pin", ["--sni"] = "sni",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
@@ -228,6 +233,10 @@ function M.parse(argv)
   end
   if opts.log_format ~= "text" and opts.log_format ~= "json" then
     return usage_error("--log-format takes text or json")
+  end
+  local ciphers = { auto = true, ["aes-256-gcm"] = true, ["chacha20-poly1305"] = true }
+  if opts.cipher and not ciphers[opts.cipher] then
+    return usage_error("--cipher takes auto, aes-256-gcm or chacha20-poly1305")
   end
   if opts.proxy_user and not opts.proxy_user:match("^[^:]+:.") then
     return usage_error("--proxy-user takes USER:PASS")
@@ -320,6 +329,7 @@ local function tunnel_options(opts, t)
   t.write_cap = opts.write_cap
   t.idle_timeout = opts.idle_timeout and opts.idle_timeout > 0 and opts.idle_timeout or nil
   t.keepalive = opts.keepalive and opts.keepalive > 0 and opts.keepalive or nil
+  t.cipher = opts.cipher
   return t
 end
 

@@ -615,11 +615,10 @@ const char *wr_hs_client_failure(const wr_hs_client *c)
 {
     if (c->reason == WR_HS_R_NO_CIPHER && c->offer[1] == 0) {
         if (c->offer[0] == WR_AEAD_AES256_GCM)
-            return "the relay does not accept cipher aes-256-gcm (chosen with --cipher; the relay "
-                   "takes another: try --cipher auto)";
+            return "the relay does not accept cipher aes-256-gcm (--cipher): try --cipher auto";
         if (c->offer[0] == WR_AEAD_CHACHA20_POLY1305)
-            return "the relay does not accept cipher chacha20-poly1305 (chosen with --cipher; the "
-                   "relay takes another: try --cipher auto)";
+            return "the relay does not accept cipher chacha20-poly1305 (--cipher): try --cipher "
+                   "auto";
     }
     return wr_hs_client_message(c->reason);
 }
