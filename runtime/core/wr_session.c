@@ -848,6 +848,7 @@ static void respond_done(uv_work_t *w, int status)
     }
     if (status == 0 && hs->u.srv.reason == WR_HS_R_NO_CIPHER && hs->msg2_len) {
         /* msg2 tells the client; then the sink waits for it to close. */
+        wr_info("a client with the key offered no cipher this relay accepts (--cipher)");
         wr_buf_t *m = wr_buf_retain(hs->msg2);
         int rc = wr_endpoint_write(s->carrier, m, m->data, hs->msg2_len);
         wr_buf_release(m);
