@@ -85,6 +85,10 @@ Tunnels:
                           waits before reading more (default 268435456; 0 = no limit)
   -t SECONDS              close connections idle this long (default: never)
   --keepalive SECONDS     ping an idle session this often; the peer is dead after 3 (default 5)
+  --cipher NAME           the session's cipher: auto (the default: aes-256-gcm when both ends
+                          have AES instructions, else chacha20-poly1305), aes-256-gcm or
+                          chacha20-poly1305. A relay given one takes only that one; a client
+                          given one that the relay does not take fails with an error
   -P URL|DIR              relay: the web site everyone without the key sees on the relay's port.
                           Every HTTP request that is not a client's, and any other bytes outside
                           TLS, go to it (the raw carrier is then off on that port: clients use
@@ -198,7 +202,7 @@ local valued = {
   ["--cert"] = "cert", ["--cert-key"] = "cert_key", ["--self-signed"] = "self_signed",
   ["--ca"] = "ca", ["--pin"] = "pin", ["--sni"] = "sni", ["--host-header"] = "host_header",
   ["--proxy"] = "proxy", ["--trust-front"] = "trusted_fronts", ["--control"] = "control",
-  ["--attach"] = "attach",
+  ["--attach"] = "attach", ["--cipher"] = "cipher",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
   messages = true, ports = true, trusted_fronts = true }
@@ -276,6 +280,10 @@ function M.parse(argv)
   end
   if opts.log_format ~= "text" and opts.log_format ~= "json" then
     return usage_error("--log-format takes text or json")
+  end
+  local ciphers = { auto = true, ["aes-256-gcm"] = true, ["chacha20-poly1305"] = true }
+  if opts.cipher and not ciphers[opts.cipher] then
+    return usage_error("--cipher takes auto, aes-256-gcm or chacha20-poly1305")
   end
   if opts.proxy then
     local ok, err = require("warren.proxy").parse(opts.proxy)
@@ -373,6 +381,7 @@ local function tunnel_options(opts, t)
   t.write_cap = opts.write_cap
   t.idle_timeout = opts.idle_timeout and opts.idle_timeout > 0 and opts.idle_timeout or nil
   t.keepalive = opts.keepalive and opts.keepalive > 0 and opts.keepalive or nil
+  t.cipher = opts.cipher
   return t
 end
 

@@ -38,6 +38,7 @@ local function session_options(opts, t)
   t.keepalive_ms = opts.keepalive and opts.keepalive * 1000 or nil
   t.write_cap = opts.write_cap
   t.idle_timeout_ms = opts.idle_timeout and opts.idle_timeout * 1000 or nil
+  t.cipher = opts.cipher -- "auto" (default), "aes-256-gcm" or "chacha20-poly1305"
   return t
 end
 
@@ -48,6 +49,8 @@ Relay.__index = Relay
 --   tls = true: TLS on the same port too, with cert = FILE and cert_key = FILE, or else a
 --       self-signed certificate kept in self_signed = FILE (default ~/.warren/relay-tls.pem,
 --       made at first start, for tls_name, default "localhost"); raw clients still connect.
+--   cipher = "auto" (default) | "aes-256-gcm" | "chacha20-poly1305": the frame cipher; a relay
+--       given one refuses clients that do not offer it (they are told why).
 --   on_open(host, port, info) -> true | false, reason   where a client may dial (default: anywhere;
 --       an empty host means this relay's localhost). info = {addresses = {resolved...},
 --       peer = "client address", session = the client's session handle}; the addresses are the
@@ -154,7 +157,8 @@ end
 -- "http://relay/path", key = ..., window = ..., keepalive = seconds, tls = true (as tls://),
 -- websocket = true (as ws://), http = true (as http://), host_header = NAME (the Host field of
 -- WebSocket and HTTP requests), ca = FILE | pin = "sha256:...", sni = NAME,
--- proxy = "http://[USER:PASS@]HOST:PORT" (else the environment's, see warren.proxy)}
+-- proxy = "http://[USER:PASS@]HOST:PORT" (else the environment's, see warren.proxy), cipher =
+-- "auto" | "aes-256-gcm" | "chacha20-poly1305" (default auto; session:stats().cipher says which)}
 -- Nothing happens until client:connect().
 function M.client(opts)
   local server, err = addr.parse_relay(opts.server)
@@ -258,7 +262,7 @@ function Client:connect()
     session, err, code = core.session_connect(self:_session_options())
   end
   if not session then return nil, unresolvable(self.server.host, err) or err end
-  log.info("connected to relay %s", addr.format(self.server))
+  log.info("connected to relay %s (%s)", addr.format(self.server), session:stats().cipher)
   self:_attach(session)
   self.keeper = warren.spawn(function() self:_keep_alive() end)
   return true

@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#if defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 #include <mbedtls/chacha20.h>
 #include <mbedtls/chachapoly.h>
@@ -82,6 +86,48 @@ const char *wr_aead_alg_name(enum wr_aead_alg alg)
         return "aes-256-gcm";
     }
     return "?";
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+/* libcrypto reads OPENSSL_ia32cap ("[~]WORDS[:...]", the first 64 bits being CPUID.1 EDX then
+ * ECX) to hide CPU features from itself; honour it so that we never prefer AES when libcrypto
+ * was told not to use the instructions. */
+static uint64_t ia32cap_mask(uint64_t cap)
+{
+    const char *e = getenv("OPENSSL_ia32cap");
+    int invert;
+    if (!e || !*e || *e == ':') return cap; /* ":..." changes only the later words */
+    invert = *e == '~';
+    uint64_t v = strtoull(e + invert, NULL, 0);
+    return invert ? cap & ~v : v;
+}
+
+static int cpu_aes(void)
+{
+    const uint64_t aesni = 1ull << 57, pclmul = 1ull << 33; /* CPUID.1 ECX bits 25 and 1 */
+    uint64_t cap = 0;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("aes")) cap |= aesni;
+    if (__builtin_cpu_supports("pclmul")) cap |= pclmul;
+    cap = ia32cap_mask(cap);
+    return (cap & aesni) && (cap & pclmul);
+}
+#elif defined(__aarch64__)
+static int cpu_aes(void)
+{
+    unsigned long h = getauxval(AT_HWCAP);
+    return (h & HWCAP_AES) && (h & HWCAP_PMULL);
+}
+#else
+static int cpu_aes(void)
+{
+    return 0;
+}
+#endif
+
+int wr_aead_aes_hw(enum wr_backend b)
+{
+    return resolve(b) == WR_BACKEND_LIBCRYPTO && wr_crypto_backend_available(b) && cpu_aes();
 }
 
 /* ---- misc ---- */
@@ -361,6 +407,11 @@ int wr_aead_open(wr_aead *a, const uint8_t *nonce, const uint8_t *aad, size_t aa
 enum wr_backend wr_aead_backend(const wr_aead *a)
 {
     return a->backend;
+}
+
+enum wr_aead_alg wr_aead_alg_of(const wr_aead *a)
+{
+    return a->alg;
 }
 
 void wr_aead_free(wr_aead *a)

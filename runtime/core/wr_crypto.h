@@ -49,6 +49,11 @@ int wr_crypto_set_default_backend(enum wr_backend b);
 /* "libcrypto" or "mbedtls"; DEFAULT names the backend it resolves to. */
 const char *wr_crypto_backend_name(enum wr_backend b);
 const char *wr_aead_alg_name(enum wr_aead_alg alg);
+/* 1 when AES-256-GCM runs on the CPU's AES and carry-less multiply instructions with backend b:
+ * libcrypto on x86 with AES-NI and PCLMULQDQ (an OPENSSL_ia32cap mask that hides them counts, as
+ * libcrypto obeys it too) or on aarch64 with AES and PMULL. mbedTLS is never counted: without
+ * them, and with mbedTLS, ChaCha20-Poly1305 is the faster cipher. */
+int wr_aead_aes_hw(enum wr_backend b);
 
 /* ---- AEAD: 32-byte key, 12-byte nonce, 16-byte tag appended to the ciphertext ---- */
 
@@ -66,6 +71,7 @@ int wr_aead_seal(wr_aead *a, const uint8_t *nonce, const uint8_t *aad, size_t aa
 int wr_aead_open(wr_aead *a, const uint8_t *nonce, const uint8_t *aad, size_t aad_len,
                  const uint8_t *ct, size_t ct_len, uint8_t *out);
 enum wr_backend wr_aead_backend(const wr_aead *a);
+enum wr_aead_alg wr_aead_alg_of(const wr_aead *a);
 /* Zeroizes the key schedule. NULL is fine. */
 void wr_aead_free(wr_aead *a);
 

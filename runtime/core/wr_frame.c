@@ -32,13 +32,15 @@ const char *wr_frame_strerror(int err)
     return "unknown frame error";
 }
 
-static int opts_resolve(wr_frame_opts *dst, const wr_frame_opts *src)
+static int opts_resolve(wr_frame_opts *dst, const wr_frame_opts *src, enum wr_aead_alg alg)
 {
     wr_frame_opts o = {0};
     if (src) o = *src;
     if (o.max_payload == 0) o.max_payload = WR_FRAME_MAX_DEFAULT;
     if (o.max_payload > WR_FRAME_MAX_LIMIT) return WR_FRAME_EINVAL;
-    if (o.rekey_interval == 0) o.rekey_interval = WR_FRAME_REKEY_FRAMES;
+    if (o.rekey_interval == 0)
+        o.rekey_interval =
+            alg == WR_AEAD_AES256_GCM ? WR_FRAME_REKEY_FRAMES_GCM : WR_FRAME_REKEY_FRAMES;
     if (o.counter_limit == 0 || o.counter_limit > WR_FRAME_COUNTER_MAX)
         o.counter_limit = WR_FRAME_COUNTER_MAX;
     *dst = o;
@@ -74,7 +76,7 @@ static void put_header(uint8_t *h, size_t len, uint8_t type, uint8_t flags, uint
 static int codec_init(wr_frame_opts *o, wr_aead **aead, uint8_t kept[32], enum wr_backend b,
                       enum wr_aead_alg alg, const uint8_t key[32], const wr_frame_opts *opts)
 {
-    if (opts_resolve(o, opts)) return WR_FRAME_EINVAL;
+    if (opts_resolve(o, opts, alg)) return WR_FRAME_EINVAL;
     int rc = wr_aead_new(aead, b, alg, key);
     if (rc) return rc == WR_CRYPTO_ENOMEM ? WR_FRAME_ENOMEM : WR_FRAME_EINVAL;
     memcpy(kept, key, 32);

@@ -40,8 +40,11 @@ enum wr_frame_type {
 #define WR_FRAME_HDR_WIRE     (WR_FRAME_HDR_LEN + WR_AEAD_TAG_LEN) /* 24 */
 #define WR_FRAME_MAX_DEFAULT  16384
 #define WR_FRAME_MAX_LIMIT    65535
-#define WR_FRAME_REKEY_FRAMES (1ull << 30)
-#define WR_FRAME_COUNTER_MAX  (1ull << 63)
+#define WR_FRAME_REKEY_FRAMES (1ull << 30) /* ChaCha20-Poly1305 */
+/* AES-256-GCM's margin shrinks with the square of the blocks under one key: 2^24 frames of at
+ * most 4 097 blocks keep a distinguisher's advantage under 2^-57 (TLS 1.3's target). */
+#define WR_FRAME_REKEY_FRAMES_GCM (1ull << 24)
+#define WR_FRAME_COUNTER_MAX      (1ull << 63)
 
 /* Bytes one frame takes on the wire. */
 #define WR_FRAME_WIRE_SIZE(len) (WR_FRAME_HDR_WIRE + ((len) ? (size_t)(len) + WR_AEAD_TAG_LEN : 0))
@@ -65,7 +68,8 @@ const char *wr_frame_strerror(int err);
 
 typedef struct wr_frame_opts {
     uint32_t max_payload;    /* 0 = WR_FRAME_MAX_DEFAULT; at most WR_FRAME_MAX_LIMIT */
-    uint64_t rekey_interval; /* frames per key; 0 = WR_FRAME_REKEY_FRAMES; UINT64_MAX = never */
+    uint64_t rekey_interval; /* frames per key; 0 = WR_FRAME_REKEY_FRAMES (_GCM for AES-256-GCM);
+                                UINT64_MAX = never */
     uint64_t counter_limit;  /* highest usable nonce counter + 1; 0 = WR_FRAME_COUNTER_MAX */
 } wr_frame_opts;
 

@@ -67,6 +67,8 @@ const char *wr_hs_reason_name(enum wr_hs_reason r)
         return "weak-key";
     case WR_HS_R_BAD_ECHO:
         return "bad-echo";
+    case WR_HS_R_NO_CIPHER:
+        return "no-common-cipher";
     case WR_HS_R_INTERNAL:
         return "internal";
     case WR_HS_R_NO_ANSWER:
@@ -106,11 +108,61 @@ const char *wr_hs_client_message(enum wr_hs_reason r)
     case WR_HS_R_BAD_FIELD:
     case WR_HS_R_BAD_ECHO:
         return "the relay has our key but speaks another protocol version";
+    case WR_HS_R_NO_CIPHER:
+        return "the relay accepts none of the ciphers we offer (see --cipher)";
     case WR_HS_R_INTERNAL:
         return "local cryptographic failure";
     default:
         return "handshake failed";
     }
+}
+
+/* ---- ciphers ---- */
+
+int wr_hs_cipher_from_name(const char *name)
+{
+    if (!name) return -1;
+    if (strcmp(name, "auto") == 0) return WR_HS_CIPHER_AUTO;
+    if (strcmp(name, wr_aead_alg_name(WR_AEAD_AES256_GCM)) == 0) return WR_AEAD_AES256_GCM;
+    if (strcmp(name, wr_aead_alg_name(WR_AEAD_CHACHA20_POLY1305)) == 0)
+        return WR_AEAD_CHACHA20_POLY1305;
+    return -1;
+}
+
+static int known_cipher(int c)
+{
+    return c == WR_AEAD_CHACHA20_POLY1305 || c == WR_AEAD_AES256_GCM;
+}
+
+/* The client's list, best first: the one it was told to use, or both with the faster first. */
+static void client_offer(const wr_hs_config *cfg, uint8_t offer[2])
+{
+    if (cfg->cipher != WR_HS_CIPHER_AUTO) {
+        offer[0] = (uint8_t)cfg->cipher;
+        offer[1] = 0;
+    } else {
+        offer[0] = cfg->aes_hw ? WR_AEAD_AES256_GCM : WR_AEAD_CHACHA20_POLY1305;
+        offer[1] = cfg->aes_hw ? WR_AEAD_CHACHA20_POLY1305 : WR_AEAD_AES256_GCM;
+    }
+}
+
+/* The server's pick: the client's first choice among those accepted here, except that a server
+ * on auto without AES hardware takes ChaCha20-Poly1305 whenever it is offered (so AES-256-GCM
+ * is used only when both ends run it in hardware, or one end insists). Numbers this version
+ * does not know are skipped, so a later version may offer more. 0: nothing in common. */
+static uint8_t server_pick(const wr_hs_config *cfg, const uint8_t offer[2])
+{
+    uint8_t first = 0;
+    int chacha = 0;
+    for (int i = 0; i < 2; i++) {
+        if (!known_cipher(offer[i])) continue;
+        if (cfg->cipher != WR_HS_CIPHER_AUTO && offer[i] != cfg->cipher) continue;
+        if (!first) first = offer[i];
+        if (offer[i] == WR_AEAD_CHACHA20_POLY1305) chacha = 1;
+    }
+    if (cfg->cipher == WR_HS_CIPHER_AUTO && !cfg->aes_hw && chacha)
+        return WR_AEAD_CHACHA20_POLY1305;
+    return first;
 }
 
 /* ---- config and keys ---- */
@@ -126,6 +178,8 @@ int wr_hs_config_init(wr_hs_config *cfg, const uint8_t psk[32], enum wr_backend 
     cfg->backend = b;
     cfg->not_before = not_before;
     cfg->window = WR_HS_WINDOW;
+    cfg->cipher = WR_HS_CIPHER_AUTO;
+    cfg->aes_hw = wr_aead_aes_hw(b);
     rc = wr_hkdf_extract(proto, sizeof proto - 1, psk, 32, cfg->prk0);
     if (!rc) rc = wr_hkdf_expand(cfg->prk0, "obf c", 5, cfg->obf_c, 32);
     if (!rc) rc = wr_hkdf_expand(cfg->prk0, "obf s", 5, cfg->obf_s, 32);
@@ -175,19 +229,21 @@ static int mix_dh(const wr_hs_config *cfg, const uint8_t th1[32], const uint8_t 
     return rc;
 }
 
-/* TH2 = SHA256(TH1 || msg2); PRK2 = HKDF-Extract(TH2, PRK1); directional keys from PRK2. */
+/* TH2 = SHA256(TH1 || msg2); PRK2 = HKDF-Extract(TH2, PRK1); directional keys from PRK2, with
+ * the cipher in the label: the transcript already holds the offer and the pick, and a key is
+ * never shared between two ciphers whatever a later change does to the messages. */
 static int session_keys(const wr_hs_config *cfg, const uint8_t th1[32], const uint8_t prk1[32],
-                        const uint8_t *msg2, size_t msg2_len, wr_hs_keys *keys)
+                        const uint8_t *msg2, size_t msg2_len, uint8_t cipher, wr_hs_keys *keys)
 {
-    uint8_t prk2[32];
+    uint8_t prk2[32], c2s[4] = {'c', '2', 's', cipher}, s2c[4] = {'s', '2', 'c', cipher};
     int rc;
     memset(keys, 0, sizeof *keys);
     keys->backend = cfg->backend;
-    keys->alg = WR_HS_AEAD;
+    keys->alg = (enum wr_aead_alg)cipher;
     wr_sha256_2(th1, 32, msg2, msg2_len, keys->transcript);
     rc = wr_hkdf_extract(keys->transcript, 32, prk1, 32, prk2);
-    if (!rc) rc = wr_hkdf_expand(prk2, "c2s", 3, keys->c2s, 32);
-    if (!rc) rc = wr_hkdf_expand(prk2, "s2c", 3, keys->s2c, 32);
+    if (!rc) rc = wr_hkdf_expand(prk2, c2s, sizeof c2s, keys->c2s, 32);
+    if (!rc) rc = wr_hkdf_expand(prk2, s2c, sizeof s2c, keys->s2c, 32);
     wr_zeroize(prk2, sizeof prk2);
     if (rc) wr_hs_keys_wipe(keys);
     return rc;
@@ -244,9 +300,10 @@ static int check_header(wr_hs_server *s, const wr_hs_config *cfg, const wr_repla
     if (hdr[1] != VERSION) return server_fail(s, WR_HS_R_BAD_VERSION);
     ts = get64(hdr + 4);
     var_len = get16(hdr + 12);
-    if (get16(hdr + 2) != 0 || get16(hdr + 14) != 0 || var_len < WR_HS_VAR1_MIN ||
-        var_len > WR_HS_VAR_MAX)
+    /* hdr[14..15]: the offer; it must name something, even if only ciphers unknown here. */
+    if (get16(hdr + 2) != 0 || hdr[14] == 0 || var_len < WR_HS_VAR1_MIN || var_len > WR_HS_VAR_MAX)
         return server_fail(s, WR_HS_R_BAD_FIELD);
+    s->cipher = server_pick(cfg, hdr + 14);
     s->client_time = ts;
     if ((now > ts && now - ts > cfg->window) || (ts > now && ts - now > cfg->window))
         return server_fail(s, WR_HS_R_CLOCK);
@@ -355,6 +412,7 @@ int wr_hs_server_respond(wr_hs_server *s, const wr_hs_config *cfg, uint64_t now,
     put64(hdr + 4, now);
     memcpy(hdr + 12, s->salt_c, WR_HS_SALT_LEN);
     put16(hdr + 28, (uint16_t)pad);
+    hdr[30] = s->cipher;
     memcpy(aad, s->th1, 32);
     memcpy(aad + 32, out, 48);
     wr_aead_nonce(nonce, 0);
@@ -366,12 +424,14 @@ int wr_hs_server_respond(wr_hs_server *s, const wr_hs_config *cfg, uint64_t now,
     if (!rc)
         rc = wr_aead_seal_once(SMALL_AEAD, WR_HS_AEAD, k2, nonce, NULL, 0, out + WR_HS_MSG2_FIXED,
                                pad, out + WR_HS_MSG2_FIXED);
-    if (!rc) rc = session_keys(cfg, s->th1, prk1, out, len, keys);
+    if (!rc && s->cipher) rc = session_keys(cfg, s->th1, prk1, out, len, s->cipher, keys);
     wr_zeroize(prk1, sizeof prk1);
     wr_zeroize(k2, sizeof k2);
     if (rc) return server_fail(s, WR_HS_R_INTERNAL);
     wr_zeroize(s->epub_c, sizeof s->epub_c);
     *out_len = len;
+    /* A key holder that asked for a cipher we refuse learns it from msg2, not from silence. */
+    if (!s->cipher) return server_fail(s, WR_HS_R_NO_CIPHER);
     s->state = WR_HS_S_RESPONDED;
     return WR_HS_OK;
 }
@@ -391,8 +451,11 @@ int wr_hs_server_confirmed(const wr_hs_server *s)
 static int client_fail(wr_hs_client *c, enum wr_hs_reason r)
 {
     uint64_t t = c->server_time;
+    uint8_t offer[2];
+    memcpy(offer, c->offer, sizeof offer);
     wr_zeroize(c, sizeof *c);
     c->server_time = t;
+    memcpy(c->offer, offer, sizeof offer);
     c->state = WR_HS_C_FAILED;
     c->reason = r;
     return WR_HS_REJECT;
@@ -435,6 +498,8 @@ int wr_hs_client_start(wr_hs_client *c, const wr_hs_config *cfg, uint64_t now, c
     hdr[1] = VERSION;
     put64(hdr + 4, now);
     put16(hdr + 12, (uint16_t)var_len);
+    client_offer(cfg, c->offer);
+    memcpy(hdr + 14, c->offer, 2);
     wr_aead_nonce(nonce, 0);
     if (!rc)
         rc = wr_aead_seal_once(SMALL_AEAD, WR_HS_AEAD, k1, nonce, out, 48, hdr, HDR1_LEN, out + 48);
@@ -489,9 +554,14 @@ static int client_header(wr_hs_client *c, const wr_hs_config *cfg, const uint8_t
     if (hdr[1] != VERSION) return client_fail(c, WR_HS_R_BAD_VERSION);
     c->server_time = get64(hdr + 4);
     c->var_len = get16(hdr + 28);
-    if (get16(hdr + 2) != 0 || get16(hdr + 30) != 0 || c->var_len > WR_HS_VAR_MAX)
+    if (get16(hdr + 2) != 0 || hdr[31] != 0 || c->var_len > WR_HS_VAR_MAX)
         return client_fail(c, WR_HS_R_BAD_FIELD);
     if (!wr_ct_equal(hdr + 12, c->salt_c, WR_HS_SALT_LEN)) return client_fail(c, WR_HS_R_BAD_ECHO);
+    /* hdr[30]: the relay's pick, which must be one we offered; 0 is its refusal. */
+    c->cipher = hdr[30];
+    if (c->cipher == 0) return client_fail(c, WR_HS_R_NO_CIPHER);
+    if (c->cipher != c->offer[0] && c->cipher != c->offer[1])
+        return client_fail(c, WR_HS_R_BAD_FIELD);
     c->state = WR_HS_C_READ_VAR;
     return WR_HS_OK;
 }
@@ -522,7 +592,7 @@ int wr_hs_client_finish(wr_hs_client *c, const wr_hs_config *cfg, const uint8_t 
     rc = wr_aead_open_once(SMALL_AEAD, WR_HS_AEAD, c->k2, nonce, NULL, 0, buf + WR_HS_MSG2_FIXED,
                            c->var_len + WR_AEAD_TAG_LEN, var);
     if (rc == WR_CRYPTO_EAUTH) return client_fail(c, WR_HS_R_BAD_MAC);
-    if (!rc) rc = session_keys(cfg, c->th1, c->prk1, buf, total, keys);
+    if (!rc) rc = session_keys(cfg, c->th1, c->prk1, buf, total, c->cipher, keys);
     if (rc) return client_fail(c, WR_HS_R_INTERNAL);
     wr_zeroize(c->priv, sizeof c->priv);
     wr_zeroize(c->prk1, sizeof c->prk1);
@@ -539,4 +609,16 @@ enum wr_hs_reason wr_hs_client_eof(const wr_hs_client *c, const uint8_t *buf, si
     if (len == 0) return WR_HS_R_NO_ANSWER;
     if (c->state == WR_HS_C_SENT && looks_like_text(buf, len)) return WR_HS_R_PLAINTEXT_REPLY;
     return WR_HS_R_SHORT_REPLY;
+}
+
+const char *wr_hs_client_failure(const wr_hs_client *c)
+{
+    if (c->reason == WR_HS_R_NO_CIPHER && c->offer[1] == 0) {
+        if (c->offer[0] == WR_AEAD_AES256_GCM)
+            return "the relay does not accept cipher aes-256-gcm (--cipher): try --cipher auto";
+        if (c->offer[0] == WR_AEAD_CHACHA20_POLY1305)
+            return "the relay does not accept cipher chacha20-poly1305 (--cipher): try --cipher "
+                   "auto";
+    }
+    return wr_hs_client_message(c->reason);
 }

@@ -18,9 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The suite is part of every key derivation, so a peer cannot be talked into another one. */
+/* The handshake's suite is part of every key derivation, so a peer cannot be talked into
+ * another one. The frames' cipher is agreed inside the handshake (below). */
 #define WR_HS_PROTO     "warren/1 X25519-ChaChaPoly-SHA256"
-#define WR_HS_AEAD      WR_AEAD_CHACHA20_POLY1305
+#define WR_HS_AEAD      WR_AEAD_CHACHA20_POLY1305 /* seals the handshake messages themselves */
 #define WR_HS_SALT_LEN  16
 #define WR_HS_WINDOW    30000u /* milliseconds of clock difference accepted either way */
 #define WR_HS_VAR_MAX   1024   /* plaintext bytes of a variable part */
@@ -53,6 +54,7 @@ enum wr_hs_reason {
     WR_HS_R_TRAILING,     /* bytes after msg1: a client sends nothing until msg2 */
     WR_HS_R_WEAK_KEY,     /* X25519 gave all zeros */
     WR_HS_R_BAD_ECHO,     /* msg2 authenticated but echoes another salt */
+    WR_HS_R_NO_CIPHER,    /* the client offered no frame cipher this side accepts */
     WR_HS_R_INTERNAL,     /* randomness/allocation/library failure on our side */
     /* client-side verdicts for a connection that ended before a valid msg2 (wr_hs_client_eof) */
     WR_HS_R_NO_ANSWER,         /* nothing came back */
@@ -66,12 +68,21 @@ const char *wr_hs_reason_name(enum wr_hs_reason r);
 /* A sentence for the user running the client (the CLI prints it). */
 const char *wr_hs_client_message(enum wr_hs_reason r);
 
+/* Frame ciphers. On the wire a cipher is its wr_aead_alg number (1 ChaCha20-Poly1305, 2
+ * AES-256-GCM). What a side accepts is WR_HS_CIPHER_AUTO (both; AES-256-GCM first where the CPU
+ * runs it in hardware with libcrypto, ChaCha20-Poly1305 first otherwise) or one wr_aead_alg. */
+#define WR_HS_CIPHER_AUTO 0
+/* "auto", "aes-256-gcm", "chacha20-poly1305" -> WR_HS_CIPHER_AUTO or the alg; -1 otherwise. */
+int wr_hs_cipher_from_name(const char *name);
+
 /* Per-key settings shared by every handshake; read-only after init, so worker threads may use
  * it concurrently. */
 typedef struct wr_hs_config {
     enum wr_backend backend; /* for X25519 (and the frame codec, via wr_hs_keys) */
     uint64_t not_before;     /* server: refuse timestamps older than this (process start, ms) */
     uint32_t window;         /* milliseconds; WR_HS_WINDOW by default */
+    int cipher;              /* WR_HS_CIPHER_AUTO (default) or the one wr_aead_alg accepted */
+    int aes_hw;              /* AES-256-GCM is fast here (wr_aead_aes_hw): auto prefers it */
     uint8_t prk0[32];        /* HKDF-Extract(PROTO, PSK) */
     uint8_t obf_c[32];       /* keystream keys hiding the client's / server's public key */
     uint8_t obf_s[32];
@@ -111,6 +122,7 @@ typedef struct wr_hs_server {
     uint8_t epub_c[32];
     uint8_t th1[32];
     uint8_t k1[32];
+    uint8_t cipher; /* picked from the client's offer; 0: none accepted (msg2 refuses) */
     size_t early_len;
     uint8_t early[WR_HS_EARLY_MAX]; /* authenticated by the PSK only; replay-bounded */
 } wr_hs_server;
@@ -122,7 +134,10 @@ void wr_hs_server_init(wr_hs_server *s);
 int wr_hs_server_check(wr_hs_server *s, const wr_hs_config *cfg, wr_replay *rp, const uint8_t *buf,
                        size_t len, uint64_t now, size_t *need);
 /* Thread-safe (touches only s, out, keys; reads cfg): the DH, msg2 (at most WR_HS_MSG2_MAX
- * bytes, never longer than msg1) and the session keys. Wipes the handshake secrets in s. */
+ * bytes, never longer than msg1) and the session keys. Wipes the handshake secrets in s.
+ * When the client offered no cipher this side accepts, msg2 still goes out (*out_len > 0) but
+ * says so and carries no keys: the result is WR_HS_REJECT with reason WR_HS_R_NO_CIPHER, and the
+ * caller sends msg2, then closes. Only a key holder gets that far: probes still get silence. */
 int wr_hs_server_respond(wr_hs_server *s, const wr_hs_config *cfg, uint64_t now, uint8_t *out,
                          size_t cap, size_t *out_len, wr_hs_keys *keys);
 /* The session calls this once the first client frame has decrypted (wr_frame_opener_frames > 0);
@@ -145,6 +160,8 @@ typedef struct wr_hs_client {
     enum wr_hs_reason reason;
     uint64_t server_time; /* from msg2, for reporting clock skew */
     size_t var_len;
+    uint8_t offer[2]; /* ciphers offered in msg1, in order of preference; 0 ends the list */
+    uint8_t cipher;   /* the relay's pick (keys.alg) */
     uint8_t salt_c[WR_HS_SALT_LEN];
     uint8_t priv[32];
     uint8_t th1[32];
@@ -164,6 +181,8 @@ int wr_hs_client_finish(wr_hs_client *c, const wr_hs_config *cfg, const uint8_t 
  * In raw mode a relay sends nothing on any failure, so "no answer" cannot tell a wrong key
  * from a clock off by more than the window or from something that is not a warren relay. */
 enum wr_hs_reason wr_hs_client_eof(const wr_hs_client *c, const uint8_t *buf, size_t len);
+/* wr_hs_client_message for a failed client, naming the cipher the relay refused. */
+const char *wr_hs_client_failure(const wr_hs_client *c);
 void wr_hs_client_wipe(wr_hs_client *c);
 
 #endif

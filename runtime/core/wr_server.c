@@ -266,6 +266,7 @@ wr_server_t *wr_server_new(uv_loop_t *loop, const wr_server_config *cfg, const w
     }
     srv->scfg.is_server = 1;
     srv->scfg.hs_server = srv->hs;
+    srv->hs->hs.cipher = cfg->session.cipher;
     return srv;
 }
 

@@ -771,11 +771,12 @@ static void client_fail(wr_session_t *s, int timeout)
     session_end(s, code, wr_hs_client_message(r), END_QUIET);
 }
 
-static int client_start(wr_session_t *s, const uint8_t *psk)
+static int client_start(wr_session_t *s, const wr_session_config *cfg)
 {
     struct wr_session_hs *hs = s->hs;
     size_t len;
-    if (wr_hs_config_init(&hs->cfg, psk, WR_BACKEND_DEFAULT, 0) != WR_HS_OK) return UV_EINVAL;
+    if (wr_hs_config_init(&hs->cfg, cfg->psk, WR_BACKEND_DEFAULT, 0) != WR_HS_OK) return UV_EINVAL;
+    hs->cfg.cipher = cfg->cipher;
     wr_buf_t *m = wr_buf_new(WR_HS_MSG1_MAX);
     if (m == NULL) return UV_ENOMEM;
     if (wr_hs_client_start(&hs->u.cli, &hs->cfg, now_ms(), NULL, 0, (uint8_t *)m->data,
@@ -812,7 +813,7 @@ static void client_input(wr_session_t *s, wr_buf_t *b, char *base, size_t len)
             session_end(s,
                         hs->u.cli.reason == WR_HS_R_BAD_MAC ? WR_SESSION_AUTH_FAILED
                                                             : WR_SESSION_HANDSHAKE_FAILED,
-                        wr_hs_client_message(hs->u.cli.reason), END_QUIET);
+                        wr_hs_client_failure(&hs->u.cli), END_QUIET);
             return;
         }
         rc = keys_init(s, &hs->keys);
@@ -849,6 +850,14 @@ static void respond_done(uv_work_t *w, int status)
         hs_free(s);
         maybe_free(s);
         return;
+    }
+    if (status == 0 && hs->u.srv.reason == WR_HS_R_NO_CIPHER && hs->msg2_len) {
+        /* msg2 tells the client; then the sink waits for it to close. */
+        wr_info("a client with the key offered no cipher this relay accepts (--cipher)");
+        wr_buf_t *m = wr_buf_retain(hs->msg2);
+        int rc = wr_endpoint_write(s->carrier, m, m->data, hs->msg2_len);
+        wr_buf_release(m);
+        if (rc == 0) s->st.bytes_out += hs->msg2_len;
     }
     if (status != 0 || hs->rc != WR_HS_OK) {
         enter_sink(s, wr_hs_reason_name(hs->u.srv.reason));
@@ -1093,7 +1102,7 @@ wr_session_t *wr_session_new(uv_loop_t *loop, wr_endpoint_t *carrier, const wr_s
     wr_endpoint_set_callbacks(carrier, &carrier_cbs, s);
     wr_endpoint_set_watermarks(carrier, CARRIER_LOW_WATER, CARRIER_HIGH_WATER);
     if (s->is_server) wr_hs_server_init(&s->hs->u.srv);
-    int rc = s->is_server ? 0 : client_start(s, cfg->psk);
+    int rc = s->is_server ? 0 : client_start(s, cfg);
     if (rc == 0) rc = wr_endpoint_read_start(carrier);
     if (rc != 0) {
         s->carrier = NULL;
@@ -1264,4 +1273,5 @@ void wr_session_get_stats(const wr_session_t *s, wr_session_stats *out)
     *out = s->st;
     out->streams_active = s->nstreams;
     out->rx_buffered = s->rx_queued;
+    out->cipher = s->keyed && !s->plain ? (int)wr_aead_alg_of(s->sealer.aead) : 0;
 }

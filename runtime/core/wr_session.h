@@ -79,6 +79,8 @@ typedef struct wr_session_config {
     uint32_t max_payload;  /* frame payload; default WR_FRAME_MAX_DEFAULT; both ends equal */
     uint32_t keepalive_ms; /* PING after this long without receiving; dead after 3x */
     uint32_t handshake_timeout_ms; /* default 10000 */
+    int cipher; /* frame cipher: WR_HS_CIPHER_AUTO or a wr_aead_alg the client offers alone (a
+                   server's is in hs_server->hs.cipher) */
     size_t stream_high_water; /* per-stream send queue watermark; default WR_EP_HIGH_WATER_DEFAULT
                                  (wr_relay replaces it with its write_cap) */
     wr_session_server_t *hs_server; /* server only */
@@ -192,6 +194,7 @@ typedef struct wr_session_stats {
     uint64_t streams_opened, streams_active, rtt_us_last;
     uint64_t carrier_writes; /* carrier write calls (batching: frames_out / carrier_writes) */
     size_t rx_buffered;      /* all streams */
+    int cipher;              /* the frames' wr_aead_alg once keyed, else 0 */
 } wr_session_stats;
 void wr_session_get_stats(const wr_session_t *s, wr_session_stats *out);
 

@@ -242,7 +242,8 @@ static void hc_take(void *data, wr_endpoint_t *ep, const char *already, size_t l
  * http://HOST:PORT[/prefix] (the same, passed to a real web site),
  * max_unauthenticated=, max_unauthenticated_per_address= (0 = only the total),
  * max_failed_handshakes= (per address per minute before its connections go first; 0 = no tally),
- * trusted_fronts={"ADDR[/BITS]", ...} (whose X-Forwarded-For / Forwarded name the user)} ->
+ * trusted_fronts={"ADDR[/BITS]", ...} (whose X-Forwarded-For / Forwarded name the user),
+ * cipher="auto"|"aes-256-gcm"|"chacha20-poly1305" (the frame cipher clients may use)} ->
  * relay | nil, err */
 static int l_relay_server(lua_State *L)
 {
@@ -309,6 +310,9 @@ static int l_relay_server(lua_State *L)
     cfg.session.keepalive_ms = (uint32_t)wr_opt_integer(L, 1, "keepalive_ms", 0);
     cfg.session.max_streams = (uint32_t)wr_opt_integer(L, 1, "max_streams", WR_TUNNEL_MAX_STREAMS);
     cfg.session.stream_high_water = (size_t)wr_opt_integer(L, 1, "write_cap", 0);
+    cfg.session.cipher = wr_hs_cipher_from_name(wr_opt_string(L, 1, "cipher", "auto"));
+    if (cfg.session.cipher < 0)
+        return luaL_error(L, "relay_server: cipher must be auto, aes-256-gcm or chacha20-poly1305");
     probe_ms = wr_opt_integer(L, 1, "probe_close_ms", 0);
     cfg.session.probe_close_min_ms = cfg.session.probe_close_max_ms = (uint32_t)probe_ms;
     wr_relay_opts_from(L, 1, &cfg.relay);

@@ -249,10 +249,10 @@ static void connect_aborted(wr_await *aw)
 
 /* core.session_connect{host=, port=, key=, carrier="tcp"|"tls"|"ws"|"wss"|"http"|"https",
  * tls=core.tls_client{...}, tls_name=, host_header=, path=, proxy_host=, proxy_port=,
- * proxy_auth="USER:PASS", window=, session_buffer=, keepalive_ms=,
- * timeout_ms=} -> session | nil, err, code (code: the session's end as wr_session_reason_name says
- * it, "no answer" for a relay that closed without answering, or a libuv error name such as
- * "ECONNREFUSED" when the carrier failed) */
+ * proxy_auth="USER:PASS", window=, session_buffer=, keepalive_ms=, timeout_ms=,
+ * cipher="auto"|"aes-256-gcm"|"chacha20-poly1305"} -> session | nil, err, code (code: the
+ * session's end as wr_session_reason_name says it, "no answer" for a relay that closed without
+ * answering, or a libuv error name such as "ECONNREFUSED" when the carrier failed) */
 static int l_session_connect(lua_State *L)
 {
     wr_lsession *ls;
@@ -261,7 +261,7 @@ static int l_session_connect(lua_State *L)
     const char *host, *key, *carrier;
     lua_Integer port;
     wr_carrier_spec spec;
-    int rc;
+    int rc, cipher;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     host = wr_opt_string(L, 1, "host", NULL);
@@ -272,6 +272,10 @@ static int l_session_connect(lua_State *L)
     if (!host || port <= 0 || port > 65535)
         return luaL_error(L, "session_connect: host and port required");
     if (!key || keylen != 32) return luaL_error(L, "session_connect: key must be 32 bytes");
+    cipher = wr_hs_cipher_from_name(wr_opt_string(L, 1, "cipher", "auto"));
+    if (cipher < 0)
+        return luaL_error(L,
+                          "session_connect: cipher must be auto, aes-256-gcm or chacha20-poly1305");
     memset(&spec, 0, sizeof spec);
     spec.host = host;
     spec.port = (uint16_t)port;
@@ -318,6 +322,7 @@ static int l_session_connect(lua_State *L)
     ls->cfg.keepalive_ms = (uint32_t)wr_opt_integer(L, 1, "keepalive_ms", 0);
     ls->cfg.max_streams = (uint32_t)wr_opt_integer(L, 1, "max_streams", WR_TUNNEL_MAX_STREAMS);
     ls->cfg.handshake_timeout_ms = (uint32_t)spec.timeout_ms;
+    ls->cfg.cipher = cipher;
     ls->tls_ref = LUA_NOREF;
     ls->cfg.stream_high_water = (size_t)wr_opt_integer(L, 1, "write_cap", 0);
     wr_relay_opts_from(L, 1, &ls->ropts);
@@ -405,6 +410,10 @@ static int l_session_stats(lua_State *L)
     wr_set_number(L, "reverse_active", ls->reverse_active);
     wr_set_number(L, "reverse_total", (double)ls->reverse_total);
     wr_set_number(L, "reverse_failed", (double)ls->reverse_failed);
+    if (st.cipher) {
+        lua_pushstring(L, wr_aead_alg_name((enum wr_aead_alg)st.cipher));
+        lua_setfield(L, -2, "cipher");
+    }
     return 1;
 }
 

@@ -307,6 +307,22 @@ static void test_length_limit(void **state)
     wr_frame_sealer_free(&s);
 }
 
+/* AES-256-GCM rekeys sooner by default than ChaCha20-Poly1305 (wr_frame.h says why). */
+static void test_rekey_default_per_cipher(void **state)
+{
+    wr_frame_sealer s;
+    wr_frame_opener o;
+    assert_int_equal(wr_frame_sealer_init(&s, WR_BACKEND_DEFAULT, WR_AEAD_AES256_GCM, key, NULL),
+                     0);
+    assert_true(s.opts.rekey_interval == WR_FRAME_REKEY_FRAMES_GCM);
+    wr_frame_sealer_free(&s);
+    assert_int_equal(
+        wr_frame_opener_init(&o, WR_BACKEND_DEFAULT, WR_AEAD_CHACHA20_POLY1305, key, NULL), 0);
+    assert_true(o.opts.rekey_interval == WR_FRAME_REKEY_FRAMES);
+    wr_frame_opener_free(&o);
+    assert_true(WR_FRAME_REKEY_FRAMES_GCM < WR_FRAME_REKEY_FRAMES);
+}
+
 static void test_rekey(void **state)
 {
     wr_frame_sealer s;
@@ -486,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_bitflip_stream),
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_length_limit),
+        cmocka_unit_test(test_rekey_default_per_cipher),
         cmocka_unit_test(test_rekey),
         cmocka_unit_test(test_bad_rekey_frame),
         cmocka_unit_test(test_counter_exhaustion),
