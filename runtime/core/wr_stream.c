@@ -433,6 +433,11 @@ static int on_data(wr_stream_t *st, const wr_frame *f, wr_buf_t *b)
             }
         }
         wr_stream__deliver_flush(s, 0);
+    }
+    /* The flush ran the consumer, which may have stopped reading (a full socket) or ended: then
+     * this payload waits in the queue, or goes with the stream. */
+    if (has(st, WR_ST_DEAD | WR_ST_CLOSED)) return 0;
+    if ((ep->flags & WR_EP_READING) && st->rxq.head == NULL) {
         if (b == NULL) {
             /* A payload that was split across reads sits in the opener: copy it out, into a
              * chunk with room for the payloads that follow. */
@@ -452,6 +457,7 @@ static int on_data(wr_stream_t *st, const wr_frame *f, wr_buf_t *b)
         return 0;
     }
     wr_stream__deliver_flush(s, 0);
+    if (has(st, WR_ST_DEAD | WR_ST_CLOSED)) return 0;
     if (segq_push(&st->rxq, b, (const char *)f->payload, len)) return proto(s, "out of memory");
     s->rx_queued += len;
     if (st->rxq.bytes > st->rx_peak) st->rx_peak = (uint32_t)st->rxq.bytes;
