@@ -375,8 +375,7 @@ http {
     { mode = "first-reset", what = "connects when the answer to the first request is lost" },
     -- the copy, first to arrive, makes the session; the client's own, a replay by its nonce, gets
     -- the site's answer, which the client takes for a refusal (wrong key) and gives up
-    { mode = "first-duplicate", what = "connects when a proxy sends the first request twice",
-      pending = "the carrier's client gives up when its first request's twin got the session" },
+    { mode = "first-duplicate", what = "connects when a proxy sends the first request twice" },
   }
   for _, case in ipairs(first_faults) do
     local mode = case.mode

@@ -23,6 +23,7 @@
 #define BACKOFF_MIN_MS     50
 #define BACKOFF_MAX_MS     5000
 #define RANGES_MAX         16
+#define FIRST_TRIES        3 /* answers to the first request not the relay's: a refusal */
 
 typedef struct hc_client hc_client;
 
@@ -74,6 +75,7 @@ struct hc_client {
     range resend[RANGES_MAX], acked[RANGES_MAX];
     int nresend, nacked;
     int first_done; /* the relay answered the first POST (it holds the session) */
+    int first_refusals;
     /* downstream */
     uint64_t down_off;
     int streaming;
@@ -434,7 +436,9 @@ static void in_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len
         return;
     }
     if (k->status / 100 != 2 || !k->proof_ok) {
-        if (!c->first_done && k->kind == WR_HC_UP) {
+        /* A proxy that sent the first request twice: its copy made the session, and ours reads
+         * as a replay. The same bytes with a fresh nonce are answered; a wrong key never is. */
+        if (!c->first_done && k->kind == WR_HC_UP && ++c->first_refusals >= FIRST_TRIES) {
             refused(k);
             return;
         }
