@@ -75,6 +75,9 @@ struct wr_endpoint {
      * them and hands over the chunk's only reference lets it frame in place, without a copy (it
      * then gives up the bytes from base - headroom on). */
     size_t headroom;
+    /* A carrier whose every message costs a request asks the session to ping it no more often
+     * than this (0: the session's own setting). */
+    uint32_t keepalive_min_ms;
     unsigned flags;
 };
 
@@ -90,6 +93,7 @@ static inline void wr_endpoint__init(wr_endpoint_t *ep, const wr_endpoint_ops_t 
     ep->high_water = WR_EP_HIGH_WATER_DEFAULT;
     ep->low_water = WR_EP_LOW_WATER_DEFAULT;
     ep->headroom = 0;
+    ep->keepalive_min_ms = 0;
     ep->flags = 0;
 }
 

@@ -1099,6 +1099,8 @@ wr_session_t *wr_session_new(uv_loop_t *loop, wr_endpoint_t *carrier, const wr_s
     }
     s->hs->s = s;
     s->carrier = carrier;
+    if (!cfg->keepalive_ms && carrier->keepalive_min_ms > s->keepalive_ms)
+        s->keepalive_ms = carrier->keepalive_min_ms; /* a default, not what the user asked */
     wr_endpoint_set_callbacks(carrier, &carrier_cbs, s);
     wr_endpoint_set_watermarks(carrier, CARRIER_LOW_WATER, CARRIER_HIGH_WATER);
     if (s->is_server) wr_hs_server_init(&s->hs->u.srv);

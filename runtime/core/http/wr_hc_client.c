@@ -696,6 +696,7 @@ wr_endpoint_t *wr_hc_client_new(uv_loop_t *loop, const wr_hc_client_config *cfg,
     c = calloc(1, sizeof *c);
     if (!c) return NULL;
     wr_endpoint__init(&c->base, &hc_ops, &no_cbs);
+    c->base.keepalive_min_ms = WR_HC_KEEPALIVE_MS;
     c->loop = loop;
     if (strchr(cfg->host, ':'))
         snprintf(hh, sizeof hh, "[%s]:%u", cfg->host, (unsigned)cfg->port);

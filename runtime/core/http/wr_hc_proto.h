@@ -41,6 +41,9 @@
 #define WR_HC_RECORD_MAX  0xffffff
 #define WR_HC_RECORD_DATA 0
 #define WR_HC_RECORD_PAD  1
+/* Every session message costs a request here: the session pings an idle carrier this seldom
+ * (a dead peer is then known after three of them; the relay reaps a silent client sooner). */
+#define WR_HC_KEEPALIVE_MS 30000
 
 enum wr_hc_kind {
     WR_HC_UP = 'u',

@@ -599,6 +599,7 @@ static hc_sess *sess_new(wr_hc_server_t *hs, const uint8_t sid[WR_HC_SID_LEN])
     hc_sess *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     wr_endpoint__init(&s->base, &sess_ops, &no_cbs);
+    s->base.keepalive_min_ms = WR_HC_KEEPALIVE_MS;
     s->hs = hs;
     memcpy(s->sid, sid, WR_HC_SID_LEN);
     s->closes_left = 2;
