@@ -157,3 +157,17 @@ int wr_http_list_has(const char *value, size_t len, const char *token)
     }
     return 0;
 }
+
+const char wr_http_not_found[] = "HTTP/1.1 404 Not Found\r\n"
+                                 "Content-Type: text/html\r\n"
+                                 "Content-Length: 146\r\n"
+                                 "Connection: close\r\n"
+                                 "\r\n"
+                                 "<html>\r\n"
+                                 "<head><title>404 Not Found</title></head>\r\n"
+                                 "<body>\r\n"
+                                 "<center><h1>404 Not Found</h1></center>\r\n"
+                                 "<hr><center>nginx</center>\r\n"
+                                 "</body>\r\n"
+                                 "</html>\r\n";
+const size_t wr_http_not_found_len = sizeof wr_http_not_found - 1;

@@ -70,6 +70,11 @@ void wr_http_head_init(wr_http_head_t *h);
  * A final result is returned again by later calls. */
 int wr_http_head_parse(wr_http_head_t *h, const char *buf, size_t len);
 
+/* The answer of a plain web server without the page asked for (nginx's 404, with close): what
+ * HTTP gets on a relay port without a fallback site. */
+extern const char wr_http_not_found[];
+extern const size_t wr_http_not_found_len;
+
 /* The first field of that name (case-insensitive), or NULL. */
 const wr_http_field_t *wr_http_head_field(const wr_http_head_t *h, const char *name);
 

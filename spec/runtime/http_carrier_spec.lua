@@ -10,11 +10,12 @@ local proc = require("helpers.proc")
 local net = require("helpers.net")
 local wait = require("helpers.wait")
 
-local integrity_js = proc.source_dir .. "/spec/helpers/integrity.js"
+local integrity_runs = require("helpers.integrity")
+local integrity_js = integrity_runs.js
 local fault_js = proc.source_dir .. "/spec/helpers/fault_proxy.js"
--- Streams per integrity run, and the largest upload or download of one stream (sizes are random
--- up to it: about 6.5 MB each way per run).
-local streams, max_bytes = 100, 131072
+-- Streams per integrity run (each up to integrity_runs.max_bytes each way, random: about 6.5 MB
+-- each way per run).
+local streams = integrity_runs.streams
 
 -- Directories this file makes, removed at its end.
 local dirs = {}
@@ -88,29 +89,8 @@ local function integrity_server()
   return node_server({ "node", integrity_js, "server" }, "the integrity server")
 end
 
--- Runs integrity clients side by side, each {label, target = "HOST:PORT", via = {"socks5" |
--- "connect", "HOST:PORT"}, streams = N, max = BYTES}, and asserts that every stream of each was
--- byte-exact.
 local function integrity(runs)
-  local clients = {}
-  for i, run in ipairs(runs) do
-    local spec = { "node", integrity_js, "client", run.target, tostring(run.streams or streams),
-      tostring(run.max or max_bytes) }
-    if run.via then
-      spec[#spec + 1] = run.via[1]
-      spec[#spec + 1] = run.via[2]
-    end
-    clients[i] = spawn(spec)
-  end
-  for i, child in ipairs(clients) do
-    local r = child:wait(70000)
-    if not r then
-      child:kill("sigkill")
-      error(runs[i].label .. ": the integrity client did not finish")
-    end
-    assert.equal(0, r.code, runs[i].label .. ": " .. r.stdout .. r.stderr)
-    assert.matches("^ok " .. (runs[i].streams or streams) .. " streams %d+ up %d+ down", r.stdout, runs[i].label)
-  end
+  integrity_runs.run(spawn, runs)
 end
 
 -- A `warren -L LPORT:127.0.0.1:TARGET` client with more arguments; waits for its port.

@@ -10,10 +10,11 @@ local net = require("helpers.net")
 local wait = require("helpers.wait")
 
 local node_env = { NODE_PATH = "/usr/share/nodejs" }
-local integrity_js = proc.source_dir .. "/spec/helpers/integrity.js"
--- Streams per integrity run, and the largest upload or download of one stream (sizes are random
--- up to it: about 6.5 MB each way per run).
-local streams, max_bytes = 100, 131072
+local integrity_runs = require("helpers.integrity")
+local integrity_js = integrity_runs.js
+-- Streams per integrity run (each up to integrity_runs.max_bytes each way, random: about 6.5 MB
+-- each way per run).
+local streams = integrity_runs.streams
 
 local function tmpdir()
   local dir = os.tmpname()
@@ -87,28 +88,8 @@ local function integrity_server()
   return server, tonumber(port)
 end
 
--- Runs integrity clients side by side, each {label, target = "HOST:PORT", via = {"socks5" |
--- "connect", "HOST:PORT"}, streams = N, max = BYTES}, and asserts that every stream of each was byte-exact.
 local function integrity(runs)
-  local clients = {}
-  for i, run in ipairs(runs) do
-    local spec = { "node", integrity_js, "client", run.target, tostring(run.streams or streams),
-      tostring(run.max or max_bytes) }
-    if run.via then
-      spec[#spec + 1] = run.via[1]
-      spec[#spec + 1] = run.via[2]
-    end
-    clients[i] = spawn(spec)
-  end
-  for i, child in ipairs(clients) do
-    local r = child:wait(70000)
-    if not r then
-      child:kill("sigkill")
-      error(runs[i].label .. ": the integrity client did not finish")
-    end
-    assert.equal(0, r.code, runs[i].label .. ": " .. r.stdout .. r.stderr)
-    assert.matches("^ok " .. (runs[i].streams or streams) .. " streams %d+ up %d+ down", r.stdout, runs[i].label)
-  end
+  integrity_runs.run(spawn, runs)
 end
 
 -- A real WebSocket peer: node's ws package. `server` echoes every message and prints its port;

@@ -56,19 +56,6 @@ typedef struct front_conn {
     struct front_conn *next, **prev;
 } front_conn;
 
-static const char not_found[] = "HTTP/1.1 404 Not Found\r\n"
-                                "Content-Type: text/html\r\n"
-                                "Content-Length: 146\r\n"
-                                "Connection: close\r\n"
-                                "\r\n"
-                                "<html>\r\n"
-                                "<head><title>404 Not Found</title></head>\r\n"
-                                "<body>\r\n"
-                                "<center><h1>404 Not Found</h1></center>\r\n"
-                                "<hr><center>nginx</center>\r\n"
-                                "</body>\r\n"
-                                "</html>\r\n";
-
 static const char bad_request[] = "HTTP/1.1 400 Bad Request\r\n"
                                   "Content-Type: text/html\r\n"
                                   "Content-Length: 0\r\n"
@@ -361,7 +348,7 @@ static void http_input(front_conn *c, const char *base, size_t len)
         return;
     }
     if (rc > 0)
-        answer(c, not_found, sizeof not_found - 1);
+        answer(c, wr_http_not_found, wr_http_not_found_len);
     else
         answer(c, bad_request, sizeof bad_request - 1);
 }

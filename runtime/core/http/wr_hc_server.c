@@ -619,19 +619,6 @@ static hc_sess *sess_new(wr_hc_server_t *hs, const uint8_t sid[WR_HC_SID_LEN])
 
 /* ---- connections ---- */
 
-static const char not_found[] = "HTTP/1.1 404 Not Found\r\n"
-                                "Content-Type: text/html\r\n"
-                                "Content-Length: 146\r\n"
-                                "Connection: close\r\n"
-                                "\r\n"
-                                "<html>\r\n"
-                                "<head><title>404 Not Found</title></head>\r\n"
-                                "<body>\r\n"
-                                "<center><h1>404 Not Found</h1></center>\r\n"
-                                "<hr><center>nginx</center>\r\n"
-                                "</body>\r\n"
-                                "</html>\r\n";
-
 static void conn_timer_closed(uv_handle_t *h);
 
 /* Not the carrier's request: the site gets the connection from this request on, untouched. */
@@ -642,7 +629,7 @@ static void to_site(hc_conn *c)
     hs->st.refused++;
     if (!hs->site.take) {
         c->keep_alive = 0;
-        conn_write(c, not_found, sizeof not_found - 1);
+        conn_write(c, wr_http_not_found, wr_http_not_found_len);
         c->phase = C_FIN;
         if (wr_endpoint_shutdown(ep) < 0) conn_close(c, WR_CLOSE_RESET);
         uv_timer_start(&c->timer, keepalive_cb, CONN_IDLE_MS, 0);
