@@ -4,6 +4,7 @@
 #include "wr_crypto.h"
 #include "wr_hc_client.h"
 #include "wr_io.h"
+#include "wr_kcp_endpoint.h"
 #include "wr_tcp_endpoint.h"
 #include "wr_ws_endpoint.h"
 
@@ -32,10 +33,13 @@ struct wr_carrier_dial {
     char why[320];
     wr_carrier_cb cb;
     void *data;
-    wr_dial_t *dial;   /* while the TCP dial runs */
-    wr_endpoint_t *ep; /* the layers built so far */
-    uv_timer_t timer;  /* the deadline of the layers above TCP */
-    int finished;      /* cb ran, or the dial was cancelled */
+    wr_dial_t *dial;      /* while the TCP dial runs */
+    wr_endpoint_t *ep;    /* the layers built so far */
+    uv_timer_t timer;     /* the deadline of the layers above TCP */
+    int finished;         /* cb ran, or the dial was cancelled */
+    wr_kcp_config kcp;    /* KCP */
+    uv_getaddrinfo_t gai; /* KCP: the relay's name, while it resolves */
+    int resolving;
 };
 
 static void finish(wr_carrier_dial_t *d, int status, const char *err);
@@ -104,7 +108,35 @@ static void finish(wr_carrier_dial_t *d, int status, const char *err)
     } else if (ep) {
         wr_endpoint_close(ep, WR_CLOSE_RESET);
     }
+    if (d->resolving) { /* resolved() frees the dial once the resolver is done */
+        uv_cancel((uv_req_t *)&d->gai);
+        return;
+    }
     uv_close((uv_handle_t *)&d->timer, timer_closed);
+}
+
+/* KCP: the relay's name resolved; the carrier is ready at once (UDP has no handshake). */
+static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    wr_carrier_dial_t *d = req->data;
+    wr_endpoint_t *ep = NULL;
+    d->resolving = 0;
+    if (d->finished) { /* cancelled, or out of time */
+        uv_freeaddrinfo(res);
+        uv_close((uv_handle_t *)&d->timer, timer_closed);
+        return;
+    }
+    uv_timer_stop(&d->timer);
+    if (status == 0) status = wr_kcp_client_new(d->loop, res->ai_addr, &d->kcp, &ep);
+    uv_freeaddrinfo(res);
+    if (status != 0) {
+        snprintf(d->why, sizeof d->why, "cannot reach the relay %s over KCP: %s", d->host,
+                 uv_strerror(status));
+        finish(d, status, d->why);
+        return;
+    }
+    d->ep = ep;
+    finish(d, 0, NULL);
 }
 
 static void tls_done(wr_endpoint_t *ep, int status, const char *err, void *data)
@@ -121,6 +153,10 @@ static void tls_done(wr_endpoint_t *ep, int status, const char *err, void *data)
 static void deadline(uv_timer_t *t)
 {
     wr_carrier_dial_t *d = t->data;
+    if (d->resolving) {
+        finish(d, UV_ETIMEDOUT, "the relay's name did not resolve in time");
+        return;
+    }
     if (d->proxy) {
         wr_connect_proxy_cancel(d->proxy);
         d->proxy = NULL;
@@ -205,6 +241,7 @@ int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb 
         return UV_EINVAL;
     if ((spec->kind == WR_CARRIER_HTTP || spec->kind == WR_CARRIER_HTTPS) && !spec->psk)
         return UV_EINVAL;
+    if (spec->kind == WR_CARRIER_KCP && spec->proxy_host) return UV_EINVAL; /* UDP: no CONNECT */
     d = calloc(1, sizeof *d);
     if (!d) return UV_ENOMEM;
     d->loop = loop;
@@ -254,6 +291,22 @@ int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb 
     }
     uv_timer_init(loop, &d->timer);
     d->timer.data = d;
+    if (spec->kind == WR_CARRIER_KCP) {
+        struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_protocol = IPPROTO_UDP};
+        char port[8];
+        snprintf(port, sizeof port, "%u", (unsigned)spec->port);
+        d->kcp = spec->kcp;
+        d->gai.data = d;
+        rc = uv_getaddrinfo(loop, &d->gai, resolved, d->host, port, &hints);
+        if (rc != 0) {
+            uv_close((uv_handle_t *)&d->timer, timer_closed);
+            return rc;
+        }
+        d->resolving = 1;
+        uv_timer_start(&d->timer, deadline, timeout, 0);
+        *out = d;
+        return 0;
+    }
     if (d->via_proxy)
         rc = wr_dial(loop, spec->proxy_host, spec->proxy_port, timeout, dialed, d, &d->dial);
     else
@@ -278,6 +331,10 @@ void wr_carrier_cancel(wr_carrier_dial_t *d)
         wr_dial_cancel(d->dial); /* dialed() runs, frees the socket and the dial */
         return;
     }
+    if (d->resolving) {
+        uv_cancel((uv_req_t *)&d->gai); /* resolved() runs and frees the dial */
+        return;
+    }
     if (d->proxy) {
         wr_connect_proxy_cancel(d->proxy);
         d->proxy = NULL;
@@ -300,6 +357,8 @@ const char *wr_carrier_kind_name(enum wr_carrier_kind kind)
         return "http";
     case WR_CARRIER_HTTPS:
         return "https";
+    case WR_CARRIER_KCP:
+        return "kcp";
     }
     return "?";
 }

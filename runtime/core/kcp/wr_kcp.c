@@ -456,6 +456,14 @@ size_t wr_kcp_recv(wr_kcp_t *k, void *buf, size_t cap)
 
 /* ---- the flush ---- */
 
+/* Segments that may be in flight: both windows, and the congestion window unless it is off. */
+static uint32_t send_window(const wr_kcp_t *k)
+{
+    uint32_t w = k->snd_wnd < k->rmt_wnd ? k->snd_wnd : k->rmt_wnd;
+    if (!k->nocwnd && k->cwnd < w) w = k->cwnd;
+    return w;
+}
+
 void wr_kcp_flush(wr_kcp_t *k, uint32_t now)
 {
     uint32_t cwnd, fast, rtomin;
@@ -484,8 +492,7 @@ void wr_kcp_flush(wr_kcp_t *k, uint32_t now)
     if (k->probe & ASK_TELL) out_seg(k, WR_KCP_CMD_WINS, 0, 0, NULL, 0);
     k->probe = 0;
 
-    cwnd = k->snd_wnd < k->rmt_wnd ? k->snd_wnd : k->rmt_wnd;
-    if (!k->nocwnd && k->cwnd < cwnd) cwnd = k->cwnd;
+    cwnd = send_window(k);
     /* New segments, cut from the byte queue, while the window allows. */
     while (k->sq.len > 0 && diff(k->snd_nxt, k->snd_una + cwnd) < 0) {
         seg_t *s = &k->snd[k->snd_nxt & k->snd_mask];
@@ -580,9 +587,7 @@ uint32_t wr_kcp_check(const wr_kcp_t *k, uint32_t now)
     int32_t until;
     if (!k->updated) return now;
     if (k->nacks || k->probe) return now;
-    if (k->sq.len > 0 && diff(k->snd_nxt, k->snd_una + k->snd_wnd) < 0 &&
-        diff(k->snd_nxt, k->snd_una + k->rmt_wnd) < 0)
-        return now;
+    if (k->sq.len > 0 && diff(k->snd_nxt, k->snd_una + send_window(k)) < 0) return now;
     until = diff(k->ts_flush, now);
     if (until <= 0) return now;
     if ((uint32_t)until < k->interval) next = k->ts_flush;
