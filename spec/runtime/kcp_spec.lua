@@ -119,7 +119,7 @@ local function answered(port, datagrams)
   local s = uv.new_udp()
   assert(s:bind("127.0.0.1", 0))
   local got = false
-  s:recv_start(function(err, data) if data then got = true end end)
+  s:recv_start(function(_, data) if data then got = true end end)
   for _, d in ipairs(datagrams) do s:send(d, "127.0.0.1", port) end
   warren.sleep(600)
   s:close()
