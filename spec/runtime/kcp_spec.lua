@@ -255,6 +255,26 @@ describe("the KCP carrier", function()
     fwd.close()
   end)
 
+  it("frees the conversation of a client that vanished, once the session's keepalive gives up", function()
+    local quick
+    for _ = 1, 5 do
+      quick = warren.relay({ listen = "127.0.0.1:" .. net.free_port(), key = k, kcp = true, keepalive = 1 })
+      if quick then break end
+    end
+    assert(quick, "no relay with a free UDP port")
+    local lport = net.free_port()
+    local client = start({ "-K", "-L", lport .. ":127.0.0.1:" .. server_port, "127.0.0.1:" .. quick:port(), "-k", k })
+    assert(net.wait_port(lport), stderr_of(client))
+    integrity({ { label = "before", target = "127.0.0.1:" .. lport, streams = 3 } })
+    assert.equal(1, quick:stats().kcp_conversations)
+    client:kill("sigkill")
+    client:wait(5000)
+    assert(wait.eventually(function() return quick:stats().kcp_conversations == 0 end, 15000),
+      "the conversation outlived its session")
+    assert.equal(0, quick:stats().sessions_active)
+    quick:close()
+  end)
+
   it("tells the user when KCP cannot be combined", function()
     local r = proc.warren({ "-K", "--tls", "-L", "1:127.0.0.1:2", "127.0.0.1:9", "-k", k })
     assert.equal(1, r.code)

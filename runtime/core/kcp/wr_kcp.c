@@ -35,7 +35,7 @@ struct wr_kcp {
     uint32_t snd_wnd, rcv_wnd, rmt_wnd, cwnd, incr, ssthresh;
     uint32_t srtt, rttvar, rto, rto_min;
     uint32_t interval, ts_flush, ts_probe, probe_wait, probe;
-    uint32_t resend, dead_link;
+    uint32_t resend, dead_link, burst;
     int nodelay, nocwnd, updated, dead, hold_acks;
     seg_t *snd, *rcv;
     uint32_t snd_mask, rcv_mask;
@@ -208,6 +208,7 @@ wr_kcp_t *wr_kcp_new(uint32_t conv, const wr_kcp_config *cfg, wr_kcp_output_fn o
     k->resend = cfg->resend;
     k->nocwnd = cfg->nocwnd;
     k->dead_link = cfg->dead_link ? cfg->dead_link : 20;
+    k->burst = cfg->burst ? cfg->burst : 0xffffffffu;
     k->snd_mask = pow2_at_least(sw) - 1;
     k->rcv_mask = pow2_at_least(rw) - 1;
     k->snd = calloc(k->snd_mask + 1, sizeof *k->snd);
@@ -466,7 +467,7 @@ static uint32_t send_window(const wr_kcp_t *k)
 
 void wr_kcp_flush(wr_kcp_t *k, uint32_t now)
 {
-    uint32_t cwnd, fast, rtomin;
+    uint32_t cwnd, fast, rtomin, fresh = 0;
     int change = 0, lost = 0;
 
     if (!k->hold_acks)
@@ -494,7 +495,7 @@ void wr_kcp_flush(wr_kcp_t *k, uint32_t now)
 
     cwnd = send_window(k);
     /* New segments, cut from the byte queue, while the window allows. */
-    while (k->sq.len > 0 && diff(k->snd_nxt, k->snd_una + cwnd) < 0) {
+    while (k->sq.len > 0 && diff(k->snd_nxt, k->snd_una + cwnd) < 0 && fresh++ < k->burst) {
         seg_t *s = &k->snd[k->snd_nxt & k->snd_mask];
         if (!s->data && !(s->data = malloc(k->mss))) break;
         s->len = (uint32_t)bytes_pop(&k->sq, s->data, k->mss);

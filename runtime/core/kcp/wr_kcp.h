@@ -39,6 +39,8 @@ typedef struct wr_kcp_config {
     uint32_t resend;    /* fast retransmit after this many later segments acked (0 = off) */
     int nocwnd;         /* 1: no congestion window, only the windows limit sending */
     uint32_t dead_link; /* transmissions of one segment before the link counts as dead (0 = 20) */
+    uint32_t burst;     /* new segments one flush may send (0 = the window): the rest waits for
+                           the next flush, so a window opening at once does not leave as one burst */
 } wr_kcp_config;
 
 typedef struct wr_kcp_stats {

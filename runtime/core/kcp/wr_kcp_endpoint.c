@@ -10,6 +10,7 @@
 /* recvmmsg: libuv cuts the receive buffer into 64 KiB slots, one per datagram. */
 #define MMSG_SLOTS 16
 #define DGRAM_SLOT (64 * 1024)
+#define BURST      128
 
 typedef struct kcp_ep kcp_ep_t;
 
@@ -336,8 +337,12 @@ static const wr_endpoint_ops_t kcp_ops = {
 static kcp_ep_t *ep_new(uv_loop_t *loop, uint32_t conv, const wr_kcp_config *cfg)
 {
     kcp_ep_t *e = calloc(1, sizeof *e);
+    wr_kcp_config paced = *cfg;
     if (!e) return NULL;
-    e->kcp = wr_kcp_new(conv, cfg, output, e);
+    /* Pacing: a flush sends at most BURST new segments; the next goes out after the loop has
+     * read what arrived meanwhile (a millisecond later from the timer). */
+    if (!paced.burst) paced.burst = BURST;
+    e->kcp = wr_kcp_new(conv, &paced, output, e);
     e->counters = calloc(1, sizeof *e->counters);
     if (!e->kcp || !e->counters) {
         wr_kcp_free(e->kcp);
