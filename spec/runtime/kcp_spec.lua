@@ -275,6 +275,21 @@ describe("the KCP carrier", function()
     quick:close()
   end)
 
+  -- The long comparison is a command of its own (spec/bench/kcp_lossy.sh); this runs its short form.
+  it("crosses a lossy link between two network namespaces (spec/bench/kcp_lossy.sh --short)", function()
+    if proc.run({ "id", "-u" }).stdout ~= "0\n" then
+      pending("needs root: network namespaces and nftables (run spec/bench/kcp_lossy.sh as root)")
+      return
+    end
+    local r = proc.run({ "bash", proc.source_dir .. "/spec/bench/kcp_lossy.sh", "--short",
+      env = { WARREN = proc.warren_bin } }, 120000)
+    assert.equal(0, r.code, r.stdout .. r.stderr)
+    for _, name in ipairs({ "warren tcp %(bbr%)", "warren %-K %(fast%)", "warren %-K %(fast3%)" }) do
+      local mibs = tonumber(r.stdout:match(name .. "%s+([%d.]+) MiB/s"))
+      assert(mibs and mibs > 1, name .. ": " .. r.stdout)
+    end
+  end)
+
   it("tells the user when KCP cannot be combined", function()
     local r = proc.warren({ "-K", "--tls", "-L", "1:127.0.0.1:2", "127.0.0.1:9", "-k", k })
     assert.equal(1, r.code)
