@@ -133,6 +133,11 @@ Tunnels:
   --kcp-mtu BYTES         KCP datagram size (default 1400; 1200..9000)
   --kcp-sndwnd N          KCP send window in segments (default 1024; 16..32768)
   --kcp-rcvwnd N          KCP receive window in segments (default 1024; 16..32768)
+  --congestion NAME       the TCP carriers' congestion control (bbr, cubic, reno...: see
+                          /proc/sys/net/ipv4/tcp_available_congestion_control), set per
+                          connection, client and relay, instead of the system's default; the
+                          name must be in net.ipv4.tcp_allowed_congestion_control or the process
+                          needs CAP_NET_ADMIN. BBR shrugs off random loss, CUBIC does not
 
 Relay (serve):
   --ports FROM-TO         outer ports reverse tunnels may use (repeatable; none by default)
@@ -212,7 +217,7 @@ local valued = {
   ["--proxy"] = "proxy", ["--trust-front"] = "trusted_fronts", ["--control"] = "control",
   ["--attach"] = "attach", ["--cipher"] = "cipher",
   ["--kcp-mode"] = "kcp_mode", ["--kcp-mtu"] = "kcp_mtu", ["--kcp-sndwnd"] = "kcp_sndwnd",
-  ["--kcp-rcvwnd"] = "kcp_rcvwnd",
+  ["--kcp-rcvwnd"] = "kcp_rcvwnd", ["--congestion"] = "congestion",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
   messages = true, ports = true, trusted_fronts = true }
@@ -397,6 +402,7 @@ local function tunnel_options(opts, t)
   t.websocket, t.http, t.host_header, t.proxy = opts.websocket, opts.http, opts.host_header, opts.proxy
   t.kcp, t.kcp_mode, t.kcp_mtu = opts.kcp, opts.kcp_mode, opts.kcp_mtu
   t.kcp_sndwnd, t.kcp_rcvwnd = opts.kcp_sndwnd, opts.kcp_rcvwnd
+  t.congestion = opts.congestion
   -- The buffer budget belongs to the process: every relay and client applies it.
   if opts.max_buffer then require("warren.core").buffers(opts.max_buffer) end
   t.session_buffer = opts.session_buffer and opts.session_buffer > 0 and opts.session_buffer or nil

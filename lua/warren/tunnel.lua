@@ -40,6 +40,7 @@ local function session_options(opts, t)
   t.idle_timeout_ms = opts.idle_timeout and opts.idle_timeout * 1000 or nil
   t.cipher = opts.cipher -- "auto" (default), "aes-256-gcm" or "chacha20-poly1305"
   t.kcp_mode, t.kcp_mtu, t.kcp_sndwnd, t.kcp_rcvwnd = opts.kcp_mode, opts.kcp_mtu, opts.kcp_sndwnd, opts.kcp_rcvwnd
+  t.congestion = opts.congestion
   return t
 end
 
@@ -55,6 +56,8 @@ Relay.__index = Relay
 --   kcp = true: KCP on the UDP port with the same number (off by default: it is one more open
 --       port); kcp_mode = "normal" | "fast" (default) | "fast2" | "fast3", kcp_mtu = 1400,
 --       kcp_sndwnd = kcp_rcvwnd = 1024 (segments) tune it, on both ends.
+--   congestion = "bbr" | "cubic" | ...: the TCP carriers' congestion control, per connection
+--       (TCP_CONGESTION; the client takes the same option), instead of the system's default.
 --   on_open(host, port, info) -> true | false, reason   where a client may dial (default: anywhere;
 --       an empty host means this relay's localhost). info = {addresses = {resolved...},
 --       peer = "client address", session = the client's session handle}; the addresses are the
@@ -107,7 +110,7 @@ function M.relay(opts)
     kcp = opts.kcp,
   }))
   if not relay then
-    if rerr:find("^trusted front ") then return nil, rerr end
+    if rerr:find("^trusted front ") or rerr:find("^congestion control ") then return nil, rerr end
     return nil, string.format("cannot listen on %s: %s", opts.listen, rerr)
   end
   log.info("relay listening on %s%s", addr.format({ host = listen.host, port = relay:port() }),

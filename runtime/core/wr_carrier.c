@@ -8,9 +8,14 @@
 #include "wr_tcp_endpoint.h"
 #include "wr_ws_endpoint.h"
 
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define TIMEOUT_DEFAULT_MS 10000
 
@@ -23,6 +28,7 @@ struct wr_carrier_dial {
     uint16_t port;
     char *host_header, *path; /* WebSocket and HTTP */
     char *proxy_auth;         /* "USER:PASS" for the proxy, or NULL */
+    char *congestion;         /* TCP_CONGESTION for the socket, or NULL */
     int via_proxy;
     int proxy_absolute; /* HTTP without TLS: the proxy gets our requests, no CONNECT */
     uint8_t psk[32];    /* HTTP */
@@ -51,6 +57,7 @@ static void timer_closed(uv_handle_t *h)
     free(d->path);
     free(d->proxy_auth);
     free(d->proxy_host);
+    free(d->congestion);
     wr_zeroize(d->psk, sizeof d->psk);
     free(d);
 }
@@ -210,6 +217,13 @@ static void dialed(wr_dial_t *dial, int status, uv_tcp_t *tcp, void *data)
         finish(d, status, d->via_proxy ? d->why : NULL);
         return;
     }
+    if (d->congestion && (status = wr_tcp_set_congestion(tcp, d->congestion)) != 0) {
+        wr_tcp_close_free(tcp);
+        snprintf(d->why, sizeof d->why, "the kernel refused the congestion control %s: %s",
+                 d->congestion, uv_strerror(status));
+        finish(d, status, d->why);
+        return;
+    }
     d->ep = wr_tcp_endpoint_new(tcp);
     if (!d->ep) {
         wr_tcp_close_free(tcp);
@@ -264,8 +278,10 @@ int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb 
         snprintf(d->proxy_name, sizeof d->proxy_name,
                  strchr(spec->proxy_host, ':') ? "[%s]:%u" : "%s:%u", spec->proxy_host,
                  (unsigned)spec->proxy_port);
-    if (spec->proxy_auth && !(d->proxy_auth = strdup(spec->proxy_auth))) {
+    if ((spec->proxy_auth && !(d->proxy_auth = strdup(spec->proxy_auth))) ||
+        (spec->congestion && !(d->congestion = strdup(spec->congestion)))) {
         free(d->proxy_host);
+        free(d->proxy_auth);
         free(d);
         return UV_ENOMEM;
     }
@@ -285,6 +301,7 @@ int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb 
             free(d->path);
             free(d->proxy_auth);
             free(d->proxy_host);
+            free(d->congestion);
             free(d);
             return UV_ENOMEM;
         }
@@ -361,4 +378,27 @@ const char *wr_carrier_kind_name(enum wr_carrier_kind kind)
         return "kcp";
     }
     return "?";
+}
+
+static int set_congestion_fd(int fd, const char *name)
+{
+    if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, (socklen_t)strlen(name)) != 0)
+        return uv_translate_sys_error(errno);
+    return 0;
+}
+
+int wr_tcp_set_congestion(uv_tcp_t *tcp, const char *name)
+{
+    uv_os_fd_t fd;
+    int rc = uv_fileno((uv_handle_t *)tcp, &fd);
+    return rc != 0 ? rc : set_congestion_fd(fd, name);
+}
+
+int wr_tcp_check_congestion(const char *name)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0), rc;
+    if (fd < 0) return uv_translate_sys_error(errno);
+    rc = set_congestion_fd(fd, name);
+    close(fd);
+    return rc;
 }

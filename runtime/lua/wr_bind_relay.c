@@ -6,6 +6,7 @@
 #include "wr_addr.h"
 #include "wr_bind.h"
 #include "wr_bind_tunnel.h"
+#include "wr_carrier.h"
 #include "wr_front.h"
 #include "wr_hc_server.h"
 #include "wr_host.h"
@@ -40,6 +41,7 @@ typedef struct wr_lrelay {
     wr_kcp_listener_t *kcp;          /* the UDP port for KCP, or NULL */
     int kcp_on;                      /* kcp = true was asked for */
     wr_kcp_listener_stats kcp_final; /* its counters once it is closed */
+    char congestion[32];             /* TCP_CONGESTION for accepted connections, or "" */
     int anchor_ref;
     int tls_ref; /* the TLS context's handle (the front door uses its context) */
     int on_open_ref, on_close_ref, on_channel_ref;
@@ -180,6 +182,9 @@ static void accepted(wr_listener_t *l, int status)
         return;
     }
     if (wr_listener_accept(l, &tcp) != 0) return;
+    if (r->congestion[0] && (status = wr_tcp_set_congestion(tcp, r->congestion)) != 0)
+        wr_warn("relay: congestion control %s refused on a connection: %s", r->congestion,
+                uv_strerror(status));
     memset(&peer, 0, sizeof peer);
     uv_tcp_getpeername(tcp, (struct sockaddr *)&peer, &len);
     carrier = wr_tcp_endpoint_new(tcp);
@@ -275,7 +280,8 @@ static void hc_take(void *data, wr_endpoint_t *ep, const char *already, size_t l
  * trusted_fronts={"ADDR[/BITS]", ...} (whose X-Forwarded-For / Forwarded name the user),
  * cipher="auto"|"aes-256-gcm"|"chacha20-poly1305" (the frame cipher clients may use),
  * kcp=true (KCP on the UDP port with the TCP port's number; kcp_mode=, kcp_mtu=, kcp_sndwnd=,
- * kcp_rcvwnd= tune it)} -> relay | nil, err */
+ * kcp_rcvwnd= tune it), congestion="bbr"|"cubic"|... (TCP_CONGESTION of accepted connections)}
+ * -> relay | nil, err */
 static int l_relay_server(lua_State *L)
 {
     const char *host, *key;
@@ -289,6 +295,7 @@ static int l_relay_server(lua_State *L)
     wr_server_cbs cbs;
     wr_kcp_config kcp_cfg;
     int kcp_on;
+    const char *congestion;
     wr_lrelay *r;
     int rc;
 
@@ -331,6 +338,16 @@ static int l_relay_server(lua_State *L)
     }
     lua_pop(L, 1);
     kcp_on = wr_opt_boolean(L, 1, "kcp");
+    congestion = wr_opt_string(L, 1, "congestion", NULL);
+    rc = !congestion                ? 0
+         : strlen(congestion) >= 32 ? UV_ENAMETOOLONG
+                                    : wr_tcp_check_congestion(congestion);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "congestion control %s: the kernel refused it (%s)", congestion,
+                        uv_strerror(rc));
+        return 2;
+    }
     if (kcp_on) wr_kcp_opts_from(L, 1, &kcp_cfg);
 
     memset(&cfg, 0, sizeof cfg);
@@ -425,6 +442,7 @@ static int l_relay_server(lua_State *L)
         r->listener = NULL;
     }
     r->kcp_on = kcp_on;
+    if (congestion) snprintf(r->congestion, sizeof r->congestion, "%s", congestion);
     if (rc != 0) {
         if (r->front) wr_front_free(r->front);
         if (r->site_proxy) wr_site_proxy_free(r->site_proxy);

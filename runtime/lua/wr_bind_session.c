@@ -254,6 +254,7 @@ static void connect_aborted(wr_await *aw)
 /* core.session_connect{host=, port=, key=, carrier="tcp"|"tls"|"ws"|"wss"|"http"|"https"|"kcp",
  * tls=core.tls_client{...}, tls_name=, host_header=, path=, proxy_host=, proxy_port=,
  * kcp_mode=, kcp_mtu=, kcp_sndwnd=, kcp_rcvwnd= (KCP, see wr_kcp_opts_from),
+ * congestion="bbr"|"cubic"|... (the TCP carriers' TCP_CONGESTION),
  * proxy_auth="USER:PASS", window=, session_buffer=, keepalive_ms=, timeout_ms=,
  * cipher="auto"|"aes-256-gcm"|"chacha20-poly1305"} -> session | nil, err, code (code: the
  * session's end as wr_session_reason_name says it, "no answer" for a relay that closed without
@@ -294,6 +295,7 @@ static int l_session_connect(lua_State *L)
         return luaL_error(L, "session_connect: proxy_port required with proxy_host");
     spec.host_header = wr_opt_string(L, 1, "host_header", NULL);
     spec.path = wr_opt_string(L, 1, "path", NULL);
+    spec.congestion = wr_opt_string(L, 1, "congestion", NULL);
     carrier = wr_opt_string(L, 1, "carrier", "tcp");
     if (strcmp(carrier, "tcp") == 0) {
         spec.kind = WR_CARRIER_TCP;

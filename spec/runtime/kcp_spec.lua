@@ -290,6 +290,35 @@ describe("the KCP carrier", function()
     end
   end)
 
+  it("sets the TCP carriers' congestion control per connection (--congestion), or says why not", function()
+    local r = proc.warren({ "serve", "127.0.0.1:1", "--congestion", "no-such-cc", "-k", k })
+    assert.equal(1, r.code)
+    assert.matches("congestion control no%-such%-cc: the kernel refused it", r.stderr)
+    -- A relay whose accepted connections use reno, while the client asks for bbr.
+    local reno_relay
+    for _ = 1, 5 do
+      reno_relay = warren.relay({ listen = "127.0.0.1:" .. net.free_port(), key = k, congestion = "reno" })
+      if reno_relay then break end
+    end
+    assert(reno_relay, "no relay")
+    local port, lport = reno_relay:port(), net.free_port()
+    local client = start({ "-L", lport .. ":127.0.0.1:" .. server_port, "127.0.0.1:" .. port, "-k", k,
+      "--congestion", "bbr" })
+    assert(net.wait_port(lport), stderr_of(client))
+    local ss = proc.run({ "ss", "-tin", "state", "established",
+      "( sport = :" .. port .. " or dport = :" .. port .. " )" })
+    local relay_side = ss.stdout:match("127%.0%.0%.1:" .. port .. "%s+127%.0%.0%.1:%d+%s*\n%s*(%a+)")
+    local client_side = ss.stdout:match("127%.0%.0%.1:%d+%s+127%.0%.0%.1:" .. port .. "%s*\n%s*(%a+)")
+    assert.equal("reno", relay_side, ss.stdout)
+    assert.equal("bbr", client_side, ss.stdout)
+    local c = stop(client)
+    assert.equal(0, c.code, c.stderr)
+    r = proc.warren({ "-L", "1:127.0.0.1:2", "127.0.0.1:" .. port, "--congestion", "no-such-cc", "-k", k })
+    assert.equal(1, r.code)
+    assert.matches("the kernel refused the congestion control no%-such%-cc", r.stderr)
+    reno_relay:close()
+  end)
+
   it("tells the user when KCP cannot be combined", function()
     local r = proc.warren({ "-K", "--tls", "-L", "1:127.0.0.1:2", "127.0.0.1:9", "-k", k })
     assert.equal(1, r.code)
