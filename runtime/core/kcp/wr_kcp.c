@@ -71,6 +71,7 @@ static uint32_t pow2_at_least(uint32_t n)
 
 static int bytes_push(bytes_t *b, const uint8_t *data, size_t len)
 {
+    if (len == 0) return 0;
     if (b->head + b->len + len > b->cap) {
         if (b->head > 0) {
             memmove(b->p, b->p + b->head, b->len);
@@ -94,6 +95,7 @@ static int bytes_push(bytes_t *b, const uint8_t *data, size_t len)
 static size_t bytes_pop(bytes_t *b, uint8_t *dst, size_t cap)
 {
     size_t n = b->len < cap ? b->len : cap;
+    if (n == 0) return 0;
     if (dst) memcpy(dst, b->p + b->head, n);
     b->head += n;
     b->len -= n;
