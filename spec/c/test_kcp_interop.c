@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -75,6 +76,7 @@ static void spawn(child_t *c, char *const argv[])
     c->pid = fork();
     assert_true(c->pid >= 0);
     if (c->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failing test must not leave the peer running */
         dup2(fds[1], 1);
         close(fds[0]);
         close(fds[1]);

@@ -255,6 +255,20 @@ describe("the KCP carrier", function()
     fwd.close()
   end)
 
+  it("shows the conversation's counters in the client session's stats", function()
+    local client = assert(warren.client({ server = "kcp://127.0.0.1:" .. relay_port, key = k, kcp_mode = "fast3" }))
+    assert(client:connect())
+    local st
+    assert(wait.eventually(function()
+      st = client.session:stats()
+      return st.kcp_segments_received > 0 and st.kcp_rtt_ms > 0
+    end, 5000), "no KCP counters in the session's stats")
+    assert.is_true(st.kcp_segments_sent >= 1)
+    assert.equal(1024, st.kcp_snd_wnd)
+    assert.is_true(st.kcp_lost_segments >= 0 and st.kcp_retransmits >= st.kcp_lost_segments)
+    client:close()
+  end)
+
   it("frees the conversation of a client that vanished, once the session's keepalive gives up", function()
     local quick
     for _ = 1, 5 do
