@@ -285,7 +285,8 @@ int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb 
         free(d);
         return UV_ENOMEM;
     }
-    if (spec->kind >= WR_CARRIER_WS) {
+    /* WebSocket and HTTP: the Host field and the path (KCP has neither). */
+    if (spec->kind >= WR_CARRIER_WS && spec->kind != WR_CARRIER_KCP) {
         char host[WR_HOST_MAX + 16];
         int v6 = strchr(spec->host, ':') != NULL;
         int tls = spec->kind == WR_CARRIER_WSS || spec->kind == WR_CARRIER_HTTPS;
