@@ -57,9 +57,12 @@ ip -n "$A" link set "va$$" up
 ip -n "$B" link set "vb$$" up
 
 key=$("$WARREN" keygen)
+# Foreground only: `ip netns exec` execs its command, so for a background process started with it
+# directly $! is the process itself (a backgrounded shell function would be a subshell).
 inb() { ip netns exec "$B" "$@"; }
 ina() { ip netns exec "$A" "$@"; }
-inb "$WARREN" serve 10.77.0.2:8100 -K -k "$key" >"$WORK/relay.log" 2>&1 & PIDS+=($!)
+ip netns exec "$B" "$WARREN" serve 10.77.0.2:8100 -K -k "$key" >"$WORK/relay.log" 2>&1 &
+PIDS+=($!)
 sleep 0.5
 
 # run NAME CC LOCALPORT CLIENT-ARGS...: a client in A on LOCALPORT, one iperf3 run through it.
@@ -68,8 +71,10 @@ run() {
     shift 3
     ina sysctl -qw net.ipv4.tcp_congestion_control="$cc" 2>/dev/null
     inb sysctl -qw net.ipv4.tcp_congestion_control="$cc" 2>/dev/null
-    inb iperf3 -s -1 -p 5201 >/dev/null 2>&1 & PIDS+=($!) # one fresh server per run
-    ina "$@" >"$WORK/$name.log" 2>&1 & pid=$!
+    ip netns exec "$B" iperf3 -s -1 -p 5201 >/dev/null 2>&1 & # one fresh server per run
+    PIDS+=($!)
+    ip netns exec "$A" "$@" >"$WORK/$name.log" 2>&1 &
+    pid=$!
     PIDS+=($pid)
     sleep 1 # the client connects to its relay (a probe connection would be a test to iperf3)
     ina iperf3 -c 127.0.0.1 -p "$port" -t "$SECONDS_PER" -J >"$WORK/$name.json" 2>&1 || true
