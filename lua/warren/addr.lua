@@ -74,26 +74,20 @@ function M.parse(spec, opts)
 end
 
 -- Carriers a relay address may name as a URL scheme (with the port each implies when the URL
--- gives none), and those still to come.
-local carriers = { tcp = false, tls = 443, ws = 80, wss = 443, http = 80, https = 443 }
-local planned = { kcp = "KCP" }
+-- gives none).
+local carriers = { tcp = false, tls = 443, ws = 80, wss = 443, http = 80, https = 443, kcp = false }
 local with_path = { ws = true, wss = true, http = true, https = true }
 
 -- A relay address: "host:port" or "SCHEME://host[:port][/path]" with SCHEME tcp, tls, ws, wss,
--- http or https (a path only for the last four). Returns {carrier =, host =, port =, path =} or
--- nil, err.
+-- http, https or kcp (a path only for ws, wss, http and https). Returns {carrier =, host =, port =,
+-- path =} or nil, err.
 function M.parse_relay(spec)
   local scheme, rest = tostring(spec or ""):match("^(%a+)://(.*)$")
   local path
   if scheme then
     scheme = scheme:lower()
-    if planned[scheme] then
-      return nil, string.format(
-        "relay address %s: the %s carrier is not available yet (tcp, tls, ws, wss, http and https are)",
-        spec, planned[scheme])
-    end
     if carriers[scheme] == nil then
-      return nil, string.format("relay address %s: unknown carrier %s:// (tcp, tls, ws, wss, http or https)",
+      return nil, string.format("relay address %s: unknown carrier %s:// (tcp, tls, ws, wss, http, https or kcp)",
         spec, scheme)
     end
     local authority, p = rest:match("^([^/]*)(/.*)$")

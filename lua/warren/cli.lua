@@ -38,8 +38,9 @@ Commands:
 SERVER is the relay's HOST:PORT, or a URL naming the carrier: tcp://HOST:PORT (the default, raw
 TCP), tls://HOST[:PORT] (TLS; see --tls), ws://HOST[:PORT][/PATH] (WebSocket; see -w),
 wss://HOST[:PORT][/PATH] (WebSocket over TLS), http://HOST[:PORT][/PATH] (HTTP requests; see
---http) or https://HOST[:PORT][/PATH]. Without a port, tls, wss and https mean 443, ws and http 80.
-The relay takes every carrier on one port.
+--http), https://HOST[:PORT][/PATH] or kcp://HOST:PORT (KCP over UDP; see -K). Without a port,
+tls, wss and https mean 443, ws and http 80. The relay takes every TCP carrier on one port, and
+KCP, when started with -K, on the UDP port with the same number.
 
 Tunnels:
   -L SPEC                 forward a local port through the relay SERVER, like ssh -L (repeatable):
@@ -123,8 +124,20 @@ Tunnels:
                           uses HTTP_PROXY / http_proxy from the environment, and the tls, ws, wss
                           and https carriers HTTPS_PROXY / https_proxy, except for relays
                           NO_PROXY / no_proxy lists (the raw carrier never takes one)
-  -K                      the KCP carrier: accepted, but not available yet: the raw TCP
-                          carrier is used (with a warning)
+  -K                      client: reach the relay over KCP on UDP (as a kcp:// SERVER does), an
+                          ARQ that keeps its pace on lossy links where TCP stalls; the session
+                          inside is the same. Relay: also take KCP on the UDP port with the TCP
+                          port's number (off without -K). Not through --proxy, not with
+                          --tls, -w or --http
+  --kcp-mode MODE         KCP tuning, kcptun's presets: normal, fast (default), fast2, fast3
+  --kcp-mtu BYTES         KCP datagram size (default 1400; 1200..9000)
+  --kcp-sndwnd N          KCP send window in segments (default 1024; 16..32768)
+  --kcp-rcvwnd N          KCP receive window in segments (default 1024; 16..32768)
+  --congestion NAME       the TCP carriers' congestion control (bbr, cubic, reno...: see
+                          /proc/sys/net/ipv4/tcp_available_congestion_control), set per
+                          connection, client and relay, instead of the system's default; the
+                          name must be in net.ipv4.tcp_allowed_congestion_control or the process
+                          needs CAP_NET_ADMIN. BBR shrugs off random loss, CUBIC does not
 
 Relay (serve):
   --ports FROM-TO         outer ports reverse tunnels may use (repeatable; none by default)
@@ -203,16 +216,16 @@ local valued = {
   ["--ca"] = "ca", ["--pin"] = "pin", ["--sni"] = "sni", ["--host-header"] = "host_header",
   ["--proxy"] = "proxy", ["--trust-front"] = "trusted_fronts", ["--control"] = "control",
   ["--attach"] = "attach", ["--cipher"] = "cipher",
+  ["--kcp-mode"] = "kcp_mode", ["--kcp-mtu"] = "kcp_mtu", ["--kcp-sndwnd"] = "kcp_sndwnd",
+  ["--kcp-rcvwnd"] = "kcp_rcvwnd", ["--congestion"] = "congestion",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
   messages = true, ports = true, trusted_fronts = true }
--- goflyway's carrier switches: accepted so its command lines run, with a warning at start.
-local carriers = { ["-K"] = "KCP" }
 local numeric = { write_cap = true, idle_timeout = true, keepalive = true, duration = true, concurrency = true,
   max_users = true, max_total = true, ttl = true, lease = true, max_services = true,
   max_failed_handshakes = true, max_users_default = true, user_idle = true, session_buffer = true,
   max_users_per_address = true,
-  max_buffer = true }
+  max_buffer = true, kcp_mtu = true, kcp_sndwnd = true, kcp_rcvwnd = true }
 local commands_with_script = { run = true }
 
 -- -P URL|DIR: http://host:port[/path] or an existing directory.
@@ -234,7 +247,7 @@ end
 -- Returns the options, or nil and an exit code after printing the problem.
 function M.parse(argv)
   local opts = { chunks = {}, forwards = {}, dynamics = {}, reverses = {}, names = {}, messages = {},
-    ports = {}, trusted_fronts = {}, carriers = {}, verbosity = 0, log_format = "text", args = {} }
+    ports = {}, trusted_fronts = {}, verbosity = 0, log_format = "text", args = {} }
   local positional = {}
   local i = 1
   while i <= #argv do
@@ -261,12 +274,12 @@ function M.parse(argv)
       opts.websocket = true
     elseif a == "--http" then
       opts.http = true
+    elseif a == "-K" then
+      opts.kcp = true
     elseif a == "--watch" or a == "--json" then
       opts[a:sub(3)] = true
     elseif a == "-h" or a == "--help" then
       opts.help = true
-    elseif carriers[a] then
-      opts.carriers[#opts.carriers + 1] = a
     elseif a:sub(1, 1) == "-" and a ~= "-" then
       return usage_error("unknown option " .. a)
     else
@@ -288,6 +301,18 @@ function M.parse(argv)
   if opts.proxy then
     local ok, err = require("warren.proxy").parse(opts.proxy)
     if not ok then return usage_error(err) end
+  end
+  local kcp_modes = { normal = true, fast = true, fast2 = true, fast3 = true }
+  if opts.kcp_mode and not kcp_modes[opts.kcp_mode] then
+    return usage_error("--kcp-mode takes normal, fast, fast2 or fast3")
+  end
+  if opts.kcp_mtu and (opts.kcp_mtu < 1200 or opts.kcp_mtu > 9000) then
+    return usage_error("--kcp-mtu takes 1200..9000")
+  end
+  for _, w in ipairs({ "kcp_sndwnd", "kcp_rcvwnd" }) do
+    if opts[w] and (opts[w] < 16 or opts[w] > 32768) then
+      return usage_error("--" .. w:gsub("_", "-") .. " takes 16..32768")
+    end
   end
   if opts.proxy_user and not opts.proxy_user:match("^[^:]+:.") then
     return usage_error("--proxy-user takes USER:PASS")
@@ -375,6 +400,9 @@ local function tunnel_options(opts, t)
   t.tls, t.cert, t.cert_key, t.self_signed = opts.tls, opts.cert, opts.cert_key, opts.self_signed
   t.ca, t.pin, t.sni, t.tls_name = opts.ca, opts.pin, opts.sni, opts.sni
   t.websocket, t.http, t.host_header, t.proxy = opts.websocket, opts.http, opts.host_header, opts.proxy
+  t.kcp, t.kcp_mode, t.kcp_mtu = opts.kcp, opts.kcp_mode, opts.kcp_mtu
+  t.kcp_sndwnd, t.kcp_rcvwnd = opts.kcp_sndwnd, opts.kcp_rcvwnd
+  t.congestion = opts.congestion
   -- The buffer budget belongs to the process: every relay and client applies it.
   if opts.max_buffer then require("warren.core").buffers(opts.max_buffer) end
   t.session_buffer = opts.session_buffer and opts.session_buffer > 0 and opts.session_buffer or nil
@@ -748,10 +776,6 @@ function M.main(...)
   local opts, code = M.parse({ ... })
   if not opts then return code end
   configure_logging(opts)
-  for _, flag in ipairs(opts.carriers) do
-    log.warn("%s asks for the %s carrier: only the raw TCP carrier exists so far, using it", flag,
-      carriers[flag])
-  end
   warren.install_default_signals()
   for _, chunk in ipairs(opts.chunks) do
     local fn, err = loadstring(chunk, "=(command line)")

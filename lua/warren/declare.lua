@@ -30,7 +30,8 @@ local relay_keys = { serve = true, ports = true, hooks = true, outer_bind = true
 local client_keys = { server = true, client_id = true, ca = true, pin = true, tunnels = true, websocket = true,
   http = true, host_header = true, proxy = true }
 local common_keys = { key = true, key_file = true, password = true, tls = true, sni = true, write_cap = true,
-  idle_timeout = true, keepalive = true, session_buffer = true, cipher = true }
+  idle_timeout = true, keepalive = true, session_buffer = true, cipher = true, kcp = true, kcp_mode = true,
+  kcp_mtu = true, kcp_sndwnd = true, kcp_rcvwnd = true, congestion = true }
 -- watch = {FILE, ...}: files the script reads (a list of services, an ACL); when they or the
 -- script change, it reloads (as with --watch). Not an option of the relay or the client.
 local reloadable = { hooks = true, ports = true, tunnels = true, watch = true }

@@ -39,6 +39,8 @@ local function session_options(opts, t)
   t.write_cap = opts.write_cap
   t.idle_timeout_ms = opts.idle_timeout and opts.idle_timeout * 1000 or nil
   t.cipher = opts.cipher -- "auto" (default), "aes-256-gcm" or "chacha20-poly1305"
+  t.kcp_mode, t.kcp_mtu, t.kcp_sndwnd, t.kcp_rcvwnd = opts.kcp_mode, opts.kcp_mtu, opts.kcp_sndwnd, opts.kcp_rcvwnd
+  t.congestion = opts.congestion
   return t
 end
 
@@ -51,6 +53,11 @@ Relay.__index = Relay
 --       made at first start, for tls_name, default "localhost"); raw clients still connect.
 --   cipher = "auto" (default) | "aes-256-gcm" | "chacha20-poly1305": the frame cipher; a relay
 --       given one refuses clients that do not offer it (they are told why).
+--   kcp = true: KCP on the UDP port with the same number (off by default: it is one more open
+--       port); kcp_mode = "normal" | "fast" (default) | "fast2" | "fast3", kcp_mtu = 1400,
+--       kcp_sndwnd = kcp_rcvwnd = 1024 (segments) tune it, on both ends.
+--   congestion = "bbr" | "cubic" | ...: the TCP carriers' congestion control, per connection
+--       (TCP_CONGESTION; the client takes the same option), instead of the system's default.
 --   on_open(host, port, info) -> true | false, reason   where a client may dial (default: anywhere;
 --       an empty host means this relay's localhost). info = {addresses = {resolved...},
 --       peer = "client address", session = the client's session handle}; the addresses are the
@@ -100,12 +107,14 @@ function M.relay(opts)
     max_unauthenticated_per_address = opts.max_unauthenticated_per_address,
     max_failed_handshakes = opts.max_failed_handshakes,
     trusted_fronts = opts.trusted_fronts,
+    kcp = opts.kcp,
   }))
   if not relay then
-    if rerr:find("^trusted front ") then return nil, rerr end
+    if rerr:find("^trusted front ") or rerr:find("^congestion control ") then return nil, rerr end
     return nil, string.format("cannot listen on %s: %s", opts.listen, rerr)
   end
-  log.info("relay listening on %s", addr.format({ host = listen.host, port = relay:port() }))
+  log.info("relay listening on %s%s", addr.format({ host = listen.host, port = relay:port() }),
+    opts.kcp and " (TCP, and UDP for KCP)" or "")
   if tls then
     log.info("TLS on the same port too; certificate %s (clients pin it with --pin)", tls:fingerprint())
   end
@@ -144,30 +153,45 @@ local Client = {}
 Client.__index = Client
 
 -- The carrier a client uses: the relay address's scheme, changed by the tls = true,
--- websocket = true and http = true switches (goflyway's -w and --http with a plain host:port).
+-- websocket = true, http = true and kcp = true switches (goflyway's -w, --http and -K with a plain
+-- host:port).
 local function client_carrier(server, opts)
   local c = server.carrier
   local tls = opts.tls or c == "tls" or c == "wss" or c == "https"
+  if opts.kcp or c == "kcp" then
+    if tls or opts.websocket or opts.http then
+      return nil, "KCP runs on UDP: it does not combine with TLS, WebSocket or HTTP"
+    end
+    return "kcp"
+  end
   if opts.http or c == "http" or c == "https" then return tls and "https" or "http" end
   if opts.websocket or c == "ws" or c == "wss" then return tls and "wss" or "ws" end
   return tls and "tls" or "tcp"
 end
 
 -- warren.client{server = "relay:8100" | "tls://relay:443" | "wss://relay/path" |
--- "http://relay/path", key = ..., window = ..., keepalive = seconds, tls = true (as tls://),
--- websocket = true (as ws://), http = true (as http://), host_header = NAME (the Host field of
--- WebSocket and HTTP requests), ca = FILE | pin = "sha256:...", sni = NAME,
--- proxy = "http://[USER:PASS@]HOST:PORT" (else the environment's, see warren.proxy), cipher =
--- "auto" | "aes-256-gcm" | "chacha20-poly1305" (default auto; session:stats().cipher says which)}
+-- "http://relay/path" | "kcp://relay:8100", key = ..., window = ..., keepalive = seconds,
+-- tls = true (as tls://), websocket = true (as ws://), http = true (as http://), kcp = true (as
+-- kcp://; KCP over UDP, never through a proxy; kcp_mode, kcp_mtu, kcp_sndwnd and kcp_rcvwnd as for
+-- the relay), host_header = NAME (the Host field of WebSocket and HTTP requests), ca = FILE |
+-- pin = "sha256:...", sni = NAME, proxy = "http://[USER:PASS@]HOST:PORT" (else the
+-- environment's, see warren.proxy), cipher = "auto" | "aes-256-gcm" | "chacha20-poly1305"
+-- (default auto; session:stats().cipher says which)}
 -- Nothing happens until client:connect().
 function M.client(opts)
   local server, err = addr.parse_relay(opts.server)
   if not server then return nil, err end
   local key, kerr = keys.resolve(opts)
   if not key then return nil, kerr end
-  local carrier = client_carrier(server, opts)
-  local via, perr = http_proxy.for_relay(server.host, carrier, opts)
-  if perr then return nil, perr end
+  local carrier, cerr = client_carrier(server, opts)
+  if not carrier then return nil, cerr end
+  local via, perr
+  if carrier == "kcp" then
+    if opts.proxy then return nil, "KCP runs on UDP: it cannot go through an HTTP proxy" end
+  else
+    via, perr = http_proxy.for_relay(server.host, carrier, opts)
+    if perr then return nil, perr end
+  end
   local tls
   if carrier == "tls" or carrier == "wss" or carrier == "https" then
     local terr

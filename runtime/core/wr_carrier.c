@@ -4,12 +4,18 @@
 #include "wr_crypto.h"
 #include "wr_hc_client.h"
 #include "wr_io.h"
+#include "wr_kcp_endpoint.h"
 #include "wr_tcp_endpoint.h"
 #include "wr_ws_endpoint.h"
 
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define TIMEOUT_DEFAULT_MS 10000
 
@@ -22,6 +28,7 @@ struct wr_carrier_dial {
     uint16_t port;
     char *host_header, *path; /* WebSocket and HTTP */
     char *proxy_auth;         /* "USER:PASS" for the proxy, or NULL */
+    char *congestion;         /* TCP_CONGESTION for the socket, or NULL */
     int via_proxy;
     int proxy_absolute; /* HTTP without TLS: the proxy gets our requests, no CONNECT */
     uint8_t psk[32];    /* HTTP */
@@ -32,10 +39,13 @@ struct wr_carrier_dial {
     char why[320];
     wr_carrier_cb cb;
     void *data;
-    wr_dial_t *dial;   /* while the TCP dial runs */
-    wr_endpoint_t *ep; /* the layers built so far */
-    uv_timer_t timer;  /* the deadline of the layers above TCP */
-    int finished;      /* cb ran, or the dial was cancelled */
+    wr_dial_t *dial;      /* while the TCP dial runs */
+    wr_endpoint_t *ep;    /* the layers built so far */
+    uv_timer_t timer;     /* the deadline of the layers above TCP */
+    int finished;         /* cb ran, or the dial was cancelled */
+    wr_kcp_config kcp;    /* KCP */
+    uv_getaddrinfo_t gai; /* KCP: the relay's name, while it resolves */
+    int resolving;
 };
 
 static void finish(wr_carrier_dial_t *d, int status, const char *err);
@@ -47,6 +57,7 @@ static void timer_closed(uv_handle_t *h)
     free(d->path);
     free(d->proxy_auth);
     free(d->proxy_host);
+    free(d->congestion);
     wr_zeroize(d->psk, sizeof d->psk);
     free(d);
 }
@@ -104,7 +115,35 @@ static void finish(wr_carrier_dial_t *d, int status, const char *err)
     } else if (ep) {
         wr_endpoint_close(ep, WR_CLOSE_RESET);
     }
+    if (d->resolving) { /* resolved() frees the dial once the resolver is done */
+        uv_cancel((uv_req_t *)&d->gai);
+        return;
+    }
     uv_close((uv_handle_t *)&d->timer, timer_closed);
+}
+
+/* KCP: the relay's name resolved; the carrier is ready at once (UDP has no handshake). */
+static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    wr_carrier_dial_t *d = req->data;
+    wr_endpoint_t *ep = NULL;
+    d->resolving = 0;
+    if (d->finished) { /* cancelled, or out of time */
+        uv_freeaddrinfo(res);
+        uv_close((uv_handle_t *)&d->timer, timer_closed);
+        return;
+    }
+    uv_timer_stop(&d->timer);
+    if (status == 0) status = wr_kcp_client_new(d->loop, res->ai_addr, &d->kcp, &ep);
+    uv_freeaddrinfo(res);
+    if (status != 0) {
+        snprintf(d->why, sizeof d->why, "cannot reach the relay %s over KCP: %s", d->host,
+                 uv_strerror(status));
+        finish(d, status, d->why);
+        return;
+    }
+    d->ep = ep;
+    finish(d, 0, NULL);
 }
 
 static void tls_done(wr_endpoint_t *ep, int status, const char *err, void *data)
@@ -121,6 +160,10 @@ static void tls_done(wr_endpoint_t *ep, int status, const char *err, void *data)
 static void deadline(uv_timer_t *t)
 {
     wr_carrier_dial_t *d = t->data;
+    if (d->resolving) {
+        finish(d, UV_ETIMEDOUT, "the relay's name did not resolve in time");
+        return;
+    }
     if (d->proxy) {
         wr_connect_proxy_cancel(d->proxy);
         d->proxy = NULL;
@@ -174,6 +217,13 @@ static void dialed(wr_dial_t *dial, int status, uv_tcp_t *tcp, void *data)
         finish(d, status, d->via_proxy ? d->why : NULL);
         return;
     }
+    if (d->congestion && (status = wr_tcp_set_congestion(tcp, d->congestion)) != 0) {
+        wr_tcp_close_free(tcp);
+        snprintf(d->why, sizeof d->why, "the kernel refused the congestion control %s: %s",
+                 d->congestion, uv_strerror(status));
+        finish(d, status, d->why);
+        return;
+    }
     d->ep = wr_tcp_endpoint_new(tcp);
     if (!d->ep) {
         wr_tcp_close_free(tcp);
@@ -205,6 +255,7 @@ int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb 
         return UV_EINVAL;
     if ((spec->kind == WR_CARRIER_HTTP || spec->kind == WR_CARRIER_HTTPS) && !spec->psk)
         return UV_EINVAL;
+    if (spec->kind == WR_CARRIER_KCP && spec->proxy_host) return UV_EINVAL; /* UDP: no CONNECT */
     d = calloc(1, sizeof *d);
     if (!d) return UV_ENOMEM;
     d->loop = loop;
@@ -227,12 +278,15 @@ int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb 
         snprintf(d->proxy_name, sizeof d->proxy_name,
                  strchr(spec->proxy_host, ':') ? "[%s]:%u" : "%s:%u", spec->proxy_host,
                  (unsigned)spec->proxy_port);
-    if (spec->proxy_auth && !(d->proxy_auth = strdup(spec->proxy_auth))) {
+    if ((spec->proxy_auth && !(d->proxy_auth = strdup(spec->proxy_auth))) ||
+        (spec->congestion && !(d->congestion = strdup(spec->congestion)))) {
         free(d->proxy_host);
+        free(d->proxy_auth);
         free(d);
         return UV_ENOMEM;
     }
-    if (spec->kind >= WR_CARRIER_WS) {
+    /* WebSocket and HTTP: the Host field and the path (KCP has neither). */
+    if (spec->kind >= WR_CARRIER_WS && spec->kind != WR_CARRIER_KCP) {
         char host[WR_HOST_MAX + 16];
         int v6 = strchr(spec->host, ':') != NULL;
         int tls = spec->kind == WR_CARRIER_WSS || spec->kind == WR_CARRIER_HTTPS;
@@ -248,12 +302,29 @@ int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb 
             free(d->path);
             free(d->proxy_auth);
             free(d->proxy_host);
+            free(d->congestion);
             free(d);
             return UV_ENOMEM;
         }
     }
     uv_timer_init(loop, &d->timer);
     d->timer.data = d;
+    if (spec->kind == WR_CARRIER_KCP) {
+        struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_protocol = IPPROTO_UDP};
+        char port[8];
+        snprintf(port, sizeof port, "%u", (unsigned)spec->port);
+        d->kcp = spec->kcp;
+        d->gai.data = d;
+        rc = uv_getaddrinfo(loop, &d->gai, resolved, d->host, port, &hints);
+        if (rc != 0) {
+            uv_close((uv_handle_t *)&d->timer, timer_closed);
+            return rc;
+        }
+        d->resolving = 1;
+        uv_timer_start(&d->timer, deadline, timeout, 0);
+        *out = d;
+        return 0;
+    }
     if (d->via_proxy)
         rc = wr_dial(loop, spec->proxy_host, spec->proxy_port, timeout, dialed, d, &d->dial);
     else
@@ -278,6 +349,10 @@ void wr_carrier_cancel(wr_carrier_dial_t *d)
         wr_dial_cancel(d->dial); /* dialed() runs, frees the socket and the dial */
         return;
     }
+    if (d->resolving) {
+        uv_cancel((uv_req_t *)&d->gai); /* resolved() runs and frees the dial */
+        return;
+    }
     if (d->proxy) {
         wr_connect_proxy_cancel(d->proxy);
         d->proxy = NULL;
@@ -300,6 +375,31 @@ const char *wr_carrier_kind_name(enum wr_carrier_kind kind)
         return "http";
     case WR_CARRIER_HTTPS:
         return "https";
+    case WR_CARRIER_KCP:
+        return "kcp";
     }
     return "?";
+}
+
+static int set_congestion_fd(int fd, const char *name)
+{
+    if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, (socklen_t)strlen(name)) != 0)
+        return uv_translate_sys_error(errno);
+    return 0;
+}
+
+int wr_tcp_set_congestion(uv_tcp_t *tcp, const char *name)
+{
+    uv_os_fd_t fd;
+    int rc = uv_fileno((uv_handle_t *)tcp, &fd);
+    return rc != 0 ? rc : set_congestion_fd(fd, name);
+}
+
+int wr_tcp_check_congestion(const char *name)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0), rc;
+    if (fd < 0) return uv_translate_sys_error(errno);
+    rc = set_congestion_fd(fd, name);
+    close(fd);
+    return rc;
 }

@@ -1,11 +1,13 @@
 /* The client's carrier factory: dials the relay and builds, layer on layer, the carrier the relay
  * address asks for (raw TCP; TLS over TCP; WebSocket or HTTP requests over either; through an
- * HTTP proxy's CONNECT, or in absolute form for plain HTTP requests), then hands over the finished
+ * HTTP proxy's CONNECT, or in absolute form for plain HTTP requests; or KCP over UDP, never
+ * proxied), then hands over the finished
  * endpoint, ready for the secure session, which never knows which carrier it rides. */
 #ifndef WR_CARRIER_H
 #define WR_CARRIER_H
 
 #include "wr_endpoint.h"
+#include "wr_kcp.h"
 #include "wr_tls_endpoint.h"
 
 #include <stdint.h>
@@ -18,6 +20,7 @@ enum wr_carrier_kind {
     WR_CARRIER_WSS,   /* WebSocket over TLS */
     WR_CARRIER_HTTP,  /* ordinary HTTP requests (wr_hc_client) */
     WR_CARRIER_HTTPS, /* the same over TLS */
+    WR_CARRIER_KCP,   /* KCP over UDP */
 };
 
 typedef struct wr_carrier_spec {
@@ -36,6 +39,9 @@ typedef struct wr_carrier_spec {
     const char *proxy_host;
     uint16_t proxy_port;
     const char *proxy_auth; /* "USER:PASS" (Basic), or NULL */
+    wr_kcp_config kcp;      /* KCP: windows, MTU, preset values (zeros are KCP's defaults) */
+    const char *congestion; /* TCP carriers: the congestion control of the socket (TCP_CONGESTION,
+                               "bbr", "cubic"...), or NULL for the system's default */
 } wr_carrier_spec;
 
 typedef struct wr_carrier_dial wr_carrier_dial_t;
@@ -49,5 +55,10 @@ int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb 
 /* Stops a dial in progress: cb will not run, and whatever was built is closed. */
 void wr_carrier_cancel(wr_carrier_dial_t *d);
 const char *wr_carrier_kind_name(enum wr_carrier_kind kind);
+/* Sets a TCP socket's congestion control: 0, or a libuv code (UV_ENOENT: the kernel has no such
+ * algorithm; UV_EPERM: it is not in net.ipv4.tcp_allowed_congestion_control). */
+int wr_tcp_set_congestion(uv_tcp_t *tcp, const char *name);
+/* Checks that this process may use the congestion control name, on a socket of its own. */
+int wr_tcp_check_congestion(const char *name);
 
 #endif

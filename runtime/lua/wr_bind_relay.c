@@ -6,10 +6,12 @@
 #include "wr_addr.h"
 #include "wr_bind.h"
 #include "wr_bind_tunnel.h"
+#include "wr_carrier.h"
 #include "wr_front.h"
 #include "wr_hc_server.h"
 #include "wr_host.h"
 #include "wr_io.h"
+#include "wr_kcp_endpoint.h"
 #include "wr_log.h"
 #include "wr_server.h"
 #include "wr_site.h"
@@ -32,10 +34,14 @@ typedef struct wr_lrelay {
     lua_State *L;
     wr_listener_t *listener; /* NULL once closed */
     wr_server_t *server;
-    wr_front_t *front;           /* NULL once closed */
-    wr_site_t *site;             /* the fallback site, or NULL */
-    wr_site_proxy_t *site_proxy; /* or the pass-through to a real one */
-    wr_hc_server_t *hc;          /* the HTTP carrier's sessions */
+    wr_front_t *front;               /* NULL once closed */
+    wr_site_t *site;                 /* the fallback site, or NULL */
+    wr_site_proxy_t *site_proxy;     /* or the pass-through to a real one */
+    wr_hc_server_t *hc;              /* the HTTP carrier's sessions */
+    wr_kcp_listener_t *kcp;          /* the UDP port for KCP, or NULL */
+    int kcp_on;                      /* kcp = true was asked for */
+    wr_kcp_listener_stats kcp_final; /* its counters once it is closed */
+    char congestion[32];             /* TCP_CONGESTION for accepted connections, or "" */
     int anchor_ref;
     int tls_ref; /* the TLS context's handle (the front door uses its context) */
     int on_open_ref, on_close_ref, on_channel_ref;
@@ -176,6 +182,9 @@ static void accepted(wr_listener_t *l, int status)
         return;
     }
     if (wr_listener_accept(l, &tcp) != 0) return;
+    if (r->congestion[0] && (status = wr_tcp_set_congestion(tcp, r->congestion)) != 0)
+        wr_warn("relay: congestion control %s refused on a connection: %s", r->congestion,
+                uv_strerror(status));
     memset(&peer, 0, sizeof peer);
     uv_tcp_getpeername(tcp, (struct sockaddr *)&peer, &len);
     carrier = wr_tcp_endpoint_new(tcp);
@@ -200,12 +209,38 @@ static void relay_close(wr_lrelay *r)
     r->site_proxy = NULL;
     wr_hc_server_free(r->hc);
     r->hc = NULL;
+    if (r->kcp) {
+        wr_kcp_listener_get_stats(r->kcp, &r->kcp_final);
+        r->kcp_final.conversations = 0;
+        wr_kcp_listener_close(r->kcp); /* its conversations end with the server's sessions */
+        r->kcp = NULL;
+    }
     if (r->site) wr_site_free(r->site);
     r->site = NULL;
     wr_server_close(r->server);
     luaL_unref(r->L, LUA_REGISTRYINDEX, r->anchor_ref);
     r->anchor_ref = LUA_NOREF;
     relay_unref(r);
+}
+
+/* The UDP port for KCP: the TCP listener's port number on the same address ("" and "*" are
+ * every address, dual-stack where the host has IPv6). */
+static int kcp_listen(wr_lrelay *r, uv_loop_t *loop, const char *host, const wr_kcp_config *cfg)
+{
+    struct sockaddr_storage ss;
+    int port = wr_listener_port(r->listener), rc;
+    if (host[0] == '\0' || strcmp(host, "*") == 0) {
+        uv_ip6_addr("::", port, (struct sockaddr_in6 *)&ss);
+        rc = wr_kcp_listen(loop, (struct sockaddr *)&ss, r->server, cfg, &r->kcp);
+        if (rc != UV_EAFNOSUPPORT && rc != UV_EADDRNOTAVAIL) return rc;
+        uv_ip4_addr("0.0.0.0", port, (struct sockaddr_in *)&ss);
+    } else if (strcmp(host, "localhost") == 0) {
+        uv_ip4_addr("127.0.0.1", port, (struct sockaddr_in *)&ss);
+    } else if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+               uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
+        return UV_EINVAL;
+    }
+    return wr_kcp_listen(loop, (struct sockaddr *)&ss, r->server, cfg, &r->kcp);
 }
 
 static void relay_close_tracked(wr_closable *c)
@@ -243,8 +278,10 @@ static void hc_take(void *data, wr_endpoint_t *ep, const char *already, size_t l
  * max_unauthenticated=, max_unauthenticated_per_address= (0 = only the total),
  * max_failed_handshakes= (per address per minute before its connections go first; 0 = no tally),
  * trusted_fronts={"ADDR[/BITS]", ...} (whose X-Forwarded-For / Forwarded name the user),
- * cipher="auto"|"aes-256-gcm"|"chacha20-poly1305" (the frame cipher clients may use)} ->
- * relay | nil, err */
+ * cipher="auto"|"aes-256-gcm"|"chacha20-poly1305" (the frame cipher clients may use),
+ * kcp=true (KCP on the UDP port with the TCP port's number; kcp_mode=, kcp_mtu=, kcp_sndwnd=,
+ * kcp_rcvwnd= tune it), congestion="bbr"|"cubic"|... (TCP_CONGESTION of accepted connections)}
+ * -> relay | nil, err */
 static int l_relay_server(lua_State *L)
 {
     const char *host, *key;
@@ -256,6 +293,9 @@ static int l_relay_server(lua_State *L)
     size_t ntrusted = 0;
     const char *site_dir, *site_url;
     wr_server_cbs cbs;
+    wr_kcp_config kcp_cfg;
+    int kcp_on;
+    const char *congestion;
     wr_lrelay *r;
     int rc;
 
@@ -297,6 +337,18 @@ static int l_relay_server(lua_State *L)
         }
     }
     lua_pop(L, 1);
+    kcp_on = wr_opt_boolean(L, 1, "kcp");
+    congestion = wr_opt_string(L, 1, "congestion", NULL);
+    rc = !congestion                ? 0
+         : strlen(congestion) >= 32 ? UV_ENAMETOOLONG
+                                    : wr_tcp_check_congestion(congestion);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "congestion control %s: the kernel refused it (%s)", congestion,
+                        uv_strerror(rc));
+        return 2;
+    }
+    if (kcp_on) wr_kcp_opts_from(L, 1, &kcp_cfg);
 
     memset(&cfg, 0, sizeof cfg);
     memset(&front_cfg, 0, sizeof front_cfg);
@@ -385,6 +437,12 @@ static int l_relay_server(lua_State *L)
     r->front = r->hc ? wr_front_new(wr_host_loop(L), &front_cfg) : NULL;
     rc = r->front ? wr_listen(wr_host_loop(L), host, (uint16_t)port, 0, accepted, r, &r->listener)
                   : UV_ENOMEM;
+    if (rc == 0 && kcp_on && (rc = kcp_listen(r, wr_host_loop(L), host, &kcp_cfg)) != 0) {
+        wr_listener_close(r->listener);
+        r->listener = NULL;
+    }
+    r->kcp_on = kcp_on;
+    if (congestion) snprintf(r->congestion, sizeof r->congestion, "%s", congestion);
     if (rc != 0) {
         if (r->front) wr_front_free(r->front);
         if (r->site_proxy) wr_site_proxy_free(r->site_proxy);
@@ -472,6 +530,17 @@ static int l_relay_stats(lua_State *L)
         wr_site_proxy_get_stats(r->site_proxy, &pst);
         wr_set_number(L, "site_requests", (double)pst.requests);
         wr_set_number(L, "site_dial_failed", (double)pst.dial_failed);
+    }
+    if (r->kcp_on) {
+        wr_kcp_listener_stats kst = r->kcp_final;
+        if (r->kcp) wr_kcp_listener_get_stats(r->kcp, &kst);
+        wr_set_number(L, "kcp_conversations", kst.conversations);
+        wr_set_number(L, "kcp_sessions", (double)kst.sessions);
+        wr_set_number(L, "kcp_refused", (double)kst.refused);
+        wr_set_number(L, "kcp_amplification_cap", (double)kst.amplification_cap);
+        wr_set_number(L, "kcp_rebinds", (double)kst.rebinds);
+        wr_set_number(L, "kcp_send_errors", (double)kst.send_errors);
+        wr_set_kcp_stats(L, &kst.kcp);
     }
     return 1;
 }

@@ -9,6 +9,7 @@
 #include "wr_bind.h"
 #include "wr_bind_tunnel.h"
 #include "wr_carrier.h"
+#include "wr_kcp_endpoint.h"
 #include "wr_crypto.h"
 #include "wr_host.h"
 #include "wr_io.h"
@@ -33,7 +34,8 @@ struct wr_lsession {
     lua_State *L;
     wr_session_t *session; /* NULL before the dial completes and after the session ended */
     wr_carrier_dial_t *dial;
-    int tls_ref; /* the TLS context's handle, while the carrier is being built */
+    int tls_ref;          /* the TLS context's handle, while the carrier is being built */
+    wr_kcp_counters *kcp; /* the KCP carrier's counters, or NULL */
     wr_await *connecting;
     int anchor_ref;    /* the handle, while connecting or open */
     int on_closed_ref; /* Lua callbacks waiting for the end */
@@ -63,6 +65,7 @@ static void lsession_maybe_free(wr_lsession *ls)
 {
     if (ls->ended && !ls->box_alive && ls->refs == 0) {
         wr_zeroize(ls->key, sizeof ls->key);
+        wr_kcp_counters_release(ls->kcp);
         free(ls->exposed);
         free(ls);
     }
@@ -205,6 +208,7 @@ static void carrier_ready(int status, const char *err, wr_endpoint_t *carrier, v
         lsession_end(ls, err, uv_err_name(status));
         return;
     }
+    ls->kcp = wr_kcp_endpoint_counters(carrier);
     ls->session = wr_session_new(wr_host_loop(ls->L), carrier, &ls->cfg, &session_cbs, ls);
     if (!ls->session) {
         wr_endpoint_close(carrier, WR_CLOSE_RESET);
@@ -247,8 +251,10 @@ static void connect_aborted(wr_await *aw)
     lsession_close(ls, "connect timed out or was cancelled");
 }
 
-/* core.session_connect{host=, port=, key=, carrier="tcp"|"tls"|"ws"|"wss"|"http"|"https",
+/* core.session_connect{host=, port=, key=, carrier="tcp"|"tls"|"ws"|"wss"|"http"|"https"|"kcp",
  * tls=core.tls_client{...}, tls_name=, host_header=, path=, proxy_host=, proxy_port=,
+ * kcp_mode=, kcp_mtu=, kcp_sndwnd=, kcp_rcvwnd= (KCP, see wr_kcp_opts_from),
+ * congestion="bbr"|"cubic"|... (the TCP carriers' TCP_CONGESTION),
  * proxy_auth="USER:PASS", window=, session_buffer=, keepalive_ms=, timeout_ms=,
  * cipher="auto"|"aes-256-gcm"|"chacha20-poly1305"} -> session | nil, err, code (code: the
  * session's end as wr_session_reason_name says it, "no answer" for a relay that closed without
@@ -289,6 +295,7 @@ static int l_session_connect(lua_State *L)
         return luaL_error(L, "session_connect: proxy_port required with proxy_host");
     spec.host_header = wr_opt_string(L, 1, "host_header", NULL);
     spec.path = wr_opt_string(L, 1, "path", NULL);
+    spec.congestion = wr_opt_string(L, 1, "congestion", NULL);
     carrier = wr_opt_string(L, 1, "carrier", "tcp");
     if (strcmp(carrier, "tcp") == 0) {
         spec.kind = WR_CARRIER_TCP;
@@ -296,6 +303,11 @@ static int l_session_connect(lua_State *L)
         spec.kind = WR_CARRIER_WS;
     } else if (strcmp(carrier, "http") == 0) {
         spec.kind = WR_CARRIER_HTTP;
+    } else if (strcmp(carrier, "kcp") == 0) {
+        spec.kind = WR_CARRIER_KCP;
+        if (spec.proxy_host)
+            return luaL_error(L, "session_connect: KCP is UDP and cannot go through an HTTP proxy");
+        wr_kcp_opts_from(L, 1, &spec.kcp);
     } else if (strcmp(carrier, "tls") == 0 || strcmp(carrier, "wss") == 0 ||
                strcmp(carrier, "https") == 0) {
         spec.kind = carrier[0] == 't'   ? WR_CARRIER_TLS
@@ -414,6 +426,7 @@ static int l_session_stats(lua_State *L)
         lua_pushstring(L, wr_aead_alg_name((enum wr_aead_alg)st.cipher));
         lua_setfield(L, -2, "cipher");
     }
+    if (ls->kcp) wr_set_kcp_stats(L, &ls->kcp->st);
     return 1;
 }
 

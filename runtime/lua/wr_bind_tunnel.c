@@ -68,6 +68,42 @@ void wr_set_number(lua_State *L, const char *name, double value)
     lua_setfield(L, -2, name);
 }
 
+#define KCP_WND_DEFAULT 1024
+
+void wr_kcp_opts_from(lua_State *L, int idx, wr_kcp_config *out)
+{
+    const char *mode = wr_opt_string(L, idx, "kcp_mode", "fast");
+    lua_Integer mtu = wr_opt_integer(L, idx, "kcp_mtu", WR_KCP_MTU_DEFAULT);
+    lua_Integer snd = wr_opt_integer(L, idx, "kcp_sndwnd", KCP_WND_DEFAULT);
+    lua_Integer rcv = wr_opt_integer(L, idx, "kcp_rcvwnd", KCP_WND_DEFAULT);
+    memset(out, 0, sizeof *out);
+    if (wr_kcp_preset(mode, out) != 0)
+        luaL_error(L, "kcp_mode must be normal, fast, fast2 or fast3 (not %s)", mode);
+    if (mtu < 1200 || mtu > 9000) luaL_error(L, "kcp_mtu must be 1200..9000");
+    if (snd < 16 || snd > WR_KCP_WND_MAX || rcv < 16 || rcv > WR_KCP_WND_MAX)
+        luaL_error(L, "kcp windows must be 16..%d segments", WR_KCP_WND_MAX);
+    out->mtu = (uint32_t)mtu;
+    out->snd_wnd = (uint32_t)snd;
+    out->rcv_wnd = (uint32_t)rcv;
+}
+
+void wr_set_kcp_stats(lua_State *L, const wr_kcp_stats *st)
+{
+    wr_set_number(L, "kcp_retransmits", (double)st->retransmits);
+    wr_set_number(L, "kcp_fast_retransmits", (double)st->fast_retransmits);
+    wr_set_number(L, "kcp_lost_segments", (double)st->lost_segments);
+    wr_set_number(L, "kcp_duplicates", (double)st->duplicates);
+    wr_set_number(L, "kcp_segments_sent", (double)st->segs_sent);
+    wr_set_number(L, "kcp_segments_received", (double)st->segs_received);
+    wr_set_number(L, "kcp_rtt_ms", st->srtt_ms);
+    wr_set_number(L, "kcp_rto_ms", st->rto_ms);
+    wr_set_number(L, "kcp_cwnd", st->cwnd);
+    wr_set_number(L, "kcp_snd_wnd", st->snd_wnd);
+    wr_set_number(L, "kcp_rcv_wnd", st->rcv_wnd);
+    wr_set_number(L, "kcp_remote_wnd", st->rmt_wnd);
+    wr_set_number(L, "kcp_in_flight", st->in_flight);
+}
+
 void wr_format_peer(wr_endpoint_t *ep, char *out, size_t size)
 {
     uv_tcp_t *tcp = wr_tcp_endpoint_handle(ep);

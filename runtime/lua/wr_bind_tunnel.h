@@ -2,6 +2,7 @@
 #ifndef WR_BIND_TUNNEL_H
 #define WR_BIND_TUNNEL_H
 
+#include "wr_kcp.h"
 #include "wr_relay.h"
 #include "wr_session.h"
 
@@ -52,6 +53,11 @@ int wr_opt_boolean(lua_State *L, int idx, const char *name); /* absent = false *
 int wr_opt_function_ref(lua_State *L, int idx, const char *name);
 void wr_relay_opts_from(lua_State *L, int idx, wr_relay_opts_t *out);
 void wr_set_number(lua_State *L, const char *name, double value);
+/* KCP options: kcp_mode= ("normal", "fast", "fast2", "fast3"; default "fast"), kcp_mtu=,
+ * kcp_sndwnd=, kcp_rcvwnd= (segments). Raises on a bad value. */
+void wr_kcp_opts_from(lua_State *L, int idx, wr_kcp_config *out);
+/* Sets the KCP counters as fields of the table on top. */
+void wr_set_kcp_stats(lua_State *L, const wr_kcp_stats *st);
 
 /* Calls the on_close hook fn_ref(info) with {target, peer (when given), bytes_up, bytes_down,
  * duration_ms, reason, error}: up is from the local side towards the far side. */
