@@ -9,7 +9,7 @@ REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 source "$REPO_DIR/spec/bench/lib.sh"
 
 readonly PORT_LO=16000 PORT_HI=16999 # attack 14000-, chaos 15000-, bench 17000-, stress 18000-
-readonly RSS_TOLERANCE=10           # percent the end-of-load RSS may differ from the start's
+RSS_TOLERANCE=10                    # percent the end-of-load RSS may differ from the start's
 WORK="" SPAWNED="" PORT_NEXT=$PORT_LO FAILED=0 QUICK=0 CONNS="" DURATION="" SIZE=4096
 PIDS=()
 WARREN_BIN=${WARREN_BIN:-} LOADGEN=""
@@ -24,8 +24,9 @@ every echoed byte, no think time, for SECS (600; --quick 20). The relay's and th
 descriptors and RSS are sampled all along. Criteria:
   - zero errors (connect, timeout, reset, corrupt, extra, unfinished, echo server)
   - relay and client descriptors back to their baseline (before the load) within 15 s after it
-  - relay and client RSS at the end of the load within ${RSS_TOLERANCE}% of their value at the start of the
-    load (taken once every stream is up and a tenth of the run has passed, at least 5 s)
+  - relay and client RSS at the end of the load within ${RSS_TOLERANCE}% (--quick: 20%) of their value at
+    the start of the load (taken once every stream is up and a tenth of the run has passed, at
+    least 5 s)
 
 options:
   --quick          500 streams for 20 s (CI; with WARREN_SANITIZED=1 200 streams for 10 s, and
@@ -55,7 +56,10 @@ parse_args() {
         esac
     done
     local conns=5000 duration=600
-    if ((QUICK)); then conns=500 duration=20; fi
+    # 20 s of load is short of the allocator's steady state: quick runs on a busy machine ended
+    # 10.2-12.7% above their start (the 10-minute run: 0%). A leak of one chunk per message
+    # would still be several times that.
+    if ((QUICK)); then conns=500 duration=20 RSS_TOLERANCE=20; fi
     if ((QUICK)) && [[ ${WARREN_SANITIZED:-0} == 1 ]]; then conns=200 duration=10; fi
     CONNS=${CONNS:-$conns} DURATION=${DURATION:-$duration}
     [[ $CONNS =~ ^[1-9][0-9]{0,4}$ ]] || die "--conns wants 1..99999, got '$CONNS'"
