@@ -90,7 +90,7 @@ static void query_round_trips(void **state)
 static void query_has_the_documented_form(void **state)
 {
     wr_hc_request_t r = sample(WR_HC_DOWN, 1234);
-    char query[WR_HC_QUERY_MAX], sid[32], nonce[16], tag[32], text[96];
+    char query[WR_HC_QUERY_MAX], sid[32], nonce[16], tag[32], text[WR_HC_QUERY_MAX];
     uint8_t mac[WR_SHA256_LEN];
     (void)state;
     assert_true(wr_hc_query(key, &r, query, sizeof query) > 0);
