@@ -11,8 +11,9 @@ local proc = require("helpers.proc")
 local net = require("helpers.net")
 local wait = require("helpers.wait")
 
-local integrity_js = proc.source_dir .. "/spec/helpers/integrity.js"
-local streams, max_bytes = 100, 131072
+local integrity_runs = require("helpers.integrity")
+local integrity_js = integrity_runs.js
+local streams = integrity_runs.streams
 
 local children = {}
 teardown(function()
@@ -50,27 +51,8 @@ local function integrity_server()
   return server, tonumber(port)
 end
 
--- Runs integrity clients side by side and asserts that every stream of each was byte-exact.
 local function integrity(runs)
-  local clients = {}
-  for i, run in ipairs(runs) do
-    local spec = { "node", integrity_js, "client", run.target, tostring(run.streams or streams),
-      tostring(run.max or max_bytes) }
-    if run.via then
-      spec[#spec + 1] = run.via[1]
-      spec[#spec + 1] = run.via[2]
-    end
-    clients[i] = spawn(spec)
-  end
-  for i, child in ipairs(clients) do
-    local r = child:wait(70000)
-    if not r then
-      child:kill("sigkill")
-      error(runs[i].label .. ": the integrity client did not finish")
-    end
-    assert.equal(0, r.code, runs[i].label .. ": " .. r.stdout .. r.stderr)
-    assert.matches("^ok " .. (runs[i].streams or streams) .. " streams %d+ up %d+ down", r.stdout, runs[i].label)
-  end
+  integrity_runs.run(spawn, runs)
 end
 
 -- A UDP forwarder: the client sends to its port, it sends on to the relay from a socket of its
