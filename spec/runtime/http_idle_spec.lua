@@ -55,7 +55,8 @@ describe("an idle HTTP carrier client", function()
     warren.sleep(25000)
     local requests = on:stats().http_requests - before
     -- and it still carries
-    assert.equal("still there", net.exchange(lport, "still there", { want = 11 }))
+    local echoed, err = net.exchange(lport, "still there", { want = 11 })
+    assert.equal("still there", echoed, tostring(err) .. "\n" .. select(2, client:output()))
     client:kill()
     local r = client:wait(5000)
     assert.equal(0, r.code, r.stderr)
@@ -85,7 +86,8 @@ describe("an idle HTTP carrier client", function()
   end)
 
   -- Both ends at their defaults: the carrier asks its sessions to ping no more often than every
-  -- 30 s, since each PING is a POST (and its PONG ends a long poll). Before, 5 to 20 requests.
+  -- 30 s, since each PING is a POST (and its PONG ends a long poll). Before, 5 to 20 requests. The
+  -- relay waits 45 s, so the client's PING comes first and no two PINGs cross (two POSTs).
   it("makes at most one request per 20 s with the default keepalive", function()
     local plain = assert(warren.relay({ listen = "127.0.0.1:0", key = k }))
     local requests = idle_requests("http://127.0.0.1:" .. plain:port(), false, plain)

@@ -599,7 +599,9 @@ static hc_sess *sess_new(wr_hc_server_t *hs, const uint8_t sid[WR_HC_SID_LEN])
     hc_sess *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     wr_endpoint__init(&s->base, &sess_ops, &no_cbs);
-    s->base.keepalive_min_ms = WR_HC_KEEPALIVE_MS;
+    /* Longer than the client's: its PING comes first and the relay's never fires, since a PING
+     * sent each way at once costs two POSTs (the PING and the PONG) instead of one. */
+    s->base.keepalive_min_ms = WR_HC_KEEPALIVE_MS * 3 / 2;
     s->hs = hs;
     memcpy(s->sid, sid, WR_HC_SID_LEN);
     s->closes_left = 2;
