@@ -225,3 +225,22 @@ uv_tcp_t *wr_tcp_endpoint_handle(wr_endpoint_t *ep)
 {
     return ep->ops == &tcp_ops ? ((tcp_ep_t *)ep)->tcp : NULL;
 }
+
+size_t wr_tcp_endpoint_read_now(wr_endpoint_t *ep)
+{
+    tcp_ep_t *t = (tcp_ep_t *)ep;
+    uv_os_fd_t fd;
+    wr_buf_t *b;
+    ssize_t n;
+    if (ep->ops != &tcp_ops || (ep->flags & WR_EP_CLOSING) || !(ep->flags & WR_EP_READING) ||
+        uv_fileno((uv_handle_t *)t->tcp, &fd) != 0)
+        return 0;
+    if (!(b = wr_buf_get())) return 0;
+    n = recv(fd, b->data, b->size, MSG_DONTWAIT);
+    if (n > 0) {
+        ep->bytes_read += (uint64_t)n;
+        if (ep->cbs->on_read) ep->cbs->on_read(ep, b, b->data, (size_t)n);
+    }
+    wr_buf_release(b);
+    return n > 0 ? (size_t)n : 0;
+}

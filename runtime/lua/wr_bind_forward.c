@@ -202,6 +202,8 @@ static void accepted(wr_listener_t *l, int status)
     fwd->accepted++;
     fwd->active++;
     fwd->refs++;
+    /* A client that speaks first has often sent already: its bytes join the OPEN. */
+    wr_tcp_endpoint_read_now(ep);
 }
 
 static void forward_close(wr_lforward *fwd)
