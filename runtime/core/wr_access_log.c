@@ -30,8 +30,6 @@ typedef struct access_log {
 } access_log;
 
 static _Thread_local access_log *current;
-/* A log replaced while its write was in flight: freed when the write ends. */
-static _Thread_local access_log *retired;
 static int exit_hooked;
 
 static void log_free(access_log *a)
@@ -42,13 +40,18 @@ static void log_free(access_log *a)
     free(a);
 }
 
-/* Writes what is left, blocking: at reconfiguration and at exit only, and never while a
- * thread-pool write is in flight (the records would interleave). */
-static void drain_blocking(access_log *a)
+/* At exit: writes what is left, blocking. A thread-pool write still in flight keeps its part
+ * (appends stay whole; only their order may change). */
+static void drain_at_exit(void)
 {
-    const char *parts[2] = {a->flight + a->flight_done, a->pending};
-    size_t lens[2] = {a->flight_len - a->flight_done, a->pending_len};
-    if (a->writing) return;
+    access_log *a = current;
+    const char *parts[2];
+    size_t lens[2];
+    if (!a) return;
+    parts[0] = a->flight + a->flight_done;
+    parts[1] = a->pending;
+    lens[0] = a->writing ? 0 : a->flight_len - a->flight_done;
+    lens[1] = a->pending_len;
     for (int i = 0; i < 2; i++) {
         size_t off = 0;
         while (off < lens[i]) {
@@ -60,14 +63,7 @@ static void drain_blocking(access_log *a)
             off += (size_t)n;
         }
     }
-    a->flight_done = a->flight_len;
     a->pending_len = 0;
-}
-
-/* At exit, records still buffered are written out. */
-static void drain_at_exit(void)
-{
-    if (current) drain_blocking(current);
 }
 
 static void start_write(access_log *a);
@@ -86,9 +82,8 @@ static void written(uv_fs_t *req)
         a->flight_done += (size_t)n;
         a->st.bytes += (uint64_t)n;
     }
-    if (a == retired) {
-        retired = NULL;
-        drain_blocking(a);
+    /* A replaced log goes on writing what it holds, then goes. */
+    if (a != current && a->flight_done >= a->flight_len && a->pending_len == 0) {
         log_free(a);
         return;
     }
@@ -155,14 +150,8 @@ void wr_access_log_close(void)
     access_log *a = current;
     if (!a) return;
     current = NULL;
-    drain_blocking(a);
-    if (a->writing) {
-        /* Its write ends on the thread pool; written() finishes and frees it. An older retired
-         * log still writing is leaked rather than freed under its request. */
-        if (!retired) retired = a;
-        return;
-    }
-    log_free(a);
+    start_write(a);
+    if (!a->writing) log_free(a); /* nothing left to write; else written() frees it */
 }
 
 int wr_access_log_on(void)

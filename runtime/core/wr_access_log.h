@@ -36,11 +36,11 @@ typedef struct wr_access_stats {
 } wr_access_stats;
 
 /* Opens path ("-" is stdout; a file is created, mode 0640, and appended to) and makes it the
- * process's access log, replacing an earlier one (whose buffered records are written first).
+ * process's access log, replacing an earlier one (which still writes what it holds).
  * 0 or a libuv error. */
 int wr_access_log_open(uv_loop_t *loop, const char *path, enum wr_access_format format,
                        size_t buffer);
-/* Stops logging; what is buffered is written first (blocking: only at reconfiguration). */
+/* Stops logging; what is buffered is still written, asynchronously, before the file is closed. */
 void wr_access_log_close(void);
 /* 1 when records are wanted: callers skip the work of building one otherwise. */
 int wr_access_log_on(void);
