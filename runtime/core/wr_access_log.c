@@ -12,6 +12,9 @@
 
 /* The longest record kept: longer field values are cut to fit. */
 #define RECORD_MAX 4096
+/* Records wait this long, or until a quarter of the buffer is full, to go out in one write: a
+ * thread-pool round trip per record would cost more than the record. */
+#define FLUSH_MS 100
 
 /* Records are appended to `pending` while `flight` is being written; when the write ends the two
  * swap. Each holds at most cap bytes. */
@@ -23,6 +26,9 @@ typedef struct access_log {
     char *pending, *flight;
     size_t cap, pending_len, flight_len, flight_done;
     int writing;
+    int closing;   /* replaced or stopped: writes what it holds, then goes */
+    int timer_set; /* the flush timer is armed */
+    uv_timer_t flush;
     uv_fs_t req;
     wr_access_stats st;
     time_t stamp_sec; /* the second whose text is in stamp */
@@ -32,12 +38,18 @@ typedef struct access_log {
 static _Thread_local access_log *current;
 static int exit_hooked;
 
-static void log_free(access_log *a)
+static void timer_closed(uv_handle_t *h)
 {
+    access_log *a = h->data;
     if (a->own_fd) close(a->fd);
     free(a->pending);
     free(a->flight);
     free(a);
+}
+
+static void log_free(access_log *a)
+{
+    uv_close((uv_handle_t *)&a->flush, timer_closed);
 }
 
 /* At exit: writes what is left, blocking. A thread-pool write still in flight keeps its part
@@ -67,6 +79,19 @@ static void drain_at_exit(void)
 }
 
 static void start_write(access_log *a);
+static void flush_due(uv_timer_t *t);
+
+/* Writes now when a quarter of the buffer is waiting (or the log is closing), else within
+ * FLUSH_MS: one write carries many records. */
+static void schedule(access_log *a)
+{
+    if (a->closing || a->pending_len >= a->cap / 4 || a->flight_done < a->flight_len) {
+        start_write(a);
+    } else if (a->pending_len && !a->timer_set && !a->writing) {
+        uv_timer_start(&a->flush, flush_due, FLUSH_MS, 0);
+        a->timer_set = 1;
+    }
+}
 
 static void written(uv_fs_t *req)
 {
@@ -83,16 +108,27 @@ static void written(uv_fs_t *req)
         a->st.bytes += (uint64_t)n;
     }
     /* A replaced log goes on writing what it holds, then goes. */
-    if (a != current && a->flight_done >= a->flight_len && a->pending_len == 0) {
+    if (a->closing && a->flight_done >= a->flight_len && a->pending_len == 0) {
         log_free(a);
         return;
     }
+    schedule(a);
+}
+
+static void flush_due(uv_timer_t *t)
+{
+    access_log *a = t->data;
+    a->timer_set = 0;
     start_write(a);
 }
 
 static void start_write(access_log *a)
 {
     uv_buf_t buf;
+    if (a->timer_set) {
+        uv_timer_stop(&a->flush);
+        a->timer_set = 0;
+    }
     if (a->writing) return;
     if (a->flight_done >= a->flight_len) {
         char *t;
@@ -139,6 +175,9 @@ int wr_access_log_open(uv_loop_t *loop, const char *path, enum wr_access_format 
         }
         a->own_fd = 1;
     }
+    uv_timer_init(loop, &a->flush);
+    a->flush.data = a;
+    uv_unref((uv_handle_t *)&a->flush); /* what is left at exit is written by drain_at_exit */
     wr_access_log_close();
     if (!exit_hooked) exit_hooked = atexit(drain_at_exit) == 0;
     current = a;
@@ -150,6 +189,7 @@ void wr_access_log_close(void)
     access_log *a = current;
     if (!a) return;
     current = NULL;
+    a->closing = 1;
     start_write(a);
     if (!a->writing) log_free(a); /* nothing left to write; else written() frees it */
 }
@@ -349,7 +389,7 @@ void wr_access_log_write(const wr_access_record *rec)
     memcpy(a->pending + a->pending_len, buf, n);
     a->pending_len += n;
     a->st.records++;
-    start_write(a);
+    schedule(a);
 }
 
 /* ---- reasons ---- */
