@@ -768,7 +768,9 @@ function commands.run(args, opts)
   _G.arg = script_args
   local declared = run_chunk(fn, unpack(script_args))
   if declared == nil then
-    if opts.watch or opts.control then return fail("--watch and --control need a script that returns a table") end
+    if opts.watch or opts.control or opts.metrics then
+      return fail("--watch, --control and --metrics need a script that returns a table")
+    end
     return
   end
   local generation, derr = require("warren.declare").run(declared, script, script_args)
