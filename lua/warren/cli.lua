@@ -168,6 +168,16 @@ Relay (serve):
                           user_close, up, down, discover, and dial (where -L/-D may go);
                           see examples/hooks.lua and examples/acl.lua
 
+Observing:
+  --access-log FILE|-     with serve, -L/-D/-R and run: one record per tunnelled connection as it
+                          ends (time, tunnel, user, peer, target, bytes_up, bytes_down,
+                          duration_ms, reason) appended to FILE, or stdout for -; written off the
+                          event loop, dropped and counted (never waited for) if the disk falls
+                          behind by more than 1 MiB
+  --access-log-format F   text (default: key=value pairs, logfmt) or json (one object a line)
+  --metrics ADDR          serve Prometheus metrics at http://ADDR/metrics: [HOST:]PORT, HOST
+                          defaults to 127.0.0.1 (other hosts must be named, such as 0.0.0.0:9100)
+
 Control:
   --control PATH          with run, serve, -L/-D/-R: listen on the Unix socket PATH (mode 0600,
                           only this user or root is served) for status and reload
@@ -218,6 +228,7 @@ local valued = {
   ["--attach"] = "attach", ["--cipher"] = "cipher",
   ["--kcp-mode"] = "kcp_mode", ["--kcp-mtu"] = "kcp_mtu", ["--kcp-sndwnd"] = "kcp_sndwnd",
   ["--kcp-rcvwnd"] = "kcp_rcvwnd", ["--congestion"] = "congestion",
+  ["--access-log"] = "access_log", ["--access-log-format"] = "access_log_format", ["--metrics"] = "metrics",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
   messages = true, ports = true, trusted_fronts = true }
@@ -293,6 +304,16 @@ function M.parse(argv)
   end
   if opts.log_format ~= "text" and opts.log_format ~= "json" then
     return usage_error("--log-format takes text or json")
+  end
+  if opts.access_log_format and opts.access_log_format ~= "text" and opts.access_log_format ~= "json" then
+    return usage_error("--access-log-format takes text or json")
+  end
+  if opts.access_log_format and not opts.access_log then
+    return usage_error("--access-log-format goes with --access-log FILE")
+  end
+  if opts.metrics then
+    local _, merr = require("warren.metrics").parse_address(opts.metrics)
+    if merr then return usage_error("--metrics: " .. merr) end
   end
   local ciphers = { auto = true, ["aes-256-gcm"] = true, ["chacha20-poly1305"] = true }
   if opts.cipher and not ciphers[opts.cipher] then
@@ -413,6 +434,28 @@ local function tunnel_options(opts, t)
   return t
 end
 
+-- --access-log FILE: records of every tunnelled connection of this process, from the start.
+local function open_access_log(opts)
+  if not opts.access_log then return true end
+  local ok, err = require("warren.core").access_log({ path = opts.access_log, format = opts.access_log_format })
+  if not ok then return nil, string.format("--access-log %s: %s", opts.access_log, err) end
+  return true
+end
+
+-- --metrics ADDR: the Prometheus endpoint for what a command built. Returns nil, or the exit
+-- status after closing what was built when it cannot listen.
+local function metrics_endpoint(opts, generation)
+  if not opts.metrics then return nil end
+  local server, err = require("warren.metrics").serve(opts.metrics, function() return generation end)
+  if server then
+    warren.on_shutdown(server.close)
+    return nil
+  end
+  fail(err)
+  warren.exit(1)
+  return 1
+end
+
 -- --control PATH: the control socket for what a command built (a generation: warren.declare).
 -- When it cannot listen, what was built is closed and the exit status is returned.
 local function control_socket(opts, generation)
@@ -490,7 +533,8 @@ function commands.serve(args, opts)
   end
   local relay, err = require("warren.tunnel").relay(t)
   if not relay then return fail(err) end
-  if opts.control then return control_socket(opts, require("warren.declare").adopt({ relay = relay })) end
+  local generation = require("warren.declare").adopt({ relay = relay })
+  return metrics_endpoint(opts, generation) or control_socket(opts, generation)
 end
 
 -- -R specs with their --name/--message, in order, checked as a script's tunnels are
@@ -618,7 +662,8 @@ function commands.forward(args, opts)
     client:release() -- the relay frees the ports now instead of keeping them for the lease
     client:close()
   end)
-  local control_failed = control_socket(opts, declare.adopt({ client = client, tunnels = opened }))
+  local generation = declare.adopt({ client = client, tunnels = opened })
+  local control_failed = metrics_endpoint(opts, generation) or control_socket(opts, generation)
   if control_failed then return control_failed end
   if #specs == 0 and #proxies == 0 then warren.spawn(exit_when_ended, client, entries) end
 end
@@ -723,13 +768,15 @@ function commands.run(args, opts)
   _G.arg = script_args
   local declared = run_chunk(fn, unpack(script_args))
   if declared == nil then
-    if opts.watch or opts.control then return fail("--watch and --control need a script that returns a table") end
+    if opts.watch or opts.control or opts.metrics then
+      return fail("--watch, --control and --metrics need a script that returns a table")
+    end
     return
   end
   local generation, derr = require("warren.declare").run(declared, script, script_args)
   if not generation then return fail(script .. ": " .. derr) end
   if opts.watch then generation:watch() end
-  return control_socket(opts, generation)
+  return metrics_endpoint(opts, generation) or control_socket(opts, generation)
 end
 
 -- status and reload: ask the process on a control socket.
@@ -776,6 +823,8 @@ function M.main(...)
   local opts, code = M.parse({ ... })
   if not opts then return code end
   configure_logging(opts)
+  local logged, lerr = open_access_log(opts)
+  if not logged then return fail(lerr) end
   warren.install_default_signals()
   for _, chunk in ipairs(opts.chunks) do
     local fn, err = loadstring(chunk, "=(command line)")

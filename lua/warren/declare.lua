@@ -32,6 +32,9 @@ local client_keys = { server = true, client_id = true, ca = true, pin = true, tu
 local common_keys = { key = true, key_file = true, password = true, tls = true, sni = true, write_cap = true,
   idle_timeout = true, keepalive = true, session_buffer = true, cipher = true, kcp = true, kcp_mode = true,
   kcp_mtu = true, kcp_sndwnd = true, kcp_rcvwnd = true, congestion = true }
+-- The process's own: access_log = {path = FILE | "-", format = "text" | "json"} and metrics =
+-- "[HOST:]PORT" (see the command line's --access-log and --metrics).
+local process_keys = { access_log = true, metrics = true }
 -- watch = {FILE, ...}: files the script reads (a list of services, an ACL); when they or the
 -- script change, it reloads (as with --watch). Not an option of the relay or the client.
 local reloadable = { hooks = true, ports = true, tunnels = true, watch = true }
@@ -48,7 +51,7 @@ end
 
 local function known_keys()
   local all = { watch = true }
-  for _, set in ipairs({ relay_keys, client_keys, common_keys }) do
+  for _, set in ipairs({ relay_keys, client_keys, common_keys, process_keys }) do
     for k in pairs(set) do all[k] = true end
   end
   return all
@@ -139,6 +142,15 @@ function M.check(decl, running)
   for _, file in ipairs(decl.watch or {}) do
     if type(file) ~= "string" then return nil, "watch must list file names" end
   end
+  local al = decl.access_log
+  if al ~= nil and (type(al) ~= "table" or type(al.path) ~= "string" or al.path == ""
+      or (al.format ~= nil and al.format ~= "text" and al.format ~= "json")) then
+    return nil, "access_log must be a table such as { path = \"access.log\", format = \"text\" | \"json\" }"
+  end
+  if decl.metrics ~= nil then
+    local _, merr = require("warren.metrics").parse_address(decl.metrics)
+    if merr then return nil, "metrics: " .. merr end
+  end
   if decl.ports ~= nil and type(decl.ports) ~= "table" then
     return nil, "ports must be a list such as { \"9930-9939\" }"
   end
@@ -176,9 +188,9 @@ end
 local function open_tunnel(client, spec)
   local s = spec.source
   if spec.kind == "L" then
-    return client:forward({ listen = spec.listen, target = spec.target })
+    return client:forward({ listen = spec.listen, target = spec.target, name = spec.name })
   elseif spec.kind == "D" then
-    return client:dynamic({ listen = spec.listen, user = s.user, password = s.password })
+    return client:dynamic({ listen = spec.listen, user = s.user, password = s.password, name = spec.name })
   end
   local entry, err = client:register({ outer = spec.outer, bind = spec.bind, inner = spec.inner, name = spec.name,
     message = s.message, max_users = s.max_users, max_total = s.max_total, ttl = s.ttl })
@@ -248,6 +260,10 @@ function M.start(plan, source)
   local self = setmetatable({ source = source, tunnels = {}, number = 1, hooks = plan.hooks,
     decl = plan.decl, reloads = 0 }, Generation)
   local decl = plan.decl
+  if decl.access_log then
+    local ok, err = require("warren.core").access_log({ path = decl.access_log.path, format = decl.access_log.format })
+    if not ok then return nil, string.format("access_log %s: %s", decl.access_log.path, err) end
+  end
   if decl.serve then
     local relay, err = tunnel.relay(relay_options(decl, function() return self.hooks end))
     if not relay then return nil, err end
@@ -269,6 +285,11 @@ function M.start(plan, source)
         io.stdout:flush()
       end
     end
+  end
+  if decl.metrics then
+    local server, merr = require("warren.metrics").serve(decl.metrics, function() return self end)
+    if not server then return self:_abort(merr) end
+    self.metrics = server
   end
   warren.on_shutdown(function() self:close() end)
   return self
@@ -294,6 +315,7 @@ function Generation:close()
     self.client:close()
   end
   if self.relay then self.relay:close() end
+  if self.metrics then self.metrics.close() end
 end
 
 -- Keys that a reload cannot apply: nil, or an error naming the first one that changed.

@@ -403,7 +403,7 @@ end
 -- Opens the outer port for a service; the relay listens before it answers ok.
 function Registry:_listen(svc, port, bind, session)
   return core.forward({
-    host = bind, port = port, target = "@svc/" .. svc.id, send_peer = true, session = session,
+    host = bind, port = port, target = "@svc/" .. svc.id, send_peer = true, session = session, name = svc.name,
     max_users = svc.max_users, max_total = svc.max_total, max_users_per_address = self.max_users_per_address,
     idle_timeout_ms = svc.idle_timeout and svc.idle_timeout * 1000 or nil,
     write_cap = self.opts.write_cap,

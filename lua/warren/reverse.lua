@@ -173,7 +173,7 @@ end
 function Client:_register_entry(entry, outer)
   local session = self.session
   if not session then return nil, "not connected" end
-  session:expose(entry.id, entry.inner.host, entry.inner.port)
+  session:expose(entry.id, entry.inner.host, entry.inner.port, entry.name)
   local reply, err, code = self:_request({
     op = "register", id = entry.id, outer = outer, bind = entry.bind, name = entry.name,
     message = entry.message, max_users = entry.max_users, max_total = entry.max_total,

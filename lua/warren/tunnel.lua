@@ -312,6 +312,7 @@ function Client:_listener_options(opts)
     write_cap = opts.write_cap or self.opts.write_cap,
     idle_timeout_ms = idle_timeout and idle_timeout * 1000 or nil,
     on_close = opts.on_close,
+    name = opts.name, -- the tunnel's name in access records
   }
 end
 

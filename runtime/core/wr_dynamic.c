@@ -1,5 +1,6 @@
 #include "wr_dynamic.h"
 
+#include "wr_access_log.h"
 #include "wr_addr.h"
 #include "wr_io.h"
 #include "wr_log.h"
@@ -44,6 +45,7 @@ struct wr_dynamic {
     uint32_t active;
     int refs; /* the listener (dropped when its timer closed), the owner, each connection */
     char *user, *password;
+    char name[WR_ACCESS_NAME_MAX]; /* in access records */
 };
 
 struct dyn_conn {
@@ -62,7 +64,7 @@ struct dyn_conn {
     char *drop_note;      /* gated: what the debug log says when the rest is dropped */
     uint64_t reply_bytes; /* our own bytes sent to the client, not the target's */
     char target[WR_PROXY_TARGET_MAX];
-    char peer[64]; /* the client's address, kept only for on_close */
+    char peer[64]; /* the client's address, kept for on_close and the access log */
 };
 
 static void dynamic_unref(wr_dynamic_t *dyn)
@@ -202,6 +204,18 @@ static wr_endpoint_t *client_side(dyn_conn *c)
     return gate;
 }
 
+static void access_record(dyn_conn *c, uint64_t up, uint64_t down, uint64_t ms, const char *why)
+{
+    wr_access_record rec = {.tunnel = c->dyn->name,
+                            .peer = c->peer,
+                            .target = c->target,
+                            .bytes_up = up,
+                            .bytes_down = down,
+                            .duration_ms = ms,
+                            .reason = why};
+    wr_access_log_write(&rec);
+}
+
 static void relay_done(wr_relay_t *r, const wr_relay_result_t *res, void *data)
 {
     dyn_conn *c = data;
@@ -219,6 +233,8 @@ static void relay_done(wr_relay_t *r, const wr_relay_result_t *res, void *data)
         };
         dyn->cbs.on_close(dyn, &info);
     }
+    if (wr_access_log_on())
+        access_record(c, res->bytes_ab, down, res->duration_ms, wr_access_relay_reason(res, 1));
     conn_free(c);
 }
 
@@ -236,6 +252,12 @@ static void stream_opened(wr_stream_t *st, int status, const char *reason)
         enum wr_proxy_fail fail =
             status == UV_ECONNREFUSED ? wr_proxy_fail_classify(reason) : WR_PROXY_FAIL_GENERAL;
         dyn->failed_opens++;
+        if (wr_access_log_on()) {
+            char why[16];
+            access_record(c, 0, 0, 0,
+                          status == UV_ECONNREFUSED ? wr_access_open_reason(reason, why, sizeof why)
+                                                    : wr_access_dial_reason(status));
+        }
         wr_endpoint_close(sep, WR_CLOSE_RESET);
         conn_fail(c, fail, reason);
         return;
@@ -426,7 +448,7 @@ static void accepted(wr_listener_t *l, int status)
     c->dyn = dyn;
     c->phase = PH_REQUEST;
     snprintf(c->target, sizeof c->target, "?");
-    if (dyn->cbs.on_close) format_peer(tcp, c->peer, sizeof c->peer);
+    if (dyn->cbs.on_close || wr_access_log_on()) format_peer(tcp, c->peer, sizeof c->peer);
     wr_endpoint_set_callbacks(c->sock, &conn_cbs, c);
     dyn->accepted++;
     dyn->active++;
@@ -492,6 +514,7 @@ int wr_dynamic_new(uv_loop_t *loop, const wr_dynamic_config *cfg, const wr_dynam
     dyn->request_timeout_ms =
         cfg->request_timeout_ms ? cfg->request_timeout_ms : WR_DYNAMIC_REQUEST_TIMEOUT_DEFAULT;
     dyn->ropts = cfg->relay;
+    snprintf(dyn->name, sizeof dyn->name, "%s", cfg->name ? cfg->name : "");
     rc = wr_listen(loop, cfg->host ? cfg->host : "127.0.0.1", cfg->port, 0, accepted, dyn,
                    &dyn->listener);
     if (rc != 0) {

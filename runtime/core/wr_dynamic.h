@@ -47,6 +47,7 @@ typedef struct wr_dynamic_config {
     const char *user, *password;
     uint64_t request_timeout_ms; /* to send a request and have its stream answered; 0 = default */
     wr_relay_opts_t relay;
+    const char *name; /* the tunnel's name in access records (copied); NULL = "-" */
 } wr_dynamic_config;
 
 typedef struct wr_dynamic_stats {

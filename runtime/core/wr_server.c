@@ -1,5 +1,6 @@
 #include "wr_server.h"
 
+#include "wr_access_log.h"
 #include "wr_addr.h"
 #include "wr_addr_limit.h"
 #include "wr_admit.h"
@@ -92,6 +93,19 @@ static void stream_done(void *data, int dial_status, const wr_relay_result_t *re
     } else {
         srv->st.bytes_up += res->bytes_ab; /* a = the stream: bytes from the client onward */
         srv->st.bytes_down += res->bytes_ba;
+    }
+    if (wr_access_log_on()) {
+        /* The relay cannot know the client's name for its tunnel: "-". */
+        wr_access_record rec = {
+            .user = wr_access_user(ss->conn->session),
+            .peer = ss->conn->peer,
+            .target = ss->target,
+            .bytes_up = res ? res->bytes_ab : 0,
+            .bytes_down = res ? res->bytes_ba : 0,
+            .duration_ms = res ? res->duration_ms : 0,
+            .reason = res ? wr_access_relay_reason(res, 0) : wr_access_dial_reason(dial_status),
+        };
+        wr_access_log_write(&rec);
     }
     if (srv->cbs.on_stream_done && owner_listens(srv))
         srv->cbs.on_stream_done(srv, &info, dial_status, res);

@@ -21,6 +21,7 @@ void wr_bind_ctl(lua_State *L);
 void wr_bind_channel(lua_State *L);
 void wr_bind_tls(lua_State *L);
 void wr_bind_unix(lua_State *L);
+void wr_bind_access(lua_State *L);
 
 /* Boxes: Lua holds a pointer to a C-owned object, and the object keeps a raw pointer back to
  * its box. Whichever goes first clears the other: closing the object empties the box (methods

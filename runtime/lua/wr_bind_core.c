@@ -116,6 +116,7 @@ int wr_luaopen_core(lua_State *L)
     wr_bind_channel(L);
     wr_bind_tls(L);
     wr_bind_unix(L);
+    wr_bind_access(L);
     lua_pushcfunction(L, l_buffers);
     lua_setfield(L, -2, "buffers");
     return 1;

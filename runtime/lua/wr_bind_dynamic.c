@@ -73,7 +73,8 @@ static void dynamic_close_tracked(wr_closable *c)
 }
 
 /* core.dynamic{host=, port=, session=, user=, password=, write_cap=, idle_timeout_ms=,
- * request_timeout_ms=, on_close=fn} -> dynamic | nil, err */
+ * request_timeout_ms=, on_close=fn, name= (the tunnel's, in access records)}
+ * -> dynamic | nil, err */
 static int l_dynamic(lua_State *L)
 {
     wr_dynamic_config cfg = {0};
@@ -87,6 +88,7 @@ static int l_dynamic(lua_State *L)
     timeout = wr_opt_integer(L, 1, "request_timeout_ms", WR_DYNAMIC_REQUEST_TIMEOUT_DEFAULT);
     cfg.user = wr_opt_string(L, 1, "user", NULL);
     cfg.password = wr_opt_string(L, 1, "password", NULL);
+    cfg.name = wr_opt_string(L, 1, "name", NULL);
     /* everything that may raise, before anything is allocated */
     wr_relay_opts_from(L, 1, &cfg.relay);
     lua_getfield(L, 1, "session");

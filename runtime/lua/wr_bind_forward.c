@@ -4,6 +4,7 @@
  * registering client's, the target names its service and carries the user's address). Bytes go
  * socket <-> stream in C (wr_relay); Lua hears about a connection only if it asked (on_connect,
  * on_close). Users over max_users are refused while the port stays bound. */
+#include "wr_access_log.h"
 #include "wr_addr.h"
 #include "wr_addr_count.h"
 #include "wr_bind.h"
@@ -14,6 +15,7 @@
 #include "wr_tcp_endpoint.h"
 
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +40,7 @@ typedef struct wr_lforward {
     int refs; /* the listener, the handle and each live connection */
     size_t target_len;
     char target[WR_HOST_MAX + 16];
+    char name[WR_ACCESS_NAME_MAX]; /* the tunnel's name in access records; "" = the target */
 } wr_lforward;
 
 typedef struct forward_conn {
@@ -46,6 +49,7 @@ typedef struct forward_conn {
     int counted; /* in fwd->per_address under addr */
     struct sockaddr_storage addr;
     char peer[64];
+    char failed[16]; /* the class of the relay's refusal, for the access log */
 } forward_conn;
 
 /* Frees a connection record, giving back its place in the per-address count. */
@@ -71,6 +75,7 @@ static void stream_opened(wr_stream_t *st, int status, const char *reason)
     forward_conn *c = wr_stream_data(st);
     if (status == 0) return;
     c->fwd->failed_opens++;
+    wr_access_open_reason(reason, c->failed, sizeof c->failed);
     wr_debug("forward to %s refused by the relay: %s", c->fwd->target, reason ? reason : "");
     wr_relay_close(c->relay);
 }
@@ -84,6 +89,19 @@ static void conn_closed(wr_relay_t *r, const wr_relay_result_t *res, void *data)
     fwd->active--;
     wr_call_close_hook(fwd->L, fwd->on_close_ref, fwd->target, c->peer[0] ? c->peer : NULL,
                        res->bytes_ab, res->bytes_ba, res);
+    if (wr_access_log_on()) {
+        wr_access_record rec = {
+            .tunnel = fwd->name[0] ? fwd->name : fwd->target,
+            .user = wr_access_user(fwd->send_peer ? wr_lsession_get(fwd->session.session) : NULL),
+            .peer = c->peer,
+            .target = fwd->target,
+            .bytes_up = res->bytes_ab,
+            .bytes_down = res->bytes_ba,
+            .duration_ms = res->duration_ms,
+            .reason = c->failed[0] ? c->failed : wr_access_relay_reason(res, 1),
+        };
+        wr_access_log_write(&rec);
+    }
     conn_free(c);
     forward_unref(fwd);
 }
@@ -174,7 +192,7 @@ static void accepted(wr_listener_t *l, int status)
     }
     memcpy(target, fwd->target, target_len);
     if (fwd->send_peer || fwd->on_connect_ref != LUA_NOREF || fwd->on_close_ref != LUA_NOREF ||
-        fwd->tap_ref != LUA_NOREF) {
+        fwd->tap_ref != LUA_NOREF || wr_access_log_on()) {
         wr_format_peer(ep, c->peer, sizeof c->peer);
         if (!connect_allowed(fwd, c->peer)) {
             fwd->denied++;
@@ -232,7 +250,8 @@ static void read_limits(lua_State *L, int idx, wr_lforward *fwd)
 }
 
 /* core.forward{host=, port=, target="host:port", session=, write_cap=, idle_timeout_ms=,
- * max_users=, max_users_per_address=, max_total= (0 = no limit), send_peer=bool,
+ * name= (the tunnel's, in access records), max_users=, max_users_per_address=,
+ * max_total= (0 = no limit), send_peer=bool,
  * on_connect=fn(peer) -> ok, reason, on_close=fn(info), tap=fn(direction, bytes, peer), tap_bytes=
  * (default 4096)}
  * -> forward | nil, err. The tap sees the first tap_bytes of each direction of each connection:
@@ -259,6 +278,7 @@ static int l_forward(lua_State *L)
     fwd->on_close_ref = fwd->on_connect_ref = fwd->tap_ref = LUA_NOREF;
     fwd->target_len = strlen(target);
     memcpy(fwd->target, target, fwd->target_len + 1);
+    snprintf(fwd->name, sizeof fwd->name, "%s", wr_opt_string(L, 1, "name", ""));
     wr_relay_opts_from(L, 1, &fwd->ropts);
     lua_getfield(L, 1, "session");
     wr_session_slot_set(L, &fwd->session, lua_gettop(L));

@@ -6,6 +6,7 @@
  * Reverse tunnels, client side: the relay opens a stream "@svc/ID USER" for each user of an outer
  * port; the client dials the inner address it exposed under ID (session:expose) and relays. Only
  * exposed services are dialled: a relay cannot steer the client anywhere else. */
+#include "wr_access_log.h"
 #include "wr_bind.h"
 #include "wr_bind_tunnel.h"
 #include "wr_carrier.h"
@@ -19,6 +20,7 @@
 #include "wr_tcp_endpoint.h"
 
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,7 +29,16 @@ typedef struct exposure {
     uint32_t id;
     uint16_t port;
     char host[WR_HOST_MAX + 1];
+    char name[WR_ACCESS_NAME_MAX]; /* the service's name in access records */
 } exposure;
+
+/* One user's connection to an inner service, for the stats and the access log. */
+typedef struct reverse_conn {
+    wr_lsession *ls;
+    char name[WR_ACCESS_NAME_MAX];
+    char target[WR_HOST_MAX + 8];
+    char peer[64];
+} reverse_conn;
 
 struct wr_lsession {
     wr_closable link;
@@ -130,8 +141,21 @@ static void on_ready(wr_session_t *s)
 
 static void reverse_done(void *data, int dial_status, const wr_relay_result_t *res)
 {
-    wr_lsession *ls = data;
-    (void)res;
+    reverse_conn *rc = data;
+    wr_lsession *ls = rc->ls;
+    if (wr_access_log_on()) {
+        wr_access_record rec = {
+            .tunnel = rc->name,
+            .peer = rc->peer,
+            .target = rc->target,
+            .bytes_up = res ? res->bytes_ab : 0, /* a = the stream: from the user */
+            .bytes_down = res ? res->bytes_ba : 0,
+            .duration_ms = res ? res->duration_ms : 0,
+            .reason = res ? wr_access_relay_reason(res, 0) : wr_access_dial_reason(dial_status),
+        };
+        wr_access_log_write(&rec);
+    }
+    free(rc);
     if (dial_status != 0) ls->reverse_failed++;
     ls->reverse_active--;
     ls->refs--;
@@ -150,6 +174,7 @@ static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *targ
 {
     wr_lsession *ls = wr_session_data(s);
     const exposure *e;
+    reverse_conn *rc;
     char text[64];
     unsigned long id;
     char *end;
@@ -167,8 +192,20 @@ static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *targ
         return;
     }
     ls->reverse_total++;
+    rc = malloc(sizeof *rc);
+    if (!rc) {
+        wr_stream_reject(st, "failed: out of memory");
+        ls->reverse_failed++;
+        return;
+    }
+    rc->ls = ls;
+    memcpy(rc->name, e->name, sizeof rc->name);
+    snprintf(rc->target, sizeof rc->target, strchr(e->host, ':') ? "[%s]:%u" : "%s:%u", e->host,
+             (unsigned)e->port);
+    snprintf(rc->peer, sizeof rc->peer, "%s", *end == ' ' ? end + 1 : "");
     if (wr_stream_dial(wr_host_loop(ls->L), st, e->host, e->port, 10000, &ls->ropts, NULL,
-                       reverse_done, ls) != 0) {
+                       reverse_done, rc) != 0) {
+        free(rc);
         ls->reverse_failed++;
         return;
     }
@@ -430,8 +467,9 @@ static int l_session_stats(lua_State *L)
     return 1;
 }
 
-/* session:expose(id, host, port): the relay may now open "@svc/ID ..." streams, which this client
- * answers by dialing host:port. Replaces an earlier exposure of the same id. */
+/* session:expose(id, host, port[, name]): the relay may now open "@svc/ID ..." streams, which this
+ * client answers by dialing host:port (name: the service's, in access records). Replaces an
+ * earlier exposure of the same id. */
 static int l_session_expose(lua_State *L)
 {
     wr_lsession *ls = check_lsession(L);
@@ -439,6 +477,7 @@ static int l_session_expose(lua_State *L)
     size_t hlen;
     const char *host = luaL_checklstring(L, 3, &hlen);
     lua_Integer port = luaL_checkinteger(L, 4);
+    const char *name = luaL_optstring(L, 5, "");
     exposure *e;
     luaL_argcheck(L, id >= 0 && id <= UINT32_MAX, 2, "bad id");
     luaL_argcheck(L, hlen <= WR_HOST_MAX, 3, "host too long");
@@ -458,6 +497,7 @@ static int l_session_expose(lua_State *L)
     }
     memcpy(e->host, host, hlen + 1);
     e->port = (uint16_t)port;
+    snprintf(e->name, sizeof e->name, "%s", name);
     lua_pushboolean(L, 1);
     return 1;
 }
