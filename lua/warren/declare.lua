@@ -28,7 +28,7 @@ local relay_keys = { serve = true, ports = true, hooks = true, outer_bind = true
   max_failed_handshakes = true, cert = true, cert_key = true, self_signed = true, fallback = true,
   trusted_fronts = true }
 local client_keys = { server = true, client_id = true, ca = true, pin = true, tunnels = true, websocket = true,
-  http = true, host_header = true, proxy = true }
+  http = true, host_header = true, headers = true, proxy = true }
 local common_keys = { key = true, key_file = true, password = true, tls = true, sni = true, write_cap = true,
   idle_timeout = true, keepalive = true, session_buffer = true, cipher = true, kcp = true, kcp_mode = true,
   kcp_mtu = true, kcp_sndwnd = true, kcp_rcvwnd = true, congestion = true }
