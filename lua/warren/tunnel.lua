@@ -349,7 +349,8 @@ function Client:_listener_options(opts)
 end
 
 -- client:forward{listen = "127.0.0.1:9000", target = "127.0.0.1:5201"}: like ssh -L. An empty
--- target host means the relay's own localhost. Returns the forward (:port(), :stats(), :close()).
+-- target host means the relay's own localhost. Returns the forward (:port(), :stats(), :close(), and
+-- :cut(), which closes its live connections and returns how many).
 function Client:forward(opts)
   local t, err = self:_listener_options(opts)
   if not t then return nil, err end
@@ -369,7 +370,7 @@ end
 -- the target its client asks for (names resolved by the relay). user and password (both or
 -- neither) are required from SOCKS5 clients (RFC 1929) and HTTP clients (Basic); SOCKS4 is then
 -- refused. request_timeout (seconds, default 10) bounds the request and the relay's answer.
--- Returns the proxy (:port(), :stats(), :close()).
+-- Returns the proxy (:port(), :stats(), :close(), :cut()).
 function Client:dynamic(opts)
   local t, err = self:_listener_options(opts)
   if not t then return nil, err end
