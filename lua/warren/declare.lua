@@ -136,7 +136,8 @@ function M.check(decl, running)
     local ok, herr = registry.check_hooks(decl.hooks)
     if not ok then return nil, "hooks: " .. herr end
   end
-  if decl.grace ~= nil and (type(decl.grace) ~= "number" or decl.grace < 0 or decl.grace ~= decl.grace) then
+  local grace = decl.grace
+  if grace ~= nil and (type(grace) ~= "number" or not (grace >= 0 and grace < math.huge)) then
     return nil, "grace must be a number of seconds, 0 or more (0: cut a removed tunnel's connections at once)"
   end
   if decl.watch ~= nil and type(decl.watch) ~= "table" then
@@ -220,7 +221,7 @@ local function drain(name, obj, grace, on_cut)
       log.info("tunnel %s removed: %d connection%s cut after %s s grace", name, n, n == 1 and "" or "s",
         tostring(grace))
     end
-    if on_cut then on_cut(n) end
+    if on_cut then on_cut() end
   end
   if grace == 0 then
     cut()

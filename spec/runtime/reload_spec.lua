@@ -255,10 +255,12 @@ describe("tunnel scripts", function()
     assert.is_true(kept.echo(" still"))
     assert.is_false(kept.ended)
 
-    write(path, script(L("keep", keep, echo_port), -1))
-    r = reload(sock)
-    assert.equal(1, r.code)
-    assert.matches("grace must be a number of seconds, 0 or more", r.stderr)
+    for _, bad in ipairs({ "-1", "1/0", "'30'" }) do
+      write(path, script(L("keep", keep, echo_port), bad))
+      r = reload(sock)
+      assert.equal(1, r.code, bad)
+      assert.matches("grace must be a number of seconds, 0 or more", r.stderr)
+    end
     kept.tcp:close()
     through_web.tcp:close()
     through_socks.tcp:close()
