@@ -118,6 +118,10 @@ Tunnels:
                           needs no switch. -W on the relay bounds what it keeps for such a client
   --host-header NAME      client: the Host field of WebSocket and HTTP requests (default:
                           SERVER's host)
+  --header 'NAME: VALUE'  client: one more field in every WebSocket and HTTP request (-w,
+                          --http), such as a token a front checks; repeatable. Not a field the
+                          carrier sets (Host, Content-Length, Transfer-Encoding, Connection,
+                          Upgrade, Authorization...)
   --proxy URL             client: reach the relay through this HTTP proxy: http://[USER:PASS@]
                           HOST:PORT (Basic auth); with CONNECT, except for the http carrier, whose
                           requests go to the proxy in absolute form. Without it, the http carrier
@@ -224,6 +228,7 @@ local valued = {
   ["--session-buffer"] = "session_buffer", ["--max-buffer"] = "max_buffer",
   ["--cert"] = "cert", ["--cert-key"] = "cert_key", ["--self-signed"] = "self_signed",
   ["--ca"] = "ca", ["--pin"] = "pin", ["--sni"] = "sni", ["--host-header"] = "host_header",
+  ["--header"] = "headers",
   ["--proxy"] = "proxy", ["--trust-front"] = "trusted_fronts", ["--control"] = "control",
   ["--attach"] = "attach", ["--cipher"] = "cipher",
   ["--kcp-mode"] = "kcp_mode", ["--kcp-mtu"] = "kcp_mtu", ["--kcp-sndwnd"] = "kcp_sndwnd",
@@ -231,7 +236,7 @@ local valued = {
   ["--access-log"] = "access_log", ["--access-log-format"] = "access_log_format", ["--metrics"] = "metrics",
 }
 local repeatable = { chunks = true, forwards = true, dynamics = true, reverses = true, names = true,
-  messages = true, ports = true, trusted_fronts = true }
+  messages = true, ports = true, trusted_fronts = true, headers = true }
 local numeric = { write_cap = true, idle_timeout = true, keepalive = true, duration = true, concurrency = true,
   max_users = true, max_total = true, ttl = true, lease = true, max_services = true,
   max_failed_handshakes = true, max_users_default = true, user_idle = true, session_buffer = true,
@@ -258,7 +263,7 @@ end
 -- Returns the options, or nil and an exit code after printing the problem.
 function M.parse(argv)
   local opts = { chunks = {}, forwards = {}, dynamics = {}, reverses = {}, names = {}, messages = {},
-    ports = {}, trusted_fronts = {}, verbosity = 0, log_format = "text", args = {} }
+    ports = {}, trusted_fronts = {}, headers = {}, verbosity = 0, log_format = "text", args = {} }
   local positional = {}
   local i = 1
   while i <= #argv do
@@ -421,6 +426,7 @@ local function tunnel_options(opts, t)
   t.tls, t.cert, t.cert_key, t.self_signed = opts.tls, opts.cert, opts.cert_key, opts.self_signed
   t.ca, t.pin, t.sni, t.tls_name = opts.ca, opts.pin, opts.sni, opts.sni
   t.websocket, t.http, t.host_header, t.proxy = opts.websocket, opts.http, opts.host_header, opts.proxy
+  t.headers = opts.headers[1] and opts.headers or nil
   t.kcp, t.kcp_mode, t.kcp_mtu = opts.kcp, opts.kcp_mode, opts.kcp_mtu
   t.kcp_sndwnd, t.kcp_rcvwnd = opts.kcp_sndwnd, opts.kcp_rcvwnd
   t.congestion = opts.congestion

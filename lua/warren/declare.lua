@@ -11,8 +11,9 @@
 --
 -- Tunnels are matched by name: an unchanged one keeps its listener, its registration and its
 -- live connections. A changed -L keeps its listener and sends new connections to the new
--- target; a removed tunnel stops accepting at once, and its live connections finish on their
--- own (none is cut).
+-- target; a removed tunnel stops accepting at once, and its live connections may finish for
+-- `grace` seconds (default 30), after which those still open are closed. A tunnel that stays, or
+-- is replaced under its name, is never cut.
 local warren = require("warren")
 local addr = require("warren.addr")
 local log = require("warren.log")
@@ -27,8 +28,10 @@ local relay_keys = { serve = true, ports = true, hooks = true, outer_bind = true
   lease = true, max_services = true, max_users = true, user_idle = true, max_users_per_address = true,
   max_failed_handshakes = true, cert = true, cert_key = true, self_signed = true, fallback = true,
   trusted_fronts = true }
+-- grace = SECONDS: how long a removed tunnel's connections may go on before they are cut.
+local GRACE_DEFAULT = 30
 local client_keys = { server = true, client_id = true, ca = true, pin = true, tunnels = true, websocket = true,
-  http = true, host_header = true, proxy = true }
+  http = true, host_header = true, headers = true, proxy = true, grace = true }
 local common_keys = { key = true, key_file = true, password = true, tls = true, sni = true, write_cap = true,
   idle_timeout = true, keepalive = true, session_buffer = true, cipher = true, kcp = true, kcp_mode = true,
   kcp_mtu = true, kcp_sndwnd = true, kcp_rcvwnd = true, congestion = true }
@@ -37,7 +40,7 @@ local common_keys = { key = true, key_file = true, password = true, tls = true, 
 local process_keys = { access_log = true, metrics = true }
 -- watch = {FILE, ...}: files the script reads (a list of services, an ACL); when they or the
 -- script change, it reloads (as with --watch). Not an option of the relay or the client.
-local reloadable = { hooks = true, ports = true, tunnels = true, watch = true }
+local reloadable = { hooks = true, ports = true, tunnels = true, watch = true, grace = true }
 local tunnel_key_order = { "L", "D", "R", "message", "max_users", "max_total", "ttl", "user", "password" }
 local tunnel_keys = {}
 for _, k in ipairs(tunnel_key_order) do tunnel_keys[k] = true end
@@ -136,6 +139,10 @@ function M.check(decl, running)
     local ok, herr = registry.check_hooks(decl.hooks)
     if not ok then return nil, "hooks: " .. herr end
   end
+  local grace = decl.grace
+  if grace ~= nil and (type(grace) ~= "number" or not (grace >= 0 and grace < math.huge)) then
+    return nil, "grace must be a number of seconds, 0 or more (0: cut a removed tunnel's connections at once)"
+  end
   if decl.watch ~= nil and type(decl.watch) ~= "table" then
     return nil, "watch must be a list of files such as { \"services.txt\" }"
   end
@@ -214,6 +221,35 @@ local function close_tunnel(client, spec, obj)
   end
 end
 
+-- A removed -L or -D: its listener is closed already; the connections still open get `grace`
+-- seconds, then are cut (logged). The timer does not keep the process alive.
+local function drain(name, obj, grace, on_cut)
+  if not obj.cut then return nil end -- a registration: its users are the relay's connections
+  local active = obj:stats().active
+  if active == 0 then return nil end
+  local function cut()
+    local n = obj:cut()
+    if n > 0 then
+      log.info("tunnel %s removed: %d connection%s cut after %s s grace", name, n, n == 1 and "" or "s",
+        tostring(grace))
+    end
+    if on_cut then on_cut() end
+  end
+  if grace == 0 then
+    cut()
+    return nil
+  end
+  log.info("tunnel %s removed: %d connection%s may go on for %s s", name, active, active == 1 and "" or "s",
+    tostring(grace))
+  local timer = uv.new_timer()
+  timer:start(math.floor(grace * 1000 + 0.5), 0, function()
+    timer:close()
+    cut()
+  end)
+  timer:unref()
+  return timer
+end
+
 -- ---- generations ----
 
 local Generation = {}
@@ -251,14 +287,14 @@ end
 local function client_options(decl)
   local t = common_options(decl)
   for k in pairs(client_keys) do t[k] = decl[k] end
-  t.tunnels = nil
+  t.tunnels, t.grace = nil, nil
   return t
 end
 
 -- Applies a checked plan for the first time. Returns the generation or nil, err.
 function M.start(plan, source)
   local self = setmetatable({ source = source, tunnels = {}, number = 1, hooks = plan.hooks,
-    decl = plan.decl, reloads = 0 }, Generation)
+    decl = plan.decl, reloads = 0, draining = {} }, Generation)
   local decl = plan.decl
   if decl.access_log then
     local ok, err = require("warren.core").access_log({ path = decl.access_log.path, format = decl.access_log.format })
@@ -310,6 +346,10 @@ function Generation:close()
   self.closed = true
   stop_watching(self.pollers)
   self.pollers = nil
+  for obj, timer in pairs(self.draining or {}) do
+    if not timer:is_closing() then timer:close() end
+    self.draining[obj] = nil
+  end
   if self.client then
     self.client:release()
     self.client:close()
@@ -389,7 +429,15 @@ function Generation:apply(plan)
     opened[name] = obj
   end
   -- 2. The commit: nothing below can fail back into the old generation.
-  for name, old in pairs(removed) do close_tunnel(client, old.spec, old.obj); self.tunnels[name] = nil end
+  local grace = plan.decl.grace or GRACE_DEFAULT
+  for name, old in pairs(removed) do
+    close_tunnel(client, old.spec, old.obj)
+    self.tunnels[name] = nil
+    if not plan.tunnels[name] then -- gone by name: drained, then cut
+      local obj = old.obj
+      self.draining[obj] = drain(name, obj, grace, function() self.draining[obj] = nil end)
+    end
+  end
   for name, obj in pairs(opened) do self.tunnels[name] = { spec = prepared[name], obj = obj } end
   for name, spec in pairs(update) do
     self.tunnels[name].obj:update({ target = spec.target })

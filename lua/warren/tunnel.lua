@@ -152,6 +152,35 @@ end
 local Client = {}
 Client.__index = Client
 
+-- Fields the carriers set themselves, which headers = {...} may not: why, for the message.
+local carrier_fields = {
+  host = "is the host_header option (--host-header)",
+  ["content-length"] = "frames the carrier's requests", ["transfer-encoding"] = "frames the carrier's requests",
+  connection = "is the carrier's", upgrade = "is the carrier's", ["keep-alive"] = "is the carrier's",
+  te = "is the carrier's", expect = "is the carrier's", ["content-type"] = "is the carrier's",
+  authorization = "carries the WebSocket carrier's handshake",
+  ["proxy-authorization"] = "is the proxy option's (--proxy http://USER:PASS@...)",
+}
+
+-- headers = {"Name: value", ...} for the WebSocket and HTTP carriers: nil, or an error.
+local function check_headers(headers, carrier)
+  if headers == nil then return nil end
+  if type(headers) ~= "table" then return "headers must be a list of \"Name: value\" strings" end
+  if #headers > 0 and not (carrier == "ws" or carrier == "wss" or carrier == "http" or carrier == "https") then
+    return "headers go in the requests of the WebSocket and HTTP carriers (-w, --http), not " .. carrier
+  end
+  for _, line in ipairs(headers) do
+    if type(line) ~= "string" then return "headers must be a list of \"Name: value\" strings" end
+    if line:find("[\r\n%z]") then return string.format("header %q: no line breaks in a header", line) end
+    local name = line:match("^([!#$%%&'*+.^_`|~%w-]+):")
+    if not name then return string.format("header %q must be \"Name: value\"", line) end
+    local lower = name:lower()
+    local why = carrier_fields[lower] or (lower:find("^sec%-websocket%-") and "is the WebSocket carrier's")
+    if why then return string.format("header %q: %s %s", line, name, why) end
+  end
+  return nil
+end
+
 -- The carrier a client uses: the relay address's scheme, changed by the tls = true,
 -- websocket = true, http = true and kcp = true switches (goflyway's -w, --http and -K with a plain
 -- host:port).
@@ -173,7 +202,9 @@ end
 -- "http://relay/path" | "kcp://relay:8100", key = ..., window = ..., keepalive = seconds,
 -- tls = true (as tls://), websocket = true (as ws://), http = true (as http://), kcp = true (as
 -- kcp://; KCP over UDP, never through a proxy; kcp_mode, kcp_mtu, kcp_sndwnd and kcp_rcvwnd as for
--- the relay), host_header = NAME (the Host field of WebSocket and HTTP requests), ca = FILE |
+-- the relay), host_header = NAME (the Host field of WebSocket and HTTP requests), headers =
+-- {"Name: value", ...} (more fields in every WebSocket and HTTP request, e.g. a front's token;
+-- not one the carrier sets), ca = FILE |
 -- pin = "sha256:...", sni = NAME, proxy = "http://[USER:PASS@]HOST:PORT" (else the
 -- environment's, see warren.proxy), cipher = "auto" | "aes-256-gcm" | "chacha20-poly1305"
 -- (default auto; session:stats().cipher says which)}
@@ -185,6 +216,8 @@ function M.client(opts)
   if not key then return nil, kerr end
   local carrier, cerr = client_carrier(server, opts)
   if not carrier then return nil, cerr end
+  local herr = check_headers(opts.headers, carrier)
+  if herr then return nil, herr end
   local via, perr
   if carrier == "kcp" then
     if opts.proxy then return nil, "KCP runs on UDP: it cannot go through an HTTP proxy" end
@@ -218,7 +251,7 @@ for name, fn in pairs(reverse.Client) do Client[name] = fn end
 function Client:_session_options()
   return session_options(self.opts, { host = self.server.host, port = self.server.port, key = self.key,
     carrier = self.carrier, tls = self.tls, tls_name = self.opts.sni, path = self.server.path,
-    host_header = self.opts.host_header, proxy_host = self.proxy and self.proxy.host,
+    host_header = self.opts.host_header, headers = self.opts.headers, proxy_host = self.proxy and self.proxy.host,
     proxy_port = self.proxy and self.proxy.port, proxy_auth = self.proxy and self.proxy.auth })
 end
 
@@ -317,7 +350,8 @@ function Client:_listener_options(opts)
 end
 
 -- client:forward{listen = "127.0.0.1:9000", target = "127.0.0.1:5201"}: like ssh -L. An empty
--- target host means the relay's own localhost. Returns the forward (:port(), :stats(), :close()).
+-- target host means the relay's own localhost. Returns the forward (:port(), :stats(), :close(), and
+-- :cut(), which closes its live connections and returns how many).
 function Client:forward(opts)
   local t, err = self:_listener_options(opts)
   if not t then return nil, err end
@@ -337,7 +371,7 @@ end
 -- the target its client asks for (names resolved by the relay). user and password (both or
 -- neither) are required from SOCKS5 clients (RFC 1929) and HTTP clients (Basic); SOCKS4 is then
 -- refused. request_timeout (seconds, default 10) bounds the request and the relay's answer.
--- Returns the proxy (:port(), :stats(), :close()).
+-- Returns the proxy (:port(), :stats(), :close(), :cut()).
 function Client:dynamic(opts)
   local t, err = self:_listener_options(opts)
   if not t then return nil, err end

@@ -26,9 +26,9 @@ struct wr_carrier_dial {
     char host[WR_HOST_MAX + 1];
     char tls_name[WR_HOST_MAX + 1];
     uint16_t port;
-    char *host_header, *path; /* WebSocket and HTTP */
-    char *proxy_auth;         /* "USER:PASS" for the proxy, or NULL */
-    char *congestion;         /* TCP_CONGESTION for the socket, or NULL */
+    char *host_header, *path, *headers; /* WebSocket and HTTP */
+    char *proxy_auth;                   /* "USER:PASS" for the proxy, or NULL */
+    char *congestion;                   /* TCP_CONGESTION for the socket, or NULL */
     int via_proxy;
     int proxy_absolute; /* HTTP without TLS: the proxy gets our requests, no CONNECT */
     uint8_t psk[32];    /* HTTP */
@@ -55,6 +55,7 @@ static void timer_closed(uv_handle_t *h)
     wr_carrier_dial_t *d = h->data;
     free(d->host_header);
     free(d->path);
+    free(d->headers);
     free(d->proxy_auth);
     free(d->proxy_host);
     free(d->congestion);
@@ -74,6 +75,7 @@ static void connected(wr_carrier_dial_t *d)
             .tls_name = d->tls_name,
             .path = d->path,
             .host_header = d->host_header,
+            .headers = d->headers,
             .proxy_host = d->proxy_host,
             .proxy_port = d->proxy_port,
             .proxy_absolute = d->proxy_absolute,
@@ -90,7 +92,7 @@ static void connected(wr_carrier_dial_t *d)
         return;
     }
     if (d->kind == WR_CARRIER_WS || d->kind == WR_CARRIER_WSS) {
-        wr_endpoint_t *ws = wr_ws_client_new(d->loop, d->ep, d->host_header, d->path);
+        wr_endpoint_t *ws = wr_ws_client_new(d->loop, d->ep, d->host_header, d->path, d->headers);
         if (!ws) {
             finish(d, UV_ENOMEM, NULL);
             return;
@@ -297,9 +299,11 @@ int wr_carrier_dial(uv_loop_t *loop, const wr_carrier_spec *spec, wr_carrier_cb 
             snprintf(host, sizeof host, v6 ? "[%s]:%u" : "%s:%u", spec->host, (unsigned)spec->port);
         d->host_header = strdup(spec->host_header ? spec->host_header : host);
         d->path = strdup(spec->path ? spec->path : "/");
-        if (!d->host_header || !d->path) {
+        d->headers = strdup(spec->headers ? spec->headers : "");
+        if (!d->host_header || !d->path || !d->headers) {
             free(d->host_header);
             free(d->path);
+            free(d->headers);
             free(d->proxy_auth);
             free(d->proxy_host);
             free(d->congestion);

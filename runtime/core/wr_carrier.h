@@ -33,6 +33,8 @@ typedef struct wr_carrier_spec {
     const char *host_header; /* WebSocket, HTTP: the Host field (NULL = host, with the port if
                                 not the scheme's default) */
     const char *path;        /* WebSocket, HTTP: the request path (NULL = "/") */
+    const char *headers;     /* WebSocket, HTTP: the user's own header lines, "Name: value\r\n"
+                                each, in every request (checked by the caller), or NULL */
     const uint8_t *psk;      /* HTTP: the key (32 bytes) its requests are signed with */
     /* An HTTP proxy, or NULL: asked with CONNECT for the tunnel, except by the HTTP carrier
      * without TLS, which sends it its requests in absolute form (proxies that refuse CONNECT). */

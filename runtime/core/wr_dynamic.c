@@ -39,6 +39,7 @@ struct wr_dynamic {
     uv_timer_t timer;
     conn_queue waiting;   /* PH_REQUEST and PH_OPENING: request_timeout_ms */
     conn_queue lingering; /* PH_LINGER: LINGER_MS */
+    conn_queue relaying;  /* PH_RELAY (no deadline), until cut or ended */
     wr_relay_opts_t ropts;
     uint64_t request_timeout_ms;
     uint64_t accepted, refused, failed_opens, bad_requests, bytes_up, bytes_down;
@@ -52,6 +53,7 @@ struct dyn_conn {
     wr_dynamic_t *dyn;
     wr_endpoint_t *sock;
     wr_stream_t *st;   /* PH_OPENING */
+    wr_relay_t *relay; /* PH_RELAY */
     wr_proxy_req *req; /* PH_REQUEST (large: freed as soon as the request is read) */
     conn_queue *queue; /* the queue it is on, or NULL */
     dyn_conn *prev, *next;
@@ -221,6 +223,7 @@ static void relay_done(wr_relay_t *r, const wr_relay_result_t *res, void *data)
     dyn_conn *c = data;
     wr_dynamic_t *dyn = c->dyn;
     uint64_t down = res->bytes_ba > c->reply_bytes ? res->bytes_ba - c->reply_bytes : 0;
+    q_remove(c);
     dyn->bytes_up += res->bytes_ab;
     dyn->bytes_down += down;
     if (dyn->cbs.on_close) {
@@ -266,7 +269,8 @@ static void stream_opened(wr_stream_t *st, int status, const char *reason)
     arm(dyn);
     n = wr_proxy_reply(c->kind, WR_PROXY_OK, NULL, reply, sizeof reply);
     client = n && send_bytes(c, reply, n) != 0 ? NULL : client_side(c);
-    if (!client || !wr_relay_start(dyn->loop, client, sep, &dyn->ropts, relay_done, c)) {
+    if (!client ||
+        !(c->relay = wr_relay_start(dyn->loop, client, sep, &dyn->ropts, relay_done, c))) {
         if (client) { /* ours again: closing it (and the socket inside) frees c */
             c->sock = client;
             wr_endpoint_set_callbacks(client, &conn_cbs, c);
@@ -276,6 +280,7 @@ static void stream_opened(wr_stream_t *st, int status, const char *reason)
         return;
     }
     c->phase = PH_RELAY;
+    q_push(&dyn->relaying, c, 0);
 }
 
 static void write_stream(wr_endpoint_t *sep, const uint8_t *bytes, size_t n)
@@ -478,6 +483,18 @@ void wr_dynamic_close(wr_dynamic_t *dyn)
     while (dyn->lingering.head)
         conn_close(dyn->lingering.head, WR_CLOSE_GRACEFUL);
     uv_close((uv_handle_t *)&dyn->timer, timer_closed);
+}
+
+uint32_t wr_dynamic_cut(wr_dynamic_t *dyn)
+{
+    uint32_t n = 0;
+    while (dyn->relaying.head) {
+        dyn_conn *c = dyn->relaying.head;
+        q_remove(c);
+        wr_relay_close(c->relay);
+        n++;
+    }
+    return n;
 }
 
 void wr_dynamic_release(wr_dynamic_t *dyn)

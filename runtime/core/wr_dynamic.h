@@ -66,6 +66,9 @@ int wr_dynamic_is_closed(const wr_dynamic_t *d);
 /* Stops listening and drops the connections still negotiating; relayed ones finish on their own.
  * Idempotent. */
 void wr_dynamic_close(wr_dynamic_t *d);
+/* Closes every relayed connection (a reload's grace for a removed proxy is over); returns how
+ * many. Their on_close calls follow from the loop. */
+uint32_t wr_dynamic_cut(wr_dynamic_t *d);
 /* Drops the owner's hold (closing first if needed); on_freed follows once the last relayed
  * connection ended, which may be at once. */
 void wr_dynamic_release(wr_dynamic_t *d);

@@ -167,6 +167,13 @@ static int l_dynamic_stats(lua_State *L)
     return 1;
 }
 
+/* dynamic:cut() -> n: closes every relayed connection; returns how many. */
+static int l_dynamic_cut(lua_State *L)
+{
+    lua_pushinteger(L, wr_dynamic_cut(check_dynamic(L)->dyn));
+    return 1;
+}
+
 static int l_dynamic_close(lua_State *L)
 {
     wr_ldynamic *ld = check_dynamic(L);
@@ -188,6 +195,7 @@ static const luaL_Reg dynamic_methods[] = {
     {"port", l_dynamic_port},
     {"stats", l_dynamic_stats},
     {"close", l_dynamic_close},
+    {"cut", l_dynamic_cut},
     {NULL, NULL},
 };
 

@@ -38,23 +38,38 @@ typedef struct wr_lforward {
     uint64_t accepted, refused, refused_busy, refused_total, refused_address, denied, failed_opens,
         bytes_up, bytes_down;
     int refs; /* the listener, the handle and each live connection */
+    struct forward_conn *conns;
     size_t target_len;
     char target[WR_HOST_MAX + 16];
     char name[WR_ACCESS_NAME_MAX]; /* the tunnel's name in access records; "" = the target */
 } wr_lforward;
 
-typedef struct forward_conn {
+typedef struct forward_conn forward_conn;
+
+struct forward_conn {
     wr_lforward *fwd;
     wr_relay_t *relay;
-    int counted; /* in fwd->per_address under addr */
+    forward_conn *prev, *next; /* in fwd->conns while not yet cut */
+    int counted;               /* in fwd->per_address under addr */
     struct sockaddr_storage addr;
     char peer[64];
     char failed[16]; /* the class of the relay's refusal, for the access log */
-} forward_conn;
+};
+
+static void conn_unlink(forward_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (c->fwd->conns == c)
+        c->fwd->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
 
 /* Frees a connection record, giving back its place in the per-address count. */
 static void conn_free(forward_conn *c)
 {
+    conn_unlink(c);
     if (c->counted) wr_addr_count_remove(c->fwd->per_address, (struct sockaddr *)&c->addr);
     free(c);
 }
@@ -217,6 +232,9 @@ static void accepted(wr_listener_t *l, int status)
         conn_free(c);
         return;
     }
+    c->next = fwd->conns;
+    if (fwd->conns) fwd->conns->prev = c;
+    fwd->conns = c;
     fwd->accepted++;
     fwd->active++;
     fwd->refs++;
@@ -374,6 +392,22 @@ static int l_forward_close(lua_State *L)
     return 1;
 }
 
+/* forward:cut() -> n: closes every live connection (a reload's grace is over); returns how many.
+ * Their on_close hooks follow from the loop. */
+static int l_forward_cut(lua_State *L)
+{
+    wr_lforward *fwd = check_forward(L);
+    lua_Integer n = 0;
+    while (fwd->conns) {
+        forward_conn *c = fwd->conns;
+        conn_unlink(c);
+        wr_relay_close(c->relay);
+        n++;
+    }
+    lua_pushinteger(L, n);
+    return 1;
+}
+
 static int l_forward_gc(lua_State *L)
 {
     wr_lforward *fwd = check_forward(L);
@@ -387,6 +421,7 @@ static const luaL_Reg forward_methods[] = {
     {"port", l_forward_port},
     {"stats", l_forward_stats},
     {"close", l_forward_close},
+    {"cut", l_forward_cut},
     {NULL, NULL},
 };
 

@@ -290,12 +290,41 @@ static void connect_aborted(wr_await *aw)
 
 /* core.session_connect{host=, port=, key=, carrier="tcp"|"tls"|"ws"|"wss"|"http"|"https"|"kcp",
  * tls=core.tls_client{...}, tls_name=, host_header=, path=, proxy_host=, proxy_port=,
+ * headers={"Name: value", ...} (WebSocket, HTTP: sent in every request; the caller refuses the
+ * fields the carrier sets, this refuses a line that would end the head early),
  * kcp_mode=, kcp_mtu=, kcp_sndwnd=, kcp_rcvwnd= (KCP, see wr_kcp_opts_from),
  * congestion="bbr"|"cubic"|... (the TCP carriers' TCP_CONGESTION),
  * proxy_auth="USER:PASS", window=, session_buffer=, keepalive_ms=, timeout_ms=,
  * cipher="auto"|"aes-256-gcm"|"chacha20-poly1305"} -> session | nil, err, code (code: the
  * session's end as wr_session_reason_name says it, "no answer" for a relay that closed without
  * answering, or a libuv error name such as "ECONNREFUSED" when the carrier failed) */
+/* headers={...} of the table at 1 as one string of "Name: value\r\n" lines, left on the stack
+ * (NULL when absent). */
+static const char *opt_header_lines(lua_State *L)
+{
+    int n;
+    lua_getfield(L, 1, "headers");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    luaL_checktype(L, -1, LUA_TTABLE);
+    n = (int)lua_objlen(L, -1);
+    luaL_checkstack(L, 2 * n + 2, "session_connect: headers");
+    for (int i = 1; i <= n; i++) {
+        size_t len;
+        const char *line;
+        lua_rawgeti(L, -1 - 2 * (i - 1), i);
+        line = lua_tolstring(L, -1, &len);
+        if (!line || strcspn(line, "\r\n") != len || !memchr(line, ':', len))
+            luaL_error(L, "session_connect: headers[%d] must be one \"Name: value\" line", i);
+        lua_pushliteral(L, "\r\n");
+    }
+    lua_concat(L, 2 * n);
+    lua_remove(L, -2);
+    return lua_tostring(L, -1);
+}
+
 static int l_session_connect(lua_State *L)
 {
     wr_lsession *ls;
@@ -333,6 +362,7 @@ static int l_session_connect(lua_State *L)
     spec.host_header = wr_opt_string(L, 1, "host_header", NULL);
     spec.path = wr_opt_string(L, 1, "path", NULL);
     spec.congestion = wr_opt_string(L, 1, "congestion", NULL);
+    spec.headers = opt_header_lines(L);
     carrier = wr_opt_string(L, 1, "carrier", "tcp");
     if (strcmp(carrier, "tcp") == 0) {
         spec.kind = WR_CARRIER_TCP;

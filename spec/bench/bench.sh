@@ -11,7 +11,10 @@ REPO_DIR=$(cd "$SCRIPT_DIR/../.." && pwd)
 readonly SCRIPT_DIR REPO_DIR
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$SCRIPT_DIR/lib.sh"
-readonly ALL_PEERS=(direct haproxy socat ssh ss stunnel warren warren-tls warren-ws warren-wss warren-http)
+readonly ALL_PEERS=(direct haproxy socat ssh ss stunnel warren warren-tls warren-ws warren-wss warren-http
+    warren-http-poll warren-http-proxy)
+# The HTTP carrier's paths, measured for one stream each way and latency only (see --help).
+readonly HTTP_PATHS=(warren-http warren-http-poll warren-http-proxy)
 readonly PORT_LO=17000 PORT_HI=17999
 readonly HOLD_CONNS=2000
 
@@ -30,7 +33,8 @@ WARREN_KEY="" WARREN_REASON=""
 declare -A RES=()   # "peer:metric" -> space-separated values, one per run
 declare -A LABEL=([direct]="direct" [haproxy]="haproxy" [socat]="socat" [ssh]="ssh -L"
     [ss]="ss-tunnel" [stunnel]="stunnel (TLS)" [warren]="warren -L" [warren-tls]="warren -L tls://"
-    [warren-ws]="warren -L ws://" [warren-wss]="warren -L wss://" [warren-http]="warren -L http://")
+    [warren-ws]="warren -L ws://" [warren-wss]="warren -L wss://" [warren-http]="warren -L http://"
+    [warren-http-poll]="warren -L http://, long polls" [warren-http-proxy]="warren -L http:// via tinyproxy")
 
 usage() {
     cat <<EOF
@@ -49,7 +53,12 @@ peers: direct, haproxy (mode tcp), socat, ssh (ssh -L, aes128-gcm, own sshd with
        and a server stunnel4, TLS with a throwaway EC certificate), warren (the raw carrier),
        warren-tls, warren-ws, warren-wss, warren-http (the same -L over tls://, ws://, wss:// and
        http:// to a relay with --tls and a pinned self-signed certificate; when warren is
-       available)
+       available), warren-http-poll (http:// through spec/helpers/fault_proxy.js in buffer mode,
+       which holds every answer until it is whole, so the client long-polls; needs node) and
+       warren-http-proxy (http:// through tinyproxy, which gets the requests in absolute form and
+       is refused CONNECT). For these two, and for warren-http, the HTTP carrier section reports
+       one stream up (iperf3) and down (iperf3 -R) in MiB/s and the added p50 latency; the two
+       paths are not measured for RSS, conn/s or 8 streams.
 
 options:
   --runs N        runs per peer; the report shows the median (default 3)
@@ -135,6 +144,8 @@ check_prereqs() {
         need ss-server shadowsocks-libev
         need ss-tunnel shadowsocks-libev
     fi
+    selected warren-http-poll && need node nodejs
+    selected warren-http-proxy && need tinyproxy tinyproxy
     if selected stunnel; then
         need stunnel stunnel4
         need openssl openssl
@@ -250,6 +261,9 @@ EOF
                 "127.0.0.1:$RELAY_PORT" -k "$WARREN_KEY"
             PEER_PIDS+=("$SPAWNED")
             ;;
+        warren-http-poll | warren-http-proxy)
+            start_http_path "$peer" "$lp" "$target" || return 1
+            ;;
         warren-*)
             local pin scheme=${peer#warren-}
             alloc_port RELAY_PORT
@@ -264,6 +278,39 @@ EOF
             ;;
     esac
     wait_listen "$lp" "${PEER_PIDS[-1]}"
+}
+
+# start_http_path PEER LISTEN_PORT TARGET_PORT: a relay, the HTTP carrier's client, and between
+# them a buffering front (fault_proxy.js buffer) or a proxy that refuses CONNECT (tinyproxy).
+start_http_path() {
+    local peer=$1 lp=$2 target=$3 via port i
+    alloc_port RELAY_PORT
+    spawn warren-relay "$WARREN_BIN" serve "127.0.0.1:$RELAY_PORT" -k "$WARREN_KEY"
+    PEER_PIDS=("$SPAWNED")
+    wait_listen "$RELAY_PORT" "$SPAWNED" || return 1
+    if [[ $peer == warren-http-poll ]]; then
+        spawn fault-proxy node "$REPO_DIR/spec/helpers/fault_proxy.js" "$RELAY_PORT" 1 buffer
+        PEER_PIDS+=("$SPAWNED")
+        for ((i = 0; i < 100; i++)); do
+            port=$(sed -n 's/^port \([0-9]*\)$/\1/p' "$WORK/fault-proxy.log" | head -1)
+            [[ -n $port ]] && break
+            sleep 0.05
+        done
+        [[ -n $port ]] || return 1
+        spawn warren-client "$WARREN_BIN" -L "127.0.0.1:$lp:127.0.0.1:$target" \
+            "http://127.0.0.1:$port" -k "$WARREN_KEY"
+    else
+        alloc_port port
+        alloc_port via # CONNECT is allowed only to this port, where nothing listens
+        printf 'Port %s\nListen 127.0.0.1\nTimeout 600\nMaxClients 4096\nAllow 127.0.0.1\nConnectPort %s\nLogLevel Error\n' \
+            "$port" "$via" >"$WORK/tinyproxy.conf"
+        spawn tinyproxy tinyproxy -d -c "$WORK/tinyproxy.conf"
+        PEER_PIDS+=("$SPAWNED")
+        wait_listen "$port" "$SPAWNED" || return 1
+        spawn warren-client "$WARREN_BIN" -L "127.0.0.1:$lp:127.0.0.1:$target" \
+            "http://127.0.0.1:$RELAY_PORT" --proxy "http://127.0.0.1:$port" -k "$WARREN_KEY"
+    fi
+    PEER_PIDS+=("$SPAWNED")
 }
 
 # stunnel_conf client|server ACCEPT_PORT CONNECT: one foreground stunnel4 service.
@@ -288,7 +335,7 @@ stop_peer() {
 
 peer_log_tail() {
     log_tails 2 haproxy socat ssh ss-server ss-tunnel stunnel-server stunnel-client warren-relay \
-        warren-client sshd
+        warren-client sshd fault-proxy tinyproxy
 }
 
 # warren counts only once a real echo has gone through its -L tunnel.
@@ -389,19 +436,21 @@ measure_connrate() {
     log "  $peer: $out"
 }
 
+# measure_iperf PEER STREAMS [-R]: with -R the target sends (the tunnel's downstream), recorded as
+# thrSTREAMSd.
 measure_iperf() {
-    local peer=$1 streams=$2 json gbps
+    local peer=$1 streams=$2 reverse=${3:-} json gbps
     json=$WORK/iperf.json
     if timeout $((IPERF_SECS + IPERF_OMIT + 20)) iperf3 -c 127.0.0.1 -p "$PEER_PORT" -t "$IPERF_SECS" \
-        -O "$IPERF_OMIT" -P "$streams" --connect-timeout 3000 -J >"$json" 2>>"$WORK/iperf3-client.log"; then
+        -O "$IPERF_OMIT" -P "$streams" ${reverse:+-R} --connect-timeout 3000 -J >"$json" 2>>"$WORK/iperf3-client.log"; then
         gbps=$(jq -r '.end.sum_received.bits_per_second / 1e9' "$json" 2>/dev/null || echo NA)
     else
         gbps=NA
         log "  $peer: iperf3 -P $streams failed: $(jq -r '.error // empty' "$json" 2>/dev/null | head -1)"
         start_iperf # a failed test can leave the server stuck
     fi
-    record "$peer" "thr$streams" "$(awk -v g="$gbps" 'BEGIN { if (g == "NA") print "NA"; else printf "%.2f", g }')"
-    log "  $peer: iperf3 -P $streams: $gbps Gbit/s"
+    record "$peer" "thr$streams${reverse:+d}" "$(awk -v g="$gbps" 'BEGIN { if (g == "NA") print "NA"; else printf "%.2f", g }')"
+    log "  $peer: iperf3 -P $streams $reverse: $gbps Gbit/s"
 }
 
 measure_handshakes() {
@@ -470,22 +519,32 @@ bench_peer() {
         log "  $peer did not start or does not carry traffic; its row is empty this run"
         peer_log_tail
         stop_peer
-        for m in rss p50 p99 p50f p99f cps cfail thr1 thr8 hs; do record "$peer" "$m" NA; done
+        for m in rss p50 p99 p50f p99f cps cfail thr1 thr8 thr1d hs; do record "$peer" "$m" NA; done
         return 0
     fi
-    measure_hold "$peer"
+    local http_path=0
+    [[ $peer == warren-http-* ]] && http_path=1
+    if ((http_path)); then
+        for m in rss cps cfail hs; do record "$peer" "$m" NA; done
+    else
+        measure_hold "$peer"
+    fi
     measure_pingpong "$peer"
-    measure_connrate "$peer"
-    measure_handshakes "$peer"
+    if ((!http_path)); then
+        measure_connrate "$peer"
+        measure_handshakes "$peer"
+    fi
     stop_peer
-    # Phase 2: tunnel to the iperf3 server: throughput.
+    # Phase 2: tunnel to the iperf3 server: throughput (the HTTP carrier's paths: both ways).
     if start_peer "$peer" "$IPERF_PORT"; then
         measure_iperf "$peer" 1
-        measure_iperf "$peer" 8
+        if ((http_path)); then record "$peer" thr8 NA; else measure_iperf "$peer" 8; fi
+        if [[ " ${HTTP_PATHS[*]} " == *" $peer "* ]]; then measure_iperf "$peer" 1 -R; fi
     else
         log "  $peer did not start for iperf3"
         record "$peer" thr1 NA
         record "$peer" thr8 NA
+        record "$peer" thr1d NA
     fi
     stop_peer
 }
@@ -503,6 +562,10 @@ compute_added() {
         fi
     done
     RES[$peer:add${m#p}]=$out
+}
+
+mib() { # mib GBITS: MiB/s, one decimal
+    awk -v g="$1" 'BEGIN { if (g == "NA" || g == "") print "n/a"; else printf "%.1f", g * 1e9 / 8 / 1048576 }'
 }
 
 bar() { # bar VALUE OP LIMIT: PASS/FAIL/n/a
@@ -603,6 +666,19 @@ report() {
         done
     fi
 
+    local http_rows=0
+    for p in "${HTTP_PATHS[@]}"; do selected "$p" && http_rows=1; done
+    if ((http_rows)) && [[ -z $WARREN_REASON ]]; then
+        printf '\n### HTTP carrier\n\n'
+        printf 'One stream each way (iperf3, and iperf3 -R for the target sending), and the p50 latency a 1-byte round trip gains.\n\n'
+        printf '| path | up MiB/s | down MiB/s | added p50 µs | added p50 µs, 2 cores |\n|---|--:|--:|--:|--:|\n'
+        for p in "${HTTP_PATHS[@]}"; do
+            selected "$p" || continue
+            printf '| %s | %s | %s | %s | %s |\n' "${LABEL[$p]}" "$(mib "$(med "$p" thr1)")" \
+                "$(mib "$(med "$p" thr1d)")" "$(fmt "$(med "$p" add50)" 1)" "$(fmt "$(med "$p" add50f)" 1)"
+        done
+    fi
+
     printf '\n### How\n\n'
     printf -- '- Throughput: iperf3 -t %s -O %s, 1 and 8 streams (-P 8), received side.\n' "$IPERF_SECS" "$IPERF_OMIT"
     printf -- '- Latency: wr_loadgen pingpong, one connection, 1 byte each way, back to back for %s s; added = peer − direct in the same run, paired per run. Measured first with the load generator, the tunnel (all its processes and threads) and the echo server pinned to one core, then free-running. A wake-up across cores costs ~50 µs on this VM, so free-running figures flip between modes with scheduler placement; the one-core figure is the tunnel'"'"'s own cost per round trip and is the one the targets use.\n' "$PP_SECS"
@@ -618,7 +694,7 @@ report() {
     printf '| peer | metric | runs |\n|---|---|---|\n'
     for p in $(peer_rows); do
         [[ $p == warren* && -n $WARREN_REASON ]] && continue
-        for m in thr1 thr8 p50 p99 add50 add99 p50f p99f add50f cps cfail rss hs; do
+        for m in thr1 thr8 thr1d p50 p99 add50 add99 p50f p99f add50f cps cfail rss hs; do
             printf '| %s | %s | %s |\n' "${LABEL[$p]}" "$m" "${RES[$p:$m]:-}"
         done
     done

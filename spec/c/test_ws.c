@@ -383,7 +383,7 @@ static void edited(char *out, size_t cap, const char *from, const char *to)
 {
     char req[4096], *at, *eol;
     char key[WR_WS_KEY_LEN + 1] = "dGhlIHNhbXBsZSBub25jZQ==";
-    assert_true(wr_ws_request(req, sizeof req, "relay.example:8080", "/tunnel", key, token,
+    assert_true(wr_ws_request(req, sizeof req, "relay.example:8080", "/tunnel", NULL, key, token,
                               sizeof token - 1) > 0);
     at = strstr(req, from);
     assert_non_null(at);
@@ -400,7 +400,7 @@ static void upgrade_check_takes_a_real_request(void **state)
     (void)state;
     assert_int_equal(0, wr_ws_new_key(key));
     assert_int_equal(WR_WS_KEY_LEN, strlen(key));
-    n = wr_ws_request(req, sizeof req, "relay.example:8080", "/tunnel", key, token,
+    n = wr_ws_request(req, sizeof req, "relay.example:8080", "/tunnel", NULL, key, token,
                       sizeof token - 1);
     assert_int_equal(strlen(req), n);
     assert_non_null(strstr(req, "GET /tunnel HTTP/1.1\r\n"));
@@ -411,7 +411,7 @@ static void upgrade_check_takes_a_real_request(void **state)
     wr_ws_accept_for(key, strlen(key), want);
     assert_string_equal(want, accept);
     /* Too small a buffer is refused, not cut. */
-    assert_int_equal(0, wr_ws_request(req, 100, "h", "/", key, token, sizeof token - 1));
+    assert_int_equal(0, wr_ws_request(req, 100, "h", "/", NULL, key, token, sizeof token - 1));
     /* Fields are matched case-insensitively, and Connection is a list. */
     edited(req, sizeof req, "Connection:", "connection: keep-alive, Upgrade");
     assert_int_equal(0, check_request(req, NULL, NULL, NULL));

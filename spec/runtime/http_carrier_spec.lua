@@ -254,20 +254,15 @@ describe("the HTTP carrier", function()
       assert.is_true(relay:stats().http_requests - before >= total)
     end)
 
-  -- nginx in front, proxying one location to the relay; twice: as it comes, and told to buffer
-  -- answers whatever the relay's X-Accel-Buffering says.
-  local nginx_cases = {
-    { name = "with its default settings", conf = "" },
-    { name = "with proxy_buffering on and X-Accel-Buffering ignored",
-      conf = "proxy_buffering on;\n      proxy_ignore_headers X-Accel-Buffering;" },
-  }
-  for _, case in ipairs(nginx_cases) do
-    it("carries -L byte-exact behind nginx " .. case.name, function()
-      local nginx_bin = "/usr/sbin/nginx"
-      if not uv.fs_stat(nginx_bin) then return pending("nginx is not installed") end
-      local ndir, nginx_port = tmpdir("755"), net.free_port()
-      assert(uv.fs_mkdir(ndir .. "/html", tonumber("755", 8)))
-      write(ndir .. "/nginx.conf", ([[
+  -- nginx in front, proxying /app to the relay, with `extra` in that location and `http_extra` in
+  -- its http block; returns nginx, its port and its directory (access.log: "REQUEST X-Token").
+  -- nil when nginx is not installed.
+  local function nginx_front(extra, http_extra)
+    local nginx_bin = "/usr/sbin/nginx"
+    if not uv.fs_stat(nginx_bin) then return nil end
+    local ndir, nginx_port = tmpdir("755"), net.free_port()
+    assert(uv.fs_mkdir(ndir .. "/html", tonumber("755", 8)))
+    write(ndir .. "/nginx.conf", ([[
 daemon off;
 master_process off;
 worker_processes 1;
@@ -275,12 +270,14 @@ pid DIR/nginx.pid;
 error_log stderr;
 events { worker_connections 1024; }
 http {
-  access_log DIR/access.log;
+  log_format carrier '"$request" $status token=$http_x_token';
+  access_log DIR/access.log carrier;
   client_body_temp_path DIR/tmp;
   proxy_temp_path DIR/tmp;
   fastcgi_temp_path DIR/tmp;
   uwsgi_temp_path DIR/tmp;
   scgi_temp_path DIR/tmp;
+  HTTP_EXTRA
   server {
     listen 127.0.0.1:NGINX_PORT;
     root DIR/html;
@@ -290,9 +287,23 @@ http {
     }
   }
 }
-]]):gsub("DIR", ndir):gsub("NGINX_PORT", nginx_port):gsub("RELAY_PORT", relay_port):gsub("EXTRA", case.conf))
-      local nginx = spawn({ nginx_bin, "-p", ndir, "-e", "stderr", "-c", ndir .. "/nginx.conf" })
-      assert(net.wait_port(nginx_port), "nginx did not start: " .. stderr_of(nginx))
+]]):gsub("DIR", ndir):gsub("NGINX_PORT", nginx_port):gsub("RELAY_PORT", relay_port)
+      :gsub("HTTP_EXTRA", http_extra or ""):gsub("EXTRA", extra))
+    local nginx = spawn({ nginx_bin, "-p", ndir, "-e", "stderr", "-c", ndir .. "/nginx.conf" })
+    assert(net.wait_port(nginx_port), "nginx did not start: " .. stderr_of(nginx))
+    return nginx, nginx_port, ndir
+  end
+
+  -- twice: as it comes, and told to buffer answers whatever the relay's X-Accel-Buffering says.
+  local nginx_cases = {
+    { name = "with its default settings", conf = "" },
+    { name = "with proxy_buffering on and X-Accel-Buffering ignored",
+      conf = "proxy_buffering on;\n      proxy_ignore_headers X-Accel-Buffering;" },
+  }
+  for _, case in ipairs(nginx_cases) do
+    it("carries -L byte-exact behind nginx " .. case.name, function()
+      local nginx, nginx_port, ndir = nginx_front(case.conf)
+      if not nginx then return pending("nginx is not installed") end
       local before = relay:stats()
       local client, lport = forward_client(server_port, { "http://127.0.0.1:" .. nginx_port .. "/app/x", "-k", k,
         "-v" })
@@ -312,6 +323,60 @@ http {
       assert.is_true(after.http_streams > before.http_streams)
     end)
   end
+
+  -- A front that lets through only requests with its token: --header carries it in every request
+  -- of the HTTP carrier and in the WebSocket upgrade; without it the front's 403 is what the
+  -- client reports.
+  it("carries --header in every request, through nginx that refuses requests without it", function()
+    local nginx, nginx_port, ndir = nginx_front([[
+      if ($http_x_token != "abc") { return 403; }
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;]],
+      "map $http_upgrade $connection_upgrade { default upgrade; '' ''; }")
+    if not nginx then return pending("nginx is not installed") end
+    for _, scheme in ipairs({ "http", "ws" }) do
+      local front = scheme .. "://127.0.0.1:" .. nginx_port .. "/app/x"
+      local client, lport = forward_client(server_port, { front, "-k", k, "--header", "X-Token: abc",
+        "--header", "X-Other: 1" })
+      integrity({ { label = "-L " .. scheme .. " with --header", target = "127.0.0.1:" .. lport, streams = 10 } })
+      local c = stop(client)
+      assert.equal(0, c.code, c.stderr)
+      local r = proc.warren({ "-L", "127.0.0.1:0:127.0.0.1:9", front, "-k", k }, { timeout = 15000 })
+      assert.equal(1, r.code)
+      assert.matches("403", r.stderr)
+    end
+    stop(nginx)
+    local access = read(ndir .. "/access.log") or ""
+    local posts, gets, upgrades = 0, 0, 0
+    for request, status, token in access:gmatch('"(%u+ /app/x[^"]*)" (%d+) token=(%S*)') do
+      local ok = status ~= "403"
+      assert.equal(ok and "abc" or "-", token, request .. " " .. status)
+      if ok and request:find("^POST /app/x%?s=") then posts = posts + 1 end
+      if ok and request:find("^GET /app/x%?s=") then gets = gets + 1 end
+      if ok and request:find("^GET /app/x HTTP") then upgrades = upgrades + 1 end
+    end
+    assert.is_true(posts > 0 and gets > 0 and upgrades > 0, access)
+    assert.is_true(count(access, '" 403 token=%-') >= 2, access)
+  end)
+
+  it("refuses --header lines that are malformed or name a field the carrier sets", function()
+    local cases = {
+      { { "--http", "--header", "Host: example.com" }, "Host is the host_header option %(%-%-host%-header%)" },
+      { { "-w", "--header", "Authorization: Bearer x" }, "Authorization carries the WebSocket carrier's handshake" },
+      { { "--http", "--header", "content-length: 5" }, "content%-length frames the carrier's requests" },
+      { { "--http", "--header", "X-A: 1\r\nX-B: 2" }, "no line breaks in a header" },
+      { { "--http", "--header", "no colon here" }, "must be \"Name: value\"" },
+      { { "--header", "X-Token: abc" }, "headers go in the requests of the WebSocket and HTTP carriers" },
+    }
+    for _, case in ipairs(cases) do
+      local args = { "-L", "127.0.0.1:0:127.0.0.1:9", "127.0.0.1:" .. relay_port, "-k", k }
+      for _, a in ipairs(case[1]) do args[#args + 1] = a end
+      local r = proc.warren(args, { timeout = 10000 })
+      assert.is_true(r.code ~= 0, r.stderr)
+      assert.matches(case[2], r.stderr)
+    end
+  end)
 
   local function fault_proxy(mode, seed, record_file)
     return node_server({ "node", fault_js, tostring(relay_port), tostring(seed), mode, record_file },

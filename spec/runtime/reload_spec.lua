@@ -185,6 +185,94 @@ describe("tunnel scripts", function()
     child:wait(5000)
   end)
 
+  -- A connection held open through a tunnel: what it received, and whether it ended.
+  local function live_connection(port)
+    local conn = { got = {}, ended = false, tcp = uv.new_tcp() }
+    assert.is_true(warren.await(function(resolve)
+      conn.tcp:connect("127.0.0.1", port, function(e) resolve(not e) end)
+    end, 5000))
+    conn.tcp:read_start(function(err, data)
+      if data then conn.got[#conn.got + 1] = data else conn.ended = err or true end
+    end)
+    function conn.text() return table.concat(conn.got) end
+    -- Sends text and waits until the echo has it all (the whole conversation so far).
+    function conn.echo(text)
+      local want = conn.text() .. text
+      conn.tcp:write(text)
+      return wait.eventually(function() return conn.text() == want end, 5000)
+    end
+    return conn
+  end
+
+  it("cuts a removed tunnel's live connections after its grace, never a kept one's", function()
+    local keep, web, socks
+    local path = dir .. "/grace.lua"
+    local function script(tunnels, grace)
+      return client_script(relay_port, tunnels):gsub("^return { ", "return { grace = " .. grace .. ", ")
+    end
+    local child, sock = run_script(path, nil, function()
+      keep, web, socks = net.free_port(), net.free_port(), net.free_port()
+      write(path, script(L("keep", keep, echo_port) .. L("web", web, echo_port) .. D("socks", socks), 1))
+    end)
+    local kept, through_web = live_connection(keep), live_connection(web)
+    local through_socks = live_connection(socks)
+    -- SOCKS5: no authentication, then CONNECT 127.0.0.1:echo_port
+    local port_bytes = string.char(math.floor(echo_port / 256), echo_port % 256)
+    through_socks.tcp:write("\5\1\0\5\1\0\1\127\0\0\1" .. port_bytes)
+    assert.is_true(wait.eventually(function() return #through_socks.text() >= 12 end, 5000))
+    assert.equal("\5\0\5\0", through_socks.text():sub(1, 4))
+    through_socks.got = {}
+    assert.is_true(kept.echo("kept before ") and through_web.echo("web before "))
+    assert.is_true(through_socks.echo("socks before "))
+
+    write(path, script(L("keep", keep, echo_port), 1))
+    local t0 = uv.now()
+    local r = reload(sock)
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("0 added, 0 changed, 2 removed, 1 unchanged", r.stdout)
+    assert.is_true(wait.eventually(function() return refused(web) and refused(socks) end, 5000))
+    -- within the grace: the removed tunnels' connections still carry bytes both ways
+    assert.is_true(through_web.echo("web within grace") and through_socks.echo("socks within grace"))
+    assert.is_true(uv.now() - t0 < 1000, "too slow to look within the grace")
+    assert.is_false(through_web.ended or through_socks.ended)
+    -- after it: cut
+    assert.is_true(wait.eventually(function() return through_web.ended and through_socks.ended end, 5000))
+    assert.is_true(uv.now() - t0 >= 900, (uv.now() - t0) .. " ms")
+    assert.equal("web before web within grace", through_web.text())
+    -- the kept tunnel's connection went on through it all, byte for byte
+    assert.is_true(kept.echo("kept after"))
+    assert.equal("kept before kept after", kept.text())
+    assert.is_false(kept.ended)
+
+    -- grace = 0: cut at once
+    write(path, script(L("keep", keep, echo_port) .. L("web", web, echo_port), 0))
+    assert.equal(0, reload(sock).code)
+    through_web = live_connection(web)
+    assert.is_true(through_web.echo("again "))
+    write(path, script(L("keep", keep, echo_port), 0))
+    assert.equal(0, reload(sock).code)
+    assert.is_true(wait.eventually(function() return through_web.ended end, 500))
+    assert.is_true(kept.echo(" still"))
+    assert.is_false(kept.ended)
+
+    for _, bad in ipairs({ "-1", "1/0", "'30'" }) do
+      write(path, script(L("keep", keep, echo_port), bad))
+      r = reload(sock)
+      assert.equal(1, r.code, bad)
+      assert.matches("grace must be a number of seconds, 0 or more", r.stderr)
+    end
+    kept.tcp:close()
+    through_web.tcp:close()
+    through_socks.tcp:close()
+    child:kill()
+    child:wait(5000)
+    local log = select(2, child:output())
+    assert.matches("tunnel web removed: 1 connection may go on for 1 s", log)
+    assert.matches("tunnel web removed: 1 connection cut after 1 s grace", log)
+    assert.matches("tunnel socks removed: 1 connection cut after 1 s grace", log)
+    assert.matches("tunnel web removed: 1 connection cut after 0 s grace", log)
+  end)
+
   it("keeps the running generation when the new script fails, and says why", function()
     local keep, added, good
     local busy = uv.new_tcp()

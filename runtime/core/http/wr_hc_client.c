@@ -56,7 +56,7 @@ typedef struct hc_conn {
 struct hc_client {
     wr_endpoint_t base;
     uv_loop_t *loop;
-    char *host, *tls_name, *path, *host_header, *proxy_host, *proxy_auth, *proxy_auth_b64;
+    char *host, *tls_name, *path, *host_header, *headers, *proxy_host, *proxy_auth, *proxy_auth_b64;
     uint16_t port, proxy_port;
     int proxy_absolute;
     wr_tls_ctx_t *tls;
@@ -212,14 +212,14 @@ static int send_request(hc_conn *k, const char *method, range *body)
     if (strchr(c->path, '?')) query[0] = '&';
     if (c->proxy_absolute && c->proxy_auth_b64)
         snprintf(auth, sizeof auth, "Proxy-Authorization: Basic %s\r\n", c->proxy_auth_b64);
-    b = wr_buf_new(1024 + strlen(c->path) + strlen(c->host_header) * 2 + len);
+    b = wr_buf_new(1024 + strlen(c->path) + strlen(c->host_header) * 2 + strlen(c->headers) + len);
     if (!b) return UV_ENOMEM;
     w = snprintf(b->data, b->size,
-                 "%s %s%s%s%s HTTP/1.1\r\nHost: %s\r\n%s%sCache-Control: no-store\r\n%s\r\n",
+                 "%s %s%s%s%s HTTP/1.1\r\nHost: %s\r\n%s%sCache-Control: no-store\r\n%s%s\r\n",
                  method, c->proxy_absolute ? "http://" : "",
                  c->proxy_absolute ? c->host_header : "", c->path, query, c->host_header,
                  body ? "Content-Type: application/octet-stream\r\n" : "",
-                 body ? "" : "Accept: */*\r\n", auth);
+                 body ? "" : "Accept: */*\r\n", c->headers, auth);
     if (w <= 0 || (size_t)w >= b->size - len) {
         wr_buf_release(b);
         return UV_EINVAL;
@@ -645,6 +645,7 @@ static void timer_closed(uv_handle_t *h)
     free(c->tls_name);
     free(c->path);
     free(c->host_header);
+    free(c->headers);
     free(c->proxy_host);
     free(c->proxy_auth);
     free(c->proxy_auth_b64);
@@ -706,6 +707,7 @@ wr_endpoint_t *wr_hc_client_new(uv_loop_t *loop, const wr_hc_client_config *cfg,
     c->tls_name = cfg->tls_name ? strdup(cfg->tls_name) : NULL;
     c->path = dup_or(cfg->path, "/");
     c->host_header = dup_or(cfg->host_header, hh);
+    c->headers = dup_or(cfg->headers, "");
     c->port = cfg->port;
     if (cfg->proxy_host) {
         c->proxy_host = strdup(cfg->proxy_host);
@@ -725,13 +727,15 @@ wr_endpoint_t *wr_hc_client_new(uv_loop_t *loop, const wr_hc_client_config *cfg,
     c->give_up_ms = cfg->give_up_ms ? cfg->give_up_ms : GIVE_UP_MS_DEFAULT;
     c->streaming = 1;
     c->st.streaming = 1;
-    if (!c->host || !c->path || !c->host_header || (cfg->proxy_host && !c->proxy_host) ||
+    if (!c->host || !c->path || !c->host_header || !c->headers ||
+        (cfg->proxy_host && !c->proxy_host) ||
         (cfg->proxy_auth && (!c->proxy_auth || !c->proxy_auth_b64)) ||
         wr_hc_key(cfg->psk, c->key) != 0 || wr_random(c->sid, sizeof c->sid) != 0) {
         free(c->host);
         free(c->tls_name);
         free(c->path);
         free(c->host_header);
+        free(c->headers);
         free(c->proxy_host);
         free(c->proxy_auth);
         free(c->proxy_auth_b64);

@@ -25,6 +25,7 @@ typedef struct wr_hc_client_config {
     const char *tls_name; /* SNI and the name verified (NULL = host) */
     const char *path;     /* request path (NULL = "/") */
     const char *host_header;
+    const char *headers; /* the user's own header lines ("Name: value\r\n" each), or NULL */
     /* An HTTP proxy, or NULL; "USER:PASS" for Basic. proxy_absolute: it gets the requests in
      * absolute form (a proxy that refuses CONNECT; plain HTTP only); else CONNECT (https). */
     const char *proxy_host;

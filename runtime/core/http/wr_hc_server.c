@@ -3,6 +3,7 @@
 #include "wr_crypto.h"
 #include "wr_handshake.h"
 #include "wr_hc_proto.h"
+#include "wr_hc_reorder.h"
 #include "wr_log.h"
 
 #include <stdio.h>
@@ -40,19 +41,6 @@ struct wr_hc_server {
     wr_hc_server_stats st;
 };
 
-typedef struct segment {
-    struct segment *next;
-    uint64_t off;
-    size_t len;
-    char data[];
-} segment;
-
-typedef struct kept {
-    wr_buf_t *b;
-    const char *base;
-    size_t len;
-} kept;
-
 struct hc_sess {
     wr_endpoint_t base; /* the session's carrier */
     wr_hc_server_t *hs;
@@ -60,13 +48,8 @@ struct hc_sess {
     uint8_t sid[WR_HC_SID_LEN];
     uint8_t nonces[NONCES_KEPT][WR_HC_NONCE_LEN];
     size_t nnonces, nonce_next;
-    uint64_t up_next; /* upstream: the next offset the session gets */
-    segment *ahead;   /* upstream bytes past up_next, by offset */
-    size_t ahead_bytes;
-    kept *down; /* downstream: bytes from down_base to down_end, kept until acknowledged */
-    size_t ndown, down_cap;
-    uint64_t down_base, down_end;
-    uint64_t sent_hi; /* the furthest any answer has carried */
+    wr_hc_upq up;     /* upstream: the session's bytes put in order */
+    wr_hc_downq down; /* downstream: the relay's bytes kept until acknowledged */
     hc_conn *getter;  /* the connection answering a downstream request now */
     uv_timer_t timer; /* reaping */
     uv_idle_t idle;   /* callbacks that must come from the loop (shutdown) */
@@ -160,8 +143,8 @@ static void idle_cb(uv_idle_t *h);
  * session waits. A drain it asked for comes from the loop. */
 static void sync_queued(hc_sess *s)
 {
-    size_t unsent = (size_t)(s->down_end - s->sent_hi);
-    size_t unacked = (size_t)(s->down_end - s->down_base);
+    size_t unsent = (size_t)(s->down.end - s->down.sent_hi);
+    size_t unacked = (size_t)(s->down.end - s->down.base);
     s->base.queued =
         unacked >= s->hs->down_max && unsent < s->base.high_water ? s->base.high_water : unsent;
     if ((s->base.flags & WR_EP_DRAIN_ARMED) && s->base.queued <= s->base.low_water &&
@@ -174,80 +157,22 @@ static void sync_queued(hc_sess *s)
 /* The client showed what arrived: drop it, and let the session write again. */
 static void down_ack(hc_sess *s, uint64_t off)
 {
-    size_t drop = 0;
-    while (drop < s->ndown && s->down_base + s->down[drop].len <= off) {
-        s->down_base += s->down[drop].len;
-        s->base.bytes_written += s->down[drop].len;
-        wr_buf_release(s->down[drop].b);
-        drop++;
-    }
-    if (drop < s->ndown && off > s->down_base) { /* part of a chunk */
-        size_t n = (size_t)(off - s->down_base);
-        s->down[drop].base += n;
-        s->down[drop].len -= n;
-        s->down_base += n;
-        s->base.bytes_written += n;
-    }
-    if (drop) {
-        memmove(s->down, s->down + drop, (s->ndown - drop) * sizeof *s->down);
-        s->ndown -= drop;
-    }
-    if (s->sent_hi < s->down_base) s->sent_hi = s->down_base;
+    s->base.bytes_written += wr_hc_downq_ack(&s->down, off);
     sync_queued(s);
 }
 
-static int deliver_up(hc_sess *s, const char *data, size_t len)
+/* The next upstream bytes in order, for the session; 1 once it is ending. */
+static int deliver_up(void *ctx, const char *data, size_t len)
 {
+    hc_sess *s = ctx;
     wr_buf_t *b = wr_buf_new(len);
     if (!b) return -1;
     memcpy(b->data, data, len);
-    s->up_next += len;
     s->base.bytes_read += len;
     s->hs->st.up_bytes += len;
     if (s->base.cbs->on_read) s->base.cbs->on_read(&s->base, b, b->data, len);
     wr_buf_release(b);
-    return 0;
-}
-
-/* Upstream bytes at off: what is new goes to the session in order, what is ahead waits. 0, or
- * -1 when it would overflow the reorder buffer. */
-static int up_input(hc_sess *s, uint64_t off, const char *data, size_t len)
-{
-    if (off + len <= s->up_next) {
-        s->hs->st.duplicates++;
-        return 0;
-    }
-    if (off > s->up_next) {
-        segment *seg, **p;
-        if (s->ahead_bytes + len > REORDER_MAX || off - s->up_next > REORDER_MAX) return -1;
-        for (p = &s->ahead; *p && (*p)->off < off; p = &(*p)->next)
-            ;
-        if (*p && (*p)->off == off && (*p)->len >= len) return 0; /* had it */
-        seg = malloc(sizeof *seg + len);
-        if (!seg) return -1;
-        seg->off = off;
-        seg->len = len;
-        memcpy(seg->data, data, len);
-        seg->next = *p;
-        *p = seg;
-        s->ahead_bytes += len;
-        return 0;
-    }
-    if (deliver_up(s, data + (s->up_next - off), len - (size_t)(s->up_next - off)) != 0) return -1;
-    /* What waited and now follows on. */
-    while (s->ahead && s->ahead->off <= s->up_next && !(s->base.flags & WR_EP_CLOSING)) {
-        segment *seg = s->ahead;
-        int rc = 0;
-        s->ahead = seg->next;
-        s->ahead_bytes -= seg->len;
-        if (seg->off + seg->len > s->up_next) {
-            size_t skip = (size_t)(s->up_next - seg->off);
-            rc = deliver_up(s, seg->data + skip, seg->len - skip);
-        }
-        free(seg);
-        if (rc) return -1;
-    }
-    return 0;
+    return (s->base.flags & WR_EP_CLOSING) ? 1 : 0;
 }
 
 /* ---- answers ---- */
@@ -311,24 +236,10 @@ static void answer_done(hc_conn *c)
 /* Session bytes from c->sent_to, up to max, as data records into out; returns the bytes used. */
 static size_t fill_records(hc_conn *c, char *out, size_t max)
 {
-    hc_sess *s = c->sess;
-    size_t used = 0;
-    uint64_t at = s->down_base;
-    for (size_t i = 0; i < s->ndown && used + WR_HC_RECORD_HEAD < max; i++) {
-        uint64_t end = at + s->down[i].len;
-        if (end > c->sent_to) {
-            size_t from = (size_t)(c->sent_to - at), n = (size_t)(end - c->sent_to);
-            if (n > max - used - WR_HC_RECORD_HEAD) n = max - used - WR_HC_RECORD_HEAD;
-            wr_hc_record_head((uint8_t *)out + used, WR_HC_RECORD_DATA, n);
-            memcpy(out + used + WR_HC_RECORD_HEAD, s->down[i].base + from, n);
-            used += WR_HC_RECORD_HEAD + n;
-            c->sent_to += n;
-            c->hs->st.down_bytes += n;
-        }
-        at = end;
-    }
-    if (c->sent_to > s->sent_hi) s->sent_hi = c->sent_to;
-    sync_queued(s);
+    uint64_t from = c->sent_to;
+    size_t used = wr_hc_downq_fill(&c->sess->down, &c->sent_to, out, max);
+    c->hs->st.down_bytes += c->sent_to - from;
+    sync_queued(c->sess);
     return used;
 }
 
@@ -337,7 +248,7 @@ static size_t fill_records(hc_conn *c, char *out, size_t max)
 static void stream_send(hc_conn *c)
 {
     hc_sess *s = c->sess;
-    while (c->phase == C_STREAM && s && c->sent_to < s->down_end &&
+    while (c->phase == C_STREAM && s && c->sent_to < s->down.end &&
            !wr_endpoint_over_high_water(c->ep)) {
         wr_buf_t *b = wr_buf_get();
         size_t n;
@@ -347,6 +258,10 @@ static void stream_send(hc_conn *c)
             return;
         }
         n = fill_records(c, b->data + 16, b->size - 32);
+        if (n == 0) { /* an empty chunk would end the answer */
+            wr_buf_release(b);
+            return;
+        }
         hl = snprintf(b->data, 16, "%zx\r\n", n);
         memmove(b->data + hl, b->data + 16, n);
         memcpy(b->data + hl + n, "\r\n", 2);
@@ -427,7 +342,7 @@ static void end_answer(hc_conn *c)
 
 static void start_down(hc_conn *c, hc_sess *s)
 {
-    if (c->rq.offset < s->down_base || c->rq.offset > s->down_end) {
+    if (!wr_hc_downq_covers(&s->down, c->rq.offset)) {
         answer_head(c, "409 Conflict", "Content-Length: 0\r\n", 0);
         c->keep_alive = 0;
         answer_done(c);
@@ -442,7 +357,7 @@ static void start_down(hc_conn *c, hc_sess *s)
     if (c->rq.kind == WR_HC_POLL) {
         c->hs->st.polls++;
         c->phase = C_POLL;
-        if (c->sent_to < s->down_end)
+        if (c->sent_to < s->down.end)
             poll_answer(c);
         else
             uv_timer_start(&c->timer, keepalive_cb, c->hs->poll_max_ms, 0);
@@ -481,18 +396,7 @@ static int se_write(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len
     hc_sess *s = (hc_sess *)ep;
     if (ep->flags & (WR_EP_CLOSING | WR_EP_SHUT)) return UV_EPIPE;
     if (!len) return 0;
-    if (s->ndown == s->down_cap) {
-        size_t cap = s->down_cap ? s->down_cap * 2 : 16;
-        void *p = realloc(s->down, cap * sizeof *s->down);
-        if (!p) return UV_ENOMEM;
-        s->down = p;
-        s->down_cap = cap;
-    }
-    s->down[s->ndown].b = wr_buf_retain(b);
-    s->down[s->ndown].base = base;
-    s->down[s->ndown].len = len;
-    s->ndown++;
-    s->down_end += len;
+    if (wr_hc_downq_push(&s->down, b, base, len) != 0) return UV_ENOMEM;
     sync_queued(s);
     if (ep->queued >= ep->high_water) ep->flags |= WR_EP_DRAIN_ARMED;
     if (s->getter && s->getter->phase == C_STREAM) {
@@ -500,7 +404,7 @@ static int se_write(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len
     } else if (s->getter && s->getter->phase == C_POLL) {
         /* Answer a poll at once with plenty; with a little, wait a moment for more. */
         hc_conn *g = s->getter;
-        if (s->down_end - g->sent_to >= POLL_BODY_MAX / 4) {
+        if (s->down.end - g->sent_to >= POLL_BODY_MAX / 4) {
             poll_answer(g);
         } else if (!g->poll_soon) {
             g->poll_soon = 1;
@@ -541,14 +445,8 @@ static void sess_handle_closed(uv_handle_t *h)
     hc_sess *s = h->data;
     wr_hc_server_t *hs = s->hs;
     if (--s->closes_left > 0) return;
-    while (s->ahead) {
-        segment *seg = s->ahead;
-        s->ahead = seg->next;
-        free(seg);
-    }
-    for (size_t i = 0; i < s->ndown; i++)
-        wr_buf_release(s->down[i].b);
-    free(s->down);
+    wr_hc_upq_free(&s->up);
+    wr_hc_downq_free(&s->down);
     if (s->base.cbs->on_closed) s->base.cbs->on_closed(&s->base);
     free(s);
     hs->live--;
@@ -604,6 +502,7 @@ static hc_sess *sess_new(wr_hc_server_t *hs, const uint8_t sid[WR_HC_SID_LEN])
     s->base.keepalive_min_ms = WR_HC_KEEPALIVE_MS * 3 / 2;
     s->hs = hs;
     memcpy(s->sid, sid, WR_HC_SID_LEN);
+    wr_hc_upq_init(&s->up, REORDER_MAX);
     s->closes_left = 2;
     uv_timer_init(hs->loop, &s->timer);
     uv_idle_init(hs->loop, &s->idle);
@@ -656,10 +555,13 @@ static void conn_consume(hc_conn *c, size_t n)
 
 static void up_done(hc_conn *c, hc_sess *s, const char *body)
 {
-    if (up_input(s, c->rq.offset, body, c->body_len) != 0)
+    int rc = wr_hc_upq_input(&s->up, c->rq.offset, body, c->body_len, deliver_up, s);
+    if (rc < 0) {
         answer_head(c, "503 Service Unavailable", "Content-Length: 0\r\n", 0);
-    else
-        answer_head(c, "200 OK", "Content-Length: 0\r\n", 1);
+        return;
+    }
+    if (rc == 1) c->hs->st.duplicates++;
+    answer_head(c, "200 OK", "Content-Length: 0\r\n", 1);
 }
 
 /* An upstream request is whole (head and body). */
@@ -693,7 +595,7 @@ static void handle_up(hc_conn *c)
         return;
     }
     nonce_add(s, c->rq.nonce);
-    s->up_next = c->body_len; /* msg1, which the checked session does not read again */
+    s->up.next = c->body_len; /* msg1, which the checked session does not read again */
     if (wr_server_take_checked(hs->server, &s->base, (struct sockaddr *)&c->peer, &checked) != 0) {
         conn_close(c, WR_CLOSE_RESET);
         return;

@@ -34,7 +34,7 @@ typedef struct ws_ep {
     const char *park_base;
     size_t park_len;
     /* client */
-    char *host, *path;
+    char *host, *path, *extra;
     char key[WR_WS_KEY_LEN + 1];
     char *resp; /* the relay's answer so far */
     size_t resp_len;
@@ -288,6 +288,7 @@ static void maybe_free(ws_ep *w)
     free(w->resp);
     free(w->host);
     free(w->path);
+    free(w->extra);
     if (w->base.cbs->on_closed) w->base.cbs->on_closed(&w->base);
     free(w);
 }
@@ -350,11 +351,11 @@ static int ws_read_stop(wr_endpoint_t *ep)
 
 static int send_request(ws_ep *w, const char *msg1, size_t len)
 {
-    size_t cap = 4096 + strlen(w->host) + strlen(w->path), n;
+    size_t cap = 4096 + strlen(w->host) + strlen(w->path) + strlen(w->extra), n;
     wr_buf_t *o = wr_buf_new(cap);
     int rc;
     if (!o) return UV_ENOMEM;
-    n = wr_ws_request(o->data, cap, w->host, w->path, w->key, (const uint8_t *)msg1, len);
+    n = wr_ws_request(o->data, cap, w->host, w->path, w->extra, w->key, (const uint8_t *)msg1, len);
     if (n == 0) {
         wr_buf_release(o);
         return UV_EINVAL;
@@ -465,18 +466,21 @@ static ws_ep *ws_new(uv_loop_t *loop, wr_endpoint_t *inner, int is_client)
 }
 
 wr_endpoint_t *wr_ws_client_new(uv_loop_t *loop, wr_endpoint_t *inner, const char *host,
-                                const char *path)
+                                const char *path, const char *extra)
 {
     char *h = strdup(host), *p = strdup(path && *path ? path : "/");
+    char *x = strdup(extra ? extra : "");
     char key[WR_WS_KEY_LEN + 1];
     ws_ep *w;
-    if (!h || !p || wr_ws_new_key(key) != 0 || !(w = ws_new(loop, inner, 1))) {
+    if (!h || !p || !x || wr_ws_new_key(key) != 0 || !(w = ws_new(loop, inner, 1))) {
         free(h);
         free(p);
+        free(x);
         return NULL;
     }
     w->host = h;
     w->path = p;
+    w->extra = x;
     memcpy(w->key, key, sizeof key);
     w->state = WS_REQUEST;
     return &w->base;

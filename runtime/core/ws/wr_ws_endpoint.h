@@ -21,9 +21,10 @@
 #define WR_WS_HEADROOM 16 /* at least WR_WS_HEADER_MAX */
 
 /* Takes inner (connected, not reading, callbacks unset). host is the Host field, path the
- * request target; both copied. NULL when out of memory (inner is then still the caller's). */
+ * request target, extra the user's header lines for the upgrade (see wr_ws_request) or NULL; all
+ * copied. NULL when out of memory (inner is then still the caller's). */
 wr_endpoint_t *wr_ws_client_new(uv_loop_t *loop, wr_endpoint_t *inner, const char *host,
-                                const char *path);
+                                const char *path, const char *extra);
 /* Takes inner (not reading, callbacks unset), the 101 already queued on it. NULL when out of
  * memory (inner is then still the caller's). */
 wr_endpoint_t *wr_ws_server_new(uv_loop_t *loop, wr_endpoint_t *inner);

@@ -11,8 +11,8 @@
 
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"; /* RFC 6455 section 1.3 */
 
-size_t wr_ws_request(char *out, size_t cap, const char *host, const char *path, const char *key,
-                     const uint8_t *token, size_t len)
+size_t wr_ws_request(char *out, size_t cap, const char *host, const char *path, const char *extra,
+                     const char *key, const uint8_t *token, size_t len)
 {
     char b64[WR_WS_TOKEN_MAX * 4 / 3 + 8];
     size_t b64_len = 0;
@@ -28,8 +28,9 @@ size_t wr_ws_request(char *out, size_t cap, const char *host, const char *path, 
                  "Sec-WebSocket-Key: %s\r\n"
                  "Sec-WebSocket-Version: 13\r\n"
                  "Authorization: Bearer %s\r\n"
+                 "%s"
                  "\r\n",
-                 path, host, key, b64);
+                 path, host, key, b64, extra ? extra : "");
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 

@@ -19,10 +19,11 @@
 #define WR_WS_RESPONSE_MAX 16384 /* a 101 answer's head longer than this is refused */
 
 /* The request into out (NUL-terminated). host is the Host field (host[:port]), path the request
- * target (starts with '/'), key a fresh WR_WS_KEY_LEN-character key. token[0..len) goes out as
- * base64. Returns the length, or 0 when out is too small. */
-size_t wr_ws_request(char *out, size_t cap, const char *host, const char *path, const char *key,
-                     const uint8_t *token, size_t len);
+ * target (starts with '/'), extra the user's own header lines ("Name: value\r\n" each, checked by
+ * the caller) or NULL, key a fresh WR_WS_KEY_LEN-character key. token[0..len) goes out as base64.
+ * Returns the length, or 0 when out is too small. */
+size_t wr_ws_request(char *out, size_t cap, const char *host, const char *path, const char *extra,
+                     const char *key, const uint8_t *token, size_t len);
 
 /* A fresh Sec-WebSocket-Key (NUL-terminated). 0 or a negative code (no randomness). */
 int wr_ws_new_key(char key[WR_WS_KEY_LEN + 1]);
