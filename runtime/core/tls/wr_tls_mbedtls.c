@@ -1,31 +1,58 @@
+/* The TLS carrier on mbedTLS 2.28: the backend when the build has no libssl. TLS 1.2 only (2.28
+ * has no TLS 1.3 worth using). The endpoint machinery mirrors wr_tls_openssl.c: mbedTLS reads
+ * ciphertext from held bytes and the inner chunk being delivered, and writes its records into
+ * one 64 KiB chunk for the inner endpoint, flushed from the loop. */
 #include "wr_tls_endpoint.h"
 
+#ifndef WR_HAVE_LIBSSL
+#include <arpa/inet.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef WR_HAVE_LIBSSL
-#include <arpa/inet.h>
-#include <pthread.h>
-#include <stdio.h>
+#include <mbedtls/asn1.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ciphersuites.h>
+#include <mbedtls/version.h>
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
+/* TLS 1.2 suites: forward secrecy and AEAD only, in the OpenSSL backend's order, with the names
+ * OpenSSL gives them (what wr_tls_endpoint_info reports, whatever the backend). */
+static const struct {
+    int id;
+    const char *name;
+} suites[] = {
+    {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "ECDHE-ECDSA-AES128-GCM-SHA256"},
+    {MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, "ECDHE-RSA-AES128-GCM-SHA256"},
+    {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, "ECDHE-ECDSA-AES256-GCM-SHA384"},
+    {MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, "ECDHE-RSA-AES256-GCM-SHA384"},
+    {MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, "ECDHE-ECDSA-CHACHA20-POLY1305"},
+    {MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, "ECDHE-RSA-CHACHA20-POLY1305"},
+};
+#define N_SUITES (sizeof(suites) / sizeof(suites[0]))
+static const int suite_ids[] = {
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    0,
+};
 
-/* TLS 1.2 suites: forward secrecy and AEAD only (TLS 1.3 has nothing else). */
-#define TLS12_CIPHERS                                                                              \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+#define SYSTEM_CA_DIR  "/etc/ssl/certs"
 
 struct wr_tls_ctx {
-    SSL_CTX *ssl;
+    mbedtls_ssl_config conf;
+    mbedtls_x509_crt certs; /* server: its chain; client: the CAs it trusts */
+    mbedtls_pk_context key; /* server only */
     unsigned refs;
     int is_server;
     int pinned;
     uint8_t pin[WR_TLS_FP_DIGEST_LEN];
-    unsigned char *alpn; /* wire format: length-prefixed names */
-    unsigned alpn_len;
+    const char **alpn; /* NULL-terminated, pointing into alpn_names */
+    char *alpn_names;
     char fingerprint[WR_TLS_FP_TEXT_LEN];
 };
 
@@ -37,7 +64,10 @@ enum {
     ST_NOTIFY_SENT = 1u << 4, /* close_notify written and inner shut down */
     ST_ERR_PENDING = 1u << 5, /* a failure waits for the tick to be reported */
     ST_PIN_MISMATCH = 1u << 6,
-    ST_NO_HOST = 1u << 7, /* a client verifying against CAs was given no name to check */
+    ST_NO_HOST = 1u << 7,     /* a client verifying against CAs was given no name to check */
+    ST_PEER_CLOSED = 1u << 8, /* the peer's close_notify came (mbedTLS says so only once) */
+    ST_VERIFY_SEEN = 1u << 9,
+    ST_TOP_SELF = 1u << 10, /* the top of the chain the peer sent is self-signed */
 };
 
 /* Plaintext accepted by write() and not yet encrypted (before the handshake, or while the inner
@@ -53,25 +83,28 @@ typedef struct tls_ep {
     wr_endpoint_t base;
     wr_endpoint_t *inner;
     wr_tls_ctx_t *ctx;
-    SSL *ssl;
+    mbedtls_ssl_context ssl;
     uv_idle_t tick; /* flushes records, reports failures, resumes reading: never inside an op */
     wr_tls_handshake_cb on_handshake;
     void *hs_data;
     unsigned state;
     int pending_err;
     int closes; /* inner endpoint and tick handle still open */
-    /* Ciphertext for OpenSSL to read: held bytes first, then the inner chunk being delivered. */
+    /* Ciphertext for mbedTLS to read: held bytes first, then the inner chunk being delivered. */
     wr_buf_t *held;
     const char *held_base;
     size_t held_len;
     const char *cur_base;
     size_t cur_len;
-    /* Records OpenSSL wrote, gathered into one chunk for the inner endpoint. */
+    /* Records mbedTLS wrote, gathered into one chunk for the inner endpoint. */
     wr_buf_t *out;
     size_t out_len;
     pending_write *wq_head, **wq_tail;
     char *err;
+    uint32_t verify_flags; /* what certificate verification found, every depth */
+    int top_depth;
     char host[256]; /* client: the name sent as SNI and verified */
+    char sni[256];  /* server: the name the client asked for */
     char peer_fp[WR_TLS_FP_TEXT_LEN];
 } tls_ep_t;
 
@@ -79,19 +112,23 @@ static const wr_endpoint_cbs_t no_cbs;
 static const wr_endpoint_ops_t tls_ops;
 
 static void schedule(tls_ep_t *t);
-
-/* ---- the BIO between OpenSSL and the inner endpoint ---- */
-
 static void flush_out(tls_ep_t *t);
 
-static int bio_write_ex(BIO *bio, const char *data, size_t len, size_t *written)
+static tls_ep_t *ep_of(mbedtls_ssl_context *ssl)
 {
-    tls_ep_t *t = BIO_get_data(bio);
+    return (tls_ep_t *)(void *)((char *)ssl - offsetof(tls_ep_t, ssl));
+}
+
+/* ---- the I/O callbacks between mbedTLS and the inner endpoint ---- */
+
+static int io_send(void *arg, const unsigned char *data, size_t len)
+{
+    tls_ep_t *t = arg;
     size_t left = len;
     while (left > 0) {
         if (t->out == NULL) {
             t->out = wr_buf_get();
-            if (t->out == NULL) return 0;
+            if (t->out == NULL) return MBEDTLS_ERR_SSL_ALLOC_FAILED;
             t->out_len = 0;
         }
         size_t n = t->out->size - t->out_len;
@@ -103,11 +140,10 @@ static int bio_write_ex(BIO *bio, const char *data, size_t len, size_t *written)
         if (t->out_len == t->out->size) flush_out(t);
     }
     if (t->out_len > 0) schedule(t);
-    *written = len;
-    return 1;
+    return (int)len;
 }
 
-static size_t take(char **dst, size_t *want, const char **src, size_t *have)
+static size_t take(unsigned char **dst, size_t *want, const char **src, size_t *have)
 {
     size_t n = *want < *have ? *want : *have;
     memcpy(*dst, *src, n);
@@ -118,11 +154,10 @@ static size_t take(char **dst, size_t *want, const char **src, size_t *have)
     return n;
 }
 
-static int bio_read_ex(BIO *bio, char *buf, size_t len, size_t *readbytes)
+static int io_recv(void *arg, unsigned char *buf, size_t len)
 {
-    tls_ep_t *t = BIO_get_data(bio);
+    tls_ep_t *t = arg;
     size_t n = 0;
-    BIO_clear_retry_flags(bio);
     if (t->held_len > 0) {
         n += take(&buf, &len, &t->held_base, &t->held_len);
         if (t->held_len == 0) {
@@ -131,139 +166,90 @@ static int bio_read_ex(BIO *bio, char *buf, size_t len, size_t *readbytes)
         }
     }
     if (len > 0 && t->cur_len > 0) n += take(&buf, &len, &t->cur_base, &t->cur_len);
-    *readbytes = n;
-    if (n > 0) return 1;
-    BIO_set_retry_read(bio);
-    return 0;
-}
-
-static long bio_ctrl(BIO *bio, int cmd, long num, void *ptr)
-{
-    return cmd == BIO_CTRL_FLUSH;
-}
-
-static int bio_create(BIO *bio)
-{
-    BIO_set_init(bio, 1);
-    return 1;
-}
-
-/* One method for the process: BIO type indexes are few (BIO_get_new_index stops at 255). */
-static BIO_METHOD *bio_method;
-static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
-
-static void bio_method_init(void)
-{
-    BIO_METHOD *m = BIO_meth_new(BIO_TYPE_SOURCE_SINK, "warren endpoint");
-    if (m == NULL || !BIO_meth_set_write_ex(m, bio_write_ex) ||
-        !BIO_meth_set_read_ex(m, bio_read_ex) || !BIO_meth_set_ctrl(m, bio_ctrl) ||
-        !BIO_meth_set_create(m, bio_create)) {
-        BIO_meth_free(m);
-        return;
-    }
-    bio_method = m;
+    return n > 0 ? (int)n : MBEDTLS_ERR_SSL_WANT_READ;
 }
 
 /* ---- context ---- */
 
-/* "h2,http/1.1" to ALPN's wire format. */
-static int alpn_wire(const char *list, unsigned char **out, unsigned *out_len)
+/* "h2,http/1.1" to the NULL-terminated list mbedTLS takes. */
+static int alpn_list(wr_tls_ctx_t *c, const char *list)
 {
-    size_t len = strlen(list);
-    unsigned char *w = malloc(len + 1);
-    size_t n = 0;
-    if (w == NULL || len == 0 || len > 1024) goto bad;
-    for (const char *p = list;;) {
-        const char *end = strchr(p, ',');
-        size_t l = end ? (size_t)(end - p) : strlen(p);
-        if (l == 0 || l > 255) goto bad;
-        w[n++] = (unsigned char)l;
-        memcpy(w + n, p, l);
-        n += l;
-        if (end == NULL) break;
-        p = end + 1;
+    size_t len = strlen(list), count = 1;
+    if (len == 0 || len > 1024) return -1;
+    for (const char *p = list; *p; p++)
+        count += *p == ',';
+    c->alpn_names = strdup(list);
+    c->alpn = calloc(count + 1, sizeof(*c->alpn));
+    if (c->alpn_names == NULL || c->alpn == NULL) return -1;
+    char *p = c->alpn_names;
+    for (size_t i = 0; i < count; i++) {
+        char *end = strchr(p, ',');
+        if (end) *end = '\0';
+        size_t l = strlen(p);
+        if (l == 0 || l > 255) return -1;
+        c->alpn[i] = p;
+        p = end ? end + 1 : p + l;
     }
-    *out = w;
-    *out_len = (unsigned)n;
-    return 0;
-bad:
-    free(w);
-    return -1;
-}
-
-static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                       const unsigned char *in, unsigned inlen, void *arg)
-{
-    wr_tls_ctx_t *c = arg;
-    unsigned char *sel;
-    /* The server's order wins. No common protocol is not fatal: the carrier works without. */
-    if (SSL_select_next_proto(&sel, outlen, c->alpn, c->alpn_len, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_NOACK;
-    *out = sel;
-    return SSL_TLSEXT_ERR_OK;
-}
-
-static void fp_of(X509 *cert, char out[WR_TLS_FP_TEXT_LEN])
-{
-    uint8_t d[WR_TLS_FP_DIGEST_LEN];
-    if (cert && wr_tls_cert_digest(cert, d) == 0)
-        wr_tls_fp_format(d, out);
-    else
-        out[0] = '\0';
-}
-
-/* Replaces chain verification when a pin is set: only the leaf's digest counts. */
-static int pin_verify(X509_STORE_CTX *xs, void *arg)
-{
-    wr_tls_ctx_t *c = arg;
-    SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
-    tls_ep_t *t = SSL_get_app_data(ssl);
-    X509 *leaf = X509_STORE_CTX_get0_cert(xs);
-    uint8_t d[WR_TLS_FP_DIGEST_LEN];
-    if (leaf == NULL || wr_tls_cert_digest(leaf, d) != 0) return 0;
-    wr_tls_fp_format(d, t->peer_fp);
-    if (memcmp(d, c->pin, sizeof(d)) == 0) return 1;
-    t->state |= ST_PIN_MISMATCH;
-    X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_REJECTED);
     return 0;
 }
 
-static wr_tls_ctx_t *ctx_new(int is_server, const char *alpn, const char *suites, char **err)
+/* The name the client asked for, kept for wr_tls_endpoint_info; any name is served. */
+static int sni_seen(void *arg, mbedtls_ssl_context *ssl, const unsigned char *name, size_t len)
 {
+    tls_ep_t *t = ep_of(ssl);
+    if (len < sizeof(t->sni) && memchr(name, '\0', len) == NULL) {
+        memcpy(t->sni, name, len);
+        t->sni[len] = '\0';
+    }
+    return 0;
+}
+
+static void fp_of(const mbedtls_x509_crt *cert, char out[WR_TLS_FP_TEXT_LEN])
+{
+    uint8_t d[WR_TLS_FP_DIGEST_LEN];
+    wr_tls_cert_digest(cert, d);
+    wr_tls_fp_format(d, out);
+}
+
+static wr_tls_ctx_t *ctx_new(int is_server, const char *alpn, const char *tls13, char **err)
+{
+    char why[160];
     wr_tls_ctx_t *c = calloc(1, sizeof(*c));
-    ERR_clear_error();
     if (c == NULL) {
         *err = wr_tls__errf("out of memory");
         return NULL;
     }
     c->refs = 1;
     c->is_server = is_server;
-    c->ssl = SSL_CTX_new(is_server ? TLS_server_method() : TLS_client_method());
-    pthread_once(&bio_once, bio_method_init);
-    if (c->ssl == NULL || bio_method == NULL ||
-        !SSL_CTX_set_min_proto_version(c->ssl, TLS1_2_VERSION) ||
-        !SSL_CTX_set_cipher_list(c->ssl, TLS12_CIPHERS)) {
-        *err = wr_tls__errf("cannot set up TLS: %s", wr_tls__ssl_reason());
+    mbedtls_ssl_config_init(&c->conf);
+    mbedtls_x509_crt_init(&c->certs);
+    mbedtls_pk_init(&c->key);
+    if (tls13) {
+        *err = wr_tls__errf("TLS 1.3 suites need OpenSSL's libssl; this build's TLS is %s",
+                            wr_tls_backend());
         goto fail;
     }
-    if (suites && !SSL_CTX_set_ciphersuites(c->ssl, suites)) {
-        *err = wr_tls__errf("no usable TLS 1.3 suite in \"%s\"", suites);
+    int rc = mbedtls_ssl_config_defaults(&c->conf,
+                                         is_server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+                                         MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+    if (rc != 0) {
+        *err = wr_tls__errf("cannot set up TLS: %s", wr_tls__mbedtls_reason(rc, why, sizeof(why)));
         goto fail;
     }
-    if (alpn && alpn_wire(alpn, &c->alpn, &c->alpn_len) != 0) {
+    if (alpn && (alpn_list(c, alpn) != 0 || mbedtls_ssl_conf_alpn_protocols(&c->conf, c->alpn))) {
         *err = wr_tls__errf("bad ALPN list \"%s\": comma-separated names of 1 to 255 bytes", alpn);
         goto fail;
     }
-    /* No resumption: clients keep no sessions, so tickets would only cost bytes. */
-    SSL_CTX_set_options(c->ssl, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET | SSL_OP_NO_COMPRESSION);
-    SSL_CTX_set_session_cache_mode(c->ssl, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_num_tickets(c->ssl, 0);
-    /* Lets OpenSSL take whole chunks from the BIO instead of a header and a body per record. */
-    SSL_CTX_set_read_ahead(c->ssl, 1);
-    /* An idle connection then holds no record buffers (about 34 KiB otherwise); what it costs is
-     * a malloc per record batch, small beside the AEAD of 16 KiB records. */
-    SSL_CTX_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+    mbedtls_ssl_conf_rng(&c->conf, wr_tls__random, NULL);
+    mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_max_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_ciphersuites(&c->conf, suite_ids);
+    /* No renegotiation, no resumption: a server without a cache or ticket keys resumes nothing,
+     * and clients keep no sessions, so tickets would only cost bytes. */
+    mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+    mbedtls_ssl_conf_session_tickets(&c->conf, MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
     return c;
 fail:
     wr_tls_ctx_free(c);
@@ -272,81 +258,99 @@ fail:
 
 wr_tls_ctx_t *wr_tls_ctx_new_server(const wr_tls_server_opts *o, char **err)
 {
+    char why[160];
+    int rc;
     wr_tls_ctx_t *c = ctx_new(1, o->alpn, o->tls13_suites, err);
     if (c == NULL) return NULL;
-    if (c->alpn) SSL_CTX_set_alpn_select_cb(c->ssl, alpn_select, c);
+    mbedtls_ssl_conf_sni(&c->conf, sni_seen, NULL);
     if (o->cert_file || o->key_file) {
         if (o->cert_file == NULL || o->key_file == NULL) {
             *err = wr_tls__errf("a certificate needs its key: give both --cert and --cert-key");
             goto fail;
         }
-        if (SSL_CTX_use_certificate_chain_file(c->ssl, o->cert_file) != 1) {
+        rc = mbedtls_x509_crt_parse_file(&c->certs, o->cert_file);
+        if (rc != 0) {
             *err = wr_tls__errf("cannot load the certificate %s: %s", o->cert_file,
-                                wr_tls__ssl_reason());
+                                rc > 0 ? "a certificate does not parse"
+                                       : wr_tls__mbedtls_reason(rc, why, sizeof(why)));
             goto fail;
         }
-        if (SSL_CTX_use_PrivateKey_file(c->ssl, o->key_file, SSL_FILETYPE_PEM) != 1 ||
-            SSL_CTX_check_private_key(c->ssl) != 1) {
+        if ((rc = mbedtls_pk_parse_keyfile(&c->key, o->key_file, NULL)) != 0 ||
+            (rc = mbedtls_pk_check_pair(&c->certs.pk, &c->key)) != 0) {
             *err = wr_tls__errf("cannot use the key %s with %s: %s", o->key_file, o->cert_file,
-                                wr_tls__ssl_reason());
+                                wr_tls__mbedtls_reason(rc, why, sizeof(why)));
             goto fail;
         }
     } else if (o->self_signed_file) {
-        X509 *x;
-        EVP_PKEY *k;
         const char *name = o->self_signed_name ? o->self_signed_name : "localhost";
-        if (wr_tls_cert_load_or_make(o->self_signed_file, name, &x, &k, err) != 0) goto fail;
-        int ok = SSL_CTX_use_certificate(c->ssl, x) == 1 && SSL_CTX_use_PrivateKey(c->ssl, k) == 1;
-        X509_free(x);
-        EVP_PKEY_free(k);
-        if (!ok) {
-            *err = wr_tls__errf("cannot use the certificate in %s: %s", o->self_signed_file,
-                                wr_tls__ssl_reason());
+        if (wr_tls_cert_load_or_make(o->self_signed_file, name, &c->certs, &c->key, err) != 0)
             goto fail;
-        }
     } else {
         *err = wr_tls__errf("a TLS server needs --cert and --cert-key, or a file to keep a "
                             "self-signed certificate in");
         goto fail;
     }
-    fp_of(SSL_CTX_get0_certificate(c->ssl), c->fingerprint);
+    if ((rc = mbedtls_ssl_conf_own_cert(&c->conf, &c->certs, &c->key)) != 0) {
+        *err = wr_tls__errf("cannot use the certificate: %s",
+                            wr_tls__mbedtls_reason(rc, why, sizeof(why)));
+        goto fail;
+    }
+    fp_of(&c->certs, c->fingerprint);
     return c;
 fail:
     wr_tls_ctx_free(c);
     return NULL;
 }
 
+/* The system's CAs where OpenSSL looks for them: $SSL_CERT_FILE, else Debian's bundle, else the
+ * directory. 0, or an mbedTLS error (a positive count: certificates that did not parse). */
+static int load_system_cas(mbedtls_x509_crt *certs)
+{
+    const char *file = getenv("SSL_CERT_FILE");
+    int rc = mbedtls_x509_crt_parse_file(certs, file && *file ? file : SYSTEM_CA_FILE);
+    if (rc < 0 && !(file && *file)) rc = mbedtls_x509_crt_parse_path(certs, SYSTEM_CA_DIR);
+    /* A bundle holds certificates mbedTLS cannot read; the others still count. */
+    return rc > 0 && certs->version != 0 ? 0 : rc;
+}
+
 wr_tls_ctx_t *wr_tls_ctx_new_client(const wr_tls_client_opts *o, char **err)
 {
     const char *why;
+    char reason[160];
+    int rc;
     if (o->pin && o->ca_file) {
         *err = wr_tls__errf("give --ca or --pin, not both: a pin replaces CA verification");
         return NULL;
     }
     wr_tls_ctx_t *c = ctx_new(0, o->alpn, o->tls13_suites, err);
     if (c == NULL) return NULL;
-    if (c->alpn && SSL_CTX_set_alpn_protos(c->ssl, c->alpn, c->alpn_len) != 0) {
-        *err = wr_tls__errf("cannot set ALPN: %s", wr_tls__ssl_reason());
-        goto fail;
-    }
-    SSL_CTX_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
     if (o->pin) {
         if (wr_tls_pin_parse(o->pin, c->pin, &why) != 0) {
             *err = wr_tls__errf("bad pin \"%s\": %s", o->pin, why);
             goto fail;
         }
         c->pinned = 1;
-        SSL_CTX_set_cert_verify_callback(c->ssl, pin_verify, c);
-    } else if (o->ca_file) {
-        if (SSL_CTX_load_verify_locations(c->ssl, o->ca_file, NULL) != 1) {
+        /* The chain is not checked (the verify callback compares the leaf with the pin and
+         * aborts the handshake on a mismatch), so whatever signed it is fine. */
+        mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_OPTIONAL);
+        return c;
+    }
+    if (o->ca_file) {
+        rc = mbedtls_x509_crt_parse_file(&c->certs, o->ca_file);
+        if (rc != 0) {
             *err = wr_tls__errf("cannot load CA certificates from %s: %s", o->ca_file,
-                                wr_tls__ssl_reason());
+                                rc > 0 ? "a certificate does not parse"
+                                       : wr_tls__mbedtls_reason(rc, reason, sizeof(reason)));
             goto fail;
         }
-    } else if (SSL_CTX_set_default_verify_paths(c->ssl) != 1) {
-        *err = wr_tls__errf("cannot load the system's CA certificates: %s", wr_tls__ssl_reason());
+    } else if ((rc = load_system_cas(&c->certs)) != 0) {
+        *err = wr_tls__errf("cannot load the system's CA certificates: %s",
+                            rc > 0 ? "none parses"
+                                   : wr_tls__mbedtls_reason(rc, reason, sizeof(reason)));
         goto fail;
     }
+    mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_ca_chain(&c->conf, &c->certs, NULL);
     return c;
 fail:
     wr_tls_ctx_free(c);
@@ -362,14 +366,102 @@ wr_tls_ctx_t *wr_tls_ctx_ref(wr_tls_ctx_t *c)
 void wr_tls_ctx_free(wr_tls_ctx_t *c)
 {
     if (c == NULL || --c->refs > 0) return;
-    SSL_CTX_free(c->ssl);
+    mbedtls_ssl_config_free(&c->conf);
+    mbedtls_x509_crt_free(&c->certs);
+    mbedtls_pk_free(&c->key);
     free(c->alpn);
+    free(c->alpn_names);
     free(c);
 }
 
 const char *wr_tls_ctx_fingerprint(const wr_tls_ctx_t *c)
 {
     return c->is_server ? c->fingerprint : NULL;
+}
+
+/* ---- certificate verification (client) ---- */
+
+static int is_ip_literal(const char *s, unsigned char out[16], size_t *len)
+{
+    if (inet_pton(AF_INET, s, out) == 1) {
+        *len = 4;
+        return 1;
+    }
+    if (inet_pton(AF_INET6, s, out) == 1) {
+        *len = 16;
+        return 1;
+    }
+    return 0;
+}
+
+static int self_signed(const mbedtls_x509_crt *crt)
+{
+    return crt->issuer_raw.len == crt->subject_raw.len &&
+           memcmp(crt->issuer_raw.p, crt->subject_raw.p, crt->issuer_raw.len) == 0;
+}
+
+/* mbedTLS 2.28 checks names only: an address is looked for among the iPAddress entries of the
+ * subjectAltName here, which mbedTLS keeps with their context tag. */
+static int has_ip_san(const mbedtls_x509_crt *crt, const unsigned char *ip, size_t len)
+{
+    for (const mbedtls_x509_sequence *s = &crt->subject_alt_names; s && s->buf.p; s = s->next)
+        if (s->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7) && s->buf.len == len &&
+            memcmp(s->buf.p, ip, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* Called for each certificate of the chain, its top first. With a pin only the leaf's digest
+ * counts; with CAs, the flags mbedTLS found are kept for the error message, and an address is
+ * checked. */
+static int verify_cert(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+    tls_ep_t *t = arg;
+    if (!(t->state & ST_VERIFY_SEEN)) {
+        t->state |= ST_VERIFY_SEEN;
+        t->top_depth = depth;
+        if (self_signed(crt)) t->state |= ST_TOP_SELF;
+    }
+    if (depth == 0) {
+        uint8_t d[WR_TLS_FP_DIGEST_LEN];
+        wr_tls_cert_digest(crt, d);
+        wr_tls_fp_format(d, t->peer_fp);
+        if (t->ctx->pinned) {
+            if (memcmp(d, t->ctx->pin, sizeof(d)) == 0) {
+                *flags = 0;
+                return 0;
+            }
+            t->state |= ST_PIN_MISMATCH;
+            /* Not MBEDTLS_ERR_X509_CERT_VERIFY_FAILED: optional verification ignores that. */
+            return MBEDTLS_ERR_X509_FATAL_ERROR;
+        }
+        unsigned char ip[16];
+        size_t iplen;
+        if (is_ip_literal(t->host, ip, &iplen) && !has_ip_san(crt, ip, iplen))
+            *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+    }
+    t->verify_flags |= *flags;
+    return 0;
+}
+
+/* OpenSSL's words for the common verification failures, so both backends say the same. */
+static const char *verify_words(tls_ep_t *t, char *buf, size_t size)
+{
+    uint32_t f = t->verify_flags;
+    if (f & MBEDTLS_X509_BADCERT_NOT_TRUSTED) {
+        if (t->state & ST_TOP_SELF)
+            return t->top_depth == 0 ? "self-signed certificate"
+                                     : "self-signed certificate in certificate chain";
+        return t->top_depth == 0 ? "unable to get local issuer certificate"
+                                 : "unable to get issuer certificate";
+    }
+    if (f & MBEDTLS_X509_BADCERT_EXPIRED) return "certificate has expired";
+    if (f & MBEDTLS_X509_BADCERT_FUTURE) return "certificate is not yet valid";
+    if (f & MBEDTLS_X509_BADCERT_REVOKED) return "certificate revoked";
+    mbedtls_x509_crt_verify_info(buf, size, "", f);
+    char *nl = strchr(buf, '\n');
+    if (nl) *nl = '\0';
+    return buf[0] ? buf : "unknown reason";
 }
 
 /* ---- endpoint ---- */
@@ -429,22 +521,97 @@ static void sync_inner_reading(tls_ep_t *t)
     }
 }
 
-static char *handshake_error(tls_ep_t *t)
+/* Words for a TLS alert the peer sent (the common ones; RFC 8446 section 6). */
+static const char *alert_words(int alert)
+{
+    switch (alert) {
+    case 10:
+        return "unexpected message";
+    case 20:
+        return "bad record mac";
+    case 40:
+        return "handshake failure";
+    case 42:
+        return "bad certificate";
+    case 43:
+        return "unsupported certificate";
+    case 45:
+        return "certificate expired";
+    case 46:
+        return "certificate unknown";
+    case 47:
+        return "illegal parameter";
+    case 48:
+        return "unknown ca";
+    case 49:
+        return "access denied";
+    case 50:
+        return "decode error";
+    case 51:
+        return "decrypt error";
+    case 70:
+        return "protocol version";
+    case 71:
+        return "insufficient security";
+    case 80:
+        return "internal error";
+    case 112:
+        return "unrecognized name";
+    case 120:
+        return "no application protocol";
+    default:
+        return NULL;
+    }
+}
+
+/* What went wrong, in the OpenSSL backend's words where there are any. */
+static char *failure_words(tls_ep_t *t, const char *what, int rc)
+{
+    char why[160];
+    const char *reason;
+    switch (rc) {
+    case MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION:
+        reason = "unsupported protocol";
+        break;
+    case MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN:
+        reason = "no shared cipher";
+        break;
+    case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: {
+        int alert = t->ssl.in_msg ? t->ssl.in_msg[1] : -1;
+        const char *w = alert_words(alert);
+        if (w)
+            snprintf(why, sizeof(why), "the peer sent the alert \"%s\"", w);
+        else
+            snprintf(why, sizeof(why), "the peer sent alert %d", alert);
+        reason = why;
+        break;
+    }
+    default:
+        reason = wr_tls__mbedtls_reason(rc, why, sizeof(why));
+    }
+    return wr_tls__errf("%s: %s", what, reason);
+}
+
+static char *handshake_error(tls_ep_t *t, int rc)
 {
     const char *host = t->host[0] ? t->host : "the server";
+    char buf[256];
     if (t->state & ST_PIN_MISMATCH) {
         char pin[WR_TLS_FP_TEXT_LEN];
         wr_tls_fp_format(t->ctx->pin, pin);
         return wr_tls__errf("certificate of %s does not match the pin %s, it is %s", host, pin,
                             t->peer_fp);
     }
-    long vr = t->ctx->is_server ? X509_V_OK : SSL_get_verify_result(t->ssl);
-    if (vr == X509_V_ERR_HOSTNAME_MISMATCH || vr == X509_V_ERR_IP_ADDRESS_MISMATCH)
-        return wr_tls__errf("certificate verify failed: the certificate is not for %s", host);
-    if (vr != X509_V_OK)
+    if (!t->ctx->is_server && rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
+        /* OpenSSL's order: the chain's trust, then the name, then the dates. */
+        if ((t->verify_flags &
+             (MBEDTLS_X509_BADCERT_NOT_TRUSTED | MBEDTLS_X509_BADCERT_CN_MISMATCH)) ==
+            MBEDTLS_X509_BADCERT_CN_MISMATCH)
+            return wr_tls__errf("certificate verify failed: the certificate is not for %s", host);
         return wr_tls__errf("certificate verify failed: %s; use --ca or --pin",
-                            X509_verify_cert_error_string(vr));
-    return wr_tls__errf("TLS handshake failed: %s", wr_tls__ssl_reason());
+                            verify_words(t, buf, sizeof(buf)));
+    }
+    return failure_words(t, "TLS handshake failed", rc);
 }
 
 static void handshake_step(tls_ep_t *t)
@@ -455,26 +622,24 @@ static void handshake_step(tls_ep_t *t)
              wr_tls__errf("no host name to verify the relay's certificate against; use --pin"));
         return;
     }
-    ERR_clear_error();
-    int r = SSL_do_handshake(t->ssl);
-    if (r != 1) {
-        int e = SSL_get_error(t->ssl, r);
-        if (e != SSL_ERROR_WANT_READ)
-            fail(t, UV_EPROTO, handshake_error(t));
+    int r = mbedtls_ssl_handshake(&t->ssl);
+    if (r != 0) {
+        if (r != MBEDTLS_ERR_SSL_WANT_READ)
+            fail(t, UV_EPROTO, handshake_error(t, r));
         else if ((t->state & ST_INNER_EOF) && t->held_len == 0 && t->cur_len == 0)
             fail(t, UV_EOF, wr_tls__errf("the connection was closed during the TLS handshake"));
         return;
     }
     t->state |= ST_HS_DONE;
-    if (t->peer_fp[0] == '\0') fp_of(SSL_get0_peer_certificate(t->ssl), t->peer_fp);
+    if (t->peer_fp[0] == '\0' && mbedtls_ssl_get_peer_cert(&t->ssl))
+        fp_of(mbedtls_ssl_get_peer_cert(&t->ssl), t->peer_fp);
     if (t->on_handshake) t->on_handshake(ep, 0, NULL, t->hs_data);
 }
 
 static void send_close_notify(tls_ep_t *t)
 {
     t->state |= ST_NOTIFY_SENT;
-    ERR_clear_error();
-    SSL_shutdown(t->ssl);
+    mbedtls_ssl_close_notify(&t->ssl);
     flush_out(t);
     int rc = wr_endpoint_shutdown(t->inner);
     if (rc < 0 && t->base.cbs->on_shutdown) t->base.cbs->on_shutdown(&t->base, rc);
@@ -482,11 +647,17 @@ static void send_close_notify(tls_ep_t *t)
 
 static int encrypt(tls_ep_t *t, const char *base, size_t len)
 {
-    size_t n;
-    ERR_clear_error();
-    if (SSL_write_ex(t->ssl, base, len, &n) == 1) return 0;
-    fail(t, UV_EPROTO, wr_tls__errf("TLS write failed: %s", wr_tls__ssl_reason()));
-    return UV_EPROTO;
+    /* One record per call, at most 16 KiB each; io_send takes all of it. */
+    while (len > 0) {
+        int n = mbedtls_ssl_write(&t->ssl, (const unsigned char *)base, len);
+        if (n <= 0) {
+            fail(t, UV_EPROTO, failure_words(t, "TLS write failed", n));
+            return UV_EPROTO;
+        }
+        base += n;
+        len -= (size_t)n;
+    }
+    return 0;
 }
 
 static void pump_write(tls_ep_t *t)
@@ -514,7 +685,7 @@ static void pump_write(tls_ep_t *t)
 static void input_ended(tls_ep_t *t)
 {
     wr_endpoint_t *ep = &t->base;
-    if (SSL_has_pending(t->ssl)) {
+    if (t->ssl.in_left > 0 || mbedtls_ssl_check_pending(&t->ssl)) {
         fail(t, UV_EPROTO, wr_tls__errf("the connection ended in the middle of a TLS record"));
         return;
     }
@@ -527,31 +698,35 @@ static void pump_read(tls_ep_t *t)
     wr_endpoint_t *ep = &t->base;
     while ((ep->flags & (WR_EP_READING | WR_EP_CLOSING | WR_EP_EOF | WR_EP_ERRORED)) ==
            WR_EP_READING) {
+        if (t->state & ST_PEER_CLOSED) {
+            ep->flags |= WR_EP_EOF;
+            if (ep->cbs->on_eof) ep->cbs->on_eof(ep);
+            return;
+        }
         wr_buf_t *b = wr_buf_get();
         if (b == NULL) {
             fail(t, UV_ENOMEM, wr_tls__errf("out of memory"));
             return;
         }
         /* Records decrypt one at a time; gather them into one chunk, one on_read. */
-        size_t n = 0, got;
-        int e = SSL_ERROR_NONE;
-        char *err = NULL;
-        ERR_clear_error();
+        size_t n = 0;
+        int r = 0;
         while (n < b->size) {
-            if (SSL_read_ex(t->ssl, b->data + n, b->size - n, &got) != 1) {
-                e = SSL_get_error(t->ssl, 0);
-                break;
-            }
-            n += got;
+            r = mbedtls_ssl_read(&t->ssl, (unsigned char *)b->data + n, b->size - n);
+            if (r <= 0) break;
+            n += (size_t)r;
         }
-        if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ && e != SSL_ERROR_ZERO_RETURN)
-            err = wr_tls__errf("TLS failed: %s", wr_tls__ssl_reason());
+        char *err = NULL;
+        if (r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || r == 0)
+            t->state |= ST_PEER_CLOSED;
+        else if (r < 0 && r != MBEDTLS_ERR_SSL_WANT_READ)
+            err = failure_words(t, "TLS failed", r);
         if (n > 0) {
             ep->bytes_read += n;
             if (ep->cbs->on_read) ep->cbs->on_read(ep, b, b->data, n);
         }
         wr_buf_release(b);
-        if (e == SSL_ERROR_NONE) continue;
+        if (r > 0) continue;
         if (ep->flags & WR_EP_CLOSING) {
             free(err);
             return;
@@ -560,7 +735,7 @@ static void pump_read(tls_ep_t *t)
             fail(t, UV_EPROTO, err);
         } else if (!(ep->flags & WR_EP_READING)) {
             /* Paused in on_read: the end, if it came, is still there when reading resumes. */
-        } else if (e == SSL_ERROR_ZERO_RETURN) {
+        } else if (t->state & ST_PEER_CLOSED) {
             ep->flags |= WR_EP_EOF;
             if (ep->cbs->on_eof) ep->cbs->on_eof(ep);
         } else if ((t->state & ST_INNER_EOF) && t->held_len == 0 && t->cur_len == 0) {
@@ -597,7 +772,7 @@ static void tick_cb(uv_idle_t *h)
     }
 }
 
-/* Keeps what OpenSSL did not read of the inner chunk b (the reader paused). */
+/* Keeps what mbedTLS did not read of the inner chunk b (the reader paused). */
 static void hold_rest(tls_ep_t *t, wr_buf_t *b)
 {
     if (t->held == NULL && !wr_buf_slice_pins_much(b, t->cur_len)) {
@@ -665,7 +840,7 @@ static void maybe_free(tls_ep_t *t)
 {
     if (--t->closes > 0) return;
     if (t->base.cbs->on_closed) t->base.cbs->on_closed(&t->base);
-    SSL_free(t->ssl);
+    mbedtls_ssl_free(&t->ssl);
     if (t->held) wr_buf_release(t->held);
     if (t->out) wr_buf_release(t->out);
     wr_tls_ctx_free(t->ctx);
@@ -758,10 +933,8 @@ static void tls_close(wr_endpoint_t *ep, enum wr_close_mode mode)
     ep->flags &= ~WR_EP_READING;
     if (mode == WR_CLOSE_GRACEFUL) {
         if ((t->state & (ST_HS_DONE | ST_NOTIFY_SENT)) == ST_HS_DONE &&
-            !(ep->flags & WR_EP_ERRORED)) {
-            ERR_clear_error();
-            SSL_shutdown(t->ssl);
-        }
+            !(ep->flags & WR_EP_ERRORED))
+            mbedtls_ssl_close_notify(&t->ssl);
         flush_out(t); /* close_notify, or the alert of a failed handshake */
     }
     while (t->wq_head) {
@@ -786,28 +959,21 @@ static const wr_endpoint_ops_t tls_ops = {
     .close = tls_close,
 };
 
-static int is_ip_literal(const char *s)
-{
-    unsigned char a[16];
-    return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
-}
-
-/* SNI and the name the certificate must carry (CA verification only). */
+/* SNI and the name the certificate must carry (CA verification only; an address is checked by
+ * verify_cert). */
 static int set_host(tls_ep_t *t, const char *host)
 {
+    unsigned char ip[16];
+    size_t iplen;
     if (host == NULL || *host == '\0') {
         if (!t->ctx->pinned) t->state |= ST_NO_HOST;
         return 1;
     }
     if (strlen(host) >= sizeof(t->host)) return 0;
     strcpy(t->host, host);
-    int ip = is_ip_literal(host);
     /* RFC 6066: SNI carries host names, never addresses. */
-    if (!ip && !SSL_set_tlsext_host_name(t->ssl, host)) return 0;
-    if (t->ctx->pinned) return 1;
-    if (ip) return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host) == 1;
-    SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    return SSL_set1_host(t->ssl, host) == 1;
+    if (is_ip_literal(host, ip, &iplen)) return 1;
+    return mbedtls_ssl_set_hostname(&t->ssl, host) == 0;
 }
 
 wr_endpoint_t *wr_tls_endpoint_new(uv_loop_t *loop, wr_tls_ctx_t *ctx, wr_endpoint_t *inner,
@@ -815,20 +981,13 @@ wr_endpoint_t *wr_tls_endpoint_new(uv_loop_t *loop, wr_tls_ctx_t *ctx, wr_endpoi
                                    wr_tls_handshake_cb on_handshake, void *data)
 {
     tls_ep_t *t = calloc(1, sizeof(*t));
-    BIO *bio = NULL;
     if (t == NULL) return NULL;
     t->ctx = ctx;
-    t->ssl = SSL_new(ctx->ssl);
-    bio = BIO_new(bio_method);
-    if (t->ssl == NULL || bio == NULL) goto fail;
-    BIO_set_data(bio, t);
-    SSL_set_bio(t->ssl, bio, bio);
-    bio = NULL;
-    SSL_set_app_data(t->ssl, t);
-    if (ctx->is_server) {
-        SSL_set_accept_state(t->ssl);
-    } else {
-        SSL_set_connect_state(t->ssl);
+    mbedtls_ssl_init(&t->ssl);
+    if (mbedtls_ssl_setup(&t->ssl, &ctx->conf) != 0) goto fail;
+    mbedtls_ssl_set_bio(&t->ssl, t, io_send, io_recv, NULL);
+    if (!ctx->is_server) {
+        mbedtls_ssl_set_verify(&t->ssl, verify_cert, t);
         if (!set_host(t, sni_host)) goto fail;
     }
     if (len > 0) {
@@ -852,8 +1011,7 @@ wr_endpoint_t *wr_tls_endpoint_new(uv_loop_t *loop, wr_tls_ctx_t *ctx, wr_endpoi
     schedule(t); /* the first flight (client) or the already read bytes (server) */
     return &t->base;
 fail:
-    BIO_free(bio);
-    SSL_free(t->ssl);
+    mbedtls_ssl_free(&t->ssl);
     if (t->held) wr_buf_release(t->held);
     free(t);
     return NULL;
@@ -862,19 +1020,21 @@ fail:
 int wr_tls_endpoint_info(wr_endpoint_t *ep, wr_tls_info *out)
 {
     tls_ep_t *t = (tls_ep_t *)ep;
-    const unsigned char *alpn;
-    unsigned alpn_len;
     if (ep->ops != &tls_ops || !(t->state & ST_HS_DONE)) return UV_EINVAL;
-    out->version = SSL_get_version(t->ssl);
-    out->cipher = SSL_get_cipher_name(t->ssl);
-    SSL_get0_alpn_selected(t->ssl, &alpn, &alpn_len);
-    if (alpn == NULL || alpn_len >= sizeof(out->alpn)) alpn_len = 0;
-    if (alpn_len) memcpy(out->alpn, alpn, alpn_len);
-    out->alpn[alpn_len] = '\0';
-    const char *sni = t->ctx->is_server ? SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name)
-                      : is_ip_literal(t->host) ? NULL
-                                               : t->host;
-    snprintf(out->sni, sizeof(out->sni), "%s", sni ? sni : "");
+    out->version = mbedtls_ssl_get_version(&t->ssl);
+    const char *name = mbedtls_ssl_get_ciphersuite(&t->ssl);
+    int id = name ? mbedtls_ssl_get_ciphersuite_id(name) : 0;
+    out->cipher = name ? name : "";
+    for (size_t i = 0; i < N_SUITES; i++)
+        if (suites[i].id == id) out->cipher = suites[i].name;
+    const char *alpn = mbedtls_ssl_get_alpn_protocol(&t->ssl);
+    snprintf(out->alpn, sizeof(out->alpn), "%s", alpn ? alpn : "");
+    unsigned char ip[16];
+    size_t iplen;
+    const char *sni = t->ctx->is_server                    ? t->sni
+                      : is_ip_literal(t->host, ip, &iplen) ? ""
+                                                           : t->host;
+    snprintf(out->sni, sizeof(out->sni), "%s", sni);
     memcpy(out->peer_fingerprint, t->peer_fp, sizeof(t->peer_fp));
     return 0;
 }
@@ -889,56 +1049,8 @@ wr_endpoint_t *wr_tls_endpoint_inner(wr_endpoint_t *ep)
     return ep->ops == &tls_ops ? ((tls_ep_t *)ep)->inner : NULL;
 }
 
-#else /* no libssl */
-
-static void no_libssl(char **err)
+const char *wr_tls_backend(void)
 {
-    if (err) *err = strdup("TLS needs OpenSSL's libssl in this build");
-}
-
-wr_tls_ctx_t *wr_tls_ctx_new_server(const wr_tls_server_opts *o, char **err)
-{
-    no_libssl(err);
-    return NULL;
-}
-
-wr_tls_ctx_t *wr_tls_ctx_new_client(const wr_tls_client_opts *o, char **err)
-{
-    no_libssl(err);
-    return NULL;
-}
-
-wr_tls_ctx_t *wr_tls_ctx_ref(wr_tls_ctx_t *ctx)
-{
-    return ctx;
-}
-
-void wr_tls_ctx_free(wr_tls_ctx_t *ctx) {}
-
-const char *wr_tls_ctx_fingerprint(const wr_tls_ctx_t *ctx)
-{
-    return NULL;
-}
-
-wr_endpoint_t *wr_tls_endpoint_new(uv_loop_t *loop, wr_tls_ctx_t *ctx, wr_endpoint_t *inner,
-                                   const char *sni_host, const char *already, size_t len,
-                                   wr_tls_handshake_cb on_handshake, void *data)
-{
-    return NULL;
-}
-
-int wr_tls_endpoint_info(wr_endpoint_t *ep, wr_tls_info *out)
-{
-    return UV_EINVAL;
-}
-
-const char *wr_tls_endpoint_error(wr_endpoint_t *ep)
-{
-    return NULL;
-}
-
-wr_endpoint_t *wr_tls_endpoint_inner(wr_endpoint_t *ep)
-{
-    return NULL;
+    return MBEDTLS_VERSION_STRING_FULL;
 }
 #endif
