@@ -3,7 +3,6 @@
 
 #ifdef WR_HAVE_LIBSSL
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -126,6 +125,7 @@ static int load_pem(const char *path, X509 **cert, EVP_PKEY **key, char **err)
     mem = BIO_new_mem_buf(pem, (int)len);
     X509 *x = mem ? PEM_read_bio_X509(mem, NULL, NULL, NULL) : NULL;
     BIO_free(mem);
+    OPENSSL_cleanse(pem, len);
     free(pem);
     if (k == NULL || x == NULL || X509_check_private_key(x, k) != 1) {
         *err = wr_tls__errf("%s does not hold a private key and its certificate: %s", path,
