@@ -1,5 +1,7 @@
-/* The TLS carrier on OpenSSL's libssl: the backend when the build finds libssl 3.0 or newer. */
-#include "wr_tls_endpoint.h"
+/* The TLS carrier on OpenSSL's libssl: the backend when the build finds libssl 3.0 or newer. The
+ * endpoint around it is the pipe both backends share (wr_tls_pipe.c); OpenSSL reads and writes
+ * through it with a small BIO. */
+#include "wr_tls_pipe.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,109 +33,35 @@ struct wr_tls_ctx {
 };
 
 enum {
-    ST_HS_DONE = 1u << 0,
-    ST_HS_FAILED = 1u << 1,
-    ST_INNER_READING = 1u << 2,
-    ST_INNER_EOF = 1u << 3,
-    ST_NOTIFY_SENT = 1u << 4, /* close_notify written and inner shut down */
-    ST_ERR_PENDING = 1u << 5, /* a failure waits for the tick to be reported */
-    ST_PIN_MISMATCH = 1u << 6,
-    ST_NO_HOST = 1u << 7, /* a client verifying against CAs was given no name to check */
+    F_PIN_MISMATCH = 1u << 0,
+    F_NO_HOST = 1u << 1, /* a client verifying against CAs was given no name to check */
 };
 
-/* Plaintext accepted by write() and not yet encrypted (before the handshake, or while the inner
- * endpoint is over its high water). */
-typedef struct pending_write {
-    struct pending_write *next;
-    wr_buf_t *buf;
-    const char *base;
-    size_t len;
-} pending_write;
-
 typedef struct tls_ep {
-    wr_endpoint_t base;
-    wr_endpoint_t *inner;
+    wr_tls_pipe_t pipe; /* first: the endpoint */
     wr_tls_ctx_t *ctx;
     SSL *ssl;
-    uv_idle_t tick; /* flushes records, reports failures, resumes reading: never inside an op */
-    wr_tls_handshake_cb on_handshake;
-    void *hs_data;
-    unsigned state;
-    int pending_err;
-    int closes; /* inner endpoint and tick handle still open */
-    /* Ciphertext for OpenSSL to read: held bytes first, then the inner chunk being delivered. */
-    wr_buf_t *held;
-    const char *held_base;
-    size_t held_len;
-    const char *cur_base;
-    size_t cur_len;
-    /* Records OpenSSL wrote, gathered into one chunk for the inner endpoint. */
-    wr_buf_t *out;
-    size_t out_len;
-    pending_write *wq_head, **wq_tail;
-    char *err;
+    unsigned flags;
     char host[256]; /* client: the name sent as SNI and verified */
     char peer_fp[WR_TLS_FP_TEXT_LEN];
 } tls_ep_t;
 
-static const wr_endpoint_cbs_t no_cbs;
-static const wr_endpoint_ops_t tls_ops;
-
-static void schedule(tls_ep_t *t);
-
-/* ---- the BIO between OpenSSL and the inner endpoint ---- */
-
-static void flush_out(tls_ep_t *t);
+/* ---- the BIO between OpenSSL and the pipe ---- */
 
 static int bio_write_ex(BIO *bio, const char *data, size_t len, size_t *written)
 {
     tls_ep_t *t = BIO_get_data(bio);
-    size_t left = len;
-    while (left > 0) {
-        if (t->out == NULL) {
-            t->out = wr_buf_get();
-            if (t->out == NULL) return 0;
-            t->out_len = 0;
-        }
-        size_t n = t->out->size - t->out_len;
-        if (n > left) n = left;
-        memcpy(t->out->data + t->out_len, data, n);
-        t->out_len += n;
-        data += n;
-        left -= n;
-        if (t->out_len == t->out->size) flush_out(t);
-    }
-    if (t->out_len > 0) schedule(t);
+    if (wr_tls__pipe_put(&t->pipe, data, len) != 0) return 0;
     *written = len;
     return 1;
-}
-
-static size_t take(char **dst, size_t *want, const char **src, size_t *have)
-{
-    size_t n = *want < *have ? *want : *have;
-    memcpy(*dst, *src, n);
-    *dst += n;
-    *want -= n;
-    *src += n;
-    *have -= n;
-    return n;
 }
 
 static int bio_read_ex(BIO *bio, char *buf, size_t len, size_t *readbytes)
 {
     tls_ep_t *t = BIO_get_data(bio);
-    size_t n = 0;
     BIO_clear_retry_flags(bio);
-    if (t->held_len > 0) {
-        n += take(&buf, &len, &t->held_base, &t->held_len);
-        if (t->held_len == 0) {
-            wr_buf_release(t->held);
-            t->held = NULL;
-        }
-    }
-    if (len > 0 && t->cur_len > 0) n += take(&buf, &len, &t->cur_base, &t->cur_len);
-    *readbytes = n;
-    if (n > 0) return 1;
+    *readbytes = wr_tls__pipe_take(&t->pipe, buf, len);
+    if (*readbytes > 0) return 1;
     BIO_set_retry_read(bio);
     return 0;
 }
@@ -225,7 +153,7 @@ static int pin_verify(X509_STORE_CTX *xs, void *arg)
     if (leaf == NULL || wr_tls_cert_digest(leaf, d) != 0) return 0;
     wr_tls_fp_format(d, t->peer_fp);
     if (memcmp(d, c->pin, sizeof(d)) == 0) return 1;
-    t->state |= ST_PIN_MISMATCH;
+    t->flags |= F_PIN_MISMATCH;
     X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_REJECTED);
     return 0;
 }
@@ -373,67 +301,12 @@ const char *wr_tls_ctx_fingerprint(const wr_tls_ctx_t *c)
     return c->is_server ? c->fingerprint : NULL;
 }
 
-/* ---- endpoint ---- */
-
-static void tick_cb(uv_idle_t *h);
-
-static void schedule(tls_ep_t *t)
-{
-    if (!(t->base.flags & WR_EP_CLOSING)) uv_idle_start(&t->tick, tick_cb);
-}
-
-/* Records a failure (text malloc'd or NULL) for the tick to report: the handshake's, or on_error
- * once. Ops may fail, so nothing is reported from here. */
-static void fail(tls_ep_t *t, int err, char *text)
-{
-    wr_endpoint_t *ep = &t->base;
-    if ((ep->flags & (WR_EP_ERRORED | WR_EP_CLOSING)) || (t->state & ST_HS_FAILED)) {
-        free(text);
-        return;
-    }
-    ep->flags |= WR_EP_ERRORED;
-    if (!(t->state & ST_HS_DONE)) t->state |= ST_HS_FAILED;
-    free(t->err);
-    t->err = text;
-    t->pending_err = err;
-    t->state |= ST_ERR_PENDING;
-    schedule(t);
-}
-
-static void flush_out(tls_ep_t *t)
-{
-    wr_buf_t *b = t->out;
-    if (b == NULL) return;
-    t->out = NULL;
-    if (t->out_len > 0 && !(t->inner->flags & WR_EP_CLOSING)) {
-        int rc = wr_endpoint_write(t->inner, b, b->data, t->out_len);
-        if (rc < 0) fail(t, rc, wr_tls__errf("cannot send: %s", uv_strerror(rc)));
-    }
-    wr_buf_release(b);
-}
-
-static void sync_inner_reading(tls_ep_t *t)
-{
-    wr_endpoint_t *ep = &t->base;
-    int want = !(ep->flags & (WR_EP_CLOSING | WR_EP_ERRORED | WR_EP_EOF)) &&
-               !(t->state & ST_INNER_EOF) && t->held_len == 0 &&
-               (!(t->state & ST_HS_DONE) || (ep->flags & WR_EP_READING));
-    if (want && !(t->state & ST_INNER_READING)) {
-        int rc = wr_endpoint_read_start(t->inner);
-        if (rc < 0)
-            fail(t, rc, wr_tls__errf("cannot read: %s", uv_strerror(rc)));
-        else
-            t->state |= ST_INNER_READING;
-    } else if (!want && (t->state & ST_INNER_READING)) {
-        wr_endpoint_read_stop(t->inner);
-        t->state &= ~ST_INNER_READING;
-    }
-}
+/* ---- errors ---- */
 
 static char *handshake_error(tls_ep_t *t)
 {
     const char *host = t->host[0] ? t->host : "the server";
-    if (t->state & ST_PIN_MISMATCH) {
+    if (t->flags & F_PIN_MISMATCH) {
         char pin[WR_TLS_FP_TEXT_LEN];
         wr_tls_fp_format(t->ctx->pin, pin);
         return wr_tls__errf("certificate of %s does not match the pin %s, it is %s", host, pin,
@@ -448,344 +321,78 @@ static char *handshake_error(tls_ep_t *t)
     return wr_tls__errf("TLS handshake failed: %s", wr_tls__ssl_reason());
 }
 
-static void handshake_step(tls_ep_t *t)
+/* ---- the engine ---- */
+
+static int engine_handshake(wr_tls_pipe_t *p, char **err)
 {
-    wr_endpoint_t *ep = &t->base;
-    if (t->state & ST_NO_HOST) {
-        fail(t, UV_EINVAL,
-             wr_tls__errf("no host name to verify the relay's certificate against; use --pin"));
-        return;
+    tls_ep_t *t = (tls_ep_t *)p;
+    if (t->flags & F_NO_HOST) {
+        *err = wr_tls__errf("no host name to verify the relay's certificate against; use --pin");
+        return UV_EINVAL;
     }
     ERR_clear_error();
     int r = SSL_do_handshake(t->ssl);
     if (r != 1) {
-        int e = SSL_get_error(t->ssl, r);
-        if (e != SSL_ERROR_WANT_READ)
-            fail(t, UV_EPROTO, handshake_error(t));
-        else if ((t->state & ST_INNER_EOF) && t->held_len == 0 && t->cur_len == 0)
-            fail(t, UV_EOF, wr_tls__errf("the connection was closed during the TLS handshake"));
-        return;
+        if (SSL_get_error(t->ssl, r) == SSL_ERROR_WANT_READ) return 0;
+        *err = handshake_error(t);
+        return UV_EPROTO;
     }
-    t->state |= ST_HS_DONE;
     if (t->peer_fp[0] == '\0') fp_of(SSL_get0_peer_certificate(t->ssl), t->peer_fp);
-    if (t->on_handshake) t->on_handshake(ep, 0, NULL, t->hs_data);
+    return 1;
 }
 
-static void send_close_notify(tls_ep_t *t)
+static int engine_encrypt(wr_tls_pipe_t *p, const char *data, size_t len, char **err)
 {
-    t->state |= ST_NOTIFY_SENT;
-    ERR_clear_error();
-    SSL_shutdown(t->ssl);
-    flush_out(t);
-    int rc = wr_endpoint_shutdown(t->inner);
-    if (rc < 0 && t->base.cbs->on_shutdown) t->base.cbs->on_shutdown(&t->base, rc);
-}
-
-static int encrypt(tls_ep_t *t, const char *base, size_t len)
-{
+    tls_ep_t *t = (tls_ep_t *)p;
     size_t n;
     ERR_clear_error();
-    if (SSL_write_ex(t->ssl, base, len, &n) == 1) return 0;
-    fail(t, UV_EPROTO, wr_tls__errf("TLS write failed: %s", wr_tls__ssl_reason()));
+    if (SSL_write_ex(t->ssl, data, len, &n) == 1) return 0;
+    *err = wr_tls__errf("TLS write failed: %s", wr_tls__ssl_reason());
     return UV_EPROTO;
 }
 
-static void pump_write(tls_ep_t *t)
+static long engine_decrypt(wr_tls_pipe_t *p, char *buf, size_t size, char **err)
 {
-    wr_endpoint_t *ep = &t->base;
-    while (t->wq_head && !(ep->flags & (WR_EP_CLOSING | WR_EP_ERRORED)) &&
-           !wr_endpoint_over_high_water(t->inner)) {
-        pending_write *w = t->wq_head;
-        t->wq_head = w->next;
-        if (t->wq_head == NULL) t->wq_tail = &t->wq_head;
-        int rc = encrypt(t, w->base, w->len);
-        size_t len = w->len;
-        wr_buf_release(w->buf);
-        free(w);
-        wr_endpoint__queue_done(ep, len, rc == 0); /* may run on_drain, which may write */
-    }
-    if (t->wq_head == NULL &&
-        (ep->flags & (WR_EP_SHUT | WR_EP_CLOSING | WR_EP_ERRORED)) == WR_EP_SHUT &&
-        !(t->state & ST_NOTIFY_SENT))
-        send_close_notify(t);
+    tls_ep_t *t = (tls_ep_t *)p;
+    size_t got;
+    ERR_clear_error();
+    if (SSL_read_ex(t->ssl, buf, size, &got) == 1) return (long)got;
+    int e = SSL_get_error(t->ssl, 0);
+    if (e == SSL_ERROR_WANT_READ) return 0;
+    if (e == SSL_ERROR_ZERO_RETURN) return WR_TLS_PEER_CLOSED;
+    *err = wr_tls__errf("TLS failed: %s", wr_tls__ssl_reason());
+    return -2;
 }
 
-/* Inner EOF with every byte consumed: the peer's close_notify never came. A half record is a
- * truncation; otherwise the end is taken as an end (the session above authenticates its own). */
-static void input_ended(tls_ep_t *t)
+static void engine_close_notify(wr_tls_pipe_t *p)
 {
-    wr_endpoint_t *ep = &t->base;
-    if (SSL_has_pending(t->ssl)) {
-        fail(t, UV_EPROTO, wr_tls__errf("the connection ended in the middle of a TLS record"));
-        return;
-    }
-    ep->flags |= WR_EP_EOF;
-    if (ep->cbs->on_eof) ep->cbs->on_eof(ep);
+    ERR_clear_error();
+    SSL_shutdown(((tls_ep_t *)p)->ssl);
 }
 
-static void pump_read(tls_ep_t *t)
+static int engine_cut_short(wr_tls_pipe_t *p)
 {
-    wr_endpoint_t *ep = &t->base;
-    while ((ep->flags & (WR_EP_READING | WR_EP_CLOSING | WR_EP_EOF | WR_EP_ERRORED)) ==
-           WR_EP_READING) {
-        wr_buf_t *b = wr_buf_get();
-        if (b == NULL) {
-            fail(t, UV_ENOMEM, wr_tls__errf("out of memory"));
-            return;
-        }
-        /* Records decrypt one at a time; gather them into one chunk, one on_read. */
-        size_t n = 0, got;
-        int e = SSL_ERROR_NONE;
-        char *err = NULL;
-        ERR_clear_error();
-        while (n < b->size) {
-            if (SSL_read_ex(t->ssl, b->data + n, b->size - n, &got) != 1) {
-                e = SSL_get_error(t->ssl, 0);
-                break;
-            }
-            n += got;
-        }
-        if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ && e != SSL_ERROR_ZERO_RETURN)
-            err = wr_tls__errf("TLS failed: %s", wr_tls__ssl_reason());
-        if (n > 0) {
-            ep->bytes_read += n;
-            if (ep->cbs->on_read) ep->cbs->on_read(ep, b, b->data, n);
-        }
-        wr_buf_release(b);
-        if (e == SSL_ERROR_NONE) continue;
-        if (ep->flags & WR_EP_CLOSING) {
-            free(err);
-            return;
-        }
-        if (err) {
-            fail(t, UV_EPROTO, err);
-        } else if (!(ep->flags & WR_EP_READING)) {
-            /* Paused in on_read: the end, if it came, is still there when reading resumes. */
-        } else if (e == SSL_ERROR_ZERO_RETURN) {
-            ep->flags |= WR_EP_EOF;
-            if (ep->cbs->on_eof) ep->cbs->on_eof(ep);
-        } else if ((t->state & ST_INNER_EOF) && t->held_len == 0 && t->cur_len == 0) {
-            input_ended(t);
-        }
-        return;
-    }
+    return SSL_has_pending(((tls_ep_t *)p)->ssl);
 }
 
-/* Everything that can move: called from the loop only (the tick and the inner callbacks). */
-static void progress(tls_ep_t *t)
+static void engine_destroy(wr_tls_pipe_t *p)
 {
-    wr_endpoint_t *ep = &t->base;
-    if (!(t->state & (ST_HS_DONE | ST_HS_FAILED))) handshake_step(t);
-    if ((t->state & ST_HS_DONE) && !(ep->flags & WR_EP_CLOSING)) pump_write(t);
-    if ((t->state & ST_HS_DONE) && !(ep->flags & WR_EP_CLOSING)) pump_read(t);
-}
-
-static void tick_cb(uv_idle_t *h)
-{
-    tls_ep_t *t = h->data;
-    wr_endpoint_t *ep = &t->base;
-    uv_idle_stop(h);
-    progress(t);
-    if (ep->flags & WR_EP_CLOSING) return;
-    flush_out(t);
-    sync_inner_reading(t);
-    if (t->state & ST_ERR_PENDING) {
-        t->state &= ~ST_ERR_PENDING;
-        if (!(t->state & ST_HS_DONE) && t->on_handshake)
-            t->on_handshake(ep, t->pending_err, t->err, t->hs_data);
-        else if (ep->cbs->on_error)
-            ep->cbs->on_error(ep, t->pending_err);
-    }
-}
-
-/* Keeps what OpenSSL did not read of the inner chunk b (the reader paused). */
-static void hold_rest(tls_ep_t *t, wr_buf_t *b)
-{
-    if (t->held == NULL && !wr_buf_slice_pins_much(b, t->cur_len)) {
-        t->held = wr_buf_retain(b);
-        t->held_base = t->cur_base;
-        t->held_len = t->cur_len;
-    } else {
-        wr_buf_t *n = wr_buf_new(t->held_len + t->cur_len);
-        if (n == NULL) {
-            fail(t, UV_ENOMEM, wr_tls__errf("out of memory"));
-            return;
-        }
-        if (t->held_len) memcpy(n->data, t->held_base, t->held_len);
-        memcpy(n->data + t->held_len, t->cur_base, t->cur_len);
-        if (t->held) wr_buf_release(t->held);
-        t->held = n;
-        t->held_base = n->data;
-        t->held_len += t->cur_len;
-    }
-    t->cur_len = 0;
-}
-
-static void in_read(wr_endpoint_t *in, wr_buf_t *b, const char *base, size_t len)
-{
-    tls_ep_t *t = in->data;
-    if (t->base.flags & WR_EP_CLOSING) return;
-    t->cur_base = base;
-    t->cur_len = len;
-    progress(t);
-    if (t->cur_len > 0 && !(t->base.flags & (WR_EP_CLOSING | WR_EP_ERRORED))) hold_rest(t, b);
-    t->cur_len = 0;
-    if (!(t->base.flags & WR_EP_CLOSING)) sync_inner_reading(t);
-}
-
-static void in_eof(wr_endpoint_t *in)
-{
-    tls_ep_t *t = in->data;
-    t->state = (t->state | ST_INNER_EOF) & ~ST_INNER_READING;
-    progress(t);
-}
-
-static void in_error(wr_endpoint_t *in, int err)
-{
-    tls_ep_t *t = in->data;
-    t->state &= ~ST_INNER_READING;
-    fail(t, err,
-         wr_tls__errf(t->state & ST_HS_DONE ? "connection failed: %s"
-                                            : "connection failed during the TLS handshake: %s",
-                      uv_strerror(err)));
-}
-
-static void in_drain(wr_endpoint_t *in)
-{
-    progress(in->data);
-}
-
-static void in_shutdown(wr_endpoint_t *in, int status)
-{
-    tls_ep_t *t = in->data;
-    if (!(t->base.flags & WR_EP_CLOSING) && t->base.cbs->on_shutdown)
-        t->base.cbs->on_shutdown(&t->base, status);
-}
-
-static void maybe_free(tls_ep_t *t)
-{
-    if (--t->closes > 0) return;
-    if (t->base.cbs->on_closed) t->base.cbs->on_closed(&t->base);
+    tls_ep_t *t = (tls_ep_t *)p;
     SSL_free(t->ssl);
-    if (t->held) wr_buf_release(t->held);
-    if (t->out) wr_buf_release(t->out);
     wr_tls_ctx_free(t->ctx);
-    free(t->err);
     free(t);
 }
 
-static void in_closed(wr_endpoint_t *in)
-{
-    maybe_free(in->data);
-}
-
-static void tick_closed(uv_handle_t *h)
-{
-    maybe_free(h->data);
-}
-
-static const wr_endpoint_cbs_t inner_cbs = {
-    .on_read = in_read,
-    .on_eof = in_eof,
-    .on_error = in_error,
-    .on_drain = in_drain,
-    .on_shutdown = in_shutdown,
-    .on_closed = in_closed,
+static const wr_tls_engine engine = {
+    .handshake = engine_handshake,
+    .encrypt = engine_encrypt,
+    .decrypt = engine_decrypt,
+    .close_notify = engine_close_notify,
+    .cut_short = engine_cut_short,
+    .destroy = engine_destroy,
 };
 
-static int tls_read_start(wr_endpoint_t *ep)
-{
-    if (ep->flags & (WR_EP_CLOSING | WR_EP_EOF)) return UV_EINVAL;
-    ep->flags |= WR_EP_READING;
-    schedule((tls_ep_t *)ep); /* held bytes and decrypted records go out from the loop */
-    return 0;
-}
-
-static int tls_read_stop(wr_endpoint_t *ep)
-{
-    tls_ep_t *t = (tls_ep_t *)ep;
-    ep->flags &= ~WR_EP_READING;
-    if (!(ep->flags & WR_EP_CLOSING)) sync_inner_reading(t);
-    return 0;
-}
-
-static int tls_write(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len)
-{
-    tls_ep_t *t = (tls_ep_t *)ep;
-    if (ep->flags & (WR_EP_CLOSING | WR_EP_SHUT | WR_EP_ERRORED)) return UV_EPIPE;
-    if (len == 0) return 0;
-    if ((t->state & ST_HS_DONE) && t->wq_head == NULL && !wr_endpoint_over_high_water(t->inner)) {
-        int rc = encrypt(t, base, len);
-        if (rc == 0) ep->bytes_written += len;
-        return rc;
-    }
-    pending_write *w = malloc(sizeof(*w));
-    if (w == NULL) return UV_ENOMEM;
-    if (wr_buf_slice_pins_much(b, len)) {
-        w->buf = wr_buf_new(len);
-        if (w->buf == NULL) {
-            free(w);
-            return UV_ENOMEM;
-        }
-        memcpy(w->buf->data, base, len);
-        base = w->buf->data;
-    } else {
-        w->buf = wr_buf_retain(b);
-    }
-    w->base = base;
-    w->len = len;
-    w->next = NULL;
-    *t->wq_tail = w;
-    t->wq_tail = &w->next;
-    wr_endpoint__queue_add(ep, len);
-    return 0;
-}
-
-static int tls_shutdown(wr_endpoint_t *ep)
-{
-    tls_ep_t *t = (tls_ep_t *)ep;
-    if (ep->flags & (WR_EP_CLOSING | WR_EP_ERRORED)) return UV_EPIPE;
-    if (ep->flags & WR_EP_SHUT) return UV_EALREADY;
-    ep->flags |= WR_EP_SHUT;
-    schedule(t); /* close_notify follows the queued writes */
-    return 0;
-}
-
-static void tls_close(wr_endpoint_t *ep, enum wr_close_mode mode)
-{
-    tls_ep_t *t = (tls_ep_t *)ep;
-    if (ep->flags & WR_EP_CLOSING) return;
-    ep->flags |= WR_EP_CLOSING;
-    ep->flags &= ~WR_EP_READING;
-    if (mode == WR_CLOSE_GRACEFUL) {
-        if ((t->state & (ST_HS_DONE | ST_NOTIFY_SENT)) == ST_HS_DONE &&
-            !(ep->flags & WR_EP_ERRORED)) {
-            ERR_clear_error();
-            SSL_shutdown(t->ssl);
-        }
-        flush_out(t); /* close_notify, or the alert of a failed handshake */
-    }
-    while (t->wq_head) {
-        pending_write *w = t->wq_head;
-        t->wq_head = w->next;
-        wr_buf_release(w->buf);
-        free(w);
-    }
-    t->wq_tail = &t->wq_head;
-    ep->queued = 0;
-    uv_idle_stop(&t->tick);
-    uv_close((uv_handle_t *)&t->tick, tick_closed);
-    wr_endpoint_close(t->inner, mode);
-}
-
-static const wr_endpoint_ops_t tls_ops = {
-    .kind = "tls",
-    .read_start = tls_read_start,
-    .read_stop = tls_read_stop,
-    .write = tls_write,
-    .shutdown = tls_shutdown,
-    .close = tls_close,
-};
+/* ---- endpoint ---- */
 
 static int is_ip_literal(const char *s)
 {
@@ -797,7 +404,7 @@ static int is_ip_literal(const char *s)
 static int set_host(tls_ep_t *t, const char *host)
 {
     if (host == NULL || *host == '\0') {
-        if (!t->ctx->pinned) t->state |= ST_NO_HOST;
+        if (!t->ctx->pinned) t->flags |= F_NO_HOST;
         return 1;
     }
     if (strlen(host) >= sizeof(t->host)) return 0;
@@ -832,40 +439,23 @@ wr_endpoint_t *wr_tls_endpoint_new(uv_loop_t *loop, wr_tls_ctx_t *ctx, wr_endpoi
         SSL_set_connect_state(t->ssl);
         if (!set_host(t, sni_host)) goto fail;
     }
-    if (len > 0) {
-        t->held = wr_buf_new(len);
-        if (t->held == NULL) goto fail;
-        memcpy(t->held->data, already, len);
-        t->held_base = t->held->data;
-        t->held_len = len;
-    }
-    wr_endpoint__init(&t->base, &tls_ops, &no_cbs);
-    t->base.data = data;
-    t->inner = inner;
-    t->on_handshake = on_handshake;
-    t->hs_data = data;
-    t->wq_tail = &t->wq_head;
-    t->closes = 2;
+    if (wr_tls__pipe_hold(&t->pipe, already, len) != 0) goto fail;
     wr_tls_ctx_ref(ctx);
-    uv_idle_init(loop, &t->tick);
-    t->tick.data = t;
-    wr_endpoint_set_callbacks(inner, &inner_cbs, t);
-    schedule(t); /* the first flight (client) or the already read bytes (server) */
-    return &t->base;
+    wr_tls__pipe_start(&t->pipe, loop, &engine, inner, on_handshake, data);
+    return &t->pipe.base;
 fail:
     BIO_free(bio);
     SSL_free(t->ssl);
-    if (t->held) wr_buf_release(t->held);
     free(t);
     return NULL;
 }
 
 int wr_tls_endpoint_info(wr_endpoint_t *ep, wr_tls_info *out)
 {
-    tls_ep_t *t = (tls_ep_t *)ep;
+    tls_ep_t *t = (tls_ep_t *)wr_tls__pipe_ready(ep);
     const unsigned char *alpn;
     unsigned alpn_len;
-    if (ep->ops != &tls_ops || !(t->state & ST_HS_DONE)) return UV_EINVAL;
+    if (t == NULL) return UV_EINVAL;
     out->version = SSL_get_version(t->ssl);
     out->cipher = SSL_get_cipher_name(t->ssl);
     SSL_get0_alpn_selected(t->ssl, &alpn, &alpn_len);
@@ -878,16 +468,6 @@ int wr_tls_endpoint_info(wr_endpoint_t *ep, wr_tls_info *out)
     snprintf(out->sni, sizeof(out->sni), "%s", sni ? sni : "");
     memcpy(out->peer_fingerprint, t->peer_fp, sizeof(t->peer_fp));
     return 0;
-}
-
-const char *wr_tls_endpoint_error(wr_endpoint_t *ep)
-{
-    return ep->ops == &tls_ops ? ((tls_ep_t *)ep)->err : NULL;
-}
-
-wr_endpoint_t *wr_tls_endpoint_inner(wr_endpoint_t *ep)
-{
-    return ep->ops == &tls_ops ? ((tls_ep_t *)ep)->inner : NULL;
 }
 
 static char backend_name[48];
