@@ -32,7 +32,8 @@ Commands:
   repl --attach PATH      the same prompt inside the process on that control socket: its
                           relay, client, tunnels and generation by name, status() and reload();
                           on a pipe, each line is sent in turn (every line is logged there)
-  version                 print the versions of warren, LuaJIT, libuv, luv and mbedTLS
+  version                 print the versions of warren, LuaJIT, libuv, luv and mbedTLS, and the
+                          TLS carrier's library (OpenSSL's libssl when built with it, else mbedTLS)
   help                    print this text
 
 SERVER is the relay's HOST:PORT, or a URL naming the carrier: tcp://HOST:PORT (the default, raw
@@ -753,8 +754,8 @@ end
 
 function commands.version()
   local v = warren.versions
-  io.stdout:write(string.format("warren %s\n%s\nlibuv %s\nluv %s\nmbedTLS %s\n",
-    v.warren, v.luajit, v.libuv, v.luv, v.mbedtls))
+  io.stdout:write(string.format("warren %s\n%s\nlibuv %s\nluv %s\nmbedTLS %s\nTLS carrier: %s\n",
+    v.warren, v.luajit, v.libuv, v.luv, v.mbedtls, v.tls))
   return 0
 end
 

@@ -116,7 +116,8 @@ function M.relay(opts)
   log.info("relay listening on %s%s", addr.format({ host = listen.host, port = relay:port() }),
     opts.kcp and " (TCP, and UDP for KCP)" or "")
   if tls then
-    log.info("TLS on the same port too; certificate %s (clients pin it with --pin)", tls:fingerprint())
+    log.info("TLS on the same port too (%s); certificate %s (clients pin it with --pin)", core.versions.tls,
+      tls:fingerprint())
   end
   if opts.fallback then
     log.info("fallback site: %s (the raw carrier is off on this port: clients use --tls, -w or --http)",

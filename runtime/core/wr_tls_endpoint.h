@@ -1,14 +1,17 @@
-/* The TLS carrier: a wr_endpoint that runs TLS (OpenSSL's libssl) over another endpoint, so the
- * secure session, WebSocket or HTTP can ride TLS over TCP, or anything else, unchanged.
+/* The TLS carrier: a wr_endpoint that runs TLS over another endpoint, so the secure session,
+ * WebSocket or HTTP can ride TLS over TCP, or anything else, unchanged.
  *
- * TLS 1.2 and 1.3 only, AEAD suites only (TLS 1.2: ECDHE with AES-GCM or ChaCha20-Poly1305;
- * TLS 1.3: OpenSSL's defaults), no renegotiation, no session resumption. OpenSSL never owns a
- * socket: the endpoint feeds it the inner endpoint's chunks through a small BIO and hands the
- * records it writes to the inner endpoint in 64 KiB chunks, flushed once per loop iteration.
+ * Two backends behind this one interface (runtime/core/tls/): OpenSSL's libssl (3.0 or newer)
+ * when the build finds it, mbedTLS 2.28 otherwise. AEAD suites only (TLS 1.2: ECDHE with AES-GCM
+ * or ChaCha20-Poly1305; TLS 1.3, OpenSSL only: OpenSSL's defaults), no renegotiation, no session
+ * resumption. The library never owns a socket: the endpoint feeds it the inner endpoint's chunks
+ * and hands the records it writes to the inner endpoint in 64 KiB chunks, flushed once per loop
+ * iteration.
  *
- * Without libssl in the build, the constructors fail with "TLS needs OpenSSL's libssl in this
- * build". Error strings (char **err) are malloc'd; the caller frees them. Everything here runs
- * on one loop thread. */
+ * With mbedTLS the versions are TLS 1.2 only, tls13_suites must be NULL, and a server whose ALPN
+ * list has nothing in common with a client's offer refuses the client (no_application_protocol,
+ * which RFC 7301 allows) where OpenSSL goes on without ALPN. Error strings (char **err) are
+ * malloc'd; the caller frees them. Everything here runs on one loop thread. */
 #ifndef WR_TLS_ENDPOINT_H
 #define WR_TLS_ENDPOINT_H
 
@@ -30,7 +33,7 @@ typedef struct wr_tls_server_opts {
     /* Protocols the server accepts, in order of preference, comma-separated ("http/1.1").
      * NULL: no ALPN. A client offering none of them goes on without ALPN. */
     const char *alpn;
-    /* TLS 1.3 suites in OpenSSL's syntax; NULL: OpenSSL's default list. */
+    /* TLS 1.3 suites in OpenSSL's syntax; NULL: OpenSSL's default list (mbedTLS: must be NULL). */
     const char *tls13_suites;
 } wr_tls_server_opts;
 
@@ -65,14 +68,14 @@ typedef void (*wr_tls_handshake_cb)(wr_endpoint_t *ep, int status, const char *e
  * certificate is for that name or address; a server ignores it. already[0..len) are bytes read
  * from inner before (a sniffed ClientHello): TLS reads them first. The handshake starts at once;
  * on_handshake (with data, also the initial ep->data) reports its end. Writes made before it are
- * queued. NULL when out of memory or without libssl: inner is then still the caller's. */
+ * queued. NULL when out of memory: inner is then still the caller's. */
 wr_endpoint_t *wr_tls_endpoint_new(uv_loop_t *loop, wr_tls_ctx_t *ctx, wr_endpoint_t *inner,
                                    const char *sni_host, const char *already, size_t len,
                                    wr_tls_handshake_cb on_handshake, void *data);
 
 typedef struct wr_tls_info {
     const char *version;                       /* "TLSv1.3" */
-    const char *cipher;                        /* "TLS_AES_256_GCM_SHA384" */
+    const char *cipher;                        /* OpenSSL's name, whatever the backend */
     char alpn[256];                            /* negotiated protocol, "" when none */
     char sni[256];                             /* the name the client asked for, "" when none */
     char peer_fingerprint[WR_TLS_FP_TEXT_LEN]; /* the peer's certificate, "" when it sent none */
@@ -83,6 +86,8 @@ typedef struct wr_tls_info {
 int wr_tls_endpoint_info(wr_endpoint_t *ep, wr_tls_info *out);
 /* Words for the last failure (the handshake's, or the one on_error reported), or NULL. */
 const char *wr_tls_endpoint_error(wr_endpoint_t *ep);
+/* The TLS library in use, with its version: "OpenSSL 3.0.13" or "mbed TLS 2.28.3". */
+const char *wr_tls_backend(void);
 /* The wrapped endpoint (addresses, socket options); NULL when ep is not a TLS endpoint. */
 wr_endpoint_t *wr_tls_endpoint_inner(wr_endpoint_t *ep);
 

@@ -5,6 +5,7 @@
 #include "wr_host.h"
 #include "wr_relay.h"
 #include "wr_task.h"
+#include "wr_tls_endpoint.h"
 
 #include <lauxlib.h>
 #include <luajit.h>
@@ -79,6 +80,8 @@ void wr_bind_versions(lua_State *L)
     lua_setfield(L, -2, "luv");
     lua_pushliteral(L, MBEDTLS_VERSION_STRING);
     lua_setfield(L, -2, "mbedtls");
+    lua_pushstring(L, wr_tls_backend()); /* the TLS carrier's library: OpenSSL or mbed TLS */
+    lua_setfield(L, -2, "tls");
     lua_setfield(L, -2, "versions");
 }
 

@@ -1,6 +1,8 @@
 -- luacheck: std +busted
 -- The TLS carrier: a relay takes TLS and raw clients on one port; clients verify the relay by a
 -- pinned fingerprint or a CA, and say clearly when that fails. Real processes, curl and openssl.
+-- With WARREN_OTHER_BIN set to a warren built on the other TLS library (OpenSSL's libssl or
+-- mbedTLS), clients and relays of the two builds also talk to each other (CI sets it).
 local warren = require("warren")
 local uv = require("luv")
 local proc = require("helpers.proc")
@@ -25,6 +27,16 @@ end
 
 local function sha256(data)
   return proc.run({ "sha256sum", stdin = data }).stdout:match("^(%x+)")
+end
+
+-- Runs fn with the spec helpers starting bin instead of the warren under test.
+local function with_bin(bin, fn)
+  local saved = proc.warren_bin
+  proc.warren_bin = bin
+  local ok, a, b, c = pcall(fn)
+  proc.warren_bin = saved
+  if not ok then error(a, 0) end
+  return a, b, c
 end
 
 describe("the TLS carrier", function()
@@ -56,6 +68,62 @@ describe("the TLS carrier", function()
     assert.equal(fp, fp2)
     again:kill()
     again:wait(5000)
+    echo:close()
+  end)
+
+  it("says which TLS library it runs on, in warren version and in the relay's log", function()
+    local lib = warren.versions.tls
+    assert.is_truthy(lib:match("^OpenSSL 3%.") or lib:match("^mbed TLS 2%."), lib)
+    assert.matches("\nTLS carrier: " .. lib:gsub("%p", "%%%0") .. "\n", proc.warren({ "version" }).stdout)
+    local relay = tls_relay(k, { "--self-signed", dir .. "/relay.pem" })
+    assert.is_truthy(select(2, relay:output()):find("TLS on the same port too (" .. lib .. ")", 1, true))
+    relay:kill()
+    relay:wait(5000)
+  end)
+
+  it("talks to a relay and a client built on the other TLS library (WARREN_OTHER_BIN)", function()
+    local other = os.getenv("WARREN_OTHER_BIN")
+    if not other or other == "" then return pending("WARREN_OTHER_BIN is not set") end
+    local theirs = proc.run({ other, "version" }).stdout:match("\nTLS carrier: ([^\n]+)")
+    assert.is_not_nil(theirs, "WARREN_OTHER_BIN does not say which TLS library it uses")
+    assert.not_equal(warren.versions.tls, theirs)
+    local echo, echo_port = net.echo_server()
+    local data = string.rep("0123456789abcdef", 65536) -- 1 MiB
+    local store = dir .. "/relay.pem"
+
+    -- Our client, their relay: by pin, and by the self-signed certificate as the CA.
+    local relay, port, fp = with_bin(other, function() return tls_relay(k, { "--self-signed", store }) end)
+    assert.is_truthy(select(2, relay:output()):find("TLS on the same port too (" .. theirs .. ")", 1, true))
+    for _, trust in ipairs({ { pin = fp }, { ca = store, sni = "localhost" } }) do
+      local client = assert(warren.client({ server = "tls://127.0.0.1:" .. port, key = k, pin = trust.pin,
+        ca = trust.ca, sni = trust.sni }))
+      assert(client:connect())
+      local fwd = assert(client:forward({ listen = "127.0.0.1:0", target = "127.0.0.1:" .. echo_port }))
+      local back = net.exchange(fwd:port(), data, { want = #data, timeout = 10000 })
+      assert.equal(sha256(data), sha256(back or ""))
+      client:close()
+    end
+    local wrong = proc.warren({ "-L", "127.0.0.1:0:127.0.0.1:9", "tls://127.0.0.1:" .. port, "-k", k })
+    assert.matches("certificate verify failed: self%-signed certificate; use %-%-ca or %-%-pin", wrong.stderr)
+    relay:kill()
+    relay:wait(5000)
+
+    -- Their client, our relay, which reads the certificate file their build made.
+    local ours, our_port, our_fp = tls_relay(k, { "--self-signed", store })
+    assert.equal(fp, our_fp)
+    local lport = net.free_port()
+    local client = proc.start({ other, "-L", "127.0.0.1:" .. lport .. ":127.0.0.1:" .. echo_port,
+      "tls://127.0.0.1:" .. our_port, "-k", k, "--pin", our_fp })
+    assert(net.wait_port(lport), "their client never listened")
+    local back = net.exchange(lport, data, { want = #data, timeout = 10000 })
+    assert.equal(sha256(data), sha256(back or ""))
+    local refused = proc.run({ other, "-L", "127.0.0.1:0:127.0.0.1:9", "tls://127.0.0.1:" .. our_port, "-k", k,
+      "--pin", "sha256:" .. string.rep("ab", 32) })
+    assert.matches("does not match the pin sha256:abab", refused.stderr)
+    for _, p in ipairs({ client, ours }) do
+      p:kill()
+      p:wait(5000)
+    end
     echo:close()
   end)
 
