@@ -29,7 +29,8 @@ struct wr_server {
     wr_server_conn_t *conns;   /* live sessions */
     uint32_t *max_sessions;    /* per user, in the order of hs->names (0 = no limit) */
     wr_server_stats st;
-    uint64_t drops_logged, drop_log_ms; /* drops covered by the last summary line, and when */
+    uint64_t drops_logged, drop_log_ms;     /* drops covered by the last summary line, and when */
+    uint64_t over_limit, over_limit_log_ms; /* sessions closed for max_sessions; last logged */
     int closed, owner_gone;
     int refs; /* the owner, each conn record */
 };
@@ -198,8 +199,16 @@ static void on_ready(wr_session_t *s)
         for (wr_server_conn_t *o = srv->conns; o; o = o->next)
             n += o->ready && strcmp(o->user, c->user) == 0;
         if (n >= max) {
-            wr_info("relay: user %s has its %u sessions already: the one from %s is closed",
-                    c->user, max, c->peer);
+            uint64_t now = uv_now(srv->loop);
+            /* A client retries at once: one line per interval, not one per attempt. */
+            if (srv->over_limit_log_ms == 0 ||
+                now - srv->over_limit_log_ms >= DROP_LOG_INTERVAL_MS) {
+                wr_info("relay: user %s has its %u sessions already: the one from %s is closed "
+                        "(%llu closed for a user's limit in all)",
+                        c->user, max, c->peer, (unsigned long long)srv->over_limit + 1);
+                srv->over_limit_log_ms = now;
+            }
+            srv->over_limit++;
             wr_session_close(s);
             return;
         }

@@ -1,0 +1,208 @@
+-- luacheck: std +busted
+-- Users: a relay holding several keys, one per user, each with its own outer port ranges and
+-- limits; hooks and `warren status` see the user; a reload that removes a user (or changes its
+-- key) ends that user's sessions and no one else's. Real processes on loopback.
+local uv = require("luv")
+local proc = require("helpers.proc")
+require("helpers.reaper").per_test(before_each, after_each)
+local net = require("helpers.net")
+local wait = require("helpers.wait")
+
+local dir = os.tmpname()
+os.remove(dir)
+assert(uv.fs_mkdir(dir, tonumber("700", 8)))
+
+local function write(path, text)
+  local f = assert(io.open(path .. ".new", "w"))
+  f:write(text)
+  f:close()
+  assert(os.rename(path .. ".new", path))
+end
+
+local function key_file(name)
+  local path = dir .. "/" .. name .. ".key"
+  write(path, proc.key() .. "\n")
+  return path
+end
+
+local alice_key, bob_key, stranger_key = key_file("alice"), key_file("bob"), key_file("stranger")
+
+local function echoes(port)
+  local payload = "ping " .. port
+  return net.exchange(port, payload, { want = #payload, timeout = 3000 }) == payload
+end
+
+-- `warren -R SPEC RELAY --client-id ID --key-file KEY`: the child once it registered or failed.
+local function register(relay_port, spec, client_id, key)
+  local child = proc.start({ proc.warren_bin, "-R", spec, "--name", client_id .. " " .. spec, "--client-id", client_id,
+    "127.0.0.1:" .. relay_port, "--key-file", key })
+  local ok = wait.eventually(function() return child.code ~= nil or child:output():find("relay port", 1, true) end,
+    20000)
+  assert(ok, "-R neither registered nor failed")
+  return child
+end
+
+-- Waits until a child has logged `text` (stderr).
+local function logged(child, text, timeout_ms)
+  return wait.eventually(function() return select(2, child:output()):find(text, 1, true) end, timeout_ms)
+end
+
+local sockets = 0
+-- `warren --control SOCK run SCRIPT` for a relay script that `make(port)` writes; returns the child,
+-- its port and the control socket.
+local function run_relay(path, make)
+  for _ = 1, 4 do
+    local port = net.free_port()
+    write(path, make(port))
+    sockets = sockets + 1
+    local sock = string.format("%s/control%d.sock", dir, sockets)
+    local child = proc.start({ proc.warren_bin, "--control", sock, "run", path })
+    local up = wait.eventually(function()
+      return child.code ~= nil or select(2, child:output()):find("relay listening on", 1, true)
+    end, 15000)
+    if up and child.code == nil then return child, port, sock end
+    child:wait(5000)
+  end
+  error("the relay script did not start")
+end
+
+local function status(sock)
+  local r = proc.warren({ "status", "--control", sock })
+  assert.equal(0, r.code, r.stderr)
+  return r.stdout
+end
+
+-- The relay script: `users` is Lua source for the body of its users table. The auth hook lets
+-- a client in only when its client id is its user's name, so what the hook sees is tested.
+local function relay_script(port, users)
+  return string.format([[
+return {
+  serve = "127.0.0.1:%d",
+  users = { %s },
+  hooks = {
+    auth = function(client)
+      if client.client_id ~= client.user then
+        return false, "client id " .. client.client_id .. " is not user " .. tostring(client.user)
+      end
+      return true
+    end,
+  },
+}
+]], port, users)
+end
+
+local function user(name, key, from, extra)
+  return string.format("%s = { key_file = %q, ports = { \"%d-%d\" }%s },", name, key, from, from + 1, extra or "")
+end
+
+describe("users", function()
+  local echo, echo_port
+
+  setup(function() echo, echo_port = net.echo_server() end)
+  teardown(function() echo:close() end)
+
+  it("keeps each user to its own ports, shows the user to hooks and status, refuses other keys", function()
+    local a, b = net.free_range(2), net.free_range(2)
+    local relay, relay_port, sock = run_relay(dir .. "/two.lua", function(port)
+      return relay_script(port, user("alice", alice_key, a) .. user("bob", bob_key, b))
+    end)
+    local alice = register(relay_port, string.format("127.0.0.1:%d:127.0.0.1:%d", a, echo_port), "alice", alice_key)
+    assert.is_nil(alice.code, select(2, alice:output()))
+    assert.is_true(echoes(a))
+    -- outside its ranges: refused with the reason
+    local r = register(relay_port, string.format("127.0.0.1:%d:127.0.0.1:%d", b, echo_port), "alice", alice_key)
+      :wait(10000)
+    assert.equal(1, r.code)
+    assert.matches("port " .. b .. " is not among the ports of user alice %(" .. a .. "%-" .. a + 1 .. "%)", r.stderr)
+    -- "any port" picks one of the user's own
+    local any = register(relay_port, "0:127.0.0.1:" .. echo_port, "bob", bob_key)
+    assert.is_nil(any.code, select(2, any:output()))
+    assert.matches("relay port " .. b, any:output())
+    assert.is_true(echoes(b))
+    -- the auth hook sees which key the client holds
+    r = register(relay_port, string.format("127.0.0.1:%d:127.0.0.1:%d", b + 1, echo_port), "alice", bob_key)
+      :wait(10000)
+    assert.equal(1, r.code)
+    assert.matches("client id alice is not user bob", r.stderr)
+    -- a key no user holds gets what a wrong key always got
+    r = proc.warren({ "-R", "0:127.0.0.1:" .. echo_port, "127.0.0.1:" .. relay_port, "--key-file", stranger_key },
+      { timeout = 30000 })
+    assert.equal(1, r.code)
+    assert.matches("wrong key", r.stderr)
+    local text = status(sock)
+    assert.matches("user alice, up", text)
+    assert.matches("user bob, up", text)
+    for _, child in ipairs({ alice, any, relay }) do
+      child:kill()
+      child:wait(5000)
+    end
+  end)
+
+  it("ends a removed user's sessions on reload, and only that user's", function()
+    local a, b = net.free_range(2), net.free_range(2)
+    local path = dir .. "/reload.lua"
+    local relay, relay_port, sock = run_relay(path, function(port)
+      return relay_script(port, user("alice", alice_key, a) .. user("bob", bob_key, b))
+    end)
+    local alice = register(relay_port, string.format("127.0.0.1:%d:127.0.0.1:%d", a, echo_port), "alice", alice_key)
+    local bob = register(relay_port, string.format("127.0.0.1:%d:127.0.0.1:%d", b, echo_port), "bob", bob_key)
+    assert.is_nil(alice.code, select(2, alice:output()))
+    assert.is_nil(bob.code, select(2, bob:output()))
+    assert.is_true(echoes(a) and echoes(b))
+    -- a held connection of alice's user goes on through the reload
+    local held = assert(uv.new_tcp())
+    local got = {}
+    held:connect("127.0.0.1", a, function(err)
+      assert(not err, err)
+      held:read_start(function(_, data) if data then got[#got + 1] = data end end)
+      held:write("before")
+    end)
+    assert.is_true(wait.eventually(function() return table.concat(got) == "before" end, 5000))
+
+    write(path, relay_script(relay_port, user("alice", alice_key, a)))
+    local r = proc.warren({ "reload", "--control", sock }, { timeout = 30000 })
+    assert.equal(0, r.code, r.stderr)
+    assert.truthy(logged(relay, "user bob was removed or given another key: 1 of its sessions end", 5000),
+      select(2, relay:output()))
+    -- bob's client lost its session and cannot come back with that key
+    local text
+    assert.truthy(wait.eventually(function()
+      text = status(sock)
+      return not text:find("user bob", 1, true) and text:find("user alice, up", 1, true)
+    end, 10000), text)
+    held:write("after")
+    assert.is_true(wait.eventually(function() return table.concat(got) == "beforeafter" end, 5000))
+    assert.is_true(echoes(a))
+    held:close()
+    for _, child in ipairs({ alice, bob, relay }) do
+      child:kill()
+      child:wait(5000)
+    end
+  end)
+
+  it("handshakes with the last of 100 users, and caps a user's sessions", function()
+    local lines = {}
+    for i = 1, 99 do lines[i] = string.format("user%d %s", i, key_file("u" .. i)) end
+    local last = key_file("last")
+    lines[100] = "last " .. last .. " max_sessions=1"
+    local users = dir .. "/users"
+    write(users, "# name key-file [ranges] [max_sessions=N]\n" .. table.concat(lines, "\n") .. "\n")
+    local relay, relay_port = proc.serve({ "--users", users })
+    local function forward(port)
+      return proc.start({ proc.warren_bin, "-L", string.format("127.0.0.1:%d:127.0.0.1:%d", port, echo_port),
+        "127.0.0.1:" .. relay_port, "--key-file", last })
+    end
+    local p1 = net.free_port()
+    local first = forward(p1)
+    assert.is_true(wait.eventually(function() return echoes(p1) end, 10000), select(2, first:output()))
+    -- a second session of the same user is closed as soon as it is up
+    local p2 = net.free_port()
+    local second = forward(p2)
+    assert.truthy(logged(relay, "user last has its 1 sessions already", 10000), select(2, relay:output()))
+    assert.is_true(echoes(p1))
+    for _, child in ipairs({ first, second, relay }) do
+      child:kill()
+      child:wait(5000)
+    end
+  end)
+end)
