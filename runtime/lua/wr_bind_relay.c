@@ -307,6 +307,21 @@ static wr_server_user *check_users(lua_State *L, int idx, size_t *n)
     return users;
 }
 
+/* The HTTP carrier tags requests with a key of its own derived from each user's. */
+static int hc_set_users(wr_lrelay *r, const wr_server_user *users, size_t n)
+{
+    const uint8_t **psks;
+    int rc;
+    if (!r->hc) return 0;
+    psks = malloc(n * sizeof *psks);
+    if (!psks) return UV_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        psks[i] = users[i].psk;
+    rc = wr_hc_server_set_keys(r->hc, psks, n);
+    free(psks);
+    return rc;
+}
+
 /* core.relay_server{host=, port=, key= (the one user "default") or users= (check_users),
  * on_open=fn(host, port, info), on_close=fn(info), on_channel=fn(channel, session), window=,
  * session_buffer=, keepalive_ms=, write_cap=, idle_timeout_ms=, probe_close_ms=,
@@ -459,6 +474,10 @@ static int l_relay_server(lua_State *L)
             .down_max = (size_t)wr_opt_integer(L, 1, "write_cap", 0),
         };
         r->hc = wr_hc_server_new(wr_host_loop(L), &hc_cfg);
+        if (r->hc && users && hc_set_users(r, users, nusers) != 0) {
+            wr_hc_server_free(r->hc);
+            r->hc = NULL; /* reported below, as out of memory */
+        }
         front_cfg.hc = r->hc;
     }
     site_url = site_dir ? NULL : wr_opt_string(L, 1, "site_url", NULL);
@@ -602,6 +621,8 @@ static int l_relay_set_users(lua_State *L)
     int rc;
     if (!r->listener) return wr_push_closed(L);
     rc = wr_server_set_users(r->server, users, n);
+    if (rc >= 0 && hc_set_users(r, users, n) != 0)
+        wr_warn("relay: the HTTP carrier keeps its former users' keys (out of memory)");
     if (rc < 0) {
         lua_pushnil(L);
         lua_pushstring(L, rc == UV_EINVAL ? "users: a name is repeated" : uv_strerror(rc));

@@ -205,4 +205,30 @@ describe("users", function()
       child:wait(5000)
     end
   end)
+
+  it("finds the user on every carrier: raw, WebSocket, HTTP requests and KCP", function()
+    local users = dir .. "/carriers"
+    write(users, string.format("alice %s\nbob %s\n", alice_key, bob_key))
+    local relay, relay_port = proc.serve({ "--users", users, "-K" })
+    local children = { relay }
+    for _, carrier in ipairs({ {}, { "-w" }, { "--http" }, { "-K" } }) do
+      local port = net.free_port()
+      local args = { proc.warren_bin, "-L", string.format("127.0.0.1:%d:127.0.0.1:%d", port, echo_port),
+        "127.0.0.1:" .. relay_port, "--key-file", bob_key }
+      for _, a in ipairs(carrier) do args[#args + 1] = a end
+      local client = proc.start(args)
+      children[#children + 1] = client
+      assert.is_true(wait.eventually(function() return echoes(port) end, 10000),
+        table.concat(carrier, " ") .. ": " .. select(2, client:output()))
+    end
+    -- a key no user holds gets the fallback's answer on the HTTP carrier, as a wrong key always did
+    local r = proc.warren({ "--http", "-L", "127.0.0.1:0:127.0.0.1:9", "127.0.0.1:" .. relay_port, "--key-file",
+      stranger_key }, { timeout = 30000 })
+    assert.equal(1, r.code)
+    assert.matches("wrong key", r.stderr)
+    for _, child in ipairs(children) do
+      child:kill()
+      child:wait(5000)
+    end
+  end)
 end)
