@@ -77,7 +77,7 @@ end
 --   auth(client)                 hello from a client: client = {peer, client_id, user}, user the
 --                                name of the key the client holds ("default" for the relay's key)
 --   register(svc, client)        a registration: svc = {name, port (0 = any), message, max_users,
---                                max_total, ttl, idle_timeout, bind, store}
+--                                max_total, ttl, idle_timeout, bind, store, user (its client's)}
 --   user_connect(svc, user)      a user reached the outer port: user = {peer}
 --   user_close(svc, info)        a user left: info = {peer, bytes_up, bytes_down, duration_ms,
 --                                reason}
