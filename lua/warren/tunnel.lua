@@ -60,7 +60,8 @@ Relay.__index = Relay
 --       (TCP_CONGESTION; the client takes the same option), instead of the system's default.
 --   on_open(host, port, info) -> true | false, reason   where a client may dial (default: anywhere;
 --       an empty host means this relay's localhost). info = {addresses = {resolved...},
---       peer = "client address", user = the session's user, session = the client's session handle}; the addresses are the
+--       peer = "client address", user = the session's user, session = the client's session
+--       handle}; the addresses are the
 --       ones that will be dialled.
 --   on_close(info)   info = {target, peer, bytes_up, bytes_down, duration_ms, reason}
 -- Reverse tunnels: ports = {"9930-9939", ...} (the outer port pool), outer_bind = address the
