@@ -181,6 +181,7 @@ int wr_hs_config_init(wr_hs_config *cfg, const uint8_t psk[32], enum wr_backend 
     cfg->cipher = WR_HS_CIPHER_AUTO;
     cfg->aes_hw = wr_aead_aes_hw(b);
     rc = wr_hkdf_extract(proto, sizeof proto - 1, psk, 32, cfg->prk0);
+    if (!rc) wr_hmac_key_init(&cfg->prk0_mac, cfg->prk0, sizeof cfg->prk0);
     if (!rc) rc = wr_hkdf_expand(cfg->prk0, "obf c", 5, cfg->obf_c, 32);
     if (!rc) rc = wr_hkdf_expand(cfg->prk0, "obf s", 5, cfg->obf_s, 32);
     if (rc) {
@@ -286,8 +287,12 @@ static int server_fail(wr_hs_server *s, enum wr_hs_reason r)
 static int open_header(const wr_hs_config *cfg, const uint8_t *buf, uint8_t k1[32],
                        uint8_t hdr[HDR1_LEN])
 {
-    uint8_t nonce[WR_AEAD_NONCE_LEN];
-    if (msg_key(cfg->prk0, "msg1", buf, k1)) return WR_CRYPTO_EINTERNAL;
+    uint8_t nonce[WR_AEAD_NONCE_LEN], info[4 + WR_HS_SALT_LEN + 1];
+    /* msg_key(prk0, "msg1", salt): HKDF-Expand to 32 bytes is one HMAC of info || 0x01 */
+    memcpy(info, "msg1", 4);
+    memcpy(info + 4, buf, WR_HS_SALT_LEN);
+    info[sizeof info - 1] = 1;
+    wr_hmac_sha256_with(&cfg->prk0_mac, info, sizeof info, k1);
     wr_aead_nonce(nonce, 0);
     return wr_aead_open_once(SMALL_AEAD, WR_HS_AEAD, k1, nonce, buf, 48, buf + 48,
                              HDR1_LEN + WR_AEAD_TAG_LEN, hdr);
@@ -304,14 +309,22 @@ static int check_header(wr_hs_server *s, const wr_hs_config *cfgs, size_t ncfg, 
     uint16_t var_len;
     int rc = WR_CRYPTO_EAUTH;
 
+    /* Every key is tried, even past the one that opens it: the time to answer must not tell
+     * where a user is in the list (it would link that user's connections). */
     for (size_t i = 0; i < ncfg; i++) {
-        rc = open_header(&cfgs[i], buf, s->k1, hdr);
-        if (rc == WR_CRYPTO_EAUTH) continue;
-        if (rc == 0) {
-            cfg = &cfgs[i];
-            s->key = (uint32_t)i;
+        uint8_t k[32], h[HDR1_LEN];
+        int r = open_header(&cfgs[i], buf, k, h);
+        if (r != WR_CRYPTO_EAUTH && !cfg && rc == WR_CRYPTO_EAUTH) {
+            rc = r;
+            if (r == 0) {
+                cfg = &cfgs[i];
+                s->key = (uint32_t)i;
+                memcpy(s->k1, k, sizeof k);
+                memcpy(hdr, h, sizeof h);
+            }
         }
-        break;
+        wr_zeroize(k, sizeof k);
+        wr_zeroize(h, sizeof h);
     }
     if (rc == WR_CRYPTO_EAUTH) return server_fail(s, WR_HS_R_BAD_MAC);
     if (rc) return server_fail(s, WR_HS_R_INTERNAL);

@@ -1,6 +1,7 @@
 /* A relay with one key per user: the server tries each user's key on msg1's header and the first
- * that authenticates names the user (wr_hs_server_check_keys, runtime/PROTOCOL.md §3 "Users"),
- * and the shared server state that holds the users (wr_session_server_set_keys). */
+ * that authenticates names the user (wr_hs_server_check_keys, runtime/PROTOCOL.md §5.1), the
+ * precomputed HMAC that keeps each try cheap, and the shared server state that holds the users
+ * (wr_session_server_set_keys). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -142,6 +143,28 @@ static void header_first_then_the_users_config(void **state)
     wr_replay_free(rp);
 }
 
+/* The precomputed HMAC the trial uses is HMAC-SHA256, for short and long keys and messages. */
+static void hmac_with_is_hmac(void **state)
+{
+    static const size_t klens[] = {0, 1, 32, 64, 65, 200};
+    static const size_t mlens[] = {0, 21, 55, 56, 64, 300};
+    uint8_t key[200], msg[300], want[32], got[32];
+    (void)state;
+    for (size_t i = 0; i < sizeof key; i++)
+        key[i] = (uint8_t)(i * 7 + 1);
+    for (size_t i = 0; i < sizeof msg; i++)
+        msg[i] = (uint8_t)(i * 13 + 5);
+    for (size_t k = 0; k < sizeof klens / sizeof klens[0]; k++) {
+        wr_hmac_key hk;
+        wr_hmac_key_init(&hk, key, klens[k]);
+        for (size_t m = 0; m < sizeof mlens / sizeof mlens[0]; m++) {
+            assert_int_equal(wr_hmac_sha256(key, klens[k], msg, mlens[m], want), 0);
+            wr_hmac_sha256_with(&hk, msg, mlens[m], got);
+            assert_memory_equal(got, want, 32);
+        }
+    }
+}
+
 static void server_users(void **state)
 {
     wr_session_server_t *srv;
@@ -187,6 +210,7 @@ int main(void)
         cmocka_unit_test(hundred_users_still_handshake),
         cmocka_unit_test(unknown_key_is_refused),
         cmocka_unit_test(header_first_then_the_users_config),
+        cmocka_unit_test(hmac_with_is_hmac),
         cmocka_unit_test(server_users),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
