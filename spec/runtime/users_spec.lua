@@ -231,4 +231,57 @@ describe("users", function()
       child:wait(5000)
     end
   end)
+
+  it("refuses a users table or file it does not understand, saying where", function()
+    local path = dir .. "/typo.lua"
+    write(path, string.format("return { serve = \"127.0.0.1:0\", users = { alice = { key_file = %q, port = 9 } } }\n",
+      alice_key))
+    local r = proc.warren({ "run", path })
+    assert.equal(1, r.code)
+    assert.matches('users.alice: unknown key "port" %(keys: key, key_file, max_sessions, password, ports%)', r.stderr)
+    write(path, "return { serve = \"127.0.0.1:0\", users = { alice = { password = \"x\", ports = { \"9-1\" } } } }\n")
+    r = proc.warren({ "run", path })
+    assert.equal(1, r.code)
+    assert.matches("users.alice: ports: port range 9%-1 runs backwards", r.stderr)
+    local users = dir .. "/bad-users"
+    write(users, "alice " .. alice_key .. "\nbob\n")
+    r = proc.warren({ "serve", "127.0.0.1:0", "--users", users })
+    assert.equal(1, r.code)
+    assert.matches("bad%-users:2: want NAME KEY_FILE", r.stderr)
+  end)
+
+  it("scripts/relay.lua reads its users from a file, and follows its edits", function()
+    local a, c = net.free_range(2), net.free_range(2)
+    local ports, users = dir .. "/relay-ports", dir .. "/relay-users"
+    write(ports, string.format("%d-%d\n", c, c + 1))
+    write(users, string.format("alice %s %d-%d\nbob %s\n", alice_key, a, a + 1, bob_key))
+    local relay, relay_port
+    for _ = 1, 4 do
+      relay_port = net.free_port()
+      relay = proc.start({ proc.warren_bin, "run", proc.source_dir .. "/scripts/relay.lua", "127.0.0.1:" .. relay_port,
+        ports, users, env = { WARREN_KEY_FILE = "" } })
+      if wait.eventually(function()
+        return relay.code ~= nil or select(2, relay:output()):find("relay listening on", 1, true)
+      end, 10000) and relay.code == nil then break end
+      relay:wait(5000)
+    end
+    assert.is_nil(relay.code, select(2, relay:output()))
+    local alice = register(relay_port, string.format("127.0.0.1:%d:127.0.0.1:%d", a, echo_port), "alice", alice_key)
+    assert.is_nil(alice.code, select(2, alice:output()))
+    local r = register(relay_port, string.format("127.0.0.1:%d:127.0.0.1:%d", c, echo_port), "alice2", alice_key)
+      :wait(10000)
+    assert.equal(1, r.code)
+    assert.matches("not among the ports of user alice", r.stderr)
+    local bob = register(relay_port, string.format("127.0.0.1:%d:127.0.0.1:%d", c, echo_port), "bob", bob_key)
+    assert.is_nil(bob.code, select(2, bob:output()))
+    assert.is_true(echoes(a) and echoes(c))
+    write(users, string.format("alice %s %d-%d\n", alice_key, a, a + 1)) -- bob leaves
+    assert.truthy(logged(relay, "user bob was removed or given another key: 1 of its sessions end", 10000),
+      select(2, relay:output()))
+    assert.is_true(echoes(a))
+    for _, child in ipairs({ alice, bob, relay }) do
+      child:kill()
+      child:wait(5000)
+    end
+  end)
 end)
