@@ -165,6 +165,9 @@ end
 function Registry:add_ports(from, to)
   local r, err = range_of(from, to)
   if not r then return nil, err end
+  for _, had in ipairs(self.shared) do
+    if had.from == r.from and had.to == r.to then return true end -- a reload names it again
+  end
   self.shared[#self.shared + 1] = r
   self:_pool_add(r.from, r.to)
   return true

@@ -370,8 +370,10 @@ int wr_server_set_users(wr_server_t *srv, const wr_server_user *users, size_t n)
     srv->max_sessions = limits;
     for (size_t u = 0; u < nended; u++) {
         int k = 0;
+        /* The session's own record: it names the user from the moment msg1's header
+         * authenticated, before on_verified copies it here. */
         for (wr_server_conn_t *c = srv->conns; c; c = c->next)
-            if (strcmp(c->user, ended[u]) == 0) {
+            if (strcmp(wr_session_user(c->session), ended[u]) == 0) {
                 wr_session_close(c->session);
                 k++;
             }
