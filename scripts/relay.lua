@@ -2,14 +2,16 @@
 -- whose users (one key each, with port ranges of their own) from another:
 --   warren --control /run/warren/relay.sock run scripts/relay.lua 0.0.0.0:8100 /etc/warren/ports \
 --     [/etc/warren/users]
--- The relay's own key is WARREN_KEY, or the file WARREN_KEY_FILE names (with a users file, it is
--- optional: the user "default"). Each line of the ports file is a range, open to every client
--- of a user without ranges of its own, or followed by the client ids (warren -R ...
--- --client-id ID) that alone may register there; # starts a comment:
+-- The relay's own key is the file WARREN_KEY_FILE names, or else (without a users file)
+-- WARREN_KEY; with a users file it is optional, and is the user "default". Each line of the
+-- ports file is a range, open to every client of a user without ranges of its own, or followed
+-- by the client ids (warren -R ... --client-id ID) that alone may register there; # starts a
+-- comment:
 --   9930-9939
 --   9940-9949  alice bob
--- Each line of the users file is NAME KEY_FILE [FROM-TO ...] [max_sessions=N] (as warren serve
--- --users reads it): that user's key, and the only ranges it may register in.
+-- Each line of the users file is NAME KEY_FILE [FROM-TO ...] [max_sessions=N] [max_streams=N]
+-- (as warren serve --users reads it): that user's key, the only ranges it may register in, and
+-- its limits.
 --   carol  keys/carol.key  9950-9959  max_sessions=4
 -- Both files are watched: edit one and the relay reloads. New ranges join the pool at once; who
 -- may register where applies to the next registration (services already up stay up); a user

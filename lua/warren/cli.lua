@@ -143,9 +143,11 @@ Relay (serve):
   --ports FROM-TO         outer ports reverse tunnels may use (repeatable; none by default)
   --users FILE            one key per user, next to -k/-p/--key-file (the user "default") or
                           instead of it: a line per user, NAME KEY_FILE [FROM-TO ...]
-                          [max_sessions=N] (# comments; KEY_FILE relative to FILE). A user with
-                          ranges registers only there (they join the pool); the others use
-                          --ports. Hooks and `warren status` see each session's user
+                          [max_sessions=N] [max_streams=N] (# comments; KEY_FILE relative to
+                          FILE). A user with ranges registers only there (they join the pool);
+                          the others use --ports. max_sessions: sessions at once, max_streams:
+                          -L/-D streams at once over its sessions (0: no limit, the default).
+                          Hooks and `warren status` see each session's user
   --outer-bind ADDR       address the outer ports listen on; when given, a client's BIND must
                           be the same or absent (default: the client's BIND, else all interfaces)
   --allow-client-bind     let clients choose their BIND; --outer-bind is then only the default

@@ -33,7 +33,8 @@ end
 -- ---- users: several keys on one relay, one per user ----
 
 M.USER_NAME_MAX = 63
-local user_keys = { key = true, key_file = true, password = true, ports = true, max_sessions = true }
+local user_keys = { key = true, key_file = true, password = true, ports = true, max_sessions = true,
+  max_streams = true }
 
 local function sorted(set)
   local list = {}
@@ -43,14 +44,15 @@ local function sorted(set)
 end
 
 -- Checks a users table {NAME = {key | key_file | password, ports = {"9930-9934", ...},
--- max_sessions = N}, ...} and turns it into a list sorted by name: {name, key (32 bytes), ports
--- (the range texts, or nil: the relay's shared ports), max_sessions (0 = no limit)}. `default`,
+-- max_sessions = N, max_streams = N}, ...} and turns it into a list sorted by name: {name, key
+-- (32 bytes), ports (the range texts, or nil: the relay's shared ports), max_sessions (sessions at
+-- once), max_streams (-L/-D streams at once over its sessions); 0 = no limit}. `default`,
 -- when given, is the key of the relay's single key: the user "default". nil, err for anything
 -- malformed (an unknown field included: a misspelt limit would silently not apply).
 function M.resolve_users(users, default)
   if type(users) ~= "table" then return nil, "users must be a table such as { alice = { key_file = FILE } }" end
   local list = {}
-  if default then list[1] = { name = "default", key = default, max_sessions = 0 } end
+  if default then list[1] = { name = "default", key = default, max_sessions = 0, max_streams = 0 } end
   for _, name in ipairs(sorted(users)) do
     local u = users[name]
     local where = "users." .. tostring(name)
@@ -76,17 +78,21 @@ function M.resolve_users(users, default)
       local from, rerr = registry.parse_range(range)
       if not from then return nil, where .. ": ports: " .. rerr end
     end
-    local max = u.max_sessions
-    if max ~= nil and (type(max) ~= "number" or max < 0 or max ~= math.floor(max)) then
-      return nil, where .. ": max_sessions must be an integer >= 0"
+    for _, limit in ipairs({ "max_sessions", "max_streams" }) do
+      local max = u[limit]
+      if max ~= nil and (type(max) ~= "number" or max < 0 or max ~= math.floor(max) or max >= 2 ^ 32) then
+        return nil, where .. ": " .. limit .. " must be an integer >= 0"
+      end
     end
-    list[#list + 1] = { name = name, key = key, ports = u.ports, max_sessions = max or 0 }
+    list[#list + 1] = { name = name, key = key, ports = u.ports, max_sessions = u.max_sessions or 0,
+      max_streams = u.max_streams or 0 }
   end
   if #list == 0 then return nil, "users: give at least one user" end
   return list
 end
 
--- Reads a users file: one user a line, `NAME KEY_FILE [FROM-TO ...] [max_sessions=N]`; # starts a
+-- Reads a users file: one user a line, `NAME KEY_FILE [FROM-TO ...] [max_sessions=N]
+-- [max_streams=N]`; # starts a
 -- comment; a relative KEY_FILE is next to the users file. Returns a users table (as a script's
 -- `users`) or nil, err naming the line.
 function M.read_users(path)
@@ -102,7 +108,8 @@ function M.read_users(path)
       local name, key_file = words[1], words[2]
       if not key_file then
         f:close()
-        return nil, string.format("%s:%d: want NAME KEY_FILE [FROM-TO ...] [max_sessions=N]", path, n)
+        return nil, string.format("%s:%d: want NAME KEY_FILE [FROM-TO ...] [max_sessions=N] [max_streams=N]",
+          path, n)
       end
       if users[name] then
         f:close()
@@ -110,9 +117,9 @@ function M.read_users(path)
       end
       local u = { key_file = key_file:sub(1, 1) == "/" and key_file or (dir .. "/" .. key_file) }
       for i = 3, #words do
-        local max = words[i]:match("^max_sessions=(%d+)$")
-        if max then
-          u.max_sessions = tonumber(max)
+        local limit, max = words[i]:match("^(max_s%a+)=(%d+)$")
+        if limit == "max_sessions" or limit == "max_streams" then
+          u[limit] = tonumber(max)
         else
           u.ports = u.ports or {}
           u.ports[#u.ports + 1] = words[i]

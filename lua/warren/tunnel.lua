@@ -74,10 +74,11 @@ Relay.__index = Relay
 --   hooks.dial_close stand for on_open and on_close when those are not given.
 -- Returns the relay (relay:port(), :stats(), :services(), :free_ports(), :add_ports(from, to),
 -- :close()) or nil, err.
--- Users: users = {NAME = {key | key_file | password, ports = {...}, max_sessions = N}, ...}
---   (warren.keys.resolve_users) gives the relay one key per user, next to its own key (the user
---   "default") or instead of it; a user with ports registers only there, max_sessions caps its
---   sessions at once. relay:set_users(users) replaces them live.
+-- Users: users = {NAME = {key | key_file | password, ports = {...}, max_sessions = N,
+--   max_streams = N}, ...} (warren.keys.resolve_users) gives the relay one key per user, next to
+--   its own key (the user "default") or instead of it; a user with ports registers only there,
+--   max_sessions caps its sessions at once, max_streams its -L/-D streams at once.
+--   relay:set_users(users) replaces them live.
 -- The relay's own key, when it has one, and the users' list for the core and the registry.
 local function relay_keys(opts)
   local own

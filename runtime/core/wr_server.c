@@ -16,6 +16,10 @@
 /* Dropped connections are logged at most this often, as one summary line. */
 #define DROP_LOG_INTERVAL_MS 10000
 
+typedef struct user_limits {
+    uint32_t sessions, streams;
+} user_limits;
+
 struct wr_server {
     uv_loop_t *loop;
     wr_server_cbs cbs;
@@ -27,7 +31,7 @@ struct wr_server {
     wr_admit_t *admit;
     wr_addr_limit_t *failures; /* NULL = no tally */
     wr_server_conn_t *conns;   /* live sessions */
-    uint32_t *max_sessions;    /* per user, in the order of hs->names (0 = no limit) */
+    user_limits *limits;       /* per user, in the order of hs->names (0 = no limit) */
     wr_server_stats st;
     uint64_t drops_logged, drop_log_ms;     /* drops covered by the last summary line, and when */
     uint64_t over_limit, over_limit_log_ms; /* sessions closed for max_sessions; last logged */
@@ -42,6 +46,7 @@ struct wr_server_conn {
     void *data;
     int refs;                    /* the session, each stream being dialled or relayed */
     int ready;                   /* key confirmed */
+    uint32_t streams;            /* dialled streams not yet done */
     char user[WR_USER_NAME_MAX]; /* from the session, once its first message authenticated */
     char peer[64];
     struct sockaddr_storage addr;
@@ -58,7 +63,7 @@ static void server_unref(wr_server_t *srv)
 {
     if (--srv->refs > 0) return;
     wr_session_server_free(srv->hs);
-    free(srv->max_sessions);
+    free(srv->limits);
     wr_addr_limit_free(srv->failures);
     wr_admit_free(srv->admit);
     free(srv);
@@ -101,6 +106,7 @@ static void stream_done(void *data, int dial_status, const wr_relay_result_t *re
     }
     if (srv->cbs.on_stream_done && owner_listens(srv))
         srv->cbs.on_stream_done(srv, &info, dial_status, res);
+    ss->conn->streams--;
     conn_unref(ss->conn);
     free(ss);
 }
@@ -129,6 +135,26 @@ static int policy_check(void *data, const struct sockaddr_storage *addrs, int na
     return refused;
 }
 
+/* The user's limits (zeros: none). */
+static user_limits user_limit(const wr_server_t *srv, const char *user)
+{
+    static const user_limits none;
+    for (size_t i = 0; i < srv->hs->nkeys; i++)
+        if (strcmp(srv->hs->names[i], user) == 0) return srv->limits[i];
+    return none;
+}
+
+/* Dialled streams of the user's sessions now, when it has a limit that n reaches. */
+static int user_streams_full(const wr_server_t *srv, const wr_server_conn_t *c, uint32_t *max)
+{
+    uint32_t n = 0;
+    *max = user_limit(srv, c->user).streams;
+    if (!*max) return 0;
+    for (const wr_server_conn_t *o = srv->conns; o && n < *max; o = o->next)
+        if (strcmp(o->user, c->user) == 0) n += o->streams;
+    return n >= *max;
+}
+
 static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *target, size_t len)
 {
     wr_server_conn_t *c = wr_session_data(s);
@@ -137,6 +163,7 @@ static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *targ
     wr_hostport_t hp;
     const char *perr;
     char text[WR_HOST_MAX + 16], reason[WR_SESSION_REASON_MAX];
+    uint32_t max;
 
     srv->st.streams_total++;
     if (len >= sizeof text) {
@@ -157,6 +184,13 @@ static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *targ
         wr_stream_reject(st, reason);
         return;
     }
+    if (user_streams_full(srv, c, &max)) {
+        snprintf(reason, sizeof reason, "denied: user %s has its %u streams open already", c->user,
+                 max);
+        srv->st.streams_denied++;
+        wr_stream_reject(st, reason);
+        return;
+    }
     /* An empty host means the relay's own localhost. */
     if (hp.host[0] == '\0') snprintf(hp.host, sizeof hp.host, "127.0.0.1");
     ss = malloc(sizeof *ss + len + 1);
@@ -173,6 +207,7 @@ static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *targ
         return;
     }
     c->refs++;
+    c->streams++;
     srv->st.streams_active++;
 }
 
@@ -181,19 +216,11 @@ static void copy_user(wr_server_conn_t *c)
     snprintf(c->user, sizeof c->user, "%s", wr_session_user(c->session));
 }
 
-/* The user's max_sessions, counting this one; 0 = no limit. */
-static uint32_t user_limit(const wr_server_t *srv, const char *user)
-{
-    for (size_t i = 0; i < srv->hs->nkeys; i++)
-        if (strcmp(srv->hs->names[i], user) == 0) return srv->max_sessions[i];
-    return 0;
-}
-
 static void on_ready(wr_session_t *s)
 {
     wr_server_conn_t *c = wr_session_data(s);
     wr_server_t *srv = c->srv;
-    uint32_t max = user_limit(srv, c->user), n = 0;
+    uint32_t max = user_limit(srv, c->user).sessions, n = 0;
     wr_admit_remove(srv->admit, &c->admit);
     if (max) {
         for (wr_server_conn_t *o = srv->conns; o; o = o->next)
@@ -309,7 +336,7 @@ wr_server_t *wr_server_new(uv_loop_t *loop, const wr_server_config *cfg, const w
     srv->scfg.hs_server = srv->hs;
     wr_session_server_set_cipher(srv->hs, cfg->session.cipher);
     if (cfg->nusers ? wr_server_set_users(srv, cfg->users, cfg->nusers) < 0
-                    : !(srv->max_sessions = calloc(1, sizeof *srv->max_sessions))) {
+                    : !(srv->limits = calloc(1, sizeof *srv->limits))) {
         server_unref(srv);
         return NULL;
     }
@@ -336,7 +363,7 @@ static int user_changed(const wr_server_user *users, size_t n, const char *name,
 int wr_server_set_users(wr_server_t *srv, const wr_server_user *users, size_t n)
 {
     wr_session_key *keys;
-    uint32_t *limits;
+    user_limits *limits;
     char(*ended)[WR_USER_NAME_MAX];
     size_t nended = 0;
     int rc, count = 0;
@@ -353,7 +380,8 @@ int wr_server_set_users(wr_server_t *srv, const wr_server_user *users, size_t n)
     for (size_t i = 0; i < n; i++) {
         keys[i].name = users[i].name;
         keys[i].psk = users[i].psk;
-        limits[i] = users[i].max_sessions;
+        limits[i].sessions = users[i].max_sessions;
+        limits[i].streams = users[i].max_streams;
     }
     /* Before the old keys go: which users lose their sessions. */
     for (size_t i = 0; i < srv->hs->nkeys; i++)
@@ -366,8 +394,8 @@ int wr_server_set_users(wr_server_t *srv, const wr_server_user *users, size_t n)
         free(ended);
         return rc;
     }
-    free(srv->max_sessions);
-    srv->max_sessions = limits;
+    free(srv->limits);
+    srv->limits = limits;
     for (size_t u = 0; u < nended; u++) {
         int k = 0;
         /* The session's own record: it names the user from the moment msg1's header

@@ -49,6 +49,7 @@ typedef struct wr_server_user {
     const char *name;      /* 1 to WR_USER_NAME_MAX - 1 bytes, unique */
     const uint8_t *psk;    /* 32 bytes */
     uint32_t max_sessions; /* sessions at once; 0 = no limit */
+    uint32_t max_streams;  /* dialled streams at once, over all its sessions; 0 = no limit */
 } wr_server_user;
 
 typedef struct wr_server_config {

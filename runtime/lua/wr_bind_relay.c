@@ -273,9 +273,9 @@ static void hc_take(void *data, wr_endpoint_t *ep, const char *already, size_t l
     wr_hc_server_take(data, ep, NULL, already, len);
 }
 
-/* users = {{name = "alice", key = 32 bytes, max_sessions = N (0 = no limit)}, ...} at idx into an
- * array kept by a userdata pushed on the stack (the strings stay in the table at idx, which the
- * caller keeps on the stack while it uses them). Raises on a malformed entry. */
+/* users = {{name = "alice", key = 32 bytes, max_sessions = N, max_streams = N (0 = no limit)}, ...}
+ * at idx into an array kept by a userdata pushed on the stack (the strings stay in the table at
+ * idx, which the caller keeps on the stack while it uses them). Raises on a malformed entry. */
 static wr_server_user *check_users(lua_State *L, int idx, size_t *n)
 {
     wr_server_user *users;
@@ -302,7 +302,12 @@ static wr_server_user *check_users(lua_State *L, int idx, size_t *n)
         if (max < 0 || max > UINT32_MAX)
             luaL_error(L, "relay users: user %s: bad max_sessions", users[i].name);
         users[i].max_sessions = (uint32_t)max;
-        lua_pop(L, 4); /* the strings stay referenced by the entry, in the table at idx */
+        lua_getfield(L, -4, "max_streams");
+        max = lua_isnil(L, -1) ? 0 : luaL_checkinteger(L, -1);
+        if (max < 0 || max > UINT32_MAX)
+            luaL_error(L, "relay users: user %s: bad max_streams", users[i].name);
+        users[i].max_streams = (uint32_t)max;
+        lua_pop(L, 5); /* the strings stay referenced by the entry, in the table at idx */
     }
     return users;
 }

@@ -238,7 +238,8 @@ describe("users", function()
       alice_key))
     local r = proc.warren({ "run", path })
     assert.equal(1, r.code)
-    assert.matches('users.alice: unknown key "port" %(keys: key, key_file, max_sessions, password, ports%)', r.stderr)
+    assert.matches('users.alice: unknown key "port" %(keys: key, key_file, max_sessions, max_streams, password, '
+      .. 'ports%)', r.stderr)
     write(path, "return { serve = \"127.0.0.1:0\", users = { alice = { password = \"x\", ports = { \"9-1\" } } } }\n")
     r = proc.warren({ "run", path })
     assert.equal(1, r.code)
@@ -280,6 +281,37 @@ describe("users", function()
       select(2, relay:output()))
     assert.is_true(echoes(a))
     for _, child in ipairs({ alice, bob, relay }) do
+      child:kill()
+      child:wait(5000)
+    end
+  end)
+
+  it("caps a user's streams over its sessions (max_streams)", function()
+    local users = dir .. "/streams-users"
+    write(users, string.format("alice %s max_streams=1\nbob %s\n", alice_key, bob_key))
+    local relay, relay_port = proc.serve({ "--users", users })
+    local port = net.free_port()
+    local client = proc.start({ proc.warren_bin, "-v", "-L", string.format("127.0.0.1:%d:127.0.0.1:%d", port,
+      echo_port), "127.0.0.1:" .. relay_port, "--key-file", alice_key })
+    assert.is_true(wait.eventually(function() return echoes(port) end, 10000), select(2, client:output()))
+    -- one held stream (once the stream of the check above is done at the relay too): the next is
+    -- refused while it lasts
+    local held, got
+    assert.is_true(wait.eventually(function()
+      if held then held:close() end
+      held, got = assert(uv.new_tcp()), {}
+      held:connect("127.0.0.1", port, function(err)
+        if err then return end
+        held:read_start(function(_, data) if data then got[#got + 1] = data end end)
+        held:write("held")
+      end)
+      return wait.eventually(function() return table.concat(got) == "held" end, 1000)
+    end, 10000))
+    assert.is_false(echoes(port))
+    assert.truthy(logged(client, "user alice has its 1 streams open already", 5000), select(2, client:output()))
+    held:close()
+    assert.is_true(wait.eventually(function() return echoes(port) end, 5000))
+    for _, child in ipairs({ client, relay }) do
       child:kill()
       child:wait(5000)
     end
