@@ -1,17 +1,27 @@
--- A relay for reverse tunnels whose outer ports, and who may use them, come from a file:
---   warren --control /run/warren/relay.sock run scripts/relay.lua 0.0.0.0:8100 /etc/warren/ports
--- The key is WARREN_KEY, or the file WARREN_KEY_FILE names. Each line of the ports file is a
--- range, open to every client, or followed by the client ids (warren -R ... --client-id ID) that
--- alone may register there; # starts a comment:
+-- A relay for reverse tunnels whose outer ports, and who may use them, come from a file, and
+-- whose users (one key each, with port ranges of their own) from another:
+--   warren --control /run/warren/relay.sock run scripts/relay.lua 0.0.0.0:8100 /etc/warren/ports \
+--     [/etc/warren/users]
+-- The relay's own key is the file WARREN_KEY_FILE names, or else (without a users file)
+-- WARREN_KEY; with a users file it is optional, and is the user "default". Each line of the
+-- ports file is a range, open to every client of a user without ranges of its own, or followed
+-- by the client ids (warren -R ... --client-id ID) that alone may register there; # starts a
+-- comment:
 --   9930-9939
 --   9940-9949  alice bob
--- The file is watched: edit it and the relay reloads. New ranges join the pool at once; who may
--- register where applies to the next registration (services already up stay up).
+-- Each line of the users file is NAME KEY_FILE [FROM-TO ...] [max_sessions=N] [max_streams=N]
+-- (as warren serve --users reads it): that user's key, the only ranges it may register in, and
+-- its limits.
+--   carol  keys/carol.key  9950-9959  max_sessions=4
+-- Both files are watched: edit one and the relay reloads. New ranges join the pool at once; who
+-- may register where applies to the next registration (services already up stay up); a user
+-- removed from the users file, or given another key, has its sessions ended.
+local keys = require("warren.keys")
 local log = require("warren.log")
 local registry = require("warren.registry")
 
-local listen, ports_file = ...
-assert(ports_file, "usage: warren run scripts/relay.lua LISTEN PORTS_FILE")
+local listen, ports_file, users_file = ...
+assert(ports_file, "usage: warren run scripts/relay.lua LISTEN PORTS_FILE [USERS_FILE]")
 
 local ranges, open = {}, true -- open: no range is kept for some clients
 local f = assert(io.open(ports_file))
@@ -41,13 +51,22 @@ end
 local texts = {}
 for i, r in ipairs(ranges) do texts[i] = r.text end
 
+local users
+if users_file then users = assert(keys.read_users(users_file)) end
+local key_file = os.getenv("WARREN_KEY_FILE")
+if key_file == "" then key_file = nil end
+
 return {
   serve = listen,
-  key_file = os.getenv("WARREN_KEY_FILE"),
+  key_file = key_file,
+  users = users,
   ports = texts,
-  watch = { ports_file },
+  watch = { ports_file, users_file },
   hooks = {
     register = function(svc, client)
+      if users and users[client.user] and users[client.user].ports then
+        return true -- a user with ranges of its own: the relay keeps it to them
+      end
       if svc.port == 0 then
         -- "any free port" could land in a range kept for someone else
         return open, "name an outer port: the ranges here belong to clients"

@@ -146,6 +146,13 @@ Tunnels:
 
 Relay (serve):
   --ports FROM-TO         outer ports reverse tunnels may use (repeatable; none by default)
+  --users FILE            one key per user, next to -k/-p/--key-file (the user "default") or
+                          instead of it: a line per user, NAME KEY_FILE [FROM-TO ...]
+                          [max_sessions=N] [max_streams=N] (# comments; KEY_FILE relative to
+                          FILE). A user with ranges registers only there (they join the pool);
+                          the others use --ports. max_sessions: sessions at once, max_streams:
+                          -L/-D streams at once over its sessions (0: no limit, the default).
+                          Hooks and `warren status` see each session's user
   --outer-bind ADDR       address the outer ports listen on; when given, a client's BIND must
                           be the same or absent (default: the client's BIND, else all interfaces)
   --allow-client-bind     let clients choose their BIND; --outer-bind is then only the default
@@ -221,7 +228,7 @@ local valued = {
   ["--proxy-user"] = "proxy_user", ["-P"] = "fallback",
   ["-R"] = "reverses", ["--name"] = "names", ["--message"] = "messages",
   ["--max-users"] = "max_users", ["--max-total"] = "max_total", ["--ttl"] = "ttl",
-  ["--client-id"] = "client_id", ["--ports"] = "ports", ["--outer-bind"] = "outer_bind",
+  ["--client-id"] = "client_id", ["--ports"] = "ports", ["--users"] = "users_file", ["--outer-bind"] = "outer_bind",
   ["--lease"] = "lease", ["--max-services"] = "max_services", ["--hooks"] = "hooks_file",
   ["--max-failed-handshakes"] = "max_failed_handshakes",
   ["--max-users-default"] = "max_users_default", ["--user-idle"] = "user_idle",
@@ -520,7 +527,13 @@ function commands.serve(args, opts)
       return 2
     end
   end
-  local t = tunnel_options(opts, key_options(opts))
+  local t = tunnel_options(opts, opts.users_file and { key = opts.key, password = opts.password,
+    key_file = opts.key_file } or key_options(opts)) -- with --users, WARREN_KEY is no user of its own
+  if opts.users_file then
+    local users, uerr = require("warren.keys").read_users(opts.users_file)
+    if not users then return fail("--users " .. uerr) end
+    t.users = users
+  end
   t.listen = args[1]
   t.fallback = opts.fallback
   t.ports, t.outer_bind, t.lease, t.max_services = opts.ports, opts.outer_bind, opts.lease, opts.max_services
@@ -847,7 +860,7 @@ function M.main(...)
     usage_error("unknown command " .. opts.command)
     return 2
   end
-  local kerr = keyed[opts.command] and key_problem(opts)
+  local kerr = keyed[opts.command] and not (opts.command == "serve" and opts.users_file) and key_problem(opts)
   if kerr then
     usage_error(kerr)
     return 2

@@ -94,6 +94,10 @@ function M.format_status(st)
     out[#out + 1] = string.format("service %s on port %s: %s users online", tostring(s.name), number(s.port),
       number(s.users_online))
   end
+  for _, s in ipairs(st.sessions or {}) do
+    out[#out + 1] = string.format("session from %s: user %s, %s, streams %s, bytes in %s out %s", tostring(s.peer),
+      s.user or "-", s.ready and "up" or "handshaking", number(s.streams), number(s.bytes_in), number(s.bytes_out))
+  end
   return table.concat(out, "\n") .. "\n"
 end
 

@@ -16,6 +16,7 @@
 -- is replaced under its name, is never cut.
 local warren = require("warren")
 local addr = require("warren.addr")
+local keys = require("warren.keys")
 local log = require("warren.log")
 local registry = require("warren.registry")
 local tunnel = require("warren.tunnel")
@@ -27,7 +28,7 @@ local M = {}
 local relay_keys = { serve = true, ports = true, hooks = true, outer_bind = true, allow_client_bind = true,
   lease = true, max_services = true, max_users = true, user_idle = true, max_users_per_address = true,
   max_failed_handshakes = true, cert = true, cert_key = true, self_signed = true, fallback = true,
-  trusted_fronts = true }
+  trusted_fronts = true, users = true }
 -- grace = SECONDS: how long a removed tunnel's connections may go on before they are cut.
 local GRACE_DEFAULT = 30
 local client_keys = { server = true, client_id = true, ca = true, pin = true, tunnels = true, websocket = true,
@@ -40,7 +41,7 @@ local common_keys = { key = true, key_file = true, password = true, tls = true, 
 local process_keys = { access_log = true, metrics = true }
 -- watch = {FILE, ...}: files the script reads (a list of services, an ACL); when they or the
 -- script change, it reloads (as with --watch). Not an option of the relay or the client.
-local reloadable = { hooks = true, ports = true, tunnels = true, watch = true, grace = true }
+local reloadable = { hooks = true, ports = true, tunnels = true, watch = true, grace = true, users = true }
 local tunnel_key_order = { "L", "D", "R", "message", "max_users", "max_total", "ttl", "user", "password" }
 local tunnel_keys = {}
 for _, k in ipairs(tunnel_key_order) do tunnel_keys[k] = true end
@@ -165,6 +166,13 @@ function M.check(decl, running)
     local from, rerr = registry.parse_range(range)
     if not from then return nil, "ports: " .. rerr end
   end
+  if decl.users ~= nil then
+    -- Checked (key files read) before anything is applied, so a bad user fails the reload.
+    if not decl.serve then return nil, "users are the relay's: they need serve" end
+    local own = (decl.key or decl.key_file or decl.password) and string.rep("\0", 32) or nil -- its place
+    local _, uerr = keys.resolve_users(decl.users, own)
+    if uerr then return nil, uerr end
+  end
   local plan = { decl = decl, tunnels = {}, hooks = decl.hooks or {} }
   if decl.tunnels ~= nil and type(decl.tunnels) ~= "table" then
     return nil, "tunnels must be a table of named tunnels"
@@ -267,6 +275,8 @@ end
 
 local function relay_options(decl, hooks_of)
   local t = common_options(decl)
+  -- With users, WARREN_KEY is not a user of its own: only the keys the script names are.
+  if decl.users and not (decl.key or decl.key_file or decl.password) then t.key = nil end
   for k in pairs(relay_keys) do t[k] = decl[k] end
   t.listen, t.serve = decl.serve, nil
   t.max_users, t.outer_bind = decl.max_users, decl.outer_bind
@@ -356,6 +366,12 @@ function Generation:close()
   end
   if self.relay then self.relay:close() end
   if self.metrics then self.metrics.close() end
+end
+
+local function user_names(list)
+  local names = {}
+  for i, u in ipairs(list or {}) do names[i] = u.name end
+  return names
 end
 
 -- Keys that a reload cannot apply: nil, or an error naming the first one that changed.
@@ -455,6 +471,16 @@ function Generation:apply(plan)
   if self.relay then
     for _, range in ipairs(plan.decl.ports or {}) do self.relay:add_ports(range) end
     self.relay.registry.hooks = plan.hooks
+    if self.decl.users or plan.decl.users then -- a key file may have changed under the same name
+      local ended, uerr = self.relay:set_users(plan.decl.users or {})
+      if ended then
+        summary.sessions_ended = ended
+        log.info("reload: users now %s; %d sessions of removed or re-keyed users ended",
+          table.concat(user_names(self.relay.users), ", "), ended)
+      else
+        failures[#failures + 1] = "users: " .. tostring(uerr)
+      end
+    end
   end
   self.hooks = plan.hooks
   self.decl = plan.decl
@@ -521,6 +547,7 @@ function Generation:status()
   if self.relay then
     st.relay = self.relay:stats()
     st.services = self.relay:services()
+    st.sessions = self.relay:sessions()
   end
   if self.client then
     local session = self.client.session

@@ -62,7 +62,9 @@ function M.parse_range(text)
   return from, to
 end
 
--- opts: ports = {"9930-9939", ...}, bind = outer listen address (nil: the client's BIND, or all
+-- opts: ports = {"9930-9939", ...} (the ranges every user without ranges of its own may use),
+-- users = {{name =, ports = {...} or nil}, ...} (users with ranges of their own: only those;
+-- warren.keys.resolve_users), bind = outer listen address (nil: the client's BIND, or all
 -- interfaces), allow_client_bind = let a client's BIND differ from `bind` (default: refused),
 -- lease = seconds a dropped client keeps its ports (default 30), max_services = per client,
 -- max_users = users at once per service and user_idle = seconds a user may stay idle, both
@@ -72,9 +74,10 @@ end
 --
 -- Hooks, all optional. Those that decide return true, or false plus a reason that reaches the
 -- client (a hook that raises denies); the others only observe.
---   auth(client)                 hello from a client: client = {peer, client_id}
+--   auth(client)                 hello from a client: client = {peer, client_id, user}, user the
+--                                name of the key the client holds ("default" for the relay's key)
 --   register(svc, client)        a registration: svc = {name, port (0 = any), message, max_users,
---                                max_total, ttl, idle_timeout, bind, store}
+--                                max_total, ttl, idle_timeout, bind, store, user (its client's)}
 --   user_connect(svc, user)      a user reached the outer port: user = {peer}
 --   user_close(svc, info)        a user left: info = {peer, bytes_up, bytes_down, duration_ms,
 --                                reason}
@@ -118,6 +121,8 @@ function M.new(opts)
   local self = setmetatable({
     pool = {},        -- port -> true
     sorted = {},      -- the pool's ports in order
+    shared = {},      -- ranges {from, to, text} of users without ranges of their own
+    user_ranges = {}, -- user name -> its ranges
     services = {},    -- port -> service
     by_name = {},     -- name -> service
     clients = {},     -- session -> client record
@@ -138,20 +143,78 @@ function M.new(opts)
     local ok, err = self:add_ports(range)
     if not ok then return nil, err end
   end
+  local ok, err = self:set_users(opts.users or {})
+  if not ok then return nil, err end
   return self
 end
 
--- registry:add_ports(from, to) or registry:add_ports("9930-9939"): live, takes effect at once.
-function Registry:add_ports(from, to)
+local function range_of(from, to)
   if to == nil then
     local f, t = M.parse_range(from)
     if not f then return nil, t end
-    from, to = f, t
-  else
-    local f, t = M.parse_range(string.format("%s-%s", tostring(from), tostring(to)))
-    if not f then return nil, t end
-    from, to = f, t
+    return { from = f, to = t, text = tostring(from) }
   end
+  local text = string.format("%s-%s", tostring(from), tostring(to))
+  local f, t = M.parse_range(text)
+  if not f then return nil, t end
+  return { from = f, to = t, text = text }
+end
+
+-- registry:add_ports(from, to) or registry:add_ports("9930-9939"): ports every user without
+-- ranges of its own may use; live, takes effect at once.
+function Registry:add_ports(from, to)
+  local r, err = range_of(from, to)
+  if not r then return nil, err end
+  for _, had in ipairs(self.shared) do
+    if had.from == r.from and had.to == r.to then return true end -- a reload names it again
+  end
+  self.shared[#self.shared + 1] = r
+  self:_pool_add(r.from, r.to)
+  return true
+end
+
+-- registry:set_users({{name =, ports = {"9930-9934", ...}}, ...}): the users with ranges of their
+-- own may register there only (their ranges join the pool); the others use the shared ranges.
+-- For the next registration: services already up stay up. true, or nil, err (nothing changed).
+function Registry:set_users(users)
+  local ranges = {}
+  for _, u in ipairs(users) do
+    if u.ports then
+      local list = {}
+      for _, text in ipairs(u.ports) do
+        local r, err = range_of(text)
+        if not r then return nil, "users." .. u.name .. ": " .. err end
+        list[#list + 1] = r
+      end
+      ranges[u.name] = list
+    end
+  end
+  for _, list in pairs(ranges) do
+    for _, r in ipairs(list) do self:_pool_add(r.from, r.to) end
+  end
+  self.user_ranges = ranges
+  return true
+end
+
+-- The ranges a user may register in.
+function Registry:_ranges_of(user)
+  return self.user_ranges[user] or self.shared
+end
+
+local function in_ranges(ranges, port)
+  for _, r in ipairs(ranges) do
+    if port >= r.from and port <= r.to then return true end
+  end
+  return false
+end
+
+local function range_texts(ranges)
+  local texts = {}
+  for i, r in ipairs(ranges) do texts[i] = r.text end
+  return #texts > 0 and table.concat(texts, ", ") or "none"
+end
+
+function Registry:_pool_add(from, to)
   for p = from, to do
     if not self.pool[p] then
       self.pool[p] = true
@@ -162,11 +225,12 @@ function Registry:add_ports(from, to)
   return true
 end
 
--- Free ports in order; at most `limit` of them (registering "any" needs only the first few).
-function Registry:free_ports(limit)
+-- Free ports in order; at most `limit` of them (registering "any" needs only the first few); only
+-- those in `ranges` when given.
+function Registry:free_ports(limit, ranges)
   local free, services = {}, self.services
   for _, p in ipairs(self.sorted) do
-    if not services[p] then
+    if not services[p] and (not ranges or in_ranges(ranges, p)) then
       free[#free + 1] = p
       if limit and #free >= limit then break end
     end
@@ -365,10 +429,10 @@ local function check_fields(req)
 end
 
 -- The service a registration of this client would replace: its own earlier registration of the
--- same name (a reconnect, or a restarted process with the same client id).
+-- same name (a reconnect, or a restarted process with the same client id and user).
 function Registry:_own(client, name)
   local svc = self.by_name[name]
-  if svc and svc.client_id == client.id then return svc end
+  if svc and svc.client_id == client.id and svc.user == client.info.user then return svc end
 end
 
 -- A live service of the same client id whose session belongs to another process (another
@@ -441,8 +505,14 @@ function Registry:_register(client, req)
   end
   local bind, berr = self:_outer_bind(req.bind)
   if not bind then return nil, "bind_refused", berr end
+  local user = client.info.user
+  local ranges = self:_ranges_of(user)
   if port ~= 0 then
     if not self.pool[port] then return nil, "not_in_pool", "port " .. port .. " is not in the pool" end
+    if not in_ranges(ranges, port) then
+      return nil, "denied", string.format("port %d is not among the ports of user %s (%s)", port, tostring(user),
+        range_texts(ranges))
+    end
     local holder = self.services[port]
     if holder and holder ~= own then return nil, "port_taken", "port " .. port .. " is taken" end
   elseif own then
@@ -455,7 +525,7 @@ function Registry:_register(client, req)
   end
   local svc = {
     id = req.id, name = req.name, message = req.message or "", birth = os.time(),
-    client = client, client_id = client.id, max_users = limit_or_default(req.max_users, self.max_users),
+    client = client, client_id = client.id, user = user, max_users = limit_or_default(req.max_users, self.max_users),
     max_total = req.max_total, ttl = req.ttl, idle_timeout = limit_or_default(req.idle_timeout, self.user_idle),
     bind = bind, store = own and own.store or {}, state = "up", port = port,
   }
@@ -470,14 +540,17 @@ function Registry:_register(client, req)
       if not listener then return nil, "port_taken", "cannot listen on port " .. port .. ": " .. tostring(lerr) end
     else
       -- The lowest free ports first; one taken by another program is skipped.
-      for _, p in ipairs(self:free_ports(16)) do
+      for _, p in ipairs(self:free_ports(16, ranges)) do
         listener = self:_listen(svc, p, svc.bind, client.session)
         if listener then
           port = p
           break
         end
       end
-      if not listener then return nil, "port_taken", "no free port in the pool" end
+      if not listener then
+        return nil, "port_taken", string.format("no free port among the ports of user %s (%s)", tostring(user),
+          range_texts(ranges))
+      end
     end
     if own then self:_end(own, "replaced by a new registration", "replaced") end
     svc.port, svc.listener = port, listener
@@ -679,7 +752,7 @@ function Registry:serve(channel, session)
   meter.channels = meter.channels + 1
   local client = {
     session = session, channel = channel, services = {}, count = 0,
-    info = { peer = session:peer() },
+    info = { peer = session:peer(), user = session:user() },
   }
   self.clients[session] = client
   local ok, reason = pcall(self._serve_requests, self, client, meter)

@@ -60,7 +60,8 @@ Relay.__index = Relay
 --       (TCP_CONGESTION; the client takes the same option), instead of the system's default.
 --   on_open(host, port, info) -> true | false, reason   where a client may dial (default: anywhere;
 --       an empty host means this relay's localhost). info = {addresses = {resolved...},
---       peer = "client address", session = the client's session handle}; the addresses are the
+--       peer = "client address", user = the session's user, session = the client's session
+--       handle}; the addresses are the
 --       ones that will be dialled.
 --   on_close(info)   info = {target, peer, bytes_up, bytes_down, duration_ms, reason}
 -- Reverse tunnels: ports = {"9930-9939", ...} (the outer port pool), outer_bind = address the
@@ -73,15 +74,34 @@ Relay.__index = Relay
 --   hooks.dial_close stand for on_open and on_close when those are not given.
 -- Returns the relay (relay:port(), :stats(), :services(), :free_ports(), :add_ports(from, to),
 -- :close()) or nil, err.
+-- Users: users = {NAME = {key | key_file | password, ports = {...}, max_sessions = N,
+--   max_streams = N}, ...} (warren.keys.resolve_users) gives the relay one key per user, next to
+--   its own key (the user "default") or instead of it; a user with ports registers only there,
+--   max_sessions caps its sessions at once, max_streams its -L/-D streams at once.
+--   relay:set_users(users) replaces them live.
+-- The relay's own key, when it has one, and the users' list for the core and the registry.
+local function relay_keys(opts)
+  local own
+  if not opts.users or opts.key or opts.key_file or opts.password then
+    local err
+    own, err = keys.resolve(opts)
+    if not own then return nil, err end
+  end
+  if not opts.users then return own, nil end
+  local users, err = keys.resolve_users(opts.users, own)
+  if not users then return nil, err end
+  return own, users
+end
+
 function M.relay(opts)
-  local key, err = keys.resolve(opts)
-  if not key then return nil, err end
+  local own, users = relay_keys(opts)
+  if not own and not users then return nil, users end
   local listen, lerr = addr.parse(opts.listen or "", { allow_zero = true, listen = true, what = "listen address" })
   if not listen then return nil, lerr end
   local reg, gerr = registry.new({
     ports = opts.ports, bind = opts.outer_bind, allow_client_bind = opts.allow_client_bind, lease = opts.lease,
     max_services = opts.max_services, max_users = opts.max_users, user_idle = opts.user_idle,
-    max_users_per_address = opts.max_users_per_address,
+    max_users_per_address = opts.max_users_per_address, users = users,
     hooks = opts.hooks, write_cap = opts.write_cap,
   })
   if not reg then return nil, gerr end
@@ -96,7 +116,8 @@ function M.relay(opts)
     site_url = site_url,
     host = listen.host,
     port = listen.port,
-    key = key,
+    key = not users and own or nil,
+    users = users,
     on_open = opts.on_open or (opts.hooks and opts.hooks.dial),
     on_close = opts.on_close or (opts.hooks and opts.hooks.dial_close),
     on_channel = function(channel, session)
@@ -123,7 +144,9 @@ function M.relay(opts)
     log.info("fallback site: %s (the raw carrier is off on this port: clients use --tls, -w or --http)",
       opts.fallback)
   end
-  local self = setmetatable({ core = relay, registry = reg, fallback = opts.fallback, tls = tls }, Relay)
+  if users then log.info("%d users, one key each", #users) end
+  local self = setmetatable({ core = relay, registry = reg, fallback = opts.fallback, tls = tls, own_key = own,
+    users = users }, Relay)
   warren.on_shutdown(function() self:close() end)
   return self
 end
@@ -145,6 +168,20 @@ end
 function Relay:services() return self.registry:services_list() end
 function Relay:free_ports() return self.registry:free_ports() end
 function Relay:add_ports(from, to) return self.registry:add_ports(from, to) end
+-- The live sessions: {{peer, user, ready, streams, bytes_in, bytes_out}, ...}.
+function Relay:sessions() return self.core:sessions() end
+-- Replaces the users (a table as the `users` option; the relay's own key stays the user
+-- "default"): a user removed, or given another key, has its sessions ended; the others keep
+-- theirs. Returns the number of sessions ended, or nil, err with nothing changed.
+function Relay:set_users(users)
+  local list, err = keys.resolve_users(users, self.own_key)
+  if not list then return nil, err end
+  local ended, cerr = self.core:set_users(list)
+  if not ended then return nil, cerr end
+  self.registry:set_users(list)
+  self.users = list
+  return ended
+end
 function Relay:close()
   self.registry:close()
   return self.core:close()

@@ -396,8 +396,8 @@ void wr_access_log_write(const wr_access_record *rec)
 
 const char *wr_access_user(const wr_session_t *s)
 {
-    (void)s; /* sessions carry no user name yet: one key, one (anonymous) user */
-    return NULL;
+    const char *user = s ? wr_session_user(s) : NULL;
+    return user && user[0] ? user : NULL; /* a client's own sessions have none */
 }
 
 const char *wr_access_relay_reason(const wr_relay_result_t *res, int stream_side)

@@ -47,7 +47,7 @@ int wr_access_log_on(void);
 void wr_access_log_write(const wr_access_record *rec);
 void wr_access_log_get_stats(wr_access_stats *out);
 
-/* The user a session stands for, or NULL ("-") while sessions carry no user name. */
+/* The relay user a server session stands for, or NULL ("-") for a client's session. */
 const char *wr_access_user(const wr_session_t *s);
 /* The end of a relay: eof, timeout (idle), reset, closed, session (the stream's session failed
  * under it: stream_side is the relay's side, 0 or 1, that is the stream; -1 none) or error. */

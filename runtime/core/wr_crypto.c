@@ -23,6 +23,7 @@
 
 #ifdef WR_HAVE_LIBCRYPTO
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 #endif
 
 #ifdef WR_HAVE_LIBCRYPTO
@@ -655,6 +656,86 @@ int wr_hmac_sha256(const void *key, size_t klen, const void *data, size_t len,
 {
     return mbedtls_md_hmac(sha256_info(), key, klen, data, len, out) ? WR_CRYPTO_EINTERNAL
                                                                      : WR_CRYPTO_OK;
+}
+
+/* A SHA-256 state that is plain bytes (copied, not cloned): libcrypto's where it is built in (it
+ * uses the CPU's SHA extensions; its low-level API is deprecated in OpenSSL 3 but is the only one
+ * without an allocation per use), mbedTLS's otherwise. The bytes are the same either way. */
+#ifdef WR_HAVE_LIBCRYPTO
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+typedef SHA256_CTX sha_state;
+static void sha_start(sha_state *c)
+{
+    SHA256_Init(c);
+}
+static void sha_update(sha_state *c, const void *p, size_t n)
+{
+    SHA256_Update(c, p, n);
+}
+static void sha_finish(sha_state *c, uint8_t out[WR_SHA256_LEN])
+{
+    SHA256_Final(out, c);
+}
+#pragma GCC diagnostic pop
+#else
+typedef mbedtls_sha256_context sha_state;
+static void sha_start(sha_state *c)
+{
+    mbedtls_sha256_init(c);
+    mbedtls_sha256_starts_ret(c, 0);
+}
+static void sha_update(sha_state *c, const void *p, size_t n)
+{
+    mbedtls_sha256_update_ret(c, p, n);
+}
+static void sha_finish(sha_state *c, uint8_t out[WR_SHA256_LEN])
+{
+    mbedtls_sha256_finish_ret(c, out);
+}
+#endif
+
+/* The inner and outer hashes with the key's padded block absorbed. */
+typedef struct hmac_pre {
+    sha_state in, out;
+} hmac_pre;
+_Static_assert(sizeof(hmac_pre) <= sizeof(((wr_hmac_key *)0)->state), "wr_hmac_key too small");
+
+void wr_hmac_key_init(wr_hmac_key *hk, const void *key, size_t klen)
+{
+    uint8_t k0[64] = {0}, pad[64];
+    hmac_pre pre;
+    if (klen > sizeof k0)
+        wr_sha256(key, klen, k0);
+    else
+        memcpy(k0, key, klen);
+    for (size_t i = 0; i < sizeof pad; i++)
+        pad[i] = k0[i] ^ 0x36;
+    sha_start(&pre.in);
+    sha_update(&pre.in, pad, sizeof pad);
+    for (size_t i = 0; i < sizeof pad; i++)
+        pad[i] = k0[i] ^ 0x5c;
+    sha_start(&pre.out);
+    sha_update(&pre.out, pad, sizeof pad);
+    memset(hk, 0, sizeof *hk);
+    memcpy(hk->state, &pre, sizeof pre);
+    wr_zeroize(&pre, sizeof pre);
+    wr_zeroize(k0, sizeof k0);
+    wr_zeroize(pad, sizeof pad);
+}
+
+void wr_hmac_sha256_with(const wr_hmac_key *hk, const void *data, size_t len,
+                         uint8_t out[WR_SHA256_LEN])
+{
+    hmac_pre pre;
+    uint8_t inner[WR_SHA256_LEN];
+    memcpy(&pre, hk->state, sizeof pre);
+    sha_update(&pre.in, data, len);
+    sha_finish(&pre.in, inner);
+    sha_update(&pre.out, inner, sizeof inner);
+    sha_finish(&pre.out, out);
+    wr_zeroize(&pre, sizeof pre);
+    wr_zeroize(inner, sizeof inner);
 }
 
 int wr_hkdf_extract(const void *salt, size_t salt_len, const void *ikm, size_t ikm_len,

@@ -181,6 +181,7 @@ int wr_hs_config_init(wr_hs_config *cfg, const uint8_t psk[32], enum wr_backend 
     cfg->cipher = WR_HS_CIPHER_AUTO;
     cfg->aes_hw = wr_aead_aes_hw(b);
     rc = wr_hkdf_extract(proto, sizeof proto - 1, psk, 32, cfg->prk0);
+    if (!rc) wr_hmac_key_init(&cfg->prk0_mac, cfg->prk0, sizeof cfg->prk0);
     if (!rc) rc = wr_hkdf_expand(cfg->prk0, "obf c", 5, cfg->obf_c, 32);
     if (!rc) rc = wr_hkdf_expand(cfg->prk0, "obf s", 5, cfg->obf_s, 32);
     if (rc) {
@@ -281,19 +282,50 @@ static int server_fail(wr_hs_server *s, enum wr_hs_reason r)
     return WR_HS_REJECT;
 }
 
-/* The cheap part: one HKDF-Expand and one 16-byte AEAD open, then clock and replay checks. */
-static int check_header(wr_hs_server *s, const wr_hs_config *cfg, const wr_replay *rp,
+/* One key's try at the fixed header: its message key and the 16-byte open. 0, or a wr_crypto
+ * code (WR_CRYPTO_EAUTH: not this key). */
+static int open_header(const wr_hs_config *cfg, const uint8_t *buf, uint8_t k1[32],
+                       uint8_t hdr[HDR1_LEN])
+{
+    uint8_t nonce[WR_AEAD_NONCE_LEN], info[4 + WR_HS_SALT_LEN + 1];
+    /* msg_key(prk0, "msg1", salt): HKDF-Expand to 32 bytes is one HMAC of info || 0x01 */
+    memcpy(info, "msg1", 4);
+    memcpy(info + 4, buf, WR_HS_SALT_LEN);
+    info[sizeof info - 1] = 1;
+    wr_hmac_sha256_with(&cfg->prk0_mac, info, sizeof info, k1);
+    wr_aead_nonce(nonce, 0);
+    return wr_aead_open_once(SMALL_AEAD, WR_HS_AEAD, k1, nonce, buf, 48, buf + 48,
+                             HDR1_LEN + WR_AEAD_TAG_LEN, hdr);
+}
+
+/* The cheap part: per key tried, one HKDF-Expand and one 16-byte AEAD open; then, with the key
+ * that opened it, the clock and replay checks. */
+static int check_header(wr_hs_server *s, const wr_hs_config *cfgs, size_t ncfg, const wr_replay *rp,
                         const uint8_t *buf, uint64_t now)
 {
-    uint8_t hdr[HDR1_LEN], nonce[WR_AEAD_NONCE_LEN];
+    uint8_t hdr[HDR1_LEN];
+    const wr_hs_config *cfg = NULL;
     uint64_t ts;
     uint16_t var_len;
-    int rc;
+    int rc = WR_CRYPTO_EAUTH;
 
-    if (msg_key(cfg->prk0, "msg1", buf, s->k1)) return server_fail(s, WR_HS_R_INTERNAL);
-    wr_aead_nonce(nonce, 0);
-    rc = wr_aead_open_once(SMALL_AEAD, WR_HS_AEAD, s->k1, nonce, buf, 48, buf + 48,
-                           HDR1_LEN + WR_AEAD_TAG_LEN, hdr);
+    /* Every key is tried, even past the one that opens it: the time to answer must not tell
+     * where a user is in the list (it would link that user's connections). */
+    for (size_t i = 0; i < ncfg; i++) {
+        uint8_t k[32], h[HDR1_LEN];
+        int r = open_header(&cfgs[i], buf, k, h);
+        if (r != WR_CRYPTO_EAUTH && !cfg && rc == WR_CRYPTO_EAUTH) {
+            rc = r;
+            if (r == 0) {
+                cfg = &cfgs[i];
+                s->key = (uint32_t)i;
+                memcpy(s->k1, k, sizeof k);
+                memcpy(hdr, h, sizeof h);
+            }
+        }
+        wr_zeroize(k, sizeof k);
+        wr_zeroize(h, sizeof h);
+    }
     if (rc == WR_CRYPTO_EAUTH) return server_fail(s, WR_HS_R_BAD_MAC);
     if (rc) return server_fail(s, WR_HS_R_INTERNAL);
     if (hdr[0] != MSG1_TYPE) return server_fail(s, WR_HS_R_BAD_TYPE);
@@ -356,23 +388,31 @@ static int check_var(wr_hs_server *s, const wr_hs_config *cfg, wr_replay *rp, co
 int wr_hs_server_check(wr_hs_server *s, const wr_hs_config *cfg, wr_replay *rp, const uint8_t *buf,
                        size_t len, uint64_t now, size_t *need)
 {
+    return wr_hs_server_check_keys(s, cfg, 1, rp, buf, len, now, need);
+}
+
+int wr_hs_server_check_keys(wr_hs_server *s, const wr_hs_config *cfgs, size_t ncfg, wr_replay *rp,
+                            const uint8_t *buf, size_t len, uint64_t now, size_t *need)
+{
     int rc;
     *need = 0;
     if (s->state == WR_HS_S_READ_HEADER) {
+        if (ncfg == 0) return WR_HS_EMISUSE;
         if (len < WR_HS_MSG1_FIXED) {
             *need = WR_HS_MSG1_FIXED;
             return WR_HS_NEED_MORE;
         }
-        rc = check_header(s, cfg, rp, buf, now);
+        rc = check_header(s, cfgs, ncfg, rp, buf, now);
         if (rc) return rc;
     }
-    if (s->state != WR_HS_S_READ_VAR) return WR_HS_EMISUSE;
+    if (s->state != WR_HS_S_READ_VAR || ncfg == 0 || (ncfg > 1 && s->key >= ncfg))
+        return WR_HS_EMISUSE;
     if (len < s->msg1_len) {
         *need = s->msg1_len;
         return WR_HS_NEED_MORE;
     }
     if (len > s->msg1_len) return server_fail(s, WR_HS_R_TRAILING);
-    rc = check_var(s, cfg, rp, buf, now);
+    rc = check_var(s, ncfg == 1 ? &cfgs[0] : &cfgs[s->key], rp, buf, now);
     if (rc == WR_HS_OK) *need = s->msg1_len;
     return rc;
 }

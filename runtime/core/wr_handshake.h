@@ -84,6 +84,7 @@ typedef struct wr_hs_config {
     int cipher;              /* WR_HS_CIPHER_AUTO (default) or the one wr_aead_alg accepted */
     int aes_hw;              /* AES-256-GCM is fast here (wr_aead_aes_hw): auto prefers it */
     uint8_t prk0[32];        /* HKDF-Extract(PROTO, PSK) */
+    wr_hmac_key prk0_mac;    /* HMAC under prk0, ready: msg1's key is derived cheaply per user */
     uint8_t obf_c[32];       /* keystream keys hiding the client's / server's public key */
     uint8_t obf_s[32];
 } wr_hs_config;
@@ -123,6 +124,7 @@ typedef struct wr_hs_server {
     uint8_t th1[32];
     uint8_t k1[32];
     uint8_t cipher; /* picked from the client's offer; 0: none accepted (msg2 refuses) */
+    uint32_t key;   /* wr_hs_server_check_keys: the index of the config that authenticated */
     size_t early_len;
     uint8_t early[WR_HS_EARLY_MAX]; /* authenticated by the PSK only; replay-bounded */
 } wr_hs_server;
@@ -133,6 +135,16 @@ void wr_hs_server_init(wr_hs_server *s);
  * in rp; *need = msg1 length. NEED_MORE: *need = total bytes to have before calling again. */
 int wr_hs_server_check(wr_hs_server *s, const wr_hs_config *cfg, wr_replay *rp, const uint8_t *buf,
                        size_t len, uint64_t now, size_t *need);
+/* Like wr_hs_server_check for a server holding several keys (one per user): each config is tried
+ * on the fixed header, and the first that authenticates it is the client's (s->key is its index;
+ * the others are tried all the same, so the time taken does not tell users apart); the clock,
+ * replay and variable-part checks then run once, with that config. Nothing on the wire names the
+ * key, so an observer cannot link two connections of one user. A bad first message costs ncfg
+ * HKDF-Expand + 16-byte AEAD opens, never a DH. Once the header passed (state WR_HS_S_READ_VAR),
+ * later calls pass the same array again or the matched config alone (ncfg 1), and
+ * wr_hs_server_respond takes that config. */
+int wr_hs_server_check_keys(wr_hs_server *s, const wr_hs_config *cfgs, size_t ncfg, wr_replay *rp,
+                            const uint8_t *buf, size_t len, uint64_t now, size_t *need);
 /* Thread-safe (touches only s, out, keys; reads cfg): the DH, msg2 (at most WR_HS_MSG2_MAX
  * bytes, never longer than msg1) and the session keys. Wipes the handshake secrets in s.
  * When the client offered no cipher this side accepts, msg2 still goes out (*out_len > 0) but

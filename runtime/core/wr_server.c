@@ -17,6 +17,10 @@
 /* Dropped connections are logged at most this often, as one summary line. */
 #define DROP_LOG_INTERVAL_MS 10000
 
+typedef struct user_limits {
+    uint32_t sessions, streams;
+} user_limits;
+
 struct wr_server {
     uv_loop_t *loop;
     wr_server_cbs cbs;
@@ -28,8 +32,10 @@ struct wr_server {
     wr_admit_t *admit;
     wr_addr_limit_t *failures; /* NULL = no tally */
     wr_server_conn_t *conns;   /* live sessions */
+    user_limits *limits;       /* per user, in the order of hs->names (0 = no limit) */
     wr_server_stats st;
-    uint64_t drops_logged, drop_log_ms; /* drops covered by the last summary line, and when */
+    uint64_t drops_logged, drop_log_ms;     /* drops covered by the last summary line, and when */
+    uint64_t over_limit, over_limit_log_ms; /* sessions closed for max_sessions; last logged */
     int closed, owner_gone;
     int refs; /* the owner, each conn record */
 };
@@ -39,7 +45,10 @@ struct wr_server_conn {
     wr_server_t *srv;
     wr_session_t *session; /* NULL once ended */
     void *data;
-    int refs; /* the session, each stream being dialled or relayed */
+    int refs;                    /* the session, each stream being dialled or relayed */
+    int ready;                   /* key confirmed */
+    uint32_t streams;            /* dialled streams not yet done */
+    char user[WR_USER_NAME_MAX]; /* from the session, once its first message authenticated */
     char peer[64];
     struct sockaddr_storage addr;
     wr_server_conn_t *next, **prev;
@@ -55,6 +64,7 @@ static void server_unref(wr_server_t *srv)
 {
     if (--srv->refs > 0) return;
     wr_session_server_free(srv->hs);
+    free(srv->limits);
     wr_addr_limit_free(srv->failures);
     wr_admit_free(srv->admit);
     free(srv);
@@ -75,6 +85,7 @@ static int owner_listens(const wr_server_t *srv)
 static void info_of(server_stream *ss, wr_server_stream_info *info)
 {
     info->conn = ss->conn;
+    info->user = ss->conn->user;
     info->target = ss->target;
     info->peer = ss->conn->peer;
 }
@@ -97,7 +108,7 @@ static void stream_done(void *data, int dial_status, const wr_relay_result_t *re
     if (wr_access_log_on()) {
         /* The relay cannot know the client's name for its tunnel: "-". */
         wr_access_record rec = {
-            .user = wr_access_user(ss->conn->session),
+            .user = ss->conn->user[0] ? ss->conn->user : NULL,
             .peer = ss->conn->peer,
             .target = ss->target,
             .bytes_up = res ? res->bytes_ab : 0,
@@ -109,6 +120,7 @@ static void stream_done(void *data, int dial_status, const wr_relay_result_t *re
     }
     if (srv->cbs.on_stream_done && owner_listens(srv))
         srv->cbs.on_stream_done(srv, &info, dial_status, res);
+    ss->conn->streams--;
     conn_unref(ss->conn);
     free(ss);
 }
@@ -137,6 +149,26 @@ static int policy_check(void *data, const struct sockaddr_storage *addrs, int na
     return refused;
 }
 
+/* The user's limits (zeros: none). */
+static user_limits user_limit(const wr_server_t *srv, const char *user)
+{
+    static const user_limits none;
+    for (size_t i = 0; i < srv->hs->nkeys; i++)
+        if (strcmp(srv->hs->names[i], user) == 0) return srv->limits[i];
+    return none;
+}
+
+/* Dialled streams of the user's sessions now, when it has a limit that n reaches. */
+static int user_streams_full(const wr_server_t *srv, const wr_server_conn_t *c, uint32_t *max)
+{
+    uint32_t n = 0;
+    *max = user_limit(srv, c->user).streams;
+    if (!*max) return 0;
+    for (const wr_server_conn_t *o = srv->conns; o && n < *max; o = o->next)
+        if (strcmp(o->user, c->user) == 0) n += o->streams;
+    return n >= *max;
+}
+
 static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *target, size_t len)
 {
     wr_server_conn_t *c = wr_session_data(s);
@@ -145,6 +177,7 @@ static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *targ
     wr_hostport_t hp;
     const char *perr;
     char text[WR_HOST_MAX + 16], reason[WR_SESSION_REASON_MAX];
+    uint32_t max;
 
     srv->st.streams_total++;
     if (len >= sizeof text) {
@@ -165,6 +198,13 @@ static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *targ
         wr_stream_reject(st, reason);
         return;
     }
+    if (user_streams_full(srv, c, &max)) {
+        snprintf(reason, sizeof reason, "denied: user %s has its %u streams open already", c->user,
+                 max);
+        srv->st.streams_denied++;
+        wr_stream_reject(st, reason);
+        return;
+    }
     /* An empty host means the relay's own localhost. */
     if (hp.host[0] == '\0') snprintf(hp.host, sizeof hp.host, "127.0.0.1");
     ss = malloc(sizeof *ss + len + 1);
@@ -181,14 +221,41 @@ static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *targ
         return;
     }
     c->refs++;
+    c->streams++;
     srv->st.streams_active++;
+}
+
+static void copy_user(wr_server_conn_t *c)
+{
+    snprintf(c->user, sizeof c->user, "%s", wr_session_user(c->session));
 }
 
 static void on_ready(wr_session_t *s)
 {
     wr_server_conn_t *c = wr_session_data(s);
-    wr_admit_remove(c->srv->admit, &c->admit);
-    wr_debug("relay: session from %s authenticated", c->peer);
+    wr_server_t *srv = c->srv;
+    uint32_t max = user_limit(srv, c->user).sessions, n = 0;
+    wr_admit_remove(srv->admit, &c->admit);
+    if (max) {
+        for (wr_server_conn_t *o = srv->conns; o; o = o->next)
+            n += o->ready && strcmp(o->user, c->user) == 0;
+        if (n >= max) {
+            uint64_t now = uv_now(srv->loop);
+            /* A client retries at once: one line per interval, not one per attempt. */
+            if (srv->over_limit_log_ms == 0 ||
+                now - srv->over_limit_log_ms >= DROP_LOG_INTERVAL_MS) {
+                wr_info("relay: user %s has its %u sessions already: the one from %s is closed "
+                        "(%llu closed for a user's limit in all)",
+                        c->user, max, c->peer, (unsigned long long)srv->over_limit + 1);
+                srv->over_limit_log_ms = now;
+            }
+            srv->over_limit++;
+            wr_session_close(s);
+            return;
+        }
+    }
+    c->ready = 1;
+    wr_debug("relay: session from %s authenticated (user %s)", c->peer, c->user);
 }
 
 /* The client showed the key in its first message: a flood can no longer push it out while the
@@ -196,6 +263,7 @@ static void on_ready(wr_session_t *s)
 static void on_verified(wr_session_t *s)
 {
     wr_server_conn_t *c = wr_session_data(s);
+    copy_user(c);
     wr_admit_remove(c->srv->admit, &c->admit);
 }
 
@@ -272,7 +340,7 @@ wr_server_t *wr_server_new(uv_loop_t *loop, const wr_server_config *cfg, const w
     srv->failures =
         wr_addr_limit_new(cfg->max_failed_handshakes, WR_SERVER_FAILURE_WINDOW_MS, FAILURE_SLOTS);
     if (!srv->admit || (cfg->max_failed_handshakes && !srv->failures) ||
-        wr_session_server_new(cfg->psk, 0, &srv->hs) != 0) {
+        wr_session_server_new(cfg->psk ? cfg->psk : cfg->users[0].psk, 0, &srv->hs) != 0) {
         wr_admit_free(srv->admit);
         wr_addr_limit_free(srv->failures);
         free(srv);
@@ -280,8 +348,84 @@ wr_server_t *wr_server_new(uv_loop_t *loop, const wr_server_config *cfg, const w
     }
     srv->scfg.is_server = 1;
     srv->scfg.hs_server = srv->hs;
-    srv->hs->hs.cipher = cfg->session.cipher;
+    wr_session_server_set_cipher(srv->hs, cfg->session.cipher);
+    if (cfg->nusers ? wr_server_set_users(srv, cfg->users, cfg->nusers) < 0
+                    : !(srv->limits = calloc(1, sizeof *srv->limits))) {
+        server_unref(srv);
+        return NULL;
+    }
     return srv;
+}
+
+/* Is user (an old user's name, with its old derived key) gone from users[], or keyed otherwise? */
+static int user_changed(const wr_server_user *users, size_t n, const char *name,
+                        const wr_hs_config *old)
+{
+    for (size_t i = 0; i < n; i++) {
+        wr_hs_config cfg;
+        int same;
+        if (strcmp(users[i].name, name) != 0) continue;
+        if (wr_hs_config_init(&cfg, users[i].psk, old->backend, old->not_before) != WR_HS_OK)
+            return 1;
+        same = wr_ct_equal(cfg.prk0, old->prk0, sizeof cfg.prk0);
+        wr_hs_config_wipe(&cfg);
+        return !same;
+    }
+    return 1;
+}
+
+int wr_server_set_users(wr_server_t *srv, const wr_server_user *users, size_t n)
+{
+    wr_session_key *keys;
+    user_limits *limits;
+    char(*ended)[WR_USER_NAME_MAX];
+    size_t nended = 0;
+    int rc, count = 0;
+    if (n == 0) return UV_EINVAL;
+    keys = calloc(n, sizeof *keys);
+    limits = calloc(n, sizeof *limits);
+    ended = calloc(srv->hs->nkeys, sizeof *ended);
+    if (!keys || !limits || !ended) {
+        free(keys);
+        free(limits);
+        free(ended);
+        return UV_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        keys[i].name = users[i].name;
+        keys[i].psk = users[i].psk;
+        limits[i].sessions = users[i].max_sessions;
+        limits[i].streams = users[i].max_streams;
+    }
+    /* Before the old keys go: which users lose their sessions. */
+    for (size_t i = 0; i < srv->hs->nkeys; i++)
+        if (user_changed(users, n, srv->hs->names[i], &srv->hs->keys[i]))
+            memcpy(ended[nended++], srv->hs->names[i], WR_USER_NAME_MAX);
+    rc = wr_session_server_set_keys(srv->hs, keys, n);
+    free(keys);
+    if (rc != 0) {
+        free(limits);
+        free(ended);
+        return rc;
+    }
+    free(srv->limits);
+    srv->limits = limits;
+    for (size_t u = 0; u < nended; u++) {
+        int k = 0;
+        /* The session's own record: it names the user from the moment msg1's header
+         * authenticated, before on_verified copies it here. */
+        for (wr_server_conn_t *c = srv->conns; c; c = c->next)
+            if (strcmp(wr_session_user(c->session), ended[u]) == 0) {
+                wr_session_close(c->session);
+                k++;
+            }
+        if (k)
+            wr_info("relay: user %s was removed or given another key: %d of its sessions end",
+                    ended[u], k);
+        count += k;
+    }
+    free(ended);
+    return count;
 }
 
 void *wr_server_data(const wr_server_t *srv)
@@ -318,6 +462,7 @@ static int take(wr_server_t *srv, wr_endpoint_t *carrier, const struct sockaddr 
         free(c);
         return UV_ENOMEM;
     }
+    if (checked) copy_user(c);
     srv->refs++;
     c->next = srv->conns;
     c->prev = &srv->conns;
@@ -384,6 +529,18 @@ wr_session_t *wr_server_conn_session(const wr_server_conn_t *conn)
 const char *wr_server_conn_peer(const wr_server_conn_t *conn)
 {
     return conn->peer;
+}
+
+const char *wr_server_conn_user(const wr_server_conn_t *conn)
+{
+    return conn->user;
+}
+
+void wr_server_each_conn(wr_server_t *srv, void (*fn)(wr_server_conn_t *conn, void *data),
+                         void *data)
+{
+    for (wr_server_conn_t *c = srv->conns; c; c = c->next)
+        fn(c, data);
 }
 
 void *wr_server_conn_data(const wr_server_conn_t *conn)

@@ -24,6 +24,7 @@ typedef struct wr_server_conn wr_server_conn_t; /* one carrier connection and it
 
 typedef struct wr_server_stream_info {
     wr_server_conn_t *conn;
+    const char *user;   /* the session's user (wr_server_conn_user) */
     const char *target; /* "host:port" as the client sent it */
     const char *peer;   /* the client's address, "ip:port" ("[ip6]:port") */
 } wr_server_stream_info;
@@ -43,8 +44,18 @@ typedef struct wr_server_cbs {
     void (*on_conn_closed)(wr_server_t *srv, wr_server_conn_t *conn, const char *why);
 } wr_server_cbs;
 
+/* One user of the relay: a key and what the server itself enforces for it. */
+typedef struct wr_server_user {
+    const char *name;      /* 1 to WR_USER_NAME_MAX - 1 bytes, unique */
+    const uint8_t *psk;    /* 32 bytes */
+    uint32_t max_sessions; /* sessions at once; 0 = no limit */
+    uint32_t max_streams;  /* dialled streams at once, over all its sessions; 0 = no limit */
+} wr_server_user;
+
 typedef struct wr_server_config {
-    const uint8_t *psk;           /* 32 bytes */
+    const uint8_t *psk;          /* 32 bytes: the one user WR_USER_DEFAULT, when nusers is 0 */
+    const wr_server_user *users; /* or several users, one key each */
+    size_t nusers;
     wr_session_config session;    /* window, keepalive...: is_server and hs_server are set here */
     wr_relay_opts_t relay;        /* for dialled streams */
     uint64_t dial_timeout_ms;     /* 0 = 10 s */
@@ -78,6 +89,10 @@ int wr_server_check(wr_server_t *srv, const uint8_t *msg1, size_t len, wr_hs_ser
 /* Like wr_server_take for a carrier whose msg1 wr_server_check passed (not delivered again). */
 int wr_server_take_checked(wr_server_t *srv, wr_endpoint_t *carrier, const struct sockaddr *peer,
                            const wr_hs_server *checked);
+/* Replaces the users (see wr_server_config). A session whose user is gone, or whose user's key
+ * changed, ends (logged); the others are untouched. Returns how many sessions ended, or a negative
+ * libuv code (UV_EINVAL for no user, a bad or repeated name) with the users unchanged. */
+int wr_server_set_users(wr_server_t *srv, const wr_server_user *users, size_t n);
 /* Ends every session and takes no more; the server is freed once the last session and stream
  * are gone (wr_server_free only drops the owner's hold). */
 void wr_server_close(wr_server_t *srv);
@@ -87,6 +102,12 @@ void wr_server_get_stats(const wr_server_t *srv, wr_server_stats *out);
 
 wr_session_t *wr_server_conn_session(const wr_server_conn_t *conn); /* NULL once ended */
 const char *wr_server_conn_peer(const wr_server_conn_t *conn);
+/* The name of the user whose key the session showed ("" until its first message authenticated);
+ * kept in the record, so it is still there when a stream ends after its session. */
+const char *wr_server_conn_user(const wr_server_conn_t *conn);
+/* Calls fn for each live session, in no particular order; fn must not end sessions. */
+void wr_server_each_conn(wr_server_t *srv, void (*fn)(wr_server_conn_t *conn, void *data),
+                         void *data);
 void *wr_server_conn_data(const wr_server_conn_t *conn);
 void wr_server_conn_set_data(wr_server_conn_t *conn, void *data);
 

@@ -17,7 +17,7 @@
 struct wr_session_hs {
     uv_work_t work;
     wr_session_t *s;
-    wr_hs_config cfg; /* client only: the server uses the shared one */
+    wr_hs_config cfg; /* client: ours; server: a copy of the user's, once msg1 authenticated */
     union {
         wr_hs_server srv;
         wr_hs_client cli;
@@ -85,24 +85,70 @@ const char *wr_session_reason_name(int reason)
 int wr_session_server_new(const uint8_t psk[32], uint64_t not_before, wr_session_server_t **out)
 {
     wr_session_server_t *srv = calloc(1, sizeof(*srv));
+    wr_session_key key = {WR_USER_DEFAULT, psk};
     *out = NULL;
     if (srv == NULL) return UV_ENOMEM;
-    if (not_before == 0) not_before = now_ms();
-    if (wr_hs_config_init(&srv->hs, psk, WR_BACKEND_DEFAULT, not_before) != WR_HS_OK ||
-        wr_replay_new(&srv->replay, 0) != 0) {
-        wr_hs_config_wipe(&srv->hs);
-        free(srv);
+    srv->not_before = not_before ? not_before : now_ms();
+    srv->cipher = WR_HS_CIPHER_AUTO;
+    if (wr_session_server_set_keys(srv, &key, 1) != 0 || wr_replay_new(&srv->replay, 0) != 0) {
+        wr_session_server_free(srv);
         return UV_EINVAL;
     }
     *out = srv;
     return 0;
 }
 
+static void free_keys(wr_hs_config *keys, char (*names)[WR_USER_NAME_MAX], size_t n)
+{
+    if (keys) wr_zeroize(keys, n * sizeof *keys);
+    free(keys);
+    free(names);
+}
+
+int wr_session_server_set_keys(wr_session_server_t *srv, const wr_session_key *keys, size_t n)
+{
+    wr_hs_config *cfgs;
+    char(*names)[WR_USER_NAME_MAX];
+    if (n == 0) return UV_EINVAL;
+    cfgs = calloc(n, sizeof *cfgs);
+    names = calloc(n, sizeof *names);
+    if (!cfgs || !names) {
+        free_keys(cfgs, names, n);
+        return UV_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t len = keys[i].name ? strlen(keys[i].name) : 0;
+        int bad = len == 0 || len >= WR_USER_NAME_MAX || keys[i].psk == NULL ||
+                  wr_hs_config_init(&cfgs[i], keys[i].psk, WR_BACKEND_DEFAULT, srv->not_before) !=
+                      WR_HS_OK;
+        for (size_t j = 0; j < i && !bad; j++)
+            bad = strcmp(names[j], keys[i].name) == 0;
+        if (bad) {
+            free_keys(cfgs, names, n);
+            return UV_EINVAL;
+        }
+        cfgs[i].cipher = srv->cipher;
+        memcpy(names[i], keys[i].name, len + 1);
+    }
+    free_keys(srv->keys, srv->names, srv->nkeys);
+    srv->keys = cfgs;
+    srv->names = names;
+    srv->nkeys = n;
+    return 0;
+}
+
+void wr_session_server_set_cipher(wr_session_server_t *srv, int cipher)
+{
+    srv->cipher = cipher;
+    for (size_t i = 0; i < srv->nkeys; i++)
+        srv->keys[i].cipher = cipher;
+}
+
 void wr_session_server_free(wr_session_server_t *srv)
 {
     if (srv == NULL) return;
     wr_replay_free(srv->replay);
-    wr_hs_config_wipe(&srv->hs);
+    free_keys(srv->keys, srv->names, srv->nkeys);
     free(srv);
 }
 
@@ -836,7 +882,7 @@ static void client_input(wr_session_t *s, wr_buf_t *b, char *base, size_t len)
 static void respond_work(uv_work_t *w)
 {
     struct wr_session_hs *hs = w->data;
-    hs->rc = wr_hs_server_respond(&hs->u.srv, &hs->s->srv->hs, hs->now, (uint8_t *)hs->msg2->data,
+    hs->rc = wr_hs_server_respond(&hs->u.srv, &hs->cfg, hs->now, (uint8_t *)hs->msg2->data,
                                   WR_HS_MSG2_MAX, &hs->msg2_len, &hs->keys);
 }
 
@@ -883,6 +929,14 @@ static void respond_done(uv_work_t *w, int status)
 
 static void start_respond(wr_session_t *s);
 
+/* msg1's header authenticated under user i's key: the session keeps a copy of that user's config
+ * and name, so the users may change while its handshake runs on. */
+static void pin_user(wr_session_t *s, uint32_t i)
+{
+    s->hs->cfg = s->srv->keys[i];
+    memcpy(s->user, s->srv->names[i], sizeof s->user);
+}
+
 static void server_input(wr_session_t *s, const char *base, size_t len)
 {
     struct wr_session_hs *hs = s->hs;
@@ -896,8 +950,17 @@ static void server_input(wr_session_t *s, const char *base, size_t len)
     memcpy(hs->buf + hs->have, base, take);
     hs->have += take;
     size_t need;
-    int rc = wr_hs_server_check(&hs->u.srv, &s->srv->hs, s->srv->replay, hs->buf, hs->have,
-                                now_ms(), &need);
+    int rc;
+    if (hs->u.srv.state == WR_HS_S_READ_HEADER) {
+        wr_session_server_t *srv = s->srv;
+        rc = wr_hs_server_check_keys(&hs->u.srv, srv->keys, srv->nkeys, srv->replay, hs->buf,
+                                     hs->have, now_ms(), &need);
+        if (hs->u.srv.state == WR_HS_S_READ_VAR || hs->u.srv.state == WR_HS_S_CHECKED)
+            pin_user(s, hs->u.srv.key);
+    } else {
+        rc = wr_hs_server_check(&hs->u.srv, &hs->cfg, s->srv->replay, hs->buf, hs->have, now_ms(),
+                                &need);
+    }
     if (rc == WR_HS_NEED_MORE) return;
     if (rc != WR_HS_OK) {
         enter_sink(s, wr_hs_reason_name(hs->u.srv.reason));
@@ -1121,7 +1184,8 @@ int wr_session_server_check(wr_session_server_t *srv, const uint8_t *msg1, size_
     size_t need = 0;
     wr_hs_server_init(out);
     if (len > WR_HS_MSG1_MAX ||
-        wr_hs_server_check(out, &srv->hs, srv->replay, msg1, len, now_ms(), &need) != WR_HS_OK ||
+        wr_hs_server_check_keys(out, srv->keys, srv->nkeys, srv->replay, msg1, len, now_ms(),
+                                &need) != WR_HS_OK ||
         need != len) {
         srv->handshakes_failed++;
         return -1;
@@ -1134,10 +1198,13 @@ wr_session_t *wr_session_new_checked(uv_loop_t *loop, wr_endpoint_t *carrier,
                                      void *data, const wr_hs_server *checked)
 {
     wr_session_t *s;
-    if (!cfg || !cfg->is_server || !checked || checked->state != WR_HS_S_CHECKED) return NULL;
+    if (!cfg || !cfg->is_server || !checked || checked->state != WR_HS_S_CHECKED ||
+        !cfg->hs_server || checked->key >= cfg->hs_server->nkeys)
+        return NULL;
     s = wr_session_new(loop, carrier, cfg, cbs, data);
     if (s == NULL) return NULL;
     s->hs->u.srv = *checked;
+    pin_user(s, checked->key);
     start_respond(s);
     return s;
 }
@@ -1181,6 +1248,11 @@ void *wr_session_data(wr_session_t *s)
 void wr_session_set_data(wr_session_t *s, void *data)
 {
     s->data = data;
+}
+
+const char *wr_session_user(const wr_session_t *s)
+{
+    return s->user;
 }
 
 int wr_session_is_server(const wr_session_t *s)

@@ -44,20 +44,41 @@ typedef struct wr_stream wr_stream_t; /* begins with a wr_endpoint_t */
 /* OPEN target of the control channel; real targets always have a ":port", so no host collides. */
 #define WR_CONTROL_TARGET "@control"
 
-/* Server-side state shared by every session of one listener (one pre-shared key): the derived
- * handshake keys, the replay set and handshake counters. Loop thread only (the worker threads
- * read only the immutable hs config). */
+/* Users: a relay may hold several keys, one per user, each with a name. A single key is the
+ * user WR_USER_DEFAULT. */
+#define WR_USER_NAME_MAX 64 /* bytes of a user's name, its NUL included */
+#define WR_USER_DEFAULT  "default"
+
+typedef struct wr_session_key {
+    const char *name;   /* 1 to WR_USER_NAME_MAX - 1 bytes */
+    const uint8_t *psk; /* 32 bytes */
+} wr_session_key;
+
+/* Server-side state shared by every session of one listener: the users' derived handshake keys,
+ * the replay set and handshake counters. Loop thread only: a session copies its user's config
+ * as soon as its first message authenticates, so the worker threads never read this and the keys
+ * may be replaced while handshakes run. */
 typedef struct wr_session_server {
-    wr_hs_config hs;
+    wr_hs_config *keys;              /* one per user, tried in this order */
+    char (*names)[WR_USER_NAME_MAX]; /* names[i] is the user of keys[i] */
+    size_t nkeys;
+    uint64_t not_before;
+    int cipher; /* frame cipher accepted: WR_HS_CIPHER_AUTO or one wr_aead_alg */
     wr_replay *replay;
     uint32_t dh_inflight;       /* respond steps queued on the threadpool right now */
     uint64_t handshakes_ok;     /* key confirmed */
     uint64_t handshakes_failed; /* sent to the probe sink */
 } wr_session_server_t;
 
-/* not_before: refuse handshakes timestamped before this (Unix milliseconds; 0 = now, i.e. process
- * or listener start, which closes the replay gap a restart would open). 0 or a negative code. */
+/* One key, the user WR_USER_DEFAULT. not_before: refuse handshakes timestamped before this (Unix
+ * milliseconds; 0 = now, i.e. process or listener start, which closes the replay gap a restart
+ * would open). 0 or a negative code. */
 int wr_session_server_new(const uint8_t psk[32], uint64_t not_before, wr_session_server_t **out);
+/* Replaces the users (at least one; names unique). Sessions keep the user they authenticated as.
+ * 0, or UV_EINVAL (bad name, duplicate, no key) / UV_ENOMEM with the old users kept. */
+int wr_session_server_set_keys(wr_session_server_t *srv, const wr_session_key *keys, size_t n);
+/* The frame cipher the server accepts (WR_HS_CIPHER_AUTO or one wr_aead_alg), for every user. */
+void wr_session_server_set_cipher(wr_session_server_t *srv, int cipher);
 /* Only once no session uses it. */
 void wr_session_server_free(wr_session_server_t *srv);
 
@@ -80,7 +101,7 @@ typedef struct wr_session_config {
     uint32_t keepalive_ms; /* PING after this long without receiving; dead after 3x */
     uint32_t handshake_timeout_ms; /* default 10000 */
     int cipher; /* frame cipher: WR_HS_CIPHER_AUTO or a wr_aead_alg the client offers alone (a
-                   server's is in hs_server->hs.cipher) */
+                   server's is wr_session_server_set_cipher's) */
     size_t stream_high_water; /* per-stream send queue watermark; default WR_EP_HIGH_WATER_DEFAULT
                                  (wr_relay replaces it with its write_cap) */
     wr_session_server_t *hs_server; /* server only */
@@ -141,6 +162,9 @@ wr_session_t *wr_session_new_checked(uv_loop_t *loop, wr_endpoint_t *carrier,
                                      const wr_session_config *cfg, const wr_session_cbs *cbs,
                                      void *data, const wr_hs_server *checked);
 void *wr_session_data(wr_session_t *s);
+/* Server: the name of the user whose key the client's first message authenticated under ("" before
+ * that, and on a client). Lives as long as the session. */
+const char *wr_session_user(const wr_session_t *s);
 void wr_session_set_data(wr_session_t *s, void *data);
 int wr_session_is_server(const wr_session_t *s);
 /* 1 once on_ready fired and until the session ends. */

@@ -140,6 +140,7 @@ struct wr_session {
     unsigned windows_held : 1; /* some stream holds a WINDOW update back (rx_limit) */
     uint8_t spend;
     int reason;
+    char user[WR_USER_NAME_MAX]; /* server: the user whose key authenticated msg1 */
     const char *detail;
     char detail_buf[256];
     wr_frame_sealer sealer;

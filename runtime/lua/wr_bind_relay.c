@@ -74,9 +74,10 @@ static void push_session(lua_State *L, wr_server_conn_t *conn)
 }
 
 /* The destination policy: on_open(host, port, info) with info = {addresses = {...}, peer =
- * "client address", session = handle}; true, or false/nil plus a reason. Errors deny. The
- * whole call runs under lua_cpcall (which makes even its closure inside the protection), so an
- * allocation error while the arguments are built denies like any hook error. */
+ * "client address", user = "the session's user", session = handle}; true, or false/nil plus a
+ * reason. Errors deny. The whole call runs under lua_cpcall (which makes even its closure inside
+ * the protection), so an allocation error while the arguments are built denies like any hook error.
+ */
 typedef struct policy_call {
     wr_lrelay *r;
     const wr_server_stream_info *info;
@@ -109,6 +110,8 @@ static int call_policy(lua_State *L)
     lua_setfield(L, -2, "addresses");
     lua_pushstring(L, a->info->peer);
     lua_setfield(L, -2, "peer");
+    lua_pushstring(L, a->info->user);
+    lua_setfield(L, -2, "user");
     push_session(L, a->info->conn);
     lua_setfield(L, -2, "session");
     if (wr_lua_pcall(L, 3, 2) != 0) {
@@ -270,12 +273,66 @@ static void hc_take(void *data, wr_endpoint_t *ep, const char *already, size_t l
     wr_hc_server_take(data, ep, NULL, already, len);
 }
 
-/* core.relay_server{host=, port=, key=, on_open=fn(host, port, info), on_close=fn(info),
- * on_channel=fn(channel, session), window=, session_buffer=, keepalive_ms=, write_cap=,
- * idle_timeout_ms=, probe_close_ms=, tls=core.tls_server{...} (TLS on the same port), site=DIR
- * (the fallback web site: HTTP that is not ours, and raw bytes outside TLS), or site_url=
- * http://HOST:PORT[/prefix] (the same, passed to a real web site),
- * max_unauthenticated=, max_unauthenticated_per_address= (0 = only the total),
+/* users = {{name = "alice", key = 32 bytes, max_sessions = N, max_streams = N (0 = no limit)}, ...}
+ * at idx into an array kept by a userdata pushed on the stack (the strings stay in the table at
+ * idx, which the caller keeps on the stack while it uses them). Raises on a malformed entry. */
+static wr_server_user *check_users(lua_State *L, int idx, size_t *n)
+{
+    wr_server_user *users;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    *n = lua_objlen(L, idx);
+    if (*n == 0) luaL_error(L, "relay users: at least one user");
+    users = lua_newuserdata(L, *n * sizeof *users);
+    for (size_t i = 0; i < *n; i++) {
+        size_t len = 0;
+        lua_Integer max;
+        lua_rawgeti(L, idx, (int)i + 1);
+        if (!lua_istable(L, -1)) luaL_error(L, "relay users: entry %d is not a table", (int)i + 1);
+        lua_getfield(L, -1, "name");
+        users[i].name = lua_tolstring(L, -1, &len);
+        if (!users[i].name || len == 0 || len >= WR_USER_NAME_MAX)
+            luaL_error(L, "relay users: entry %d: name must be 1-%d bytes", (int)i + 1,
+                       WR_USER_NAME_MAX - 1);
+        lua_getfield(L, -2, "key");
+        users[i].psk = (const uint8_t *)lua_tolstring(L, -1, &len);
+        if (!users[i].psk || len != 32)
+            luaL_error(L, "relay users: user %s: key must be 32 bytes", users[i].name);
+        lua_getfield(L, -3, "max_sessions");
+        max = lua_isnil(L, -1) ? 0 : luaL_checkinteger(L, -1);
+        if (max < 0 || max > UINT32_MAX)
+            luaL_error(L, "relay users: user %s: bad max_sessions", users[i].name);
+        users[i].max_sessions = (uint32_t)max;
+        lua_getfield(L, -4, "max_streams");
+        max = lua_isnil(L, -1) ? 0 : luaL_checkinteger(L, -1);
+        if (max < 0 || max > UINT32_MAX)
+            luaL_error(L, "relay users: user %s: bad max_streams", users[i].name);
+        users[i].max_streams = (uint32_t)max;
+        lua_pop(L, 5); /* the strings stay referenced by the entry, in the table at idx */
+    }
+    return users;
+}
+
+/* The HTTP carrier tags requests with a key of its own derived from each user's. */
+static int hc_set_users(wr_lrelay *r, const wr_server_user *users, size_t n)
+{
+    const uint8_t **psks;
+    int rc;
+    if (!r->hc) return 0;
+    psks = malloc(n * sizeof *psks);
+    if (!psks) return UV_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        psks[i] = users[i].psk;
+    rc = wr_hc_server_set_keys(r->hc, psks, n);
+    free(psks);
+    return rc;
+}
+
+/* core.relay_server{host=, port=, key= (the one user "default") or users= (check_users),
+ * on_open=fn(host, port, info), on_close=fn(info), on_channel=fn(channel, session), window=,
+ * session_buffer=, keepalive_ms=, write_cap=, idle_timeout_ms=, probe_close_ms=,
+ * tls=core.tls_server{...} (TLS on the same port), site=DIR (the fallback web site: HTTP that is
+ * not ours, and raw bytes outside TLS), or site_url= http://HOST:PORT[/prefix] (the same, passed to
+ * a real web site), max_unauthenticated=, max_unauthenticated_per_address= (0 = only the total),
  * max_failed_handshakes= (per address per minute before its connections go first; 0 = no tally),
  * trusted_fronts={"ADDR[/BITS]", ...} (whose X-Forwarded-For / Forwarded name the user),
  * cipher="auto"|"aes-256-gcm"|"chacha20-poly1305" (the frame cipher clients may use),
@@ -285,7 +342,8 @@ static void hc_take(void *data, wr_endpoint_t *ep, const char *already, size_t l
 static int l_relay_server(lua_State *L)
 {
     const char *host, *key;
-    size_t keylen;
+    size_t keylen, nusers = 0;
+    wr_server_user *users = NULL;
     lua_Integer port, probe_ms, max_unauth, max_unauth_addr, max_failed;
     wr_server_config cfg;
     wr_front_config front_cfg;
@@ -306,6 +364,13 @@ static int l_relay_server(lua_State *L)
     key = lua_tolstring(L, -1, &keylen);
     lua_pop(L, 1);
     if (port < 0 || port > 65535) return luaL_error(L, "relay_server: bad port");
+    lua_getfield(L, 1, "users"); /* stays on the stack: users points into it */
+    if (!lua_isnil(L, -1)) {
+        if (key) return luaL_error(L, "relay_server: give key or users, not both");
+        users = check_users(L, lua_gettop(L), &nusers);
+        key = (const char *)users[0].psk; /* the HTTP carrier's */
+        keylen = 32;
+    }
     if (!key || keylen != 32) return luaL_error(L, "relay_server: key must be 32 bytes");
     max_unauth = wr_opt_integer(L, 1, "max_unauthenticated", WR_SERVER_MAX_UNAUTHENTICATED_DEFAULT);
     max_unauth_addr =
@@ -356,7 +421,9 @@ static int l_relay_server(lua_State *L)
     front_cfg.max_pending_per_addr = (uint32_t)max_unauth_addr;
     front_cfg.trusted = trusted;
     front_cfg.ntrusted = ntrusted;
-    cfg.psk = (const uint8_t *)key;
+    cfg.psk = users ? NULL : (const uint8_t *)key;
+    cfg.users = users;
+    cfg.nusers = nusers;
     cfg.session.window = (uint32_t)wr_opt_integer(L, 1, "window", 0);
     cfg.session.rx_limit = (size_t)wr_opt_integer(L, 1, "session_buffer", 0);
     cfg.session.keepalive_ms = (uint32_t)wr_opt_integer(L, 1, "keepalive_ms", 0);
@@ -412,6 +479,10 @@ static int l_relay_server(lua_State *L)
             .down_max = (size_t)wr_opt_integer(L, 1, "write_cap", 0),
         };
         r->hc = wr_hc_server_new(wr_host_loop(L), &hc_cfg);
+        if (r->hc && users && hc_set_users(r, users, nusers) != 0) {
+            wr_hc_server_free(r->hc);
+            r->hc = NULL; /* reported below, as out of memory */
+        }
         front_cfg.hc = r->hc;
     }
     site_url = site_dir ? NULL : wr_opt_string(L, 1, "site_url", NULL);
@@ -545,6 +616,60 @@ static int l_relay_stats(lua_State *L)
     return 1;
 }
 
+/* relay:set_users(users) (as in relay_server): sessions of users removed or given another key
+ * end. -> the number of sessions ended | nil, err */
+static int l_relay_set_users(lua_State *L)
+{
+    wr_lrelay *r = check_relay(L);
+    size_t n;
+    wr_server_user *users = check_users(L, 2, &n);
+    int rc;
+    if (!r->listener) return wr_push_closed(L);
+    rc = wr_server_set_users(r->server, users, n);
+    if (rc >= 0 && hc_set_users(r, users, n) != 0)
+        wr_warn("relay: the HTTP carrier keeps its former users' keys (out of memory)");
+    if (rc < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, rc == UV_EINVAL ? "users: a name is repeated" : uv_strerror(rc));
+        return 2;
+    }
+    lua_pushinteger(L, rc);
+    return 1;
+}
+
+static void push_conn_row(wr_server_conn_t *conn, void *data)
+{
+    lua_State *L = data;
+    wr_session_t *s = wr_server_conn_session(conn);
+    wr_session_stats st;
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, wr_server_conn_peer(conn));
+    lua_setfield(L, -2, "peer");
+    if (wr_server_conn_user(conn)[0]) {
+        lua_pushstring(L, wr_server_conn_user(conn));
+        lua_setfield(L, -2, "user");
+    }
+    lua_pushboolean(L, s && wr_session_is_ready(s));
+    lua_setfield(L, -2, "ready");
+    if (s) {
+        wr_session_get_stats(s, &st);
+        wr_set_number(L, "streams", (double)st.streams_active);
+        wr_set_number(L, "bytes_in", (double)st.bytes_in);
+        wr_set_number(L, "bytes_out", (double)st.bytes_out);
+    }
+    lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+}
+
+/* relay:sessions() -> {{peer =, user =, ready =, streams =, bytes_in =, bytes_out =}, ...}: the
+ * live sessions, those still in their handshake included (no user until msg1 authenticated). */
+static int l_relay_sessions(lua_State *L)
+{
+    wr_lrelay *r = check_relay(L);
+    lua_newtable(L);
+    if (r->listener) wr_server_each_conn(r->server, push_conn_row, L);
+    return 1;
+}
+
 static int l_relay_close(lua_State *L)
 {
     wr_lrelay *r = check_relay(L);
@@ -561,10 +686,8 @@ static int l_relay_gc(lua_State *L)
 }
 
 static const luaL_Reg relay_methods[] = {
-    {"port", l_relay_port},
-    {"stats", l_relay_stats},
-    {"close", l_relay_close},
-    {NULL, NULL},
+    {"port", l_relay_port},         {"stats", l_relay_stats}, {"set_users", l_relay_set_users},
+    {"sessions", l_relay_sessions}, {"close", l_relay_close}, {NULL, NULL},
 };
 
 void wr_bind_relay(lua_State *L)

@@ -57,6 +57,7 @@ struct wr_lsession {
     char reason[192];
     const char *code; /* why in one word for scripts: a session reason name or a libuv error name */
     char peer[64];
+    char user[WR_USER_NAME_MAX]; /* a relay's session: whose key it showed */
     uint8_t key[32];
     wr_session_config cfg;
     wr_relay_opts_t ropts; /* for reverse connections */
@@ -589,6 +590,15 @@ static int l_session_peer(lua_State *L)
     return 1;
 }
 
+/* session:user(): on a relay, the name of the user whose key the client holds; nil on a client. */
+static int l_session_user(lua_State *L)
+{
+    wr_lsession *ls = check_lsession(L);
+    if (!ls->user[0]) return 0;
+    lua_pushstring(L, ls->user);
+    return 1;
+}
+
 void wr_lsession_wrap(lua_State *L, wr_lsession **slot, wr_session_t *s, const char *peer)
 {
     wr_lsession *ls = *slot;
@@ -601,6 +611,7 @@ void wr_lsession_wrap(lua_State *L, wr_lsession **slot, wr_session_t *s, const c
         ls->session = s;
         ls->on_closed_ref = LUA_NOREF;
         snprintf(ls->peer, sizeof ls->peer, "%s", peer);
+        if (s) snprintf(ls->user, sizeof ls->user, "%s", wr_session_user(s));
         wr_box_new(L, ls, SESSION_MT);
         ls->box_alive = 1;
         lua_pushvalue(L, -1);
@@ -633,6 +644,7 @@ static const luaL_Reg session_methods[] = {
     {"unexpose", l_session_unexpose},
     {"open_channel", l_session_open_channel},
     {"peer", l_session_peer},
+    {"user", l_session_user},
     {NULL, NULL},
 };
 

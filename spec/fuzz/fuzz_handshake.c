@@ -10,8 +10,10 @@
  *      fuzzer-chosen plaintext (the cipher pick included), the client's cipher setting chosen
  *      too.
  * The forger follows runtime/PROTOCOL.md; canonical forged messages must be accepted, which
- * keeps the forger (and this target's reach) honest. Seeds for each mode and cipher setting
- * (offers, picks, refusals) are in corpus/fuzz_handshake/. */
+ * keeps the forger (and this target's reach) honest. The server holds three users' keys
+ * (wr_hs_server_check_keys), the forger's being the second, so the lookup is fuzzed with the rest.
+ * Seeds for each mode and cipher setting (offers, picks, refusals) are in corpus/fuzz_handshake/.
+ */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,7 +24,7 @@
 
 #define NOW 1700000000000ull /* Unix milliseconds */
 
-static wr_hs_config cfg;
+static wr_hs_config cfg, others[2]; /* the forger's key, and two other users' */
 static wr_replay *rp;
 
 static void init_once(void)
@@ -33,6 +35,10 @@ static void init_once(void)
     for (int i = 0; i < 32; i++)
         psk[i] = (uint8_t)(0x40 + i);
     if (wr_hs_config_init(&cfg, psk, WR_BACKEND_DEFAULT, NOW - 100)) abort();
+    for (int u = 0; u < 2; u++) {
+        psk[0] = (uint8_t)(0x10 + u);
+        if (wr_hs_config_init(&others[u], psk, WR_BACKEND_DEFAULT, NOW - 100)) abort();
+    }
     if (wr_replay_new(&rp, 256)) abort();
     done = 1;
 }
@@ -67,12 +73,13 @@ static void server_side(const wr_hs_config *scfg, const uint8_t *msg, size_t len
                         int must_pass)
 {
     wr_hs_server s;
+    wr_hs_config users[3] = {others[0], *scfg, others[1]};
     size_t need = 0, have = 0;
     int rc;
     wr_hs_server_init(&s);
     /* grow the prefix the way a socket would deliver it */
     for (;;) {
-        rc = wr_hs_server_check(&s, scfg, rp, msg, have, now, &need);
+        rc = wr_hs_server_check_keys(&s, users, 3, rp, msg, have, now, &need);
         if (rc != WR_HS_NEED_MORE) break;
         if (need <= have || need > WR_HS_MSG1_MAX) abort();
         if (need > len) return; /* the connection would time out here */
@@ -83,7 +90,7 @@ static void server_side(const wr_hs_config *scfg, const uint8_t *msg, size_t len
         uint8_t msg2[WR_HS_MSG2_MAX];
         size_t l;
         wr_hs_keys k;
-        if (need != have || s.early_len > WR_HS_EARLY_MAX) abort();
+        if (need != have || s.early_len > WR_HS_EARLY_MAX || s.key != 1) abort();
         rc = wr_hs_server_respond(&s, scfg, now, msg2, sizeof msg2, &l, &k);
         if (rc == WR_HS_OK && (l > WR_HS_MSG2_MAX || l > have)) abort();
         /* only the refusal of every offered cipher sends a msg2 without keys */

@@ -101,12 +101,11 @@ static const char *param(const char *query, size_t len, char name, size_t *vlen)
     return NULL;
 }
 
-int wr_hc_parse(const uint8_t key[WR_HC_KEY_LEN], const char *target, size_t len,
-                wr_hc_request_t *r)
+int wr_hc_parse_fields(const char *target, size_t len, wr_hc_request_t *r,
+                       uint8_t tag[WR_HC_TAG_LEN])
 {
     const char *q = memchr(target, '?', len), *v;
     size_t qlen, vlen;
-    uint8_t tag[WR_HC_TAG_LEN], want[WR_HC_TAG_LEN];
     uint64_t off = 0;
     if (!q) return -1;
     q++;
@@ -128,8 +127,23 @@ int wr_hc_parse(const uint8_t key[WR_HC_KEY_LEN], const char *target, size_t len
         return -1;
     if (!(v = param(q, qlen, 't', &vlen)) || b64url_decode(v, vlen, tag, WR_HC_TAG_LEN) != 0)
         return -1;
+    return 0;
+}
+
+int wr_hc_check_tag(const uint8_t key[WR_HC_KEY_LEN], const wr_hc_request_t *r,
+                    const uint8_t tag[WR_HC_TAG_LEN])
+{
+    uint8_t want[WR_HC_TAG_LEN];
     if (tag_of(key, r, want) != 0) return -1;
     return wr_ct_equal(tag, want, WR_HC_TAG_LEN) ? 0 : -1;
+}
+
+int wr_hc_parse(const uint8_t key[WR_HC_KEY_LEN], const char *target, size_t len,
+                wr_hc_request_t *r)
+{
+    uint8_t tag[WR_HC_TAG_LEN];
+    if (wr_hc_parse_fields(target, len, r, tag) != 0) return -1;
+    return wr_hc_check_tag(key, r, tag);
 }
 
 int wr_hc_proof(const uint8_t key[WR_HC_KEY_LEN], const uint8_t nonce[WR_HC_NONCE_LEN],

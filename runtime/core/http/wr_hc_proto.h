@@ -70,6 +70,13 @@ size_t wr_hc_query(const uint8_t key[WR_HC_KEY_LEN], const wr_hc_request_t *r, c
  * malformed, a bad tag). Constant time in the tag. */
 int wr_hc_parse(const uint8_t key[WR_HC_KEY_LEN], const char *target, size_t len,
                 wr_hc_request_t *r);
+/* The two halves of wr_hc_parse, for a relay with one key per user: the fields and the tag as
+ * sent (0, or -1 when not a carrier request), then the tag under one key (0 when it matches;
+ * constant time). */
+int wr_hc_parse_fields(const char *target, size_t len, wr_hc_request_t *r,
+                       uint8_t tag[WR_HC_TAG_LEN]);
+int wr_hc_check_tag(const uint8_t key[WR_HC_KEY_LEN], const wr_hc_request_t *r,
+                    const uint8_t tag[WR_HC_TAG_LEN]);
 
 /* The relay's proof, in every carrier answer's ETag ("..." around it): the first 16 bytes of
  * HMAC-SHA256(K, "ok NONCE") in base64url, so a client never takes a site's answer for the

@@ -30,7 +30,8 @@ typedef struct hc_conn hc_conn;
 struct wr_hc_server {
     uv_loop_t *loop;
     wr_server_t *server;
-    uint8_t key[WR_HC_KEY_LEN];
+    uint8_t (*keys)[WR_HC_KEY_LEN]; /* one per user: a new session's first request tries each */
+    size_t nkeys;
     wr_fallback_t site;
     size_t down_max;
     uint32_t reap_ms, poll_max_ms;
@@ -46,6 +47,7 @@ struct hc_sess {
     wr_hc_server_t *hs;
     hc_sess *next; /* in its bucket */
     uint8_t sid[WR_HC_SID_LEN];
+    uint8_t key[WR_HC_KEY_LEN]; /* the user's, from the first request: the later ones use it */
     uint8_t nonces[NONCES_KEPT][WR_HC_NONCE_LEN];
     size_t nnonces, nonce_next;
     wr_hc_upq up;     /* upstream: the session's bytes put in order */
@@ -71,8 +73,9 @@ struct hc_conn {
     size_t len; /* bytes in buf */
     size_t head_len;
     wr_hc_request_t rq;
-    hc_sess *sess; /* downstream: the session this answer is for */
-    char *body;    /* upstream body of a known session */
+    uint8_t key[WR_HC_KEY_LEN]; /* the key rq's tag was made with: the answer's proof uses it */
+    hc_sess *sess;              /* downstream: the session this answer is for */
+    char *body;                 /* upstream body of a known session */
     size_t body_len, body_have;
     uint64_t sent_to; /* downstream: the offset this answer has reached */
     uint64_t answer_bytes;
@@ -85,7 +88,8 @@ static void keepalive_cb(uv_timer_t *t);
 static void maybe_free_server(wr_hc_server_t *hs)
 {
     if (!hs->freeing || hs->live) return;
-    wr_zeroize(hs->key, sizeof hs->key);
+    wr_zeroize(hs->keys, hs->nkeys * sizeof *hs->keys);
+    free(hs->keys);
     free(hs);
 }
 
@@ -113,6 +117,30 @@ static void unlink_sess(hc_sess *s)
         }
     s->in_table = 0;
     s->hs->st.active--;
+}
+
+/* Reads a request's query and finds the key its tag was made with: a session's own, or for the
+ * first request of a new session (an upstream at offset 0) each user's in turn. 0 and key set, or
+ * -1: not a carrier request. */
+static int request_key(wr_hc_server_t *hs, const char *url, size_t len, wr_hc_request_t *rq,
+                       uint8_t key[WR_HC_KEY_LEN])
+{
+    uint8_t tag[WR_HC_TAG_LEN];
+    hc_sess *s;
+    if (wr_hc_parse_fields(url, len, rq, tag) != 0) return -1;
+    s = find(hs, rq->sid);
+    if (s) {
+        if (wr_hc_check_tag(s->key, rq, tag) != 0) return -1;
+        memcpy(key, s->key, WR_HC_KEY_LEN);
+        return 0;
+    }
+    if (rq->kind != WR_HC_UP || rq->offset != 0) return -1;
+    for (size_t i = 0; i < hs->nkeys; i++)
+        if (wr_hc_check_tag(hs->keys[i], rq, tag) == 0) {
+            memcpy(key, hs->keys[i], WR_HC_KEY_LEN);
+            return 0;
+        }
+    return -1;
 }
 
 static int nonce_seen(hc_sess *s, const uint8_t nonce[WR_HC_NONCE_LEN])
@@ -205,7 +233,7 @@ static int answer_head(hc_conn *c, const char *status, const char *extra, int pr
     char head[512], etag[WR_HC_PROOF_LEN + 16] = "";
     char p[WR_HC_PROOF_LEN + 1];
     int n;
-    if (proof && wr_hc_proof(c->hs->key, c->rq.nonce, p) == 0)
+    if (proof && wr_hc_proof(c->key, c->rq.nonce, p) == 0)
         snprintf(etag, sizeof etag, "ETag: \"%s\"\r\n", p);
     n = snprintf(head, sizeof head, "HTTP/1.1 %s\r\nCache-Control: no-store\r\n%s%s%s\r\n", status,
                  etag, c->keep_alive ? "" : "Connection: close\r\n", extra);
@@ -594,6 +622,7 @@ static void handle_up(hc_conn *c)
         conn_close(c, WR_CLOSE_RESET);
         return;
     }
+    memcpy(s->key, c->key, WR_HC_KEY_LEN);
     nonce_add(s, c->rq.nonce);
     s->up.next = c->body_len; /* msg1, which the checked session does not read again */
     if (wr_server_take_checked(hs->server, &s->base, (struct sockaddr *)&c->peer, &checked) != 0) {
@@ -625,7 +654,7 @@ static void process_requests(hc_conn *c)
             if (c->len == sizeof c->buf) to_site(c);
             return;
         }
-        if (rc < 0 || wr_hc_parse(hs->key, c->head.url, c->head.url_len, &c->rq) != 0) {
+        if (rc < 0 || request_key(hs, c->head.url, c->head.url_len, &c->rq, c->key) != 0) {
             to_site(c);
             return;
         }
@@ -784,11 +813,30 @@ wr_hc_server_t *wr_hc_server_new(uv_loop_t *loop, const wr_hc_server_config *cfg
     hs->down_max = cfg->down_max ? cfg->down_max : DOWN_MAX_DEFAULT;
     hs->reap_ms = cfg->reap_ms ? cfg->reap_ms : REAP_MS_DEFAULT;
     hs->poll_max_ms = cfg->poll_max_ms ? cfg->poll_max_ms : POLL_MS_DEFAULT;
-    if (!cfg->psk || wr_hc_key(cfg->psk, hs->key) != 0) {
+    if (!cfg->psk || wr_hc_server_set_keys(hs, &cfg->psk, 1) != 0) {
         free(hs);
         return NULL;
     }
     return hs;
+}
+
+int wr_hc_server_set_keys(wr_hc_server_t *hs, const uint8_t *const *psks, size_t n)
+{
+    uint8_t(*keys)[WR_HC_KEY_LEN];
+    if (n == 0) return UV_EINVAL;
+    keys = calloc(n, sizeof *keys);
+    if (!keys) return UV_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (wr_hc_key(psks[i], keys[i]) != 0) {
+            wr_zeroize(keys, n * sizeof *keys);
+            free(keys);
+            return UV_EINVAL;
+        }
+    if (hs->keys) wr_zeroize(hs->keys, hs->nkeys * sizeof *hs->keys);
+    free(hs->keys);
+    hs->keys = keys;
+    hs->nkeys = n;
+    return 0;
 }
 
 void wr_hc_server_set_site(wr_hc_server_t *hs, wr_fallback_t site)
@@ -799,8 +847,10 @@ void wr_hc_server_set_site(wr_hc_server_t *hs, wr_fallback_t site)
 int wr_hc_server_claims(wr_hc_server_t *hs, const wr_http_head_t *req)
 {
     wr_hc_request_t rq;
+    uint8_t key[WR_HC_KEY_LEN];
     hc_sess *s;
-    if (hs->freeing || wr_hc_parse(hs->key, req->url, req->url_len, &rq) != 0) return 0;
+    if (hs->freeing || request_key(hs, req->url, req->url_len, &rq, key) != 0) return 0;
+    wr_zeroize(key, sizeof key);
     s = find(hs, rq.sid);
     if (s) return !nonce_seen(s, rq.nonce) && !(s->base.flags & WR_EP_CLOSING);
     return rq.kind == WR_HC_UP && rq.offset == 0 && req->method == HTTP_POST;

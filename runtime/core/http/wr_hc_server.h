@@ -28,7 +28,7 @@ typedef struct wr_hc_server wr_hc_server_t;
 
 typedef struct wr_hc_server_config {
     wr_server_t *server;  /* takes the sessions; the owner keeps it alive */
-    const uint8_t *psk;   /* 32 bytes */
+    const uint8_t *psk;   /* 32 bytes: the one key, until wr_hc_server_set_keys */
     wr_fallback_t site;   /* take NULL: a plain 404 */
     size_t down_max;      /* relay bytes kept for a client not yet collecting (0 = 4 MiB) */
     uint32_t reap_ms;     /* a session no request names this long ends (0 = 60 s) */
@@ -41,6 +41,10 @@ typedef struct wr_hc_server_stats {
 } wr_hc_server_stats;
 
 wr_hc_server_t *wr_hc_server_new(uv_loop_t *loop, const wr_hc_server_config *cfg);
+/* A relay with one key per user: the first request of a new session may be tagged with any of
+ * them (each is tried); the session's later requests, and the answers' proofs, use that one.
+ * Sessions already running keep theirs. 0, or UV_ENOMEM / UV_EINVAL (n = 0) with the keys kept. */
+int wr_hc_server_set_keys(wr_hc_server_t *hs, const uint8_t *const *psks, size_t n);
 /* The fallback, when it can only be made after this server (a pass-through that asks this server
  * which requests are the carrier's). */
 void wr_hc_server_set_site(wr_hc_server_t *hs, wr_fallback_t site);
