@@ -10,7 +10,7 @@ REPO_DIR=$(cd "$SCRIPT_DIR/../.." && pwd)
 readonly SCRIPT_DIR REPO_DIR
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$SCRIPT_DIR/lib.sh"
-readonly ALL_PEERS=(direct warren ss)
+readonly ALL_PEERS=(direct warren warren-tls warren-ws warren-wss warren-http warren-kcp ss)
 readonly PORT_LO=18000 PORT_HI=18999
 readonly TARGET_RATIO=3
 
@@ -32,7 +32,9 @@ PEER_PIDS=() # the tunnel being measured
 PEER_PORT="" # where the load generator connects
 FAILED=0     # runs with an error, a corruption, or no result
 declare -A RES=() # "peer:metric" -> space-separated values, one per run
-declare -A LABEL=([direct]="direct" [warren]="warren -L" [ss]="shadowsocks")
+declare -A LABEL=([direct]="direct" [warren]="warren -L" [ss]="shadowsocks" [warren-tls]="warren -L tls://"
+    [warren-ws]="warren -L ws://" [warren-wss]="warren -L wss://" [warren-http]="warren -L http://"
+    [warren-kcp]="warren -L kcp://")
 
 usage() {
     cat <<EOF
@@ -44,6 +46,9 @@ its echo, verify every byte and send the next one at once, for the duration (or 
 In one invocation it measures, run after run, each of these paths to an echo server:
   direct   the load generator straight to the echo server
   warren   warren -L 127.0.0.1:L:127.0.0.1:ECHO through warren serve (random key)
+  warren-tls, warren-ws, warren-wss, warren-http, warren-kcp
+           the same over tls://, ws://, wss://, http:// (a relay with --tls and a pinned
+           self-signed certificate) and kcp:// (a relay with -K)
   ss       ss-tunnel -L 127.0.0.1:ECHO through ss-server (shadowsocks-libev, chacha20-ietf-poly1305)
 Every tunnel is started fresh for each run and stopped after it. The load generator is
 wr_loadgen stress; the echo server runs inside it ('stress -l'), so its SERVER: lines are the
@@ -197,6 +202,25 @@ start_peer() {
             wait_listen "$rp" "$SPAWNED" || return 1
             spawn warren-client "$WARREN_BIN" -L "127.0.0.1:$lp:127.0.0.1:$target" \
                 "127.0.0.1:$rp" -k "$WARREN_KEY"
+            PEER_PIDS+=("$SPAWNED")
+            ;;
+        warren-kcp)
+            spawn warren-relay "$WARREN_BIN" serve "127.0.0.1:$rp" -k "$WARREN_KEY" -K
+            PEER_PIDS=("$SPAWNED")
+            wait_listen "$rp" "$SPAWNED" || return 1
+            spawn warren-client "$WARREN_BIN" -L "127.0.0.1:$lp:127.0.0.1:$target" \
+                "kcp://127.0.0.1:$rp" -k "$WARREN_KEY"
+            PEER_PIDS+=("$SPAWNED")
+            ;;
+        warren-*)
+            local pin scheme=${peer#warren-}
+            spawn warren-relay "$WARREN_BIN" serve "127.0.0.1:$rp" -k "$WARREN_KEY" --tls \
+                --self-signed "$WORK/relay-tls.pem"
+            PEER_PIDS=("$SPAWNED")
+            wait_listen "$rp" "$SPAWNED" || return 1
+            pin=$(grep -o 'sha256:[0-9a-f]*' "$WORK/warren-relay.log" | head -1)
+            spawn warren-client "$WARREN_BIN" -L "127.0.0.1:$lp:127.0.0.1:$target" \
+                "$scheme://127.0.0.1:$rp" -k "$WARREN_KEY" --pin "$pin"
             PEER_PIDS+=("$SPAWNED")
             ;;
         ss)
