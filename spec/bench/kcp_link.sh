@@ -15,7 +15,8 @@
 #   --short: 1 round of 3 s (what the KCP spec runs)
 # Settings (environment): DELAY LOSS REORDER REORDER_DELAY DUP RATE QUEUE (wr_lossy_link's, RATE in
 # Mbit/s, 0 = none), ROUNDS, SECONDS, PING_SECONDS, CARRIERS (names to run, space-separated, from
-# the list below; default all), KCPTUN_CRYPT (default aes), KEEP=1 keeps the logs.
+# the list below; default all), KCP_ARGS (more flags for the -K clients and relays, e.g.
+# "--kcp-sndwnd 256"), KCPTUN_CRYPT (default aes), KEEP=1 keeps the logs.
 set -euo pipefail
 
 die() { echo "kcp_link: $*" >&2; exit 2; }
@@ -30,6 +31,7 @@ DELAY=${DELAY:-10} LOSS=${LOSS:-2} REORDER=${REORDER:-1} REORDER_DELAY=${REORDER
 DUP=${DUP:-1} RATE=${RATE:-100} QUEUE=${QUEUE:-200}
 ROUNDS=${ROUNDS:-3} SECONDS_PER=${SECONDS:-10} PING_SECONDS=${PING_SECONDS:-10}
 KCPTUN_CRYPT=${KCPTUN_CRYPT:-aes}
+read -ra KCP_EXTRA <<<"${KCP_ARGS:-}"
 if [[ ${1:-} == --short ]]; then ROUNDS=1 SECONDS_PER=3 PING_SECONDS=3; fi
 ALL="tcp-cubic tcp-bbr kcp-normal kcp-fast kcp-fast2 kcp-fast3 kcptun-fast kcptun-fast3 direct-cubic direct-bbr"
 CARRIERS=${CARRIERS:-$ALL}
@@ -72,7 +74,8 @@ bg_b "$WARREN" serve "$R:8100" --congestion cubic -k "$key" >"$WORK/relay-cubic.
 bg_b "$WARREN" serve "$R:8101" --congestion bbr -k "$key" >"$WORK/relay-bbr.log" 2>&1
 port=8110
 for mode in normal fast fast2 fast3; do
-    bg_b "$WARREN" serve $R:$port -K --kcp-mode $mode -k "$key" >"$WORK/relay-$mode.log" 2>&1
+    bg_b "$WARREN" serve $R:$port -K --kcp-mode $mode "${KCP_EXTRA[@]}" -k "$key" \
+        >"$WORK/relay-$mode.log" 2>&1
     port=$((port + 1))
 done
 KCPTUN_ARGS=(--crypt "$KCPTUN_CRYPT" --key "$key" --nocomp --sndwnd 1024 --rcvwnd 1024 --quiet)
@@ -124,6 +127,7 @@ start_client() {
     direct-*) return 0 ;;
     *) die "unknown carrier $1 (carriers: $ALL)" ;;
     esac
+    [[ $1 == kcp-* ]] && c+=("${KCP_EXTRA[@]}")
     [[ $1 == tcp-* || $1 == kcp-* ]] && c+=(-k "$key")
     "${c[@]}" >>"$WORK/$1.log" 2>&1 &
     PIDS+=($!) CLIENT_PIDS+=($!)
