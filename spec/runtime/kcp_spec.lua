@@ -251,6 +251,34 @@ describe("the KCP carrier", function()
     client:close()
   end)
 
+  it("shows the KCP counters in warren status, on the client and (summed) on the relay", function()
+    local dir = assert(uv.fs_mkdtemp("/tmp/wr-kcp-status-XXXXXX"))
+    local sock = dir .. "/c.sock"
+    finally(function()
+      os.remove(sock)
+      uv.fs_rmdir(dir)
+    end)
+    local lport = net.free_port()
+    local client = start({ "-K", "-L", lport .. ":127.0.0.1:" .. server_port, "127.0.0.1:" .. relay_port, "-k", k,
+      "--control", sock })
+    assert(net.wait_port(lport), stderr_of(client))
+    integrity({ { label = "-L", target = "127.0.0.1:" .. lport, streams = 4, max = 1024 * 1024 } })
+    local r
+    assert(wait.eventually(function()
+      r = proc.warren({ "status", "--control", sock })
+      return r.code == 0 and r.stdout:find("over KCP: rtt %d+ ms") ~= nil
+    end, 5000), r and r.stdout .. r.stderr)
+    assert.matches("window 1024/1024", r.stdout)
+    assert.matches("retransmits %d+ %(fast %d+%), lost %d+", r.stdout)
+    -- The relay's line sums its conversations; a live, busy one is paced.
+    local st = relay:stats()
+    assert.is_true(st.kcp_pacing_rate > 0)
+    local text = require("warren.control").format_status({ relay = st, services = {} })
+    assert.matches("KCP: conversations %d+ %(%d+ in all%), rtt %d+ ms", text)
+    assert.matches("pace [%d.]+ MiB/s", text)
+    stop(client)
+  end)
+
   it("frees the conversation of a client that vanished, once the session's keepalive gives up", function()
     local quick
     for _ = 1, 5 do

@@ -634,6 +634,7 @@ void wr_kcp_listener_get_stats(const wr_kcp_listener_t *l, wr_kcp_listener_stats
             rto += st.rto_ms;
             cwnd += st.cwnd;
             out->kcp.in_flight += st.in_flight;
+            out->kcp.pacing_rate += st.pacing_rate;
             n++;
         }
     if (n) {
