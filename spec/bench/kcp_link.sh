@@ -6,7 +6,7 @@
 #
 # Clients (warren -L, kcptun-client, iperf3 -c, wr_loadgen pingpong) run in one namespace; relays,
 # kcptun-server, iperf3 -s and wr_loadgen's echo server in the other. Per carrier and round: one
-# iperf3 stream for SECONDS (upload, client to relay), then one connection of 1 KiB request/reply
+# iperf3 stream for RUN_SECONDS (upload, client to relay), then one connection of 1 KiB request/reply
 # for PING_SECONDS; the carriers are interleaved within each round, and the figures are the
 # medians over ROUNDS rounds. The link counts the IP bytes each way, so the table also gives the
 # bytes on the wire per payload byte (up: the data direction, down: the acknowledgements).
@@ -14,7 +14,7 @@
 #   sudo WARREN=build/release/warren spec/bench/kcp_link.sh           # 3 rounds of 10 s
 #   --short: 1 round of 3 s (what the KCP spec runs)
 # Settings (environment): DELAY LOSS REORDER REORDER_DELAY DUP RATE QUEUE (wr_lossy_link's, RATE in
-# Mbit/s, 0 = none), ROUNDS, SECONDS, PING_SECONDS, CARRIERS (names to run, space-separated, from
+# Mbit/s, 0 = none), ROUNDS, RUN_SECONDS, PING_SECONDS, CARRIERS (names to run, space-separated, from
 # the list below; default all), KCP_ARGS (more flags for the -K clients and relays, e.g.
 # "--kcp-sndwnd 256"), KCPTUN_CRYPT (default aes), KEEP=1 keeps the logs.
 set -euo pipefail
@@ -29,7 +29,7 @@ LINK=${LINK:-$bindir/wr_lossy_link}
 LOADGEN=${LOADGEN:-$bindir/wr_loadgen}
 DELAY=${DELAY:-10} LOSS=${LOSS:-2} REORDER=${REORDER:-1} REORDER_DELAY=${REORDER_DELAY:-5}
 DUP=${DUP:-1} RATE=${RATE:-100} QUEUE=${QUEUE:-200}
-ROUNDS=${ROUNDS:-3} SECONDS_PER=${SECONDS:-10} PING_SECONDS=${PING_SECONDS:-10}
+ROUNDS=${ROUNDS:-3} SECONDS_PER=${RUN_SECONDS:-10} PING_SECONDS=${PING_SECONDS:-10}
 KCPTUN_CRYPT=${KCPTUN_CRYPT:-aes}
 read -ra KCP_EXTRA <<<"${KCP_ARGS:-}"
 if [[ ${1:-} == --short ]]; then ROUNDS=1 SECONDS_PER=3 PING_SECONDS=3; fi
