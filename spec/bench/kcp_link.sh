@@ -145,7 +145,8 @@ measure() {
     PIDS+=($!)
     sleep 0.3
     before=$(link_bytes)
-    ip netns exec "$A" iperf3 "${target[@]}" -t "$SECONDS_PER" -J >"$WORK/$name.json" 2>&1 || true
+    timeout $((SECONDS_PER + 30)) ip netns exec "$A" iperf3 "${target[@]}" -t "$SECONDS_PER" -J \
+        >"$WORK/$name.json" 2>&1 || true
     after=$(link_bytes)
     mibs=$(jq '.end.sum_received.bits_per_second / 8 / 1048576' "$WORK/$name.json" 2>/dev/null) || mibs=
     bytes=$(jq '.end.sum_received.bytes' "$WORK/$name.json" 2>/dev/null) || bytes=
