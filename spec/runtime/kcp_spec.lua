@@ -336,7 +336,12 @@ describe("the KCP carrier", function()
     local netns = proc.source_dir .. "/spec/bench/kcp_netns.sh"
     local a, b = "wr-kcpi-a-" .. uv.os_getpid(), "wr-kcpi-b-" .. uv.os_getpid()
     local up = proc.run({ "bash", netns, "up", a, b }, 20000)
-    finally(function() proc.run({ "bash", netns, "down", a, b }, 20000) end)
+    local link
+    -- (one finally per test: busted keeps only the last one given)
+    finally(function()
+      if link then stop(link) end
+      proc.run({ "bash", netns, "down", a, b }, 20000)
+    end)
     assert.equal(0, up.code, up.stderr)
     local function spawn_in(ns, spec)
       local full = { "ip", "netns", "exec", ns }
@@ -344,10 +349,9 @@ describe("the KCP carrier", function()
       return spawn(full)
     end
     -- 5 ms each way, 2% lost, 2% held back 3 ms (overtaken), 2% sent twice; a fixed seed.
-    local link = spawn({ link_bin, "--ns-a", a, "--dev-a", "wrl0", "--ns-b", b, "--dev-b", "wrl0",
+    link = spawn({ link_bin, "--ns-a", a, "--dev-a", "wrl0", "--ns-b", b, "--dev-b", "wrl0",
       "--delay", "5", "--loss", "2", "--reorder", "2", "--reorder-delay", "3", "--dup", "2",
       "--seed", "13" })
-    finally(function() stop(link) end)
     assert(wait.output(link, "link ready", 5000), stderr_of(link))
     local function server_in(ns)
       local srv = spawn_in(ns, { "node", integrity_js, "server" })
