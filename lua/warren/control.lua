@@ -62,6 +62,17 @@ end
 
 local function number(v) return type(v) == "number" and string.format("%d", v) or "-" end
 
+-- A KCP carrier's counters (the kcp_* fields of a session's or a relay's stats) on one line.
+function M.format_kcp(k)
+  return string.format("rtt %s ms (rto %s), window %s/%s (cwnd %s, remote %s), in flight %s, pace %s, "
+    .. "segments out %s in %s, retransmits %s (fast %s), lost %s, duplicates %s",
+    number(k.kcp_rtt_ms), number(k.kcp_rto_ms), number(k.kcp_snd_wnd), number(k.kcp_rcv_wnd), number(k.kcp_cwnd),
+    number(k.kcp_remote_wnd), number(k.kcp_in_flight),
+    (k.kcp_pacing_rate or 0) > 0 and string.format("%.1f MiB/s", k.kcp_pacing_rate / 1048576) or "-",
+    number(k.kcp_segments_sent), number(k.kcp_segments_received), number(k.kcp_retransmits),
+    number(k.kcp_fast_retransmits), number(k.kcp_lost_segments), number(k.kcp_duplicates))
+end
+
 -- The status as text, for people.
 function M.format_status(st)
   local out = {}
@@ -76,11 +87,18 @@ function M.format_status(st)
   elseif st.connected ~= nil then
     out[#out + 1] = "relay session: " .. (st.connected and "up" or "down")
   end
+  if st.session and st.session.kcp_rtt_ms then
+    out[#out + 1] = "  over KCP: " .. M.format_kcp(st.session)
+  end
   if st.relay then
     local r = st.relay
     out[#out + 1] = string.format("relay: sessions %s (%s in all), streams %s (%s in all), bytes up %s down %s, "
       .. "services %s", number(r.sessions_active), number(r.sessions_total), number(r.streams_active),
       number(r.streams_total), number(r.bytes_up), number(r.bytes_down), number(#(st.services or {})))
+    if r.kcp_sessions then
+      out[#out + 1] = string.format("  KCP: conversations %s (%s in all), %s", number(r.kcp_conversations),
+        number(r.kcp_sessions), M.format_kcp(r))
+    end
   end
   local rows = { { "TUNNEL", "KIND", "PORT", "ACTIVE", "CONNECTIONS", "BYTES_UP", "BYTES_DOWN", "STATE" } }
   for _, t in ipairs(st.tunnels or {}) do

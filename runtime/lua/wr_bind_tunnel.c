@@ -102,6 +102,7 @@ void wr_set_kcp_stats(lua_State *L, const wr_kcp_stats *st)
     wr_set_number(L, "kcp_rcv_wnd", st->rcv_wnd);
     wr_set_number(L, "kcp_remote_wnd", st->rmt_wnd);
     wr_set_number(L, "kcp_in_flight", st->in_flight);
+    wr_set_number(L, "kcp_pacing_rate", (double)st->pacing_rate);
 }
 
 void wr_format_peer(wr_endpoint_t *ep, char *out, size_t size)

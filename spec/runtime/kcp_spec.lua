@@ -251,6 +251,34 @@ describe("the KCP carrier", function()
     client:close()
   end)
 
+  it("shows the KCP counters in warren status, on the client and (summed) on the relay", function()
+    local dir = assert(uv.fs_mkdtemp("/tmp/wr-kcp-status-XXXXXX"))
+    local sock = dir .. "/c.sock"
+    finally(function()
+      os.remove(sock)
+      uv.fs_rmdir(dir)
+    end)
+    local lport = net.free_port()
+    local client = start({ "-K", "-L", lport .. ":127.0.0.1:" .. server_port, "127.0.0.1:" .. relay_port, "-k", k,
+      "--control", sock })
+    assert(net.wait_port(lport), stderr_of(client))
+    integrity({ { label = "-L", target = "127.0.0.1:" .. lport, streams = 4, max = 1024 * 1024 } })
+    local r
+    assert(wait.eventually(function()
+      r = proc.warren({ "status", "--control", sock })
+      return r.code == 0 and r.stdout:find("over KCP: rtt %d+ ms") ~= nil
+    end, 5000), r and r.stdout .. r.stderr)
+    assert.matches("window 1024/1024", r.stdout)
+    assert.matches("retransmits %d+ %(fast %d+%), lost %d+", r.stdout)
+    -- The relay's line sums its conversations; a live, busy one is paced.
+    local st = relay:stats()
+    assert.is_true(st.kcp_pacing_rate > 0)
+    local text = require("warren.control").format_status({ relay = st, services = {} })
+    assert.matches("KCP: conversations %d+ %(%d+ in all%), rtt %d+ ms", text)
+    assert.matches("pace [%d.]+ MiB/s", text)
+    stop(client)
+  end)
+
   it("frees the conversation of a client that vanished, once the session's keepalive gives up", function()
     local quick
     for _ = 1, 5 do
@@ -271,18 +299,90 @@ describe("the KCP carrier", function()
     quick:close()
   end)
 
-  -- The long comparison is a command of its own (spec/bench/kcp_lossy.sh); this runs its short form.
-  it("crosses a lossy link between two network namespaces (spec/bench/kcp_lossy.sh --short)", function()
+  -- The long comparison is a command of its own (spec/bench/kcp_link.sh); this runs a short form.
+  it("crosses a link with delay and loss between two network namespaces (spec/bench/kcp_link.sh --short)",
+    function()
     if proc.run({ "id", "-u" }).stdout ~= "0\n" then
-      pending("needs root: network namespaces and nftables (run spec/bench/kcp_lossy.sh as root)")
+      pending("needs root: network namespaces and TUN devices (run spec/bench/kcp_link.sh as root)")
+      return
+    elseif not uv.fs_stat("/dev/net/tun") then
+      pending("needs /dev/net/tun")
       return
     end
-    local r = proc.run({ "bash", proc.source_dir .. "/spec/bench/kcp_lossy.sh", "--short",
-      env = { WARREN = proc.warren_bin } }, 120000)
+    local r = proc.run({ "bash", proc.source_dir .. "/spec/bench/kcp_link.sh", "--short",
+      env = { WARREN = proc.warren_bin, CARRIERS = "tcp-bbr kcp-fast" } }, 120000)
     assert.equal(0, r.code, r.stdout .. r.stderr)
-    for _, name in ipairs({ "warren tcp %(bbr%)", "warren %-K %(fast%)", "warren %-K %(fast3%)" }) do
-      local mibs = tonumber(r.stdout:match(name .. "%s+([%d.]+) MiB/s"))
-      assert(mibs and mibs > 1, name .. ": " .. r.stdout)
+    for _, name in ipairs({ "tcp%-bbr", "kcp%-fast" }) do
+      local mibs, p99 = r.stdout:match("\n" .. name .. "%s+([%d.]+)%s+[%d.]+%s+[%d.]+%s+([%d.]+)")
+      assert(tonumber(mibs) and tonumber(mibs) > 0.5 and tonumber(p99), name .. ": " .. r.stdout .. r.stderr)
+    end
+  end)
+
+  -- wr_lossy_link (spec/bench) joins two TUN devices in two network namespaces with real delay,
+  -- loss, reordering and duplication; the client side runs in one, the relay in the other.
+  it("keeps -L, -D and -R byte-exact across a link with delay, loss, reordering and duplication",
+    function()
+    local link_bin = (os.getenv("WR_LOADGEN") or ""):gsub("wr_loadgen$", "wr_lossy_link")
+    if proc.run({ "id", "-u" }).stdout ~= "0\n" then
+      pending("needs root: network namespaces and TUN devices (CI runs it as root)")
+      return
+    elseif not uv.fs_stat("/dev/net/tun") then
+      pending("needs /dev/net/tun")
+      return
+    elseif not uv.fs_stat(link_bin) then
+      pending("wr_lossy_link is not built (spec/bench)")
+      return
+    end
+    local netns = proc.source_dir .. "/spec/bench/kcp_netns.sh"
+    local a, b = "wr-kcpi-a-" .. uv.os_getpid(), "wr-kcpi-b-" .. uv.os_getpid()
+    local up = proc.run({ "bash", netns, "up", a, b }, 20000)
+    local link
+    -- (one finally per test: busted keeps only the last one given)
+    finally(function()
+      if link then stop(link) end
+      proc.run({ "bash", netns, "down", a, b }, 20000)
+    end)
+    assert.equal(0, up.code, up.stderr)
+    local function spawn_in(ns, spec)
+      local full = { "ip", "netns", "exec", ns }
+      for _, v in ipairs(spec) do full[#full + 1] = v end
+      return spawn(full)
+    end
+    -- 5 ms each way, 2% lost, 2% held back 3 ms (overtaken), 2% sent twice; a fixed seed.
+    link = spawn({ link_bin, "--ns-a", a, "--dev-a", "wrl0", "--ns-b", b, "--dev-b", "wrl0",
+      "--delay", "5", "--loss", "2", "--reorder", "2", "--reorder-delay", "3", "--dup", "2",
+      "--seed", "13" })
+    assert(wait.output(link, "link ready", 5000), stderr_of(link))
+    local function server_in(ns)
+      local srv = spawn_in(ns, { "node", integrity_js, "server" })
+      local port = wait.eventually(function() return srv:output():match("port (%d+)") end, 10000)
+      assert(port, "integrity server did not start: " .. stderr_of(srv))
+      return port
+    end
+    local port_b, port_a = server_in(b), server_in(a)
+    local relay_b = spawn_in(b, { proc.warren_bin, "serve", "10.201.0.2:8100", "-K", "--ports", "9100-9100",
+      "--max-users-per-address", "0",
+      "-k", k })
+    local client = spawn_in(a, { proc.warren_bin, "-K", "-L", "9001:127.0.0.1:" .. port_b, "-D", "9002",
+      "-R", "9100:127.0.0.1:" .. port_a, "--name", "integrity", "10.201.0.2:8100", "-k", k })
+    assert(wait.output(client, "relay port 9100", 15000), stderr_of(client) .. stderr_of(relay_b))
+    local in_ns = { a, a, b }
+    local started = 0
+    integrity_runs.run(function(spec)
+      started = started + 1
+      return spawn_in(in_ns[started], spec)
+    end, {
+      { label = "-L", target = "127.0.0.1:9001", max = 65536 },
+      { label = "-D SOCKS5", target = "127.0.0.1:" .. port_b, via = { "socks5", "127.0.0.1:9002" }, max = 65536 },
+      { label = "-R", target = "127.0.0.1:9100", max = 65536 },
+    })
+    local c = stop(client)
+    assert.equal(0, c.code, c.stderr)
+    local counters = stop(link).stdout
+    -- The link did its worst: every kind of damage happened during the run.
+    for _, what in ipairs({ "lost", "duplicated", "reordered" }) do
+      local n = tonumber(counters:match("a>b [^\n]- " .. what .. "=(%d+)"))
+      assert(n and n > 0, what .. ": " .. counters)
     end
   end)
 

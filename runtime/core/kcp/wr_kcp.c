@@ -1,4 +1,5 @@
 #include "wr_kcp.h"
+#include "wr_kcp_pacer.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,8 @@ struct wr_kcp {
     uint32_t interval, ts_flush, ts_probe, probe_wait, probe;
     uint32_t resend, dead_link, burst;
     int nodelay, nocwnd, updated, dead, hold_acks;
+    int pacing, pacer_started;
+    wr_kcp_pacer pacer;
     seg_t *snd, *rcv;
     uint32_t snd_mask, rcv_mask;
     bytes_t sq, rq;
@@ -211,6 +214,7 @@ wr_kcp_t *wr_kcp_new(uint32_t conv, const wr_kcp_config *cfg, wr_kcp_output_fn o
     k->nocwnd = cfg->nocwnd;
     k->dead_link = cfg->dead_link ? cfg->dead_link : 20;
     k->burst = cfg->burst ? cfg->burst : 0xffffffffu;
+    k->pacing = cfg->pacing;
     k->snd_mask = pow2_at_least(sw) - 1;
     k->rcv_mask = pow2_at_least(rw) - 1;
     k->snd = calloc(k->snd_mask + 1, sizeof *k->snd);
@@ -282,7 +286,10 @@ static void ack_one(wr_kcp_t *k, uint32_t sn)
     seg_t *s;
     if (diff(sn, k->snd_una) < 0 || diff(sn, k->snd_nxt) >= 0) return;
     s = &k->snd[sn & k->snd_mask];
-    if (s->used && s->sn == sn) s->used = 0;
+    if (s->used && s->sn == sn) {
+        s->used = 0;
+        wr_kcp_pacer_delivered(&k->pacer, s->len);
+    }
 }
 
 /* Everything before una arrived. */
@@ -290,7 +297,9 @@ static void ack_until(wr_kcp_t *k, uint32_t una)
 {
     if (diff(una, k->snd_nxt) > 0) una = k->snd_nxt;
     while (diff(una, k->snd_una) > 0) {
-        k->snd[k->snd_una & k->snd_mask].used = 0;
+        seg_t *s = &k->snd[k->snd_una & k->snd_mask];
+        if (s->used) wr_kcp_pacer_delivered(&k->pacer, s->len);
+        s->used = 0;
         k->snd_una++;
     }
 }
@@ -496,8 +505,16 @@ void wr_kcp_flush(wr_kcp_t *k, uint32_t now)
     k->probe = 0;
 
     cwnd = send_window(k);
-    /* New segments, cut from the byte queue, while the window allows. */
-    while (k->sq.len > 0 && diff(k->snd_nxt, k->snd_una + cwnd) < 0 && fresh++ < k->burst) {
+    if (k->pacing) {
+        if (!k->pacer_started) {
+            wr_kcp_pacer_init(&k->pacer, k->mss, now);
+            k->pacer_started = 1;
+        }
+        wr_kcp_pacer_tick(&k->pacer, now, k->srtt, k->sq.len == 0);
+    }
+    /* New segments, cut from the byte queue, while the window (and the pace) allows. */
+    while (k->sq.len > 0 && diff(k->snd_nxt, k->snd_una + cwnd) < 0 && fresh++ < k->burst &&
+           (!k->pacing || wr_kcp_pacer_may_send(&k->pacer))) {
         seg_t *s = &k->snd[k->snd_nxt & k->snd_mask];
         if (!s->data && !(s->data = malloc(k->mss))) break;
         s->len = (uint32_t)bytes_pop(&k->sq, s->data, k->mss);
@@ -508,6 +525,7 @@ void wr_kcp_flush(wr_kcp_t *k, uint32_t now)
         s->rto = k->rto;
         s->resendts = now;
         s->used = 1;
+        if (k->pacing) wr_kcp_pacer_spend(&k->pacer, s->len + WR_KCP_HEADER);
     }
 
     fast = k->resend ? k->resend : 0xffffffffu;
@@ -538,6 +556,7 @@ void wr_kcp_flush(wr_kcp_t *k, uint32_t now)
             change = 1;
         }
         if (!send) continue;
+        if (k->pacing && s->xmit > 0) wr_kcp_pacer_spend(&k->pacer, s->len + WR_KCP_HEADER);
         s->xmit++;
         s->ts = now;
         out_seg(k, WR_KCP_CMD_PUSH, s->ts, s->sn, s->data, s->len);
@@ -590,10 +609,15 @@ uint32_t wr_kcp_check(const wr_kcp_t *k, uint32_t now)
     int32_t until;
     if (!k->updated) return now;
     if (k->nacks || k->probe) return now;
-    if (k->sq.len > 0 && diff(k->snd_nxt, k->snd_una + send_window(k)) < 0) return now;
     until = diff(k->ts_flush, now);
     if (until <= 0) return now;
     if ((uint32_t)until < k->interval) next = k->ts_flush;
+    if (k->sq.len > 0 && diff(k->snd_nxt, k->snd_una + send_window(k)) < 0) {
+        /* New data may go: now, or when the pace allows. */
+        uint32_t wait = k->pacing && k->pacer_started ? wr_kcp_pacer_wait(&k->pacer, now) : 0;
+        if (wait == 0) return now;
+        if (diff(now + wait, next) < 0) next = now + wait;
+    }
     for (uint32_t sn = k->snd_una; sn != k->snd_nxt; sn++) {
         const seg_t *s = &k->snd[sn & k->snd_mask];
         if (!s->used) continue;
@@ -644,4 +668,5 @@ void wr_kcp_get_stats(const wr_kcp_t *k, wr_kcp_stats *out)
     out->rcv_wnd = k->rcv_wnd;
     out->rmt_wnd = k->rmt_wnd;
     out->in_flight = k->snd_nxt - k->snd_una;
+    out->pacing_rate = k->pacing && k->pacer_started ? wr_kcp_pacer_rate(&k->pacer) : 0;
 }

@@ -41,6 +41,7 @@ typedef struct wr_kcp_config {
     uint32_t dead_link; /* transmissions of one segment before the link counts as dead (0 = 20) */
     uint32_t burst;     /* new segments one flush may send (0 = the window): the rest waits for
                            the next flush, so a window opening at once does not leave as one burst */
+    int pacing;         /* 1: new segments leave at an estimated delivery rate (wr_kcp_pacer.h) */
 } wr_kcp_config;
 
 typedef struct wr_kcp_stats {
@@ -51,6 +52,7 @@ typedef struct wr_kcp_stats {
     uint64_t duplicates;       /* PUSH segments received twice or outside the window */
     uint32_t srtt_ms, rttvar_ms, rto_ms;
     uint32_t cwnd, snd_wnd, rcv_wnd, rmt_wnd, in_flight;
+    uint64_t pacing_rate; /* bytes/s new segments leave at (0: not paced) */
 } wr_kcp_stats;
 
 /* kcptun's presets: "normal", "fast", "fast2", "fast3" set nodelay, interval, resend, nocwnd.

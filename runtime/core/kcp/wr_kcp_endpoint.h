@@ -56,7 +56,8 @@ typedef struct wr_kcp_listener_stats {
     uint64_t rebinds;           /* conversations moved to a new client address */
     uint64_t send_errors;       /* datagrams the socket would not take */
     wr_kcp_stats kcp;           /* summed over all conversations, live and ended (srtt_ms, rto_ms,
-                                   cwnd... are the live ones' averages) */
+                                   cwnd... are the live ones' averages; in_flight and pacing_rate
+                                   the live ones' sums) */
 } wr_kcp_listener_stats;
 
 /* Binds addr and hands sessions to srv. 0, or a libuv code. */
