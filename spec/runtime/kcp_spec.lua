@@ -363,6 +363,9 @@ describe("the KCP carrier", function()
     local relay_b = spawn_in(b, { proc.warren_bin, "serve", "10.201.0.2:8100", "-K", "--ports", "9100-9100",
       "--max-users-per-address", "0",
       "-k", k })
+    -- A first datagram sent before the relay binds draws an ICMP refusal, which ends the client.
+    assert(wait.eventually(function() return stderr_of(relay_b):find("relay listening", 1, true) end, 15000),
+      stderr_of(relay_b))
     local client = spawn_in(a, { proc.warren_bin, "-K", "-L", "9001:127.0.0.1:" .. port_b, "-D", "9002",
       "-R", "9100:127.0.0.1:" .. port_a, "--name", "integrity", "10.201.0.2:8100", "-k", k })
     assert(wait.output(client, "relay port 9100", 15000), stderr_of(client) .. stderr_of(relay_b))
