@@ -717,7 +717,7 @@ main() {
     local started=$SECONDS run p
     start_targets
     selected ssh && { start_private_sshd || die "private sshd did not start: $(tail -3 "$WORK/sshd.log")"; }
-    if selected warren; then
+    if [[ " ${SELECTED[*]} " == *" warren"* ]]; then # warren or any of its carriers
         if detect_warren; then
             log "warren: $WARREN_BIN carries -L traffic; measuring it"
         else
