@@ -2,6 +2,7 @@
 local warren = require("warren")
 local log = require("warren.log")
 local addr = require("warren.addr")
+local guard = require("warren.guard")
 local uv = require("luv")
 
 local M = {}
@@ -544,6 +545,7 @@ function commands.serve(args, opts)
   if opts.hooks_file then
     local chunk, lerr = loadfile(opts.hooks_file)
     if not chunk then return fail(lerr) end
+    guard.interpreted(chunk)
     local ok, hooks = pcall(chunk)
     if not ok or type(hooks) ~= "table" then
       return fail(string.format("--hooks %s: %s", opts.hooks_file,

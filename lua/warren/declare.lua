@@ -16,6 +16,7 @@
 -- is replaced under its name, is never cut.
 local warren = require("warren")
 local addr = require("warren.addr")
+local guard = require("warren.guard")
 local keys = require("warren.keys")
 local log = require("warren.log")
 local registry = require("warren.registry")
@@ -173,7 +174,7 @@ function M.check(decl, running)
     local _, uerr = keys.resolve_users(decl.users, own)
     if uerr then return nil, uerr end
   end
-  local plan = { decl = decl, tunnels = {}, hooks = decl.hooks or {} }
+  local plan = { decl = decl, tunnels = {}, hooks = guard.hooks(decl.hooks) or {} }
   if decl.tunnels ~= nil and type(decl.tunnels) ~= "table" then
     return nil, "tunnels must be a table of named tunnels"
   end
@@ -191,6 +192,7 @@ end
 function M.load(path, args)
   local fn, err = loadfile(path)
   if not fn then return nil, err end
+  guard.interpreted(fn) -- its hooks, and the helpers they call
   setfenv(fn, setmetatable({ arg = args }, { __index = _G }))
   local ok, result = xpcall(function() return fn(unpack(args or {})) end, debug.traceback)
   if not ok then return nil, tostring(result) end

@@ -8,6 +8,7 @@
 -- {seq=, ok=false, error=CODE, reason=TEXT}. The relay also sends {op="ended", id=, reason=,
 -- code=} when a service ends on its side. runtime/PROTOCOL.md ("Reverse tunnels") has the fields.
 local core = require("warren.core")
+local guard = require("warren.guard")
 local log = require("warren.log")
 local pretty = require("warren.pretty")
 local uv = require("luv")
@@ -136,7 +137,7 @@ function M.new(opts)
     max_users = opts.max_users or M.MAX_USERS_DEFAULT,
     user_idle = opts.user_idle or M.USER_IDLE_DEFAULT,
     max_users_per_address = opts.max_users_per_address or M.MAX_USERS_PER_ADDRESS_DEFAULT,
-    hooks = opts.hooks or {},
+    hooks = guard.hooks(opts.hooks) or {},
     opts = opts,
   }, Registry)
   for _, range in ipairs(opts.ports or {}) do

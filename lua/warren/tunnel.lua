@@ -2,6 +2,7 @@
 -- moves the bytes; this module decides where they go and keeps sessions alive.
 local warren = require("warren")
 local core = require("warren.core")
+local guard = require("warren.guard")
 local keys = require("warren.keys")
 local http_proxy = require("warren.proxy")
 local addr = require("warren.addr")
@@ -118,8 +119,8 @@ function M.relay(opts)
     port = listen.port,
     key = not users and own or nil,
     users = users,
-    on_open = opts.on_open or (opts.hooks and opts.hooks.dial),
-    on_close = opts.on_close or (opts.hooks and opts.hooks.dial_close),
+    on_open = guard.wrap("dial", opts.on_open or (opts.hooks and opts.hooks.dial)),
+    on_close = guard.wrap("dial_close", opts.on_close or (opts.hooks and opts.hooks.dial_close)),
     on_channel = function(channel, session)
       warren.spawn(function() reg:serve(channel, session) end)
     end,

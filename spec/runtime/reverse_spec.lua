@@ -92,6 +92,32 @@ describe("reverse tunnels", function()
     relay:close()
   end)
 
+  -- LuaJIT's count hook does not fire in compiled loops: a guarded hook runs interpreted, under a
+  -- budget of instructions per call (warren.guard).
+  it("denies and logs a hook that loops, and keeps serving", function()
+    local records = {}
+    local sink = function(record) records[#records + 1] = record.msg end
+    require("warren.log").add_sink(sink)
+    local from, to = free_range(2)
+    local relay, client = setup_pair({ ports = { from .. "-" .. to },
+      hooks = { register = function(svc)
+        local n = 0
+        if svc.name == "spin" then while true do n = n + 1 end end
+        return true
+      end } })
+    local entry, err = client:register({ outer = "any", inner = ":" .. http_port, name = "spin" })
+    assert.is_nil(entry)
+    assert.matches("hook failed", err)
+    assert.matches("register hook failed %(denied%).*ran past its budget", table.concat(records, "\n"))
+    -- the loop is over: the relay serves the next registration, and the hook is still guarded
+    assert.is_truthy(client:register({ outer = "any", inner = ":" .. http_port, name = "web" }))
+    entry = client:register({ outer = "any", inner = ":" .. http_port, name = "spin" })
+    assert.is_nil(entry)
+    require("warren.log").remove_sink(sink)
+    client:close()
+    relay:close()
+  end)
+
   it("lets one address hold only its share of an outer port, so others still get in", function()
     local from, to = free_range(2)
     local relay, client = setup_pair({ ports = { from .. "-" .. to }, max_users_per_address = 5 })
