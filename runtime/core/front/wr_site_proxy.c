@@ -558,8 +558,13 @@ static void dialled(wr_dial_t *d, int status, uv_tcp_t *tcp, void *data)
     pump_up(c, NULL, already, len);
     free(already);
     if (c->ending) return;
-    read_visitor(c); /* not while a claimed request waits */
-    read_site(c);
+    /* The front door saw the visitor's FIN already (bytes cut short before they could be told
+     * apart): it cannot be read again, so it is passed on now, as a forwarder would. */
+    if (c->visitor && (c->visitor->flags & WR_EP_EOF) && !c->visitor_eof)
+        visitor_eof(c->visitor);
+    else
+        read_visitor(c); /* not while a claimed request waits */
+    if (!c->ending) read_site(c);
 }
 
 wr_site_proxy_t *wr_site_proxy_new(uv_loop_t *loop, const wr_site_proxy_config *cfg, char **err)
