@@ -1,6 +1,7 @@
 #include "wr_access_log.h"
 
 #include "wr_log.h"
+#include "wr_stream_dial.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -420,27 +421,9 @@ const char *wr_access_relay_reason(const wr_relay_result_t *res, int stream_side
 
 const char *wr_access_dial_reason(int err)
 {
-    switch (err) {
-    case UV_ECONNREFUSED:
-        return "refused";
-    case UV_ETIMEDOUT:
-        return "timeout";
-    case UV_EACCES:
-        return "denied";
-    case UV_ECONNABORTED:
-        return "session";
-    case UV_EHOSTUNREACH:
-    case UV_ENETUNREACH:
-    case UV_EADDRNOTAVAIL:
-    case UV_EAI_NONAME:
-    case UV_EAI_AGAIN:
-    case UV_EAI_FAIL:
-    case UV_EAI_NODATA:
-    case UV_EAI_ADDRFAMILY:
-        return "unreachable";
-    default:
-        return "failed";
-    }
+    if (err == UV_EACCES) return "denied";
+    if (err == UV_ECONNABORTED) return "session";
+    return wr_dial_failure_class(err);
 }
 
 const char *wr_access_open_reason(const char *reason, char *out, size_t size)

@@ -15,7 +15,7 @@ typedef struct stream_dial {
     char denied[WR_SESSION_REASON_MAX]; /* the policy's reason, when it said no */
 } stream_dial;
 
-static const char *failure_class(int err)
+const char *wr_dial_failure_class(int err)
 {
     switch (err) {
     case UV_ECONNREFUSED:
@@ -39,7 +39,7 @@ static const char *failure_class(int err)
 void wr_stream_reject_uv(wr_stream_t *st, int err)
 {
     char reason[WR_SESSION_REASON_MAX];
-    snprintf(reason, sizeof reason, "%s: %s", failure_class(err), uv_strerror(err));
+    snprintf(reason, sizeof reason, "%s: %s", wr_dial_failure_class(err), uv_strerror(err));
     wr_stream_reject(st, reason);
 }
 

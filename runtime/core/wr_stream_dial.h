@@ -30,5 +30,7 @@ int wr_stream_dial(uv_loop_t *loop, wr_stream_t *st, const char *host, uint16_t 
 
 /* Rejects st with the class of a libuv error ("refused: connection refused"...). */
 void wr_stream_reject_uv(wr_stream_t *st, int err);
+/* A dial's failure in one word: refused, timeout, unreachable or failed. */
+const char *wr_dial_failure_class(int err);
 
 #endif
