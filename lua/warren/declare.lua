@@ -231,10 +231,10 @@ local function close_tunnel(client, spec, obj)
   end
 end
 
--- A removed -L or -D: its listener is closed already; the connections still open get `grace`
--- seconds, then are cut (logged). The timer does not keep the process alive.
+-- A removed tunnel: its listener is closed (-L, -D) or its outer port given up (-R) already; the
+-- connections still open get `grace` seconds, then are cut (logged). The timer does not keep the
+-- process alive.
 local function drain(name, obj, grace, on_cut)
-  if not obj.cut then return nil end -- a registration: its users are the relay's connections
   local active = obj:stats().active
   if active == 0 then return nil end
   local function cut()

@@ -85,6 +85,14 @@ local function relay_metrics(w, relay)
     { { "result", "ok" } })
   w:add("warren_relay_handshakes_total", "counter", "Handshakes by result.", st.handshakes_failed,
     { { "result", "failed" } })
+  local reasons = {}
+  for reason in pairs(st.handshake_failures) do reasons[#reasons + 1] = reason end
+  table.sort(reasons)
+  for _, reason in ipairs(reasons) do
+    w:add("warren_relay_handshake_failures_total", "counter",
+      "Failed handshakes by reason: key (a wrong key or a probe), replay, clock, malformed, cipher, "
+      .. "timeout, closed (by the peer), internal.", st.handshake_failures[reason], { { "reason", reason } })
+  end
   w:add("warren_relay_unauthenticated_dropped_total", "counter",
     "Connections without the key dropped to make room, by budget.", st.dropped_unauthenticated,
     { { "budget", "total" } })

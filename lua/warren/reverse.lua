@@ -7,7 +7,7 @@
 --   entry:on_state(function(state, reason) ... end)
 --   entry:wait()                      -- awaits "done"; returns its reason (entry.end_code says
 --                                     -- which kind of end: "ttl", "max_total", "cancelled", ...)
---   entry:cancel()
+--   entry:cancel()                    -- gives the port up; entry:cut() ends its users too
 local warren = require("warren")
 local addr = require("warren.addr")
 local keys = require("warren.keys")
@@ -50,7 +50,7 @@ function Entry:wait(timeout_ms)
   return warren.await(function(resolve) self.waiters[#self.waiters + 1] = resolve end, timeout_ms)
 end
 
--- Unregisters: the relay closes the outer port; users already connected finish.
+-- Unregisters: the relay closes the outer port; users already connected go on (see cut).
 function Entry:cancel()
   if self.state == "done" then return nil, "already done" end
   local client = self.client
@@ -59,6 +59,19 @@ function Entry:cancel()
   end
   self:_set_state("done", "cancelled", "cancelled")
   return true
+end
+
+-- Users of the service connected through this client now: {active = N}.
+function Entry:stats()
+  local session = self.client.session
+  return { active = session and session:service_users(self.id) or 0 }
+end
+
+-- Ends the connections of the service's users now (after a cancel: a reload's grace is over);
+-- returns how many.
+function Entry:cut()
+  local session = self.client.session
+  return session and session:cut_service(self.id) or 0
 end
 
 local Client = {}

@@ -303,15 +303,19 @@ function Client:_attach(session)
   self:_reverse_attached()
 end
 
--- Keeps the session up: after a drop, reconnects with exponential backoff and full jitter.
+-- Keeps the session up: after a drop, reconnects with exponential backoff and full jitter. The
+-- backoff starts again only after a session that lasted: one the relay ends at once (a user at
+-- its max_sessions) is retried ever more slowly, not in a tight loop.
 function Client:_keep_alive()
   local backoff = 0.5
   while not self.closed do
     local session = self.session
     if session then
+      local since = uv.now()
       local reason = warren.await(function(resolve) session:on_closed(resolve) end)
       if self.closed then break end
       log.warn("session to %s lost: %s", addr.format(self.server), tostring(reason))
+      if uv.now() - since >= 10000 then backoff = 0.5 end
       self.session = nil
       for _, fwd in ipairs(self.forwards) do fwd:set_session(nil) end
       self:_reverse_lost()
@@ -321,12 +325,11 @@ function Client:_keep_alive()
     local s, err = core.session_connect(self:_session_options())
     if s then
       log.info("reconnected to %s", addr.format(self.server))
-      backoff = 0.5
       self:_attach(s)
     else
       log.warn("cannot reach relay %s: %s", addr.format(self.server), err)
-      backoff = math.min(backoff * 2, 30)
     end
+    backoff = math.min(backoff * 2, 30)
   end
 end
 

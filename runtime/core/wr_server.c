@@ -215,7 +215,7 @@ static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *targ
     ss->conn = c;
     memcpy(ss->target, text, len + 1);
     if (wr_stream_dial(srv->loop, st, hp.host, hp.port, srv->dial_timeout_ms, &srv->ropts,
-                       srv->cbs.policy ? policy_check : NULL, stream_done, ss) != 0) {
+                       srv->cbs.policy ? policy_check : NULL, stream_done, ss, NULL) != 0) {
         srv->st.dials_failed++;
         free(ss);
         return;
@@ -241,6 +241,7 @@ static void on_ready(wr_session_t *s)
             n += o->ready && strcmp(o->user, c->user) == 0;
         if (n >= max) {
             uint64_t now = uv_now(srv->loop);
+            char why[WR_SESSION_REASON_MAX];
             /* A client retries at once: one line per interval, not one per attempt. */
             if (srv->over_limit_log_ms == 0 ||
                 now - srv->over_limit_log_ms >= DROP_LOG_INTERVAL_MS) {
@@ -250,7 +251,9 @@ static void on_ready(wr_session_t *s)
                 srv->over_limit_log_ms = now;
             }
             srv->over_limit++;
-            wr_session_close(s);
+            snprintf(why, sizeof why, "user %s has its %u sessions at once already (max_sessions)",
+                     c->user, max);
+            wr_session_close_because(s, why);
             return;
         }
     }
@@ -519,6 +522,8 @@ void wr_server_get_stats(const wr_server_t *srv, wr_server_stats *out)
     out->dropped_per_address = adm.evicted_per_addr;
     out->handshakes_ok = srv->hs->handshakes_ok;
     out->handshakes_failed = srv->hs->handshakes_failed;
+    memcpy(out->handshakes_failed_by, srv->hs->handshakes_failed_by,
+           sizeof out->handshakes_failed_by);
 }
 
 wr_session_t *wr_server_conn_session(const wr_server_conn_t *conn)

@@ -73,6 +73,7 @@ typedef struct wr_server_stats {
     uint32_t unauthenticated, unauthenticated_failed;
     uint64_t dropped_unauthenticated, dropped_per_address;
     uint64_t handshakes_ok, handshakes_failed;
+    uint64_t handshakes_failed_by[WR_HSF_KINDS]; /* by enum wr_hs_failure */
 } wr_server_stats;
 
 /* NULL when out of memory or the handshake state cannot be set up. cfg and cbs are copied. */

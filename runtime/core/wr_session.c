@@ -40,7 +40,7 @@ enum end_how {
 };
 
 static void session_end(wr_session_t *s, int reason, const char *detail, enum end_how how);
-static void enter_sink(wr_session_t *s, const char *why);
+static void enter_sink(wr_session_t *s, int failure, const char *why);
 static uint64_t now_ms(void);
 static void maybe_free(wr_session_t *s);
 static void ka_arm(wr_session_t *s);
@@ -523,7 +523,7 @@ static void session_end(wr_session_t *s, int reason, const char *detail, enum en
     switch (how) {
     case END_CLEAN:
         out_write(s);
-        if (!wr_session__emit(s, WR_FT_SESSION_END, 0, NULL, 0)) out_write(s);
+        if (!wr_session__emit(s, WR_FT_SESSION_END, 0, s->end_note, s->end_note_len)) out_write(s);
         /* fall through */
     case END_PEER:
         s->phase = WR_PH_LINGER;
@@ -548,14 +548,42 @@ int wr_session__protocol_error(wr_session_t *s, const char *detail)
     return -1;
 }
 
+const char *wr_hs_failure_name(int kind)
+{
+    static const char *const names[WR_HSF_KINDS] = {"key",    "replay",  "clock",  "malformed",
+                                                    "cipher", "timeout", "closed", "internal"};
+    return kind >= 0 && kind < WR_HSF_KINDS ? names[kind] : "unknown";
+}
+
+static int hs_failure(enum wr_hs_reason r)
+{
+    switch (r) {
+    case WR_HS_R_BAD_MAC:
+        return WR_HSF_KEY;
+    case WR_HS_R_BEFORE_START:
+    case WR_HS_R_REPLAY:
+    case WR_HS_R_REPLAY_FULL:
+        return WR_HSF_REPLAY;
+    case WR_HS_R_CLOCK:
+        return WR_HSF_CLOCK;
+    case WR_HS_R_NO_CIPHER:
+        return WR_HSF_CIPHER;
+    case WR_HS_R_INTERNAL:
+        return WR_HSF_INTERNAL;
+    default:
+        return WR_HSF_MALFORMED;
+    }
+}
+
 /* Server failure before or at the frame layer: send nothing more, keep reading and discarding,
  * then RST at a uniform random time 60-180 s after the connection started (never depending on
  * what or how much the peer sent). */
-static void enter_sink(wr_session_t *s, const char *why)
+static void enter_sink(wr_session_t *s, int failure, const char *why)
 {
     if (s->ending) return;
     if (s->srv && !s->ready) {
         s->srv->handshakes_failed++;
+        s->srv->handshakes_failed_by[failure]++;
         if (s->cbs.on_rejected) s->cbs.on_rejected(s);
     }
     s->ending = 1;
@@ -635,7 +663,7 @@ static void timer_cb(uv_timer_t *t)
     case WR_PH_HANDSHAKE:
     case WR_PH_CONFIRM:
         if (s->is_server)
-            enter_sink(s, "handshake timeout");
+            enter_sink(s, WR_HSF_TIMEOUT, "handshake timeout");
         else
             client_fail(s, 1);
         return;
@@ -730,10 +758,22 @@ static void mux_frame(wr_session_t *s, const wr_frame *f, wr_buf_t *b)
         }
         wr_session__sched(s);
         return;
-    case WR_FT_SESSION_END:
-        if (f->len) break;
-        session_end(s, WR_SESSION_PEER_ENDED, "peer ended the session", END_PEER);
+    case WR_FT_SESSION_END: {
+        /* An optional reason: printable ASCII is kept, anything else shown as '?'. */
+        char why[sizeof "peer ended the session: " + WR_SESSION_REASON_MAX];
+        size_t n = strlen(strcpy(why, "peer ended the session"));
+        if (f->len > WR_SESSION_REASON_MAX) break;
+        if (f->len) {
+            memcpy(why + n, ": ", 2);
+            n += 2;
+            for (uint32_t i = 0; i < f->len; i++)
+                why[n++] =
+                    f->payload[i] >= 0x20 && f->payload[i] < 0x7f ? (char)f->payload[i] : '?';
+            why[n] = '\0';
+        }
+        session_end(s, WR_SESSION_PEER_ENDED, why, END_PEER);
         return;
+    }
     default:
         break;
     }
@@ -743,7 +783,7 @@ static void mux_frame(wr_session_t *s, const wr_frame *f, wr_buf_t *b)
 static void frame_failure(wr_session_t *s, int rc)
 {
     if (s->is_server)
-        enter_sink(s, wr_frame_strerror(rc));
+        enter_sink(s, WR_HSF_MALFORMED, wr_frame_strerror(rc));
     else
         session_end(s, WR_SESSION_PROTOCOL_ERROR, wr_frame_strerror(rc), END_ABORT);
 }
@@ -906,15 +946,15 @@ static void respond_done(uv_work_t *w, int status)
         if (rc == 0) s->st.bytes_out += hs->msg2_len;
     }
     if (status != 0 || hs->rc != WR_HS_OK) {
-        enter_sink(s, wr_hs_reason_name(hs->u.srv.reason));
+        enter_sink(s, hs_failure(hs->u.srv.reason), wr_hs_reason_name(hs->u.srv.reason));
         return;
     }
     if (hs->trailing) {
-        enter_sink(s, wr_hs_reason_name(WR_HS_R_TRAILING));
+        enter_sink(s, WR_HSF_MALFORMED, wr_hs_reason_name(WR_HS_R_TRAILING));
         return;
     }
     if (keys_init(s, &hs->keys)) {
-        enter_sink(s, "local cryptographic failure");
+        enter_sink(s, WR_HSF_INTERNAL, "local cryptographic failure");
         return;
     }
     wr_buf_t *m = wr_buf_retain(hs->msg2);
@@ -924,7 +964,7 @@ static void respond_done(uv_work_t *w, int status)
     int rc = wr_endpoint_write(s->carrier, m, m->data, len);
     wr_buf_release(m);
     s->st.bytes_out += len;
-    if (rc < 0) enter_sink(s, uv_strerror(rc));
+    if (rc < 0) enter_sink(s, WR_HSF_CLOSED, uv_strerror(rc));
 }
 
 static void start_respond(wr_session_t *s);
@@ -963,7 +1003,7 @@ static void server_input(wr_session_t *s, const char *base, size_t len)
     }
     if (rc == WR_HS_NEED_MORE) return;
     if (rc != WR_HS_OK) {
-        enter_sink(s, wr_hs_reason_name(hs->u.srv.reason));
+        enter_sink(s, hs_failure(hs->u.srv.reason), wr_hs_reason_name(hs->u.srv.reason));
         return;
     }
     if (s->cbs.on_verified) s->cbs.on_verified(s);
@@ -977,14 +1017,14 @@ static void start_respond(wr_session_t *s)
     /* The DH runs on the threadpool so a burst of handshakes never stalls forwarding. */
     hs->msg2 = wr_buf_new(WR_HS_MSG2_MAX);
     if (hs->msg2 == NULL) {
-        enter_sink(s, "out of memory");
+        enter_sink(s, WR_HSF_INTERNAL, "out of memory");
         return;
     }
     hs->now = now_ms();
     hs->s = s;
     hs->work.data = hs;
     if (uv_queue_work(s->loop, &hs->work, respond_work, respond_done) != 0) {
-        enter_sink(s, "queue_work failed");
+        enter_sink(s, WR_HSF_INTERNAL, "queue_work failed");
         return;
     }
     s->work_pending = 1;
@@ -1020,7 +1060,7 @@ static void carrier_ended(wr_session_t *s, int err)
     case WR_PH_HANDSHAKE:
     case WR_PH_CONFIRM:
         if (s->is_server)
-            enter_sink(s, err ? uv_strerror(err) : "peer closed during handshake");
+            enter_sink(s, WR_HSF_CLOSED, err ? uv_strerror(err) : "peer closed during handshake");
         else
             client_fail(s, 0);
         return;
@@ -1188,6 +1228,7 @@ int wr_session_server_check(wr_session_server_t *srv, const uint8_t *msg1, size_
                                 &need) != WR_HS_OK ||
         need != len) {
         srv->handshakes_failed++;
+        srv->handshakes_failed_by[hs_failure(out->reason)]++; /* too long or short: malformed */
         return -1;
     }
     return 0;
@@ -1340,6 +1381,16 @@ void wr_session_close(wr_session_t *s)
     }
     s->reason = WR_SESSION_CLOSED_LOCALLY;
     session_end(s, WR_SESSION_CLOSED_LOCALLY, "closed locally", END_CLEAN);
+}
+
+void wr_session_close_because(wr_session_t *s, const char *why)
+{
+    if (!s->ending) {
+        size_t n = strlen(why);
+        s->end_note_len = n < sizeof s->end_note ? n : sizeof s->end_note;
+        memcpy(s->end_note, why, s->end_note_len);
+    }
+    wr_session_close(s);
 }
 
 void wr_session_get_stats(const wr_session_t *s, wr_session_stats *out)

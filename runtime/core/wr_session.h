@@ -54,6 +54,21 @@ typedef struct wr_session_key {
     const uint8_t *psk; /* 32 bytes */
 } wr_session_key;
 
+/* Why a server's handshakes failed, in the few kinds an operator can act on (metrics). */
+enum wr_hs_failure {
+    WR_HSF_KEY,       /* no user's key authenticates it: a wrong key or a probe */
+    WR_HSF_REPLAY,    /* a first message seen before, or older than this relay */
+    WR_HSF_CLOCK,     /* the client's clock is outside the window */
+    WR_HSF_MALFORMED, /* authenticated but malformed, trailing bytes, or a bad confirmation */
+    WR_HSF_CIPHER,    /* no frame cipher in common (--cipher) */
+    WR_HSF_TIMEOUT,   /* not done within the handshake timeout */
+    WR_HSF_CLOSED,    /* the peer closed or reset before the end */
+    WR_HSF_INTERNAL,  /* memory, thread pool or crypto failure on this side */
+    WR_HSF_KINDS
+};
+/* "key", "replay", "clock", "malformed", "cipher", "timeout", "closed", "internal". */
+const char *wr_hs_failure_name(int kind);
+
 /* Server-side state shared by every session of one listener: the users' derived handshake keys,
  * the replay set and handshake counters. Loop thread only: a session copies its user's config
  * as soon as its first message authenticates, so the worker threads never read this and the keys
@@ -68,6 +83,7 @@ typedef struct wr_session_server {
     uint32_t dh_inflight;       /* respond steps queued on the threadpool right now */
     uint64_t handshakes_ok;     /* key confirmed */
     uint64_t handshakes_failed; /* sent to the probe sink */
+    uint64_t handshakes_failed_by[WR_HSF_KINDS];
 } wr_session_server_t;
 
 /* One key, the user WR_USER_DEFAULT. not_before: refuse handshakes timestamped before this (Unix
@@ -211,6 +227,9 @@ void wr_session_drop(wr_session_t *s);
 /* SESSION_END then close the carrier; streams get on_error (UV_ECONNABORTED) or, while opening,
  * on_open. on_closed follows from the loop. Safe to call more than once. */
 void wr_session_close(wr_session_t *s);
+/* wr_session_close telling the peer why: SESSION_END carries the text (cut to
+ * WR_SESSION_REASON_MAX bytes), and the peer's reason reads "peer ended the session: WHY". */
+void wr_session_close_because(wr_session_t *s, const char *why);
 
 typedef struct wr_session_stats {
     uint64_t bytes_in, bytes_out; /* carrier bytes */

@@ -143,6 +143,8 @@ struct wr_session {
     char user[WR_USER_NAME_MAX]; /* server: the user whose key authenticated msg1 */
     const char *detail;
     char detail_buf[256];
+    char end_note[WR_SESSION_REASON_MAX]; /* why we end, sent in SESSION_END */
+    size_t end_note_len;
     wr_frame_sealer sealer;
     wr_frame_opener opener;
     uv_idle_t defer;  /* runs deferred callbacks and seals pending frames */

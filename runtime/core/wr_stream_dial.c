@@ -6,14 +6,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-typedef struct stream_dial {
+struct wr_stream_dial {
     wr_stream_t *st;
+    wr_dial_t *dial;   /* while dialling */
+    wr_relay_t *relay; /* once relaying */
     wr_relay_opts_t ropts;
     wr_stream_dial_check check;
     wr_stream_dial_cb cb;
     void *data;
     char denied[WR_SESSION_REASON_MAX]; /* the policy's reason, when it said no */
-} stream_dial;
+};
+typedef struct wr_stream_dial stream_dial;
 
 const char *wr_dial_failure_class(int err)
 {
@@ -67,6 +70,7 @@ static void dialed(wr_dial_t *d, int status, uv_tcp_t *tcp, void *data)
     stream_dial *sd = data;
     wr_endpoint_t *ep;
     (void)d;
+    sd->dial = NULL;
     if (status != 0) {
         if (sd->denied[0])
             wr_stream_reject(sd->st, sd->denied);
@@ -82,7 +86,8 @@ static void dialed(wr_dial_t *d, int status, uv_tcp_t *tcp, void *data)
         goto failed;
     }
     wr_stream_accept(sd->st); /* answered only here, so it cannot be answered twice */
-    if (wr_relay_start(tcp->loop, wr_stream_endpoint(sd->st), ep, &sd->ropts, relayed, sd)) return;
+    sd->relay = wr_relay_start(tcp->loop, wr_stream_endpoint(sd->st), ep, &sd->ropts, relayed, sd);
+    if (sd->relay) return;
     wr_endpoint_close(ep, WR_CLOSE_RESET);
     wr_endpoint_close(wr_stream_endpoint(sd->st), WR_CLOSE_RESET);
     status = UV_ENOMEM;
@@ -93,7 +98,7 @@ failed:
 
 int wr_stream_dial(uv_loop_t *loop, wr_stream_t *st, const char *host, uint16_t port,
                    uint64_t timeout_ms, const wr_relay_opts_t *ropts, wr_stream_dial_check check,
-                   wr_stream_dial_cb cb, void *data)
+                   wr_stream_dial_cb cb, void *data, wr_stream_dial_t **out)
 {
     stream_dial *sd = calloc(1, sizeof *sd);
     wr_dial_t *d;
@@ -114,5 +119,15 @@ int wr_stream_dial(uv_loop_t *loop, wr_stream_t *st, const char *host, uint16_t 
         return rc;
     }
     if (check) wr_dial_set_check(d, check_addresses);
+    sd->dial = d;
+    if (out) *out = sd;
     return 0;
+}
+
+void wr_stream_dial_cut(wr_stream_dial_t *sd)
+{
+    if (sd->dial)
+        wr_dial_cancel(sd->dial);
+    else if (sd->relay)
+        wr_relay_close(sd->relay);
 }

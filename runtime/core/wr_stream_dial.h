@@ -22,11 +22,17 @@ typedef void (*wr_stream_dial_cb)(void *data, int dial_status, const wr_relay_re
 typedef int (*wr_stream_dial_check)(void *data, const struct sockaddr_storage *addrs, int naddrs,
                                     char *reason, size_t size);
 
+typedef struct wr_stream_dial wr_stream_dial_t;
+
 /* Dials host:port (resolved asynchronously). check may be NULL. On a non-zero return the stream
- * has been rejected and cb will not run. */
+ * has been rejected and cb will not run. out (may be NULL) gets a handle for wr_stream_dial_cut,
+ * valid until cb runs. */
 int wr_stream_dial(uv_loop_t *loop, wr_stream_t *st, const char *host, uint16_t port,
                    uint64_t timeout_ms, const wr_relay_opts_t *ropts, wr_stream_dial_check check,
-                   wr_stream_dial_cb cb, void *data);
+                   wr_stream_dial_cb cb, void *data, wr_stream_dial_t **out);
+/* Ends it now: a dial still running is cancelled (cb runs with UV_ECANCELED before this
+ * returns), a relay is closed (cb follows from the loop). */
+void wr_stream_dial_cut(wr_stream_dial_t *sd);
 
 /* Rejects st with the class of a libuv error ("refused: connection refused"...). */
 void wr_stream_reject_uv(wr_stream_t *st, int err);

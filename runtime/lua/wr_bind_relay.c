@@ -574,6 +574,12 @@ static int l_relay_stats(lua_State *L)
     wr_set_number(L, "dropped_per_address", (double)st.dropped_per_address);
     wr_set_number(L, "handshakes_ok", (double)st.handshakes_ok);
     wr_set_number(L, "handshakes_failed", (double)st.handshakes_failed);
+    lua_createtable(L, 0, WR_HSF_KINDS); /* handshake_failures = {key = N, replay = N, ...} */
+    for (int i = 0; i < WR_HSF_KINDS; i++) {
+        lua_pushnumber(L, (double)st.handshakes_failed_by[i]);
+        lua_setfield(L, -2, wr_hs_failure_name(i));
+    }
+    lua_setfield(L, -2, "handshake_failures");
     wr_set_number(L, "front_pending", fst.pending);
     wr_set_number(L, "front_http", (double)fst.http);
     wr_set_number(L, "front_timeouts", (double)fst.timeouts);

@@ -32,9 +32,13 @@ typedef struct exposure {
     char name[WR_ACCESS_NAME_MAX]; /* the service's name in access records */
 } exposure;
 
-/* One user's connection to an inner service, for the stats and the access log. */
+/* One user's connection to an inner service, for the stats, the access log and a cut. */
 typedef struct reverse_conn {
     wr_lsession *ls;
+    struct reverse_conn *prev, *next; /* the session's list */
+    wr_stream_dial_t *dial;
+    uint32_t service; /* the exposure's id */
+    int cut;
     char name[WR_ACCESS_NAME_MAX];
     char target[WR_HOST_MAX + 8];
     char peer[64];
@@ -54,6 +58,7 @@ struct wr_lsession {
     int ended;
     int wrapped; /* a relay's session: the relay owns it and reports its end */
     int refs;    /* reverse connections still running (they count into the stats below) */
+    struct reverse_conn *conns;
     char reason[192];
     const char *code; /* why in one word for scripts: a session reason name or a libuv error name */
     char peer[64];
@@ -156,6 +161,11 @@ static void reverse_done(void *data, int dial_status, const wr_relay_result_t *r
         };
         wr_access_log_write(&rec);
     }
+    if (rc->prev)
+        rc->prev->next = rc->next;
+    else
+        ls->conns = rc->next;
+    if (rc->next) rc->next->prev = rc->prev;
     free(rc);
     if (dial_status != 0) ls->reverse_failed++;
     ls->reverse_active--;
@@ -200,16 +210,22 @@ static void on_stream_open(wr_session_t *s, wr_stream_t *st, const uint8_t *targ
         return;
     }
     rc->ls = ls;
+    rc->service = e->id;
+    rc->cut = 0;
     memcpy(rc->name, e->name, sizeof rc->name);
     snprintf(rc->target, sizeof rc->target, strchr(e->host, ':') ? "[%s]:%u" : "%s:%u", e->host,
              (unsigned)e->port);
     snprintf(rc->peer, sizeof rc->peer, "%s", *end == ' ' ? end + 1 : "");
     if (wr_stream_dial(wr_host_loop(ls->L), st, e->host, e->port, 10000, &ls->ropts, NULL,
-                       reverse_done, rc) != 0) {
+                       reverse_done, rc, &rc->dial) != 0) {
         free(rc);
         ls->reverse_failed++;
         return;
     }
+    rc->prev = NULL;
+    rc->next = ls->conns;
+    if (ls->conns) ls->conns->prev = rc;
+    ls->conns = rc;
     ls->reverse_active++;
     ls->refs++;
 }
@@ -222,8 +238,8 @@ static void on_closed(wr_session_t *s, int reason, const char *detail)
     if (!ls) return; /* closed by its owner, who already moved on */
     if (detail && *detail && strncmp(detail, name, strlen(name)) != 0)
         snprintf(msg, sizeof msg, "%s: %s", name, detail);
-    else
-        snprintf(msg, sizeof msg, "%s", name);
+    else /* the detail may say more after the name (a SESSION_END's reason) */
+        snprintf(msg, sizeof msg, "%s", detail && *detail ? detail : name);
     wr_debug("session closed: %s", msg);
     lsession_end(ls, msg, name);
 }
@@ -543,6 +559,37 @@ static int l_session_unexpose(lua_State *L)
     return 1;
 }
 
+/* session:service_users(id): connections to that service's inner address still running. */
+static int l_session_service_users(lua_State *L)
+{
+    wr_lsession *ls = check_lsession(L);
+    uint32_t id = (uint32_t)luaL_checkinteger(L, 2);
+    lua_Integer n = 0;
+    for (const reverse_conn *rc = ls->conns; rc; rc = rc->next)
+        n += rc->service == id && !rc->cut;
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* session:cut_service(id): ends that service's connections now (their users see the outer
+ * connection close); returns how many. */
+static int l_session_cut_service(lua_State *L)
+{
+    wr_lsession *ls = check_lsession(L);
+    uint32_t id = (uint32_t)luaL_checkinteger(L, 2);
+    lua_Integer n = 0;
+    reverse_conn *rc = ls->conns, *next;
+    for (; rc; rc = next) {
+        next = rc->next; /* a cancelled dial frees rc before wr_stream_dial_cut returns */
+        if (rc->service != id || rc->cut) continue;
+        rc->cut = 1;
+        n++;
+        wr_stream_dial_cut(rc->dial);
+    }
+    lua_pushinteger(L, n);
+    return 1;
+}
+
 static void channel_opened(wr_stream_t *st, int status, const char *reason)
 {
     wr_await *aw = wr_stream_data(st);
@@ -642,6 +689,8 @@ static const luaL_Reg session_methods[] = {
     {"stats", l_session_stats},
     {"expose", l_session_expose},
     {"unexpose", l_session_unexpose},
+    {"service_users", l_session_service_users},
+    {"cut_service", l_session_cut_service},
     {"open_channel", l_session_open_channel},
     {"peer", l_session_peer},
     {"user", l_session_user},

@@ -185,6 +185,12 @@ describe("the metrics endpoint", function()
     assert.equal(1, value(rbefore, "warren_relay_sessions"))
     assert.equal(1, value(rbefore, "warren_relay_reverse_ports_in_use"))
     assert.is_not_nil(value(rbefore, "warren_relay_handshakes_total", { result = "failed" }))
+    -- a probe that does not hold the key is counted by why it failed
+    assert.equal(0, value(rbefore, "warren_relay_handshake_failures_total", { reason = "key" }))
+    net.exchange(relay_port, string.rep("\143", 600), { timeout = 300 })
+    assert(wait.eventually(function()
+      return value(scrape(relay_metrics), "warren_relay_handshake_failures_total", { reason = "key" }) == 1
+    end, 5000), "no handshake failure counted with reason key")
 
     for _, url in ipairs({ "http://127.0.0.1:" .. lport .. "/L", "http://127.0.0.1:" .. from .. "/R" }) do
       assert.equal(0, curl({ "-o", "/dev/null", url }).code)

@@ -206,6 +206,7 @@ describe("tunnel scripts", function()
 
   it("cuts a removed tunnel's live connections after its grace, never a kept one's", function()
     local keep, web, socks
+    local outer = from + 2
     -- long enough for a `warren reload` process and a look under load (ASan, -j2)
     local grace = 3
     local path = dir .. "/grace.lua"
@@ -214,9 +215,12 @@ describe("tunnel scripts", function()
     end
     local child, sock = run_script(path, nil, function()
       keep, web, socks = net.free_port(), net.free_port(), net.free_port()
-      write(path, script(L("keep", keep, echo_port) .. L("web", web, echo_port) .. D("socks", socks), grace))
+      write(path, script(L("keep", keep, echo_port) .. L("web", web, echo_port) .. D("socks", socks)
+        .. R("svc", outer, echo_port), grace))
     end)
     local kept, through_web = live_connection(keep), live_connection(web)
+    assert.is_true(wait.eventually(function() return echoes(outer) end, 5000))
+    local through_svc = live_connection(outer)
     local through_socks = live_connection(socks)
     -- SOCKS5: no authentication, then CONNECT 127.0.0.1:echo_port
     local port_bytes = string.char(math.floor(echo_port / 256), echo_port % 256)
@@ -225,22 +229,28 @@ describe("tunnel scripts", function()
     assert.equal("\5\0\5\0", through_socks.text():sub(1, 4))
     through_socks.got = {}
     assert.is_true(kept.echo("kept before ") and through_web.echo("web before "))
-    assert.is_true(through_socks.echo("socks before "))
+    assert.is_true(through_socks.echo("socks before ") and through_svc.echo("svc before "))
 
     write(path, script(L("keep", keep, echo_port), grace))
     local t0 = uv.now()
     local r = reload(sock)
     assert.equal(0, r.code, r.stderr)
-    assert.matches("0 added, 0 changed, 2 removed, 1 unchanged", r.stdout)
-    assert.is_true(wait.eventually(function() return refused(web) and refused(socks) end, 5000))
-    -- within the grace: the removed tunnels' connections still carry bytes both ways
+    assert.matches("0 added, 0 changed, 3 removed, 1 unchanged", r.stdout)
+    assert.is_true(wait.eventually(function() return refused(web) and refused(socks) and refused(outer) end, 5000))
+    -- within the grace: the removed tunnels' connections still carry bytes both ways, the -R
+    -- user's too (a connection of the relay, relayed by the client)
     assert.is_true(through_web.echo("web within grace") and through_socks.echo("socks within grace"))
+    assert.is_true(through_svc.echo("svc within grace"))
     assert.is_true(uv.now() - t0 < grace * 1000, "too slow to look within the grace")
-    assert.is_false(through_web.ended or through_socks.ended)
+    assert.is_false(through_web.ended or through_socks.ended or through_svc.ended)
     -- after it: cut
-    assert.is_true(wait.eventually(function() return through_web.ended and through_socks.ended end, 5000))
+    assert.is_true(wait.eventually(function()
+      return (through_web.ended and through_socks.ended and through_svc.ended) ~= false
+    end, 5000))
     assert.is_true(uv.now() - t0 >= grace * 1000 - 100, (uv.now() - t0) .. " ms")
     assert.equal("web before web within grace", through_web.text())
+    assert.equal("svc before svc within grace", through_svc.text())
+    assert.truthy(select(2, child:output()):find("tunnel svc removed: 1 connection cut after 3 s grace", 1, true))
     -- the kept tunnel's connection went on through it all, byte for byte
     assert.is_true(kept.echo("kept after"))
     assert.equal("kept before kept after", kept.text())
@@ -266,6 +276,7 @@ describe("tunnel scripts", function()
     kept.tcp:close()
     through_web.tcp:close()
     through_socks.tcp:close()
+    through_svc.tcp:close()
     child:kill()
     child:wait(5000)
     local log = select(2, child:output())

@@ -199,6 +199,9 @@ describe("users", function()
     local p2 = net.free_port()
     local second = forward(p2)
     assert.truthy(logged(relay, "user last has its 1 sessions already", 10000), select(2, relay:output()))
+    -- and the client is told why, not just cut
+    assert.truthy(logged(second, "peer ended the session: user last has its 1 sessions at once already "
+      .. "(max_sessions)", 10000), select(2, second:output()))
     assert.is_true(echoes(p1))
     for _, child in ipairs({ first, second, relay }) do
       child:kill()
