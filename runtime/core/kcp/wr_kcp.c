@@ -274,6 +274,11 @@ size_t wr_kcp_unacked(const wr_kcp_t *k)
     return n;
 }
 
+size_t wr_kcp_waiting(const wr_kcp_t *k)
+{
+    return k->sq.len;
+}
+
 /* The oldest unacknowledged segment moves snd_una. */
 static void shrink_snd(wr_kcp_t *k)
 {

@@ -69,6 +69,8 @@ uint32_t wr_kcp_mss(const wr_kcp_t *k);
 int wr_kcp_send(wr_kcp_t *k, const void *data, size_t len);
 /* Bytes queued or in flight, not yet acknowledged. */
 size_t wr_kcp_unacked(const wr_kcp_t *k);
+/* Bytes queued and not yet cut into segments: waiting for the window or the pace. */
+size_t wr_kcp_waiting(const wr_kcp_t *k);
 
 /* One datagram from the peer. 0, or -1 when it is malformed or not this conversation's (what
  * parsed before the bad segment was still processed). now is the owner's clock in ms. */

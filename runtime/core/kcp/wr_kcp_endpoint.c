@@ -36,7 +36,6 @@ struct kcp_ep {
     struct sockaddr_storage peer;
     kcp_ep_t *next;              /* in the listener's bucket */
     char *rbuf;                  /* client: the receive buffer */
-    size_t accounted;            /* bytes of base.queued still unacknowledged */
     uint64_t rx_bytes, tx_bytes; /* datagram bytes, for the anti-amplification cap */
     int validated;
     int in_table;
@@ -176,18 +175,18 @@ static void arm(kcp_ep_t *e, uint32_t min_delay)
                    (int32_t)(due - now) > (int32_t)min_delay ? due - now : min_delay, 0);
 }
 
-/* After KCP ran: acknowledged bytes leave the write queue, in-order bytes go to the reader, a
- * finished shutdown and a dead link are reported. Callbacks may close the endpoint. */
+/* After KCP ran: bytes cut into segments leave the write queue, in-order bytes go to the reader,
+ * a finished shutdown and a dead link are reported. Callbacks may close the endpoint. The write
+ * queue is what waits for KCP's window or pace, not what is in flight: counted until
+ * acknowledged, the bytes a lossy path keeps in flight would hold the writer back at the
+ * queue's high-water mark (512 KiB for a session: 12 MiB/s at 20 ms with 2% loss), long before
+ * KCP's own window. */
 static void pump(kcp_ep_t *e, uint32_t min_delay)
 {
     wr_endpoint_t *ep = &e->base;
-    size_t unacked = wr_kcp_unacked(e->kcp);
+    size_t waiting = wr_kcp_waiting(e->kcp);
     if (e->counters) wr_kcp_get_stats(e->kcp, &e->counters->st);
-    if (unacked < e->accounted) {
-        size_t done = e->accounted - unacked;
-        e->accounted = unacked;
-        wr_endpoint__queue_done(ep, done, 1);
-    }
+    if (waiting < ep->queued) wr_endpoint__queue_done(ep, ep->queued - waiting, 1);
     while ((ep->flags & (WR_EP_READING | WR_EP_CLOSING)) == WR_EP_READING &&
            wr_kcp_readable(e->kcp) > 0) {
         wr_buf_t *b = wr_buf_get();
@@ -208,7 +207,7 @@ static void pump(kcp_ep_t *e, uint32_t min_delay)
     }
     /* Shut down: KCP has no FIN (the session ends in its own frames), so the write side is done
      * once everything written was acknowledged. */
-    if ((ep->flags & WR_EP_SHUT) && e->accounted == 0 && !(ep->flags & WR_EP_EOF)) {
+    if ((ep->flags & (WR_EP_SHUT | WR_EP_EOF)) == WR_EP_SHUT && wr_kcp_unacked(e->kcp) == 0) {
         ep->flags |= WR_EP_EOF; /* reused here: on_shutdown was reported */
         if (ep->cbs->on_shutdown) ep->cbs->on_shutdown(ep, 0);
         if (ep->flags & WR_EP_CLOSING) return;
@@ -262,7 +261,6 @@ static int ep_write(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len
     if (ep->flags & (WR_EP_CLOSING | WR_EP_SHUT | WR_EP_ERRORED)) return UV_EPIPE;
     if (len == 0) return 0;
     if (wr_kcp_send(e->kcp, base, len) != 0) return UV_ENOMEM;
-    e->accounted += len;
     wr_endpoint__queue_add(ep, len);
     /* The flush runs from the loop, so writes of one turn share datagrams (and msg1, the very
      * first write, leaves alone in the first). */
