@@ -808,6 +808,9 @@ static void frames_input(wr_session_t *s, wr_buf_t *b, char *base, size_t len)
         if (s->phase == WR_PH_CONFIRM) {
             /* Key confirmation: only now may the server act on anything the client asks. */
             if (s->srv) s->srv->handshakes_ok++;
+            /* msg2 out, the client's first frame in: a first RTT sample (window tuning needs
+             * one long before the first keepalive PONG). */
+            if (s->msg2_sent_hr) s->st.rtt_us_last = (uv_hrtime() - s->msg2_sent_hr) / 1000;
             become_ready(s);
             if (s->phase != WR_PH_READY || s->ending) return;
         }
@@ -961,6 +964,7 @@ static void respond_done(uv_work_t *w, int status)
     size_t len = hs->msg2_len;
     hs_free(s);
     s->phase = WR_PH_CONFIRM;
+    s->msg2_sent_hr = uv_hrtime();
     int rc = wr_endpoint_write(s->carrier, m, m->data, len);
     wr_buf_release(m);
     s->st.bytes_out += len;

@@ -82,6 +82,7 @@ struct wr_stream {
     uint32_t rx_unacked;            /* delivered, not yet credited back */
     uint32_t rx_window; /* current receive window (grows from s->window by auto-tuning) */
     uint32_t rx_peak;
+    uint64_t rx_epoch_us; /* when the last WINDOW update went out (or the stream began) */
     void (*on_open)(wr_stream_t *st, int status, const char *reason);
     void *data;
     char *note; /* OPEN: target to send; OPEN_FAIL: the reason, ours or the peer's */
@@ -150,6 +151,7 @@ struct wr_session {
     uv_idle_t defer;  /* runs deferred callbacks and seals pending frames */
     uv_timer_t timer; /* handshake timeout, keepalive, probe deadline or linger */
     uint64_t start_ms, last_rx_ms, ping_sent_ms, ping_hr;
+    uint64_t msg2_sent_hr; /* server: for a first RTT sample at key confirmation */
     uint8_t ping[8], pong[8];
     /* streams */
     uint32_t next_id, peer_last_id;

@@ -320,10 +320,14 @@ int wr_stream__emit(wr_stream_t *st)
             s->windows_held = 1;
         } else if (st->rx_unacked && !has(st, WR_ST_RX_EOF | WR_ST_DEAD | WR_ST_CLOSED)) {
             uint32_t grow = 0;
-            /* The sender used over 3/4 of its window before half came back, while our consumer
-             * kept up: the window, not the reader, is the limit. Double it (within budget). */
-            if (st->rx_left < st->rx_window / 4 && st->rx_window < s->window_max &&
-                s->rx_grown < s->rx_budget) {
+            uint64_t now = uv_hrtime() / 1000;
+            /* The window, not the reader, is the limit when our consumer kept up and either the
+             * sender used over 3/4 of its window before half came back (a burst) or half a
+             * window went by within two round trips (a paced link whose delay the window does
+             * not cover). Double it then (within budget). */
+            int window_bound = st->rx_left < st->rx_window / 4 ||
+                               (s->st.rtt_us_last && now - st->rx_epoch_us < 2 * s->st.rtt_us_last);
+            if (window_bound && st->rx_window < s->window_max && s->rx_grown < s->rx_budget) {
                 grow = st->rx_window;
                 if (grow > s->window_max - st->rx_window) grow = s->window_max - st->rx_window;
                 if (grow > s->rx_budget - s->rx_grown) grow = s->rx_budget - s->rx_grown;
@@ -334,6 +338,7 @@ int wr_stream__emit(wr_stream_t *st)
             st->rx_unacked = 0;
             st->rx_window += grow;
             s->rx_grown += grow;
+            st->rx_epoch_us = now;
         }
     }
     if (has(st, WR_ST_DEAD | WR_ST_CLOSED) || !tx_open(st)) return wr_stream__sendable(st);
@@ -643,6 +648,7 @@ wr_stream_t *wr_stream__new(wr_session_t *s, uint32_t id, uint32_t flags)
     st->s = s;
     st->id = id;
     st->flags = flags;
+    st->rx_epoch_us = uv_hrtime() / 1000;
     s->nstructs++;
     return st;
 }
