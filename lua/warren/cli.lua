@@ -135,7 +135,7 @@ Tunnels:
                           inside is the same. Relay: also take KCP on the UDP port with the TCP
                           port's number (off without -K). Not through --proxy, not with
                           --tls, -w or --http
-  --kcp-mode MODE         KCP tuning, kcptun's presets: normal, fast (default), fast2, fast3
+  --kcp-mode MODE         KCP tuning, kcptun's presets: normal, fast, fast2 (default), fast3
   --kcp-mtu BYTES         KCP datagram size (default 1400; 1200..9000)
   --kcp-sndwnd N          KCP send window in segments (default 1024; 16..32768)
   --kcp-rcvwnd N          KCP receive window in segments (default 1024; 16..32768)

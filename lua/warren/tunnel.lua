@@ -55,7 +55,7 @@ Relay.__index = Relay
 --   cipher = "auto" (default) | "aes-256-gcm" | "chacha20-poly1305": the frame cipher; a relay
 --       given one refuses clients that do not offer it (they are told why).
 --   kcp = true: KCP on the UDP port with the same number (off by default: it is one more open
---       port); kcp_mode = "normal" | "fast" (default) | "fast2" | "fast3", kcp_mtu = 1400,
+--       port); kcp_mode = "normal" | "fast" | "fast2" (default) | "fast3", kcp_mtu = 1400,
 --       kcp_sndwnd = kcp_rcvwnd = 1024 (segments) tune it, on both ends.
 --   congestion = "bbr" | "cubic" | ...: the TCP carriers' congestion control, per connection
 --       (TCP_CONGESTION; the client takes the same option), instead of the system's default.

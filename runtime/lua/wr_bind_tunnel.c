@@ -72,7 +72,7 @@ void wr_set_number(lua_State *L, const char *name, double value)
 
 void wr_kcp_opts_from(lua_State *L, int idx, wr_kcp_config *out)
 {
-    const char *mode = wr_opt_string(L, idx, "kcp_mode", "fast");
+    const char *mode = wr_opt_string(L, idx, "kcp_mode", "fast2");
     lua_Integer mtu = wr_opt_integer(L, idx, "kcp_mtu", WR_KCP_MTU_DEFAULT);
     lua_Integer snd = wr_opt_integer(L, idx, "kcp_sndwnd", KCP_WND_DEFAULT);
     lua_Integer rcv = wr_opt_integer(L, idx, "kcp_rcvwnd", KCP_WND_DEFAULT);
