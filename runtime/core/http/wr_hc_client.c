@@ -38,6 +38,9 @@ typedef struct hc_conn {
     wr_endpoint_t *ep;
     uv_timer_t timer; /* the request's deadline, the prelude's, or the retry's backoff */
     int busy;         /* a request is out and its answer not complete */
+    int answers;      /* answers this connection carried: a request after the first reuses it */
+    int reused;       /* the request out went on a connection that had carried an answer */
+    int answering;    /* a byte of its answer came */
     int waiting;      /* backing off before the next try */
     uint32_t backoff_ms;
     enum wr_hc_kind kind;
@@ -76,6 +79,9 @@ struct hc_client {
     int nresend, nacked;
     int first_done; /* the relay answered the first POST (it holds the session) */
     int first_refusals;
+    /* Kept-alive connections the far end closed under the next request, and reused ones that
+     * answered: a path that closed two and never answered on one serves one request each. */
+    int reuse_closed, reuse_answered;
     /* downstream */
     uint64_t down_off;
     int streaming;
@@ -238,6 +244,8 @@ static int send_request(hc_conn *k, const char *method, range *body)
     k->rec_have = k->rec_left = 0;
     k->rec_off = c->down_off;
     k->busy = 1;
+    k->reused = k->answers > 0;
+    k->answering = 0;
     c->st.requests++;
     rc = wr_endpoint_write(k->ep, b, b->data, n);
     wr_buf_release(b);
@@ -258,6 +266,7 @@ static void conn_drop(hc_conn *k)
         k->ep = NULL;
     }
     k->busy = 0;
+    k->answers = 0;
 }
 
 /* A request did not get its answer (or got a failing one): undo it, wait, try again. */
@@ -285,11 +294,41 @@ static void request_failed(hc_conn *k)
                    k->backoff_ms / 2 + (uint64_t)rand() % (k->backoff_ms / 2 + 1), 0);
 }
 
+/* The far end closed a kept-alive connection before any answer to the request just written on it:
+ * a proxy that serves one request per connection and says so to nobody (tinyproxy drops the
+ * relay's "Connection: close"), or an idle close that crossed the request. The request never
+ * got to be one: it goes again at once on a new connection, not as a failure of the path. */
+static void reuse_closed(hc_conn *k)
+{
+    hc_client *c = k->cl;
+    wr_debug(
+        "http carrier: %s request met the close of a kept-alive connection: sent again at once",
+        k->kind == WR_HC_UP     ? "upstream"
+        : k->kind == WR_HC_DOWN ? "downstream"
+                                : "poll");
+    if (++c->reuse_closed == 2 && !c->reuse_answered)
+        wr_info("http carrier: the path closes each connection after one answer (a proxy such as "
+                "tinyproxy?): a new connection for every request from now on");
+    if (k->kind == WR_HC_UP && c->nresend < RANGES_MAX) c->resend[c->nresend++] = k->up;
+    conn_drop(k);
+    uv_timer_stop(&k->timer);
+    pump(c);
+}
+
+/* Whether a connection whose answer asks to stay open is used again. */
+static int reuse_ok(const hc_client *c)
+{
+    return c->reuse_answered || c->reuse_closed < 2;
+}
+
 static void request_done(hc_conn *k)
 {
     hc_client *c = k->cl;
+    int keep;
+    if (k->reused) c->reuse_answered = 1;
     /* Decided before anything below can start the next request on this connection. */
-    int keep = http_should_keep_alive(&k->parser);
+    keep = http_should_keep_alive(&k->parser) && reuse_ok(c);
+    k->answers++;
     k->busy = 0;
     k->backoff_ms = 0;
     c->failing_since = 0;
@@ -420,6 +459,7 @@ static void in_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len
         pump(c);
         return;
     }
+    k->answering = 1;
     n = http_parser_execute(&k->parser, &parser_settings, base, len);
     if (c->base.flags & (WR_EP_CLOSING | WR_EP_ERRORED)) return;
     if (k->parser.http_errno != HPE_OK || n != len) {
@@ -458,6 +498,10 @@ static void in_eof(wr_endpoint_t *ep)
         conn_drop(k);
         return;
     }
+    if (k->busy && k->reused && !k->answering) {
+        reuse_closed(k);
+        return;
+    }
     if (k->busy) {
         request_failed(k);
         return;
@@ -470,6 +514,10 @@ static void in_error(wr_endpoint_t *ep, int err)
 {
     hc_conn *k = ep->data;
     (void)err;
+    if (k->busy && k->reused && !k->answering) {
+        reuse_closed(k);
+        return;
+    }
     if (k->busy) {
         request_failed(k);
         return;
