@@ -23,6 +23,7 @@
 #define BACKOFF_MIN_MS     50
 #define BACKOFF_MAX_MS     5000
 #define RANGES_MAX         16
+#define UP_KEPT_MAX        (1024 * 1024) /* upstream bytes kept for their 2xx, those out included */
 #define FIRST_TRIES        3 /* answers to the first request not the relay's: a refusal */
 
 typedef struct hc_client hc_client;
@@ -85,6 +86,7 @@ struct hc_client {
     /* downstream */
     uint64_t down_off;
     int streaming;
+    uv_idle_t drain; /* a drain the session asked for comes from the loop */
     /* health */
     uint64_t failing_since; /* 0 while requests succeed */
     int pending_closes;
@@ -108,9 +110,30 @@ static void fail(hc_client *c, int err)
     if (c->base.cbs->on_error) c->base.cbs->on_error(&c->base, err);
 }
 
+static void drain_cb(uv_idle_t *h)
+{
+    hc_client *c = h->data;
+    uv_idle_stop(h);
+    if ((c->base.flags & (WR_EP_DRAIN_ARMED | WR_EP_CLOSING)) == WR_EP_DRAIN_ARMED &&
+        c->base.queued <= c->base.low_water) {
+        c->base.flags &= ~WR_EP_DRAIN_ARMED;
+        if (c->base.cbs->on_drain) c->base.cbs->on_drain(&c->base);
+    }
+}
+
+/* What the session sees as queued: the bytes no POST carries yet, like a socket's send queue, so
+ * that it writes on while POSTs are out and the next one leaves full; and, once UP_KEPT_MAX bytes
+ * wait for their 2xx, its high water too, so that it waits. */
 static void sync_queued(hc_client *c)
 {
-    c->base.queued = (size_t)(c->up_end - c->up_acked);
+    uint64_t unsent = c->up_end - c->up_next;
+    for (int i = 0; i < c->nresend; i++)
+        unsent += c->resend[i].len;
+    c->base.queued = c->up_end - c->up_acked >= UP_KEPT_MAX && unsent < c->base.high_water
+                         ? c->base.high_water
+                         : (size_t)unsent;
+    if ((c->base.flags & WR_EP_DRAIN_ARMED) && c->base.queued <= c->base.low_water)
+        uv_idle_start(&c->drain, drain_cb);
 }
 
 /* ---- upstream bookkeeping ---- */
@@ -170,12 +193,8 @@ static void ack_range(hc_client *c, range r)
             }
     }
     drop_acked_chunks(c);
-    sync_queued(c);
     c->base.bytes_written += before - (size_t)(c->up_end - c->up_acked);
-    if ((c->base.flags & WR_EP_DRAIN_ARMED) && c->base.queued <= c->base.low_water) {
-        c->base.flags &= ~WR_EP_DRAIN_ARMED;
-        if (c->base.cbs->on_drain) c->base.cbs->on_drain(&c->base);
-    }
+    sync_queued(c);
 }
 
 /* The next range to send: one that failed, else fresh bytes; 0 when there is none. */
@@ -188,6 +207,7 @@ static int next_range(hc_client *c, range *r)
             c->resend[c->nresend++] = rest;
             r->len = c->post_max;
         }
+        sync_queued(c);
         return 1;
     }
     if (c->up_next == c->up_end) return 0;
@@ -196,6 +216,7 @@ static int next_range(hc_client *c, range *r)
     if (r->len > c->post_max) r->len = c->post_max;
     if (!c->first_done) r->len = c->chunks[0].len; /* the first POST is the first write alone */
     c->up_next += r->len;
+    sync_queued(c);
     return 1;
 }
 
@@ -279,6 +300,7 @@ static void request_failed(hc_conn *k)
                                      : "poll",
              k->status, k->busy ? "" : ", not sent");
     if (k->busy && k->kind == WR_HC_UP && c->nresend < RANGES_MAX) c->resend[c->nresend++] = k->up;
+    sync_queued(c);
     conn_drop(k);
     if (!c->failing_since) c->failing_since = now_ms(c);
     if (now_ms(c) - c->failing_since >= c->give_up_ms) {
@@ -310,6 +332,7 @@ static void reuse_closed(hc_conn *k)
         wr_info("http carrier: the path closes each connection after one answer (a proxy such as "
                 "tinyproxy?): a new connection for every request from now on");
     if (k->kind == WR_HC_UP && c->nresend < RANGES_MAX) c->resend[c->nresend++] = k->up;
+    sync_queued(c);
     conn_drop(k);
     uv_timer_stop(&k->timer);
     pump(c);
@@ -680,10 +703,8 @@ static int hc_shutdown(wr_endpoint_t *ep)
     return 0;
 }
 
-static void timer_closed(uv_handle_t *h)
+static void handle_closed(hc_client *c)
 {
-    hc_conn *k = h->data;
-    hc_client *c = k->cl;
     if (--c->pending_closes > 0) return;
     for (size_t i = 0; i < c->nchunks; i++)
         wr_buf_release(c->chunks[i].b);
@@ -702,6 +723,17 @@ static void timer_closed(uv_handle_t *h)
     free(c);
 }
 
+static void timer_closed(uv_handle_t *h)
+{
+    hc_conn *k = h->data;
+    handle_closed(k->cl);
+}
+
+static void drain_closed(uv_handle_t *h)
+{
+    handle_closed(h->data);
+}
+
 static void hc_close(wr_endpoint_t *ep, enum wr_close_mode mode)
 {
     hc_client *c = (hc_client *)ep;
@@ -713,6 +745,7 @@ static void hc_close(wr_endpoint_t *ep, enum wr_close_mode mode)
         conn_drop(&c->conns[i]);
         uv_close((uv_handle_t *)&c->conns[i].timer, timer_closed);
     }
+    uv_close((uv_handle_t *)&c->drain, drain_closed);
 }
 
 static const char *hc_why(wr_endpoint_t *ep)
@@ -797,7 +830,9 @@ wr_endpoint_t *wr_hc_client_new(uv_loop_t *loop, const wr_hc_client_config *cfg,
         uv_timer_init(loop, &c->conns[i].timer);
         c->conns[i].timer.data = &c->conns[i];
     }
-    c->pending_closes = NCONNS;
+    uv_idle_init(loop, &c->drain);
+    c->drain.data = c;
+    c->pending_closes = NCONNS + 1;
     if (conn_adopt(&c->conns[1], first) < 0) {
         c->conns[1].ep = NULL; /* still the caller's */
         wr_endpoint_set_callbacks(first, &no_cbs, NULL);
