@@ -132,7 +132,8 @@ static void sync_queued(hc_client *c)
     c->base.queued = c->up_end - c->up_acked >= UP_KEPT_MAX && unsent < c->base.high_water
                          ? c->base.high_water
                          : (size_t)unsent;
-    if ((c->base.flags & WR_EP_DRAIN_ARMED) && c->base.queued <= c->base.low_water)
+    if ((c->base.flags & (WR_EP_DRAIN_ARMED | WR_EP_CLOSING)) == WR_EP_DRAIN_ARMED &&
+        c->base.queued <= c->base.low_water)
         uv_idle_start(&c->drain, drain_cb);
 }
 

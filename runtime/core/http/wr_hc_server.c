@@ -98,13 +98,16 @@ static void body_free(hc_conn *c)
     c->has_body = 0;
 }
 
-/* Chunks for a body of c->body_len bytes. 0, or -1 when out of memory. */
+/* Chunks for a body of c->body_len bytes: full ones from the cache, the last one to size. 0, or
+ * -1 when out of memory. */
 static int body_alloc(hc_conn *c)
 {
     c->has_body = 1;
     c->body_have = 0;
-    for (size_t i = 0; i * WR_BUF_SIZE < c->body_len; i++)
-        if (!(c->body[i] = wr_buf_get())) return -1;
+    for (size_t i = 0; i * WR_BUF_SIZE < c->body_len; i++) {
+        size_t left = c->body_len - i * WR_BUF_SIZE;
+        if (!(c->body[i] = left >= WR_BUF_SIZE ? wr_buf_get() : wr_buf_new(left))) return -1;
+    }
     return 0;
 }
 
