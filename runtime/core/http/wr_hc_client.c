@@ -23,6 +23,7 @@
 #define BACKOFF_MIN_MS     50
 #define BACKOFF_MAX_MS     5000
 #define RANGES_MAX         16
+#define UP_KEPT_MAX        (1024 * 1024) /* upstream bytes kept for their 2xx, those out included */
 #define FIRST_TRIES        3 /* answers to the first request not the relay's: a refusal */
 
 typedef struct hc_client hc_client;
@@ -38,6 +39,9 @@ typedef struct hc_conn {
     wr_endpoint_t *ep;
     uv_timer_t timer; /* the request's deadline, the prelude's, or the retry's backoff */
     int busy;         /* a request is out and its answer not complete */
+    int answers;      /* answers this connection carried: a request after the first reuses it */
+    int reused;       /* the request out went on a connection that had carried an answer */
+    int answering;    /* a byte of its answer came */
     int waiting;      /* backing off before the next try */
     uint32_t backoff_ms;
     enum wr_hc_kind kind;
@@ -76,9 +80,13 @@ struct hc_client {
     int nresend, nacked;
     int first_done; /* the relay answered the first POST (it holds the session) */
     int first_refusals;
+    /* Kept-alive connections the far end closed under the next request, and reused ones that
+     * answered: a path that closed two and never answered on one serves one request each. */
+    int reuse_closed, reuse_answered;
     /* downstream */
     uint64_t down_off;
     int streaming;
+    uv_idle_t drain; /* a drain the session asked for comes from the loop */
     /* health */
     uint64_t failing_since; /* 0 while requests succeed */
     int pending_closes;
@@ -102,9 +110,31 @@ static void fail(hc_client *c, int err)
     if (c->base.cbs->on_error) c->base.cbs->on_error(&c->base, err);
 }
 
+static void drain_cb(uv_idle_t *h)
+{
+    hc_client *c = h->data;
+    uv_idle_stop(h);
+    if ((c->base.flags & (WR_EP_DRAIN_ARMED | WR_EP_CLOSING)) == WR_EP_DRAIN_ARMED &&
+        c->base.queued <= c->base.low_water) {
+        c->base.flags &= ~WR_EP_DRAIN_ARMED;
+        if (c->base.cbs->on_drain) c->base.cbs->on_drain(&c->base);
+    }
+}
+
+/* What the session sees as queued: the bytes no POST carries yet, like a socket's send queue, so
+ * that it writes on while POSTs are out and the next one leaves full; and, once UP_KEPT_MAX bytes
+ * wait for their 2xx, its high water too, so that it waits. */
 static void sync_queued(hc_client *c)
 {
-    c->base.queued = (size_t)(c->up_end - c->up_acked);
+    uint64_t unsent = c->up_end - c->up_next;
+    for (int i = 0; i < c->nresend; i++)
+        unsent += c->resend[i].len;
+    c->base.queued = c->up_end - c->up_acked >= UP_KEPT_MAX && unsent < c->base.high_water
+                         ? c->base.high_water
+                         : (size_t)unsent;
+    if ((c->base.flags & (WR_EP_DRAIN_ARMED | WR_EP_CLOSING)) == WR_EP_DRAIN_ARMED &&
+        c->base.queued <= c->base.low_water)
+        uv_idle_start(&c->drain, drain_cb);
 }
 
 /* ---- upstream bookkeeping ---- */
@@ -164,12 +194,8 @@ static void ack_range(hc_client *c, range r)
             }
     }
     drop_acked_chunks(c);
-    sync_queued(c);
     c->base.bytes_written += before - (size_t)(c->up_end - c->up_acked);
-    if ((c->base.flags & WR_EP_DRAIN_ARMED) && c->base.queued <= c->base.low_water) {
-        c->base.flags &= ~WR_EP_DRAIN_ARMED;
-        if (c->base.cbs->on_drain) c->base.cbs->on_drain(&c->base);
-    }
+    sync_queued(c);
 }
 
 /* The next range to send: one that failed, else fresh bytes; 0 when there is none. */
@@ -182,6 +208,7 @@ static int next_range(hc_client *c, range *r)
             c->resend[c->nresend++] = rest;
             r->len = c->post_max;
         }
+        sync_queued(c);
         return 1;
     }
     if (c->up_next == c->up_end) return 0;
@@ -190,6 +217,7 @@ static int next_range(hc_client *c, range *r)
     if (r->len > c->post_max) r->len = c->post_max;
     if (!c->first_done) r->len = c->chunks[0].len; /* the first POST is the first write alone */
     c->up_next += r->len;
+    sync_queued(c);
     return 1;
 }
 
@@ -238,6 +266,8 @@ static int send_request(hc_conn *k, const char *method, range *body)
     k->rec_have = k->rec_left = 0;
     k->rec_off = c->down_off;
     k->busy = 1;
+    k->reused = k->answers > 0;
+    k->answering = 0;
     c->st.requests++;
     rc = wr_endpoint_write(k->ep, b, b->data, n);
     wr_buf_release(b);
@@ -258,6 +288,7 @@ static void conn_drop(hc_conn *k)
         k->ep = NULL;
     }
     k->busy = 0;
+    k->answers = 0;
 }
 
 /* A request did not get its answer (or got a failing one): undo it, wait, try again. */
@@ -270,6 +301,7 @@ static void request_failed(hc_conn *k)
                                      : "poll",
              k->status, k->busy ? "" : ", not sent");
     if (k->busy && k->kind == WR_HC_UP && c->nresend < RANGES_MAX) c->resend[c->nresend++] = k->up;
+    sync_queued(c);
     conn_drop(k);
     if (!c->failing_since) c->failing_since = now_ms(c);
     if (now_ms(c) - c->failing_since >= c->give_up_ms) {
@@ -285,11 +317,42 @@ static void request_failed(hc_conn *k)
                    k->backoff_ms / 2 + (uint64_t)rand() % (k->backoff_ms / 2 + 1), 0);
 }
 
+/* The far end closed a kept-alive connection before any answer to the request just written on it:
+ * a proxy that serves one request per connection and says so to nobody (tinyproxy drops the
+ * relay's "Connection: close"), or an idle close that crossed the request. The request never
+ * got to be one: it goes again at once on a new connection, not as a failure of the path. */
+static void reuse_closed(hc_conn *k)
+{
+    hc_client *c = k->cl;
+    wr_debug(
+        "http carrier: %s request met the close of a kept-alive connection: sent again at once",
+        k->kind == WR_HC_UP     ? "upstream"
+        : k->kind == WR_HC_DOWN ? "downstream"
+                                : "poll");
+    if (++c->reuse_closed == 2 && !c->reuse_answered)
+        wr_info("http carrier: the path closes each connection after one answer (a proxy such as "
+                "tinyproxy?): a new connection for every request from now on");
+    if (k->kind == WR_HC_UP && c->nresend < RANGES_MAX) c->resend[c->nresend++] = k->up;
+    sync_queued(c);
+    conn_drop(k);
+    uv_timer_stop(&k->timer);
+    pump(c);
+}
+
+/* Whether a connection whose answer asks to stay open is used again. */
+static int reuse_ok(const hc_client *c)
+{
+    return c->reuse_answered || c->reuse_closed < 2;
+}
+
 static void request_done(hc_conn *k)
 {
     hc_client *c = k->cl;
+    int keep;
+    if (k->reused) c->reuse_answered = 1;
     /* Decided before anything below can start the next request on this connection. */
-    int keep = http_should_keep_alive(&k->parser);
+    keep = http_should_keep_alive(&k->parser) && reuse_ok(c);
+    k->answers++;
     k->busy = 0;
     k->backoff_ms = 0;
     c->failing_since = 0;
@@ -420,6 +483,7 @@ static void in_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len
         pump(c);
         return;
     }
+    k->answering = 1;
     n = http_parser_execute(&k->parser, &parser_settings, base, len);
     if (c->base.flags & (WR_EP_CLOSING | WR_EP_ERRORED)) return;
     if (k->parser.http_errno != HPE_OK || n != len) {
@@ -458,6 +522,10 @@ static void in_eof(wr_endpoint_t *ep)
         conn_drop(k);
         return;
     }
+    if (k->busy && k->reused && !k->answering) {
+        reuse_closed(k);
+        return;
+    }
     if (k->busy) {
         request_failed(k);
         return;
@@ -470,6 +538,10 @@ static void in_error(wr_endpoint_t *ep, int err)
 {
     hc_conn *k = ep->data;
     (void)err;
+    if (k->busy && k->reused && !k->answering) {
+        reuse_closed(k);
+        return;
+    }
     if (k->busy) {
         request_failed(k);
         return;
@@ -632,10 +704,8 @@ static int hc_shutdown(wr_endpoint_t *ep)
     return 0;
 }
 
-static void timer_closed(uv_handle_t *h)
+static void handle_closed(hc_client *c)
 {
-    hc_conn *k = h->data;
-    hc_client *c = k->cl;
     if (--c->pending_closes > 0) return;
     for (size_t i = 0; i < c->nchunks; i++)
         wr_buf_release(c->chunks[i].b);
@@ -654,6 +724,17 @@ static void timer_closed(uv_handle_t *h)
     free(c);
 }
 
+static void timer_closed(uv_handle_t *h)
+{
+    hc_conn *k = h->data;
+    handle_closed(k->cl);
+}
+
+static void drain_closed(uv_handle_t *h)
+{
+    handle_closed(h->data);
+}
+
 static void hc_close(wr_endpoint_t *ep, enum wr_close_mode mode)
 {
     hc_client *c = (hc_client *)ep;
@@ -665,6 +746,7 @@ static void hc_close(wr_endpoint_t *ep, enum wr_close_mode mode)
         conn_drop(&c->conns[i]);
         uv_close((uv_handle_t *)&c->conns[i].timer, timer_closed);
     }
+    uv_close((uv_handle_t *)&c->drain, drain_closed);
 }
 
 static const char *hc_why(wr_endpoint_t *ep)
@@ -749,7 +831,9 @@ wr_endpoint_t *wr_hc_client_new(uv_loop_t *loop, const wr_hc_client_config *cfg,
         uv_timer_init(loop, &c->conns[i].timer);
         c->conns[i].timer.data = &c->conns[i];
     }
-    c->pending_closes = NCONNS;
+    uv_idle_init(loop, &c->drain);
+    c->drain.data = c;
+    c->pending_closes = NCONNS + 1;
     if (conn_adopt(&c->conns[1], first) < 0) {
         c->conns[1].ep = NULL; /* still the caller's */
         wr_endpoint_set_callbacks(first, &no_cbs, NULL);

@@ -6,7 +6,10 @@
  * of later ones. Downstream, one GET at a time asks for the relay's bytes from what has arrived: it
  * streams while the path lets it, and when its first record (the relay's prelude) does not come
  * in time, a buffering proxy is in the way and later GETs are long polls, each answered whole.
- * Bytes that arrive twice are dropped by their offset. A failed request is retried with backoff;
+ * Bytes that arrive twice are dropped by their offset. A request that meets the close of a
+ * kept-alive connection before any answer goes again at once on a new one; a path that closes
+ * every connection after its answer (a proxy that keeps none alive and drops the relay's
+ * "Connection: close") gets a new connection per request. A failed request is retried with backoff;
  * once nothing has succeeded for a while the endpoint fails, with words for the user when the
  * relay answered the first request with something other than the carrier's 200. */
 #ifndef WR_HC_CLIENT_H

@@ -13,6 +13,7 @@
 #define BUCKETS          256
 #define NONCES_KEPT      1024 /* a request replayed within a session's last 1024 is refused */
 #define UP_BODY_MAX      (1024 * 1024)
+#define UP_BODY_CHUNKS   ((UP_BODY_MAX + WR_BUF_SIZE - 1) / WR_BUF_SIZE)
 #define FIRST_BODY_MAX   WR_HS_MSG1_MAX
 #define REORDER_MAX      (8 * 1024 * 1024)
 #define DOWN_MAX_DEFAULT (4 * 1024 * 1024)
@@ -75,7 +76,10 @@ struct hc_conn {
     wr_hc_request_t rq;
     uint8_t key[WR_HC_KEY_LEN]; /* the key rq's tag was made with: the answer's proof uses it */
     hc_sess *sess;              /* downstream: the session this answer is for */
-    char *body;                 /* upstream body of a known session */
+    /* The upstream body of a session we hold, in pooled chunks that go to the session as they
+     * are: no copy, and no fresh pages to fault in for every POST. */
+    wr_buf_t *body[UP_BODY_CHUNKS];
+    int has_body;
     size_t body_len, body_have;
     uint64_t sent_to; /* downstream: the offset this answer has reached */
     uint64_t answer_bytes;
@@ -84,6 +88,45 @@ struct hc_conn {
 
 static const wr_endpoint_cbs_t no_cbs;
 static void keepalive_cb(uv_timer_t *t);
+
+static void body_free(hc_conn *c)
+{
+    for (size_t i = 0; i < UP_BODY_CHUNKS && c->body[i]; i++) {
+        wr_buf_release(c->body[i]);
+        c->body[i] = NULL;
+    }
+    c->has_body = 0;
+}
+
+/* Chunks for a body of c->body_len bytes: full ones from the cache, the last one to size. 0, or
+ * -1 when out of memory. */
+static int body_alloc(hc_conn *c)
+{
+    c->has_body = 1;
+    c->body_have = 0;
+    for (size_t i = 0; i * WR_BUF_SIZE < c->body_len; i++) {
+        size_t left = c->body_len - i * WR_BUF_SIZE;
+        if (!(c->body[i] = left >= WR_BUF_SIZE ? wr_buf_get() : wr_buf_new(left))) return -1;
+    }
+    return 0;
+}
+
+/* Appends up to len bytes to the body; returns how many it took. */
+static size_t body_put(hc_conn *c, const char *data, size_t len)
+{
+    size_t took = 0;
+    while (len && c->body_have < c->body_len) {
+        size_t at = c->body_have % WR_BUF_SIZE, n = WR_BUF_SIZE - at;
+        if (n > len) n = len;
+        if (n > c->body_len - c->body_have) n = c->body_len - c->body_have;
+        memcpy(c->body[c->body_have / WR_BUF_SIZE]->data + at, data, n);
+        c->body_have += n;
+        data += n;
+        len -= n;
+        took += n;
+    }
+    return took;
+}
 
 static void maybe_free_server(wr_hc_server_t *hs)
 {
@@ -189,16 +232,29 @@ static void down_ack(hc_sess *s, uint64_t off)
     sync_queued(s);
 }
 
-/* The next upstream bytes in order, for the session; 1 once it is ending. */
+/* What deliver_up gets: the session, and the body chunk the bytes may lie in. */
+typedef struct up_input {
+    hc_sess *s;
+    wr_buf_t *chunk;
+} up_input;
+
+/* The next upstream bytes in order, for the session; 1 once it is ending. Bytes of the body's
+ * chunk go as they are; bytes that waited in the reorder buffer are copied out. */
 static int deliver_up(void *ctx, const char *data, size_t len)
 {
-    hc_sess *s = ctx;
-    wr_buf_t *b = wr_buf_new(len);
-    if (!b) return -1;
-    memcpy(b->data, data, len);
+    up_input *in = ctx;
+    hc_sess *s = in->s;
+    wr_buf_t *b;
+    if (in->chunk && data >= in->chunk->data && data + len <= in->chunk->data + in->chunk->size) {
+        b = wr_buf_retain(in->chunk);
+    } else {
+        if (!(b = wr_buf_new(len))) return -1;
+        memcpy(b->data, data, len);
+        data = b->data;
+    }
     s->base.bytes_read += len;
     s->hs->st.up_bytes += len;
-    if (s->base.cbs->on_read) s->base.cbs->on_read(&s->base, b, b->data, len);
+    if (s->base.cbs->on_read) s->base.cbs->on_read(&s->base, b, data, len);
     wr_buf_release(b);
     return (s->base.flags & WR_EP_CLOSING) ? 1 : 0;
 }
@@ -211,8 +267,7 @@ static void conn_close(hc_conn *c, enum wr_close_mode mode)
     c->phase = C_GONE;
     if (c->sess && c->sess->getter == c) c->sess->getter = NULL;
     c->sess = NULL;
-    free(c->body);
-    c->body = NULL;
+    body_free(c);
     uv_timer_stop(&c->timer);
     if (c->ep) wr_endpoint_close(c->ep, mode);
 }
@@ -570,8 +625,7 @@ static void to_site(hc_conn *c)
     hs->site.take(hs->site.ctx, ep, c->buf, c->len); /* owns ep from here */
     /* ep's on_closed no longer reaches us: end the connection record now. */
     c->phase = C_GONE;
-    free(c->body);
-    c->body = NULL;
+    body_free(c);
     uv_close((uv_handle_t *)&c->timer, conn_timer_closed);
 }
 
@@ -581,14 +635,22 @@ static void conn_consume(hc_conn *c, size_t n)
     c->len -= n;
 }
 
-static void up_done(hc_conn *c, hc_sess *s, const char *body)
+static void up_done(hc_conn *c, hc_sess *s)
 {
-    int rc = wr_hc_upq_input(&s->up, c->rq.offset, body, c->body_len, deliver_up, s);
+    int rc = 0, had = 1;
+    for (size_t i = 0; i * WR_BUF_SIZE < c->body_len && !(s->base.flags & WR_EP_CLOSING); i++) {
+        size_t n = c->body_len - i * WR_BUF_SIZE;
+        up_input in = {s, c->body[i]};
+        rc = wr_hc_upq_input(&s->up, c->rq.offset + i * WR_BUF_SIZE, c->body[i]->data,
+                             n < WR_BUF_SIZE ? n : WR_BUF_SIZE, deliver_up, &in);
+        if (rc < 0) break;
+        if (rc != 1) had = 0;
+    }
     if (rc < 0) {
         answer_head(c, "503 Service Unavailable", "Content-Length: 0\r\n", 0);
         return;
     }
-    if (rc == 1) c->hs->st.duplicates++;
+    if (had) c->hs->st.duplicates++;
     answer_head(c, "200 OK", "Content-Length: 0\r\n", 1);
 }
 
@@ -597,15 +659,14 @@ static void handle_up(hc_conn *c)
 {
     wr_hc_server_t *hs = c->hs;
     hc_sess *s = find(hs, c->rq.sid);
-    if (c->body) { /* a session we hold */
+    if (c->has_body) { /* a session we hold */
         if (s && !(s->base.flags & WR_EP_CLOSING)) {
             s->last_seen = uv_now(hs->loop);
-            up_done(c, s, c->body);
+            up_done(c, s);
         } else {
             answer_head(c, "410 Gone", "Content-Length: 0\r\n", 0);
         }
-        free(c->body);
-        c->body = NULL;
+        body_free(c);
         conn_consume(c, c->head_len);
         answer_done(c);
         return;
@@ -698,21 +759,18 @@ static void process_requests(hc_conn *c)
         if (s) {
             size_t have = c->len - c->head_len;
             nonce_add(s, c->rq.nonce);
-            c->body = malloc(c->body_len ? c->body_len : 1);
-            if (!c->body) {
+            if (body_alloc(c) != 0) {
                 conn_close(c, WR_CLOSE_RESET);
                 return;
             }
-            if (have > c->body_len) have = c->body_len;
-            memcpy(c->body, c->buf + c->head_len, have);
-            c->body_have = have;
+            have = body_put(c, c->buf + c->head_len, have);
             /* The head stays in buf until the answer; the body bytes leave it. */
             memmove(c->buf + c->head_len, c->buf + c->head_len + have, c->len - c->head_len - have);
             c->len -= have;
         }
         c->phase = C_BODY;
-        if ((c->body && c->body_have == c->body_len) ||
-            (!c->body && c->len >= c->head_len + c->body_len)) {
+        if ((c->has_body && c->body_have == c->body_len) ||
+            (!c->has_body && c->len >= c->head_len + c->body_len)) {
             c->phase = C_HEAD;
             handle_up(c);
             continue;
@@ -727,10 +785,8 @@ static void input(hc_conn *c, const char *base, size_t len)
 {
     while (len && c->phase != C_GONE && c->phase != C_FIN) {
         size_t take;
-        if (c->phase == C_BODY && c->body) {
-            take = c->body_len - c->body_have < len ? c->body_len - c->body_have : len;
-            memcpy(c->body + c->body_have, base, take);
-            c->body_have += take;
+        if (c->phase == C_BODY && c->has_body) {
+            take = body_put(c, base, len);
         } else {
             take = sizeof c->buf - c->len < len ? sizeof c->buf - c->len : len;
             if (take == 0) {
@@ -742,8 +798,8 @@ static void input(hc_conn *c, const char *base, size_t len)
         }
         base += take;
         len -= take;
-        if (c->phase == C_BODY && ((c->body && c->body_have == c->body_len) ||
-                                   (!c->body && c->len >= c->head_len + c->body_len))) {
+        if (c->phase == C_BODY && ((c->has_body && c->body_have == c->body_len) ||
+                                   (!c->has_body && c->len >= c->head_len + c->body_len))) {
             c->phase = C_HEAD;
             handle_up(c);
         }
