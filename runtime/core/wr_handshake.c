@@ -1,5 +1,6 @@
 #include "wr_handshake.h"
 
+#include "wr_frame.h"
 #include "wr_sniff.h"
 
 #include <string.h>
@@ -180,6 +181,7 @@ int wr_hs_config_init(wr_hs_config *cfg, const uint8_t psk[32], enum wr_backend 
     cfg->window = WR_HS_WINDOW;
     cfg->cipher = WR_HS_CIPHER_AUTO;
     cfg->aes_hw = wr_aead_aes_hw(b);
+    cfg->accept_frame = WR_FRAME_MAX_LIMIT;
     rc = wr_hkdf_extract(proto, sizeof proto - 1, psk, 32, cfg->prk0);
     if (!rc) wr_hmac_key_init(&cfg->prk0_mac, cfg->prk0, sizeof cfg->prk0);
     if (!rc) rc = wr_hkdf_expand(cfg->prk0, "obf c", 5, cfg->obf_c, 32);
@@ -233,6 +235,27 @@ static int mix_dh(const wr_hs_config *cfg, const uint8_t th1[32], const uint8_t 
 /* TH2 = SHA256(TH1 || msg2); PRK2 = HKDF-Extract(TH2, PRK1); directional keys from PRK2, with
  * the cipher in the label: the transcript already holds the offer and the pick, and a key is
  * never shared between two ciphers whatever a later change does to the messages. */
+/* The frame-size extension at the start of a message's padding: 0x01 then the largest frame
+ * payload its sender accepts (u16). Older peers pad with zeros, which says nothing, and ignore
+ * what they find there; a value under the default every side accepts is ignored too. */
+#define EXT_FRAME     0x01
+#define EXT_FRAME_LEN 3
+
+static void put_frame_ext(uint8_t *pad, size_t pad_len, uint16_t accept)
+{
+    if (accept == 0 || pad_len < EXT_FRAME_LEN) return;
+    pad[0] = EXT_FRAME;
+    put16(pad + 1, accept);
+}
+
+static uint16_t get_frame_ext(const uint8_t *pad, size_t pad_len)
+{
+    uint16_t v;
+    if (pad_len < EXT_FRAME_LEN || pad[0] != EXT_FRAME) return WR_FRAME_MAX_DEFAULT;
+    v = get16(pad + 1);
+    return v > WR_FRAME_MAX_DEFAULT ? v : WR_FRAME_MAX_DEFAULT;
+}
+
 static int session_keys(const wr_hs_config *cfg, const uint8_t th1[32], const uint8_t prk1[32],
                         const uint8_t *msg2, size_t msg2_len, uint8_t cipher, wr_hs_keys *keys)
 {
@@ -377,6 +400,7 @@ static int check_var(wr_hs_server *s, const wr_hs_config *cfg, wr_replay *rp, co
     }
     memcpy(s->early, var + 2, early_len);
     s->early_len = early_len;
+    s->peer_frame = get_frame_ext(var + 2 + early_len, var_len - 2 - early_len);
     wr_zeroize(var, var_len);
     if (hide_key(cfg->obf_c, s->salt_c, buf + WR_HS_SALT_LEN, s->epub_c))
         return server_fail(s, WR_HS_R_INTERNAL);
@@ -438,6 +462,7 @@ int wr_hs_server_respond(wr_hs_server *s, const wr_hs_config *cfg, uint64_t now,
     if (!rc) rc = wr_random(out, WR_HS_SALT_LEN);
     if (!rc) rc = wr_random(&rnd, 1);
     pad = rnd & 63;
+    if (pad < EXT_FRAME_LEN && cfg->accept_frame) pad = EXT_FRAME_LEN; /* (msg1 has room for it) */
     if (WR_HS_MSG2_FIXED + pad + WR_AEAD_TAG_LEN > s->msg1_len)
         pad = s->msg1_len > WR_HS_MSG2_FIXED + WR_AEAD_TAG_LEN
                   ? s->msg1_len - WR_HS_MSG2_FIXED - WR_AEAD_TAG_LEN
@@ -460,11 +485,13 @@ int wr_hs_server_respond(wr_hs_server *s, const wr_hs_config *cfg, uint64_t now,
         rc = wr_aead_seal_once(SMALL_AEAD, WR_HS_AEAD, k2, nonce, aad, sizeof aad, hdr, HDR2_LEN,
                                out + 48);
     memset(out + WR_HS_MSG2_FIXED, 0, pad);
+    put_frame_ext(out + WR_HS_MSG2_FIXED, pad, cfg->accept_frame);
     wr_aead_nonce(nonce, 1);
     if (!rc)
         rc = wr_aead_seal_once(SMALL_AEAD, WR_HS_AEAD, k2, nonce, NULL, 0, out + WR_HS_MSG2_FIXED,
                                pad, out + WR_HS_MSG2_FIXED);
     if (!rc && s->cipher) rc = session_keys(cfg, s->th1, prk1, out, len, s->cipher, keys);
+    if (!rc && s->cipher) keys->peer_frame = s->peer_frame;
     wr_zeroize(prk1, sizeof prk1);
     wr_zeroize(k2, sizeof k2);
     if (rc) return server_fail(s, WR_HS_R_INTERNAL);
@@ -548,6 +575,8 @@ int wr_hs_client_start(wr_hs_client *c, const wr_hs_config *cfg, uint64_t now, c
     put16(out + WR_HS_MSG1_FIXED, (uint16_t)early_len);
     if (early_len) memcpy(out + WR_HS_MSG1_FIXED + 2, early, early_len);
     memset(out + WR_HS_MSG1_FIXED + 2 + early_len, 0, var_len - 2 - early_len);
+    put_frame_ext(out + WR_HS_MSG1_FIXED + 2 + early_len, var_len - 2 - early_len,
+                  cfg->accept_frame);
     wr_aead_nonce(nonce, 1);
     if (!rc)
         rc = wr_aead_seal_once(SMALL_AEAD, WR_HS_AEAD, k1, nonce, NULL, 0, out + WR_HS_MSG1_FIXED,
@@ -633,6 +662,8 @@ int wr_hs_client_finish(wr_hs_client *c, const wr_hs_config *cfg, const uint8_t 
                            c->var_len + WR_AEAD_TAG_LEN, var);
     if (rc == WR_CRYPTO_EAUTH) return client_fail(c, WR_HS_R_BAD_MAC);
     if (!rc) rc = session_keys(cfg, c->th1, c->prk1, buf, total, c->cipher, keys);
+    if (!rc) keys->peer_frame = get_frame_ext(var, c->var_len);
+    wr_zeroize(var, c->var_len);
     if (rc) return client_fail(c, WR_HS_R_INTERNAL);
     wr_zeroize(c->priv, sizeof c->priv);
     wr_zeroize(c->prk1, sizeof c->prk1);

@@ -87,6 +87,8 @@ typedef struct wr_hs_config {
     wr_hmac_key prk0_mac;    /* HMAC under prk0, ready: msg1's key is derived cheaply per user */
     uint8_t obf_c[32];       /* keystream keys hiding the client's / server's public key */
     uint8_t obf_s[32];
+    uint16_t accept_frame; /* the largest frame payload this side accepts, announced in its
+                              message (WR_FRAME_MAX_LIMIT after init; 0 announces nothing) */
 } wr_hs_config;
 
 int wr_hs_config_init(wr_hs_config *cfg, const uint8_t psk[32], enum wr_backend b,
@@ -100,6 +102,8 @@ typedef struct wr_hs_keys {
     uint8_t c2s[32];
     uint8_t s2c[32];
     uint8_t transcript[32]; /* hash of msg1 and msg2: a public channel binding */
+    uint16_t peer_frame;    /* the largest frame payload the peer accepts, as it announced;
+                               WR_FRAME_MAX_DEFAULT when it announced nothing */
 } wr_hs_keys;
 void wr_hs_keys_wipe(wr_hs_keys *k);
 
@@ -127,6 +131,7 @@ typedef struct wr_hs_server {
     uint32_t key;   /* wr_hs_server_check_keys: the index of the config that authenticated */
     size_t early_len;
     uint8_t early[WR_HS_EARLY_MAX]; /* authenticated by the PSK only; replay-bounded */
+    uint16_t peer_frame;            /* from msg1's frame-size extension */
 } wr_hs_server;
 
 void wr_hs_server_init(wr_hs_server *s);

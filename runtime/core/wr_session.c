@@ -695,10 +695,12 @@ static void timer_cb(uv_timer_t *t)
 
 static int keys_init(wr_session_t *s, const wr_hs_keys *k)
 {
-    wr_frame_opts o = {.max_payload = s->max_payload};
+    wr_frame_opts so = {0}, ro = {.max_payload = WR_FRAME_MAX_LIMIT}; /* as announced */
     const uint8_t *send = s->is_server ? k->s2c : k->c2s, *recv = s->is_server ? k->c2s : k->s2c;
-    if (wr_frame_sealer_init(&s->sealer, k->backend, k->alg, send, &o) != WR_FRAME_OK) return -1;
-    if (wr_frame_opener_init(&s->opener, k->backend, k->alg, recv, &o) != WR_FRAME_OK) {
+    if (s->max_payload > k->peer_frame) s->max_payload = k->peer_frame;
+    so.max_payload = s->max_payload;
+    if (wr_frame_sealer_init(&s->sealer, k->backend, k->alg, send, &so) != WR_FRAME_OK) return -1;
+    if (wr_frame_opener_init(&s->opener, k->backend, k->alg, recv, &ro) != WR_FRAME_OK) {
         wr_frame_sealer_free(&s->sealer);
         return -1;
     }
@@ -1159,7 +1161,7 @@ static wr_session_t *session_alloc(uv_loop_t *loop, const wr_session_config *cfg
     s->rx_budget = cfg->rx_budget ? cfg->rx_budget : WR_SESSION_RX_BUDGET_DEFAULT;
     s->rx_limit = cfg->rx_limit ? cfg->rx_limit : WR_SESSION_RX_LIMIT_DEFAULT;
     s->max_streams = cfg->max_streams ? cfg->max_streams : WR_SESSION_MAX_STREAMS_DEFAULT;
-    s->max_payload = cfg->max_payload ? cfg->max_payload : WR_FRAME_MAX_DEFAULT;
+    s->max_payload = cfg->max_payload ? cfg->max_payload : WR_SESSION_FRAME_SEND_DEFAULT;
     if (s->max_payload < 2048) s->max_payload = 2048; /* an OPEN must fit one frame */
     if (s->max_payload > WR_FRAME_MAX_LIMIT) s->max_payload = WR_FRAME_MAX_LIMIT;
     s->keepalive_ms = cfg->keepalive_ms ? cfg->keepalive_ms : WR_SESSION_KEEPALIVE_DEFAULT;

@@ -37,10 +37,13 @@ typedef struct wr_stream wr_stream_t; /* begins with a wr_endpoint_t */
 #define WR_SESSION_MAX_STREAMS_DEFAULT 1024
 #define WR_SESSION_KEEPALIVE_DEFAULT   5000
 #define WR_SESSION_HS_TIMEOUT_DEFAULT  10000
-#define WR_SESSION_TARGET_MAX          1024 /* bytes of an OPEN target */
-#define WR_SESSION_REASON_MAX          128  /* bytes of an OPEN_FAIL reason */
-#define WR_SESSION_PROBE_MIN_DEFAULT   60000
-#define WR_SESSION_PROBE_MAX_DEFAULT   180000
+/* Frames of 32 KiB: half the system calls per byte of 16 KiB ones on a bulk stream, for a
+ * frame's worth of head-of-line delay between streams that stays in the tens of microseconds. */
+#define WR_SESSION_FRAME_SEND_DEFAULT (32 * 1024)
+#define WR_SESSION_TARGET_MAX         1024 /* bytes of an OPEN target */
+#define WR_SESSION_REASON_MAX         128  /* bytes of an OPEN_FAIL reason */
+#define WR_SESSION_PROBE_MIN_DEFAULT  60000
+#define WR_SESSION_PROBE_MAX_DEFAULT  180000
 /* OPEN target of the control channel; real targets always have a ":port", so no host collides. */
 #define WR_CONTROL_TARGET "@control"
 
@@ -113,7 +116,10 @@ typedef struct wr_session_config {
      * wait instead of memory growing (default 64 MiB). */
     size_t rx_limit;
     uint32_t max_streams;  /* concurrent streams per session (both ways); default 1024 */
-    uint32_t max_payload;  /* frame payload; default WR_FRAME_MAX_DEFAULT; both ends equal */
+    uint32_t max_payload;  /* largest frame payload sent (default WR_SESSION_FRAME_SEND_DEFAULT),
+                              never more than the peer said it accepts: every end accepts
+                              WR_FRAME_MAX_LIMIT and says so in the handshake; a peer that says
+                              nothing gets WR_FRAME_MAX_DEFAULT */
     uint32_t keepalive_ms; /* PING after this long without receiving; dead after 3x */
     uint32_t handshake_timeout_ms; /* default 10000 */
     int cipher; /* frame cipher: WR_HS_CIPHER_AUTO or a wr_aead_alg the client offers alone (a

@@ -447,6 +447,32 @@ static void test_early_data(void **state)
     run_free(&r);
 }
 
+/* Each side announces the largest frame it accepts; a peer that announces nothing (zero
+ * padding, as older versions send) is taken to accept the protocol's default, 16 KiB. */
+static void test_frame_size_announced(void **state)
+{
+    static const uint16_t accepts[][2] = {
+        {WR_FRAME_MAX_LIMIT, WR_FRAME_MAX_LIMIT},
+        {0, WR_FRAME_MAX_LIMIT},
+        {WR_FRAME_MAX_LIMIT, 0},
+        {40000, 20000},
+        {1000, 1000}, /* under the default: ignored */
+    };
+    for (size_t i = 0; i < sizeof accepts / sizeof accepts[0]; i++) {
+        struct run r;
+        uint16_t c = accepts[i][0], s = accepts[i][1];
+        run_init(&r, WR_BACKEND_DEFAULT, WR_BACKEND_DEFAULT);
+        r.ccfg.accept_frame = c;
+        r.scfg.accept_frame = s;
+        full_handshake(&r);
+        assert_int_equal(r.sk.peer_frame, c > WR_FRAME_MAX_DEFAULT ? c : WR_FRAME_MAX_DEFAULT);
+        assert_int_equal(r.ck.peer_frame, s > WR_FRAME_MAX_DEFAULT ? s : WR_FRAME_MAX_DEFAULT);
+        assert_true(r.msg2_len <= r.msg1_len); /* the extension never makes msg2 the larger */
+        run_free(&r);
+    }
+    (void)state;
+}
+
 /* The server takes no action until a client frame decrypts under c2s. */
 static void test_key_confirmation(void **state)
 {
@@ -549,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_transcript_binding_and_reflection),
         cmocka_unit_test(test_client_diagnosis),
         cmocka_unit_test(test_early_data),
+        cmocka_unit_test(test_frame_size_announced),
         cmocka_unit_test(test_key_confirmation),
         cmocka_unit_test(test_respond_on_threads),
     };
