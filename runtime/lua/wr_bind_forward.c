@@ -37,7 +37,8 @@ typedef struct wr_lforward {
     wr_relay_opts_t ropts;
     uint64_t accepted, refused, refused_busy, refused_total, refused_address, denied, failed_opens,
         bytes_up, bytes_down;
-    int refs; /* the listener, the handle and each live connection */
+    uint64_t refused_address_log_ms; /* when the last refusal for an address's share was logged */
+    int refs;                        /* the listener, the handle and each live connection */
     struct forward_conn *conns;
     size_t target_len;
     char target[WR_HOST_MAX + 16];
@@ -197,8 +198,20 @@ static void accepted(wr_listener_t *l, int status)
         wr_addr_normalize(&c->addr);
         if (wr_addr_count_add(fwd->per_address, (struct sockaddr *)&c->addr,
                               fwd->max_per_address) != 0) {
-            /* One address holds its share: its newcomers wait, others still get in. */
+            /* One address holds its share: its newcomers wait, others still get in. Said once
+             * per interval: a pool of connections that reconnects meets this, and should know. */
+            uint64_t now = uv_now(tcp->loop);
             fwd->refused_address++;
+            if (fwd->refused_address_log_ms == 0 || now - fwd->refused_address_log_ms >= 10000) {
+                char who[64], *port;
+                wr_format_peer(ep, who, sizeof who);
+                if ((port = strrchr(who, ':')) != NULL && port > who && port[-1] != ':') *port = 0;
+                wr_warn("port %d: %s holds its %u users already (max_users_per_address): a new "
+                        "one is refused (%llu refused in all)",
+                        wr_listener_port(l), who, (unsigned)fwd->max_per_address,
+                        (unsigned long long)fwd->refused_address);
+                fwd->refused_address_log_ms = now;
+            }
             wr_endpoint_close(ep, WR_CLOSE_GRACEFUL);
             free(c);
             return;

@@ -119,6 +119,9 @@ describe("reverse tunnels", function()
   end)
 
   it("lets one address hold only its share of an outer port, so others still get in", function()
+    local records = {}
+    local sink = function(record) records[#records + 1] = record.msg end
+    require("warren.log").add_sink(sink)
     local from, to = free_range(2)
     local relay, client = setup_pair({ ports = { from .. "-" .. to }, max_users_per_address = 5 })
     local entry = assert(client:register({ outer = "any", inner = ":" .. http_port, name = "web" }))
@@ -131,6 +134,14 @@ describe("reverse tunnels", function()
     end
     assert(eventually(function() return relay:stats().reverse_users_refused >= 3 end, 5000))
     assert.equal(3, relay:stats().reverse_users_refused)
+    -- said once (per 10 s), with the address and the limit, not once per refusal
+    require("warren.log").remove_sink(sink)
+    local refusals = {}
+    for _, msg in ipairs(records) do
+      if msg:find("max_users_per_address", 1, true) then refusals[#refusals + 1] = msg end
+    end
+    assert.equal(1, #refusals, table.concat(records, "\n"))
+    assert.matches("^port %d+: 127%.0%.0%.4 holds its 5 users already", refusals[1])
     local r = proc.run({ "curl", "-s", "-m", "5", "http://127.0.0.1:" .. entry.port .. "/" })
     assert.equal("hello from the inner service", r.stdout)
     for _, c in ipairs(held) do c:close() end
