@@ -548,6 +548,13 @@ int wr_session__protocol_error(wr_session_t *s, const char *detail)
     return -1;
 }
 
+void wr_session__printable(char *dst, const uint8_t *src, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? (char)src[i] : '?';
+    dst[len] = '\0';
+}
+
 const char *wr_hs_failure_name(int kind)
 {
     static const char *const names[WR_HSF_KINDS] = {"key",    "replay",  "clock",  "malformed",
@@ -761,18 +768,13 @@ static void mux_frame(wr_session_t *s, const wr_frame *f, wr_buf_t *b)
         wr_session__sched(s);
         return;
     case WR_FT_SESSION_END: {
-        /* An optional reason: printable ASCII is kept, anything else shown as '?'. */
-        char why[sizeof "peer ended the session: " + WR_SESSION_REASON_MAX];
-        size_t n = strlen(strcpy(why, "peer ended the session"));
+        /* An optional reason follows the words every peer's end gets. */
+        static const char ended[] = "peer ended the session: ";
+        char why[sizeof ended + WR_SESSION_REASON_MAX];
         if (f->len > WR_SESSION_REASON_MAX) break;
-        if (f->len) {
-            memcpy(why + n, ": ", 2);
-            n += 2;
-            for (uint32_t i = 0; i < f->len; i++)
-                why[n++] =
-                    f->payload[i] >= 0x20 && f->payload[i] < 0x7f ? (char)f->payload[i] : '?';
-            why[n] = '\0';
-        }
+        memcpy(why, ended, sizeof ended - 1);
+        wr_session__printable(why + sizeof ended - 1, f->payload, f->len);
+        if (f->len == 0) why[sizeof ended - 3] = '\0'; /* no ": " without a reason */
         session_end(s, WR_SESSION_PEER_ENDED, why, END_PEER);
         return;
     }

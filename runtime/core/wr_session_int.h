@@ -210,6 +210,9 @@ int wr_session__emit(wr_session_t *s, uint8_t type, uint32_t id, const void *pay
 void wr_session__stream_done(wr_session_t *s);
 void wr_session__struct_gone(wr_session_t *s);
 int wr_session__protocol_error(wr_session_t *s, const char *detail);
+/* A reason the peer sent (OPEN_FAIL, SESSION_END) for logs and Lua: its len bytes copied to dst
+ * with anything outside printable ASCII shown as '?', then a NUL (dst holds len + 1). */
+void wr_session__printable(char *dst, const uint8_t *src, size_t len);
 /* 1 when the session may carry frames now / later (not ending). */
 static inline int wr_session__alive(const wr_session_t *s)
 {

@@ -547,12 +547,7 @@ int wr_stream__frame(wr_session_t *s, const wr_frame *f, wr_buf_t *b)
         if (f->len > WR_SESSION_REASON_MAX) return proto(s, "OPEN_FAIL reason too long");
         char *r = malloc(f->len + 1);
         if (r == NULL) return proto(s, "out of memory");
-        /* The reason reaches logs and Lua: keep it printable. */
-        for (size_t i = 0; i < f->len; i++) {
-            uint8_t c = f->payload[i];
-            r[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-        }
-        r[f->len] = 0;
+        wr_session__printable(r, f->payload, f->len); /* it reaches logs and Lua */
         free(st->note);
         st->note = r;
         st->note_len = 0;

@@ -75,10 +75,16 @@ describe("reverse tunnels", function()
     assert.matches("hook auth must be a function", err)
   end)
 
-  it("logs a failing hook with its traceback, and denies", function()
+  -- The messages logged from now on, and the function that stops collecting them.
+  local function capture_log()
     local records = {}
     local sink = function(record) records[#records + 1] = record.msg end
     require("warren.log").add_sink(sink)
+    return records, function() require("warren.log").remove_sink(sink) end
+  end
+
+  it("logs a failing hook with its traceback, and denies", function()
+    local records, stop_capture = capture_log()
     local from, to = free_range(2)
     local relay, client = setup_pair({ ports = { from .. "-" .. to },
       hooks = { register = function() error("no such table") end } })
@@ -87,7 +93,7 @@ describe("reverse tunnels", function()
     assert.matches("hook failed", err)
     local logged = table.concat(records, "\n")
     assert.matches("register hook failed %(denied%).*no such table.*stack traceback", logged)
-    require("warren.log").remove_sink(sink)
+    stop_capture()
     client:close()
     relay:close()
   end)
@@ -95,9 +101,7 @@ describe("reverse tunnels", function()
   -- LuaJIT's count hook does not fire in compiled loops: a guarded hook runs interpreted, under a
   -- budget of instructions per call (warren.guard).
   it("denies and logs a hook that loops, and keeps serving", function()
-    local records = {}
-    local sink = function(record) records[#records + 1] = record.msg end
-    require("warren.log").add_sink(sink)
+    local records, stop_capture = capture_log()
     local from, to = free_range(2)
     local relay, client = setup_pair({ ports = { from .. "-" .. to },
       hooks = { register = function(svc)
@@ -113,15 +117,13 @@ describe("reverse tunnels", function()
     assert.is_truthy(client:register({ outer = "any", inner = ":" .. http_port, name = "web" }))
     entry = client:register({ outer = "any", inner = ":" .. http_port, name = "spin" })
     assert.is_nil(entry)
-    require("warren.log").remove_sink(sink)
+    stop_capture()
     client:close()
     relay:close()
   end)
 
   it("lets one address hold only its share of an outer port, so others still get in", function()
-    local records = {}
-    local sink = function(record) records[#records + 1] = record.msg end
-    require("warren.log").add_sink(sink)
+    local records, stop_capture = capture_log()
     local from, to = free_range(2)
     local relay, client = setup_pair({ ports = { from .. "-" .. to }, max_users_per_address = 5 })
     local entry = assert(client:register({ outer = "any", inner = ":" .. http_port, name = "web" }))
@@ -135,7 +137,7 @@ describe("reverse tunnels", function()
     assert(eventually(function() return relay:stats().reverse_users_refused >= 3 end, 5000))
     assert.equal(3, relay:stats().reverse_users_refused)
     -- said once (per 10 s), with the address and the limit, not once per refusal
-    require("warren.log").remove_sink(sink)
+    stop_capture()
     local refusals = {}
     for _, msg in ipairs(records) do
       if msg:find("max_users_per_address", 1, true) then refusals[#refusals + 1] = msg end

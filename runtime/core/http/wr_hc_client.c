@@ -512,16 +512,9 @@ static void in_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len
     request_done(k);
 }
 
-static void in_eof(wr_endpoint_t *ep)
+/* The connection ended (closed or failed) without a complete answer to take. */
+static void conn_lost(hc_conn *k)
 {
-    hc_conn *k = ep->data;
-    /* An answer without a length ends with the connection. */
-    if (k->busy) http_parser_execute(&k->parser, &parser_settings, NULL, 0);
-    if (k->busy && k->complete && k->status / 100 == 2 && k->proof_ok) {
-        request_done(k);
-        conn_drop(k);
-        return;
-    }
     if (k->busy && k->reused && !k->answering) {
         reuse_closed(k);
         return;
@@ -534,20 +527,23 @@ static void in_eof(wr_endpoint_t *ep)
     pump(k->cl);
 }
 
-static void in_error(wr_endpoint_t *ep, int err)
+static void in_eof(wr_endpoint_t *ep)
 {
     hc_conn *k = ep->data;
+    /* An answer without a length ends with the connection. */
+    if (k->busy) http_parser_execute(&k->parser, &parser_settings, NULL, 0);
+    if (k->busy && k->complete && k->status / 100 == 2 && k->proof_ok) {
+        request_done(k);
+        conn_drop(k);
+        return;
+    }
+    conn_lost(k);
+}
+
+static void in_error(wr_endpoint_t *ep, int err)
+{
     (void)err;
-    if (k->busy && k->reused && !k->answering) {
-        reuse_closed(k);
-        return;
-    }
-    if (k->busy) {
-        request_failed(k);
-        return;
-    }
-    conn_drop(k);
-    pump(k->cl);
+    conn_lost(ep->data);
 }
 
 static const wr_endpoint_cbs_t conn_cbs = {
