@@ -232,9 +232,6 @@ static int mix_dh(const wr_hs_config *cfg, const uint8_t th1[32], const uint8_t 
     return rc;
 }
 
-/* TH2 = SHA256(TH1 || msg2); PRK2 = HKDF-Extract(TH2, PRK1); directional keys from PRK2, with
- * the cipher in the label: the transcript already holds the offer and the pick, and a key is
- * never shared between two ciphers whatever a later change does to the messages. */
 /* The frame-size extension at the start of a message's padding: 0x01 then the largest frame
  * payload its sender accepts (u16). Older peers pad with zeros, which says nothing, and ignore
  * what they find there; a value under the default every side accepts is ignored too. */
@@ -256,6 +253,9 @@ static uint16_t get_frame_ext(const uint8_t *pad, size_t pad_len)
     return v > WR_FRAME_MAX_DEFAULT ? v : WR_FRAME_MAX_DEFAULT;
 }
 
+/* TH2 = SHA256(TH1 || msg2); PRK2 = HKDF-Extract(TH2, PRK1); directional keys from PRK2, with
+ * the cipher in the label: the transcript already holds the offer and the pick, and a key is
+ * never shared between two ciphers whatever a later change does to the messages. */
 static int session_keys(const wr_hs_config *cfg, const uint8_t th1[32], const uint8_t prk1[32],
                         const uint8_t *msg2, size_t msg2_len, uint8_t cipher, wr_hs_keys *keys)
 {
