@@ -7,8 +7,10 @@
 #include <malloc.h>
 #endif
 
-/* Idle full-size chunks. */
+/* Idle full-size and bulk-size chunks. */
 static _Thread_local wr_freelist_t cache = WR_FREELIST_INIT(wr_buf_t, next, WR_BUF_CACHE_DEFAULT);
+static _Thread_local wr_freelist_t bulk_cache =
+    WR_FREELIST_INIT(wr_buf_t, next, WR_BUF_BULK_CACHE_DEFAULT);
 static _Thread_local size_t live, live_bytes, peak_bytes;
 static _Thread_local uint64_t mallocs;
 
@@ -30,13 +32,23 @@ static wr_buf_t *buf_alloc(size_t size)
     return b;
 }
 
-wr_buf_t *wr_buf_get(void)
+static wr_buf_t *cached_get(wr_freelist_t *fl, size_t size)
 {
-    wr_buf_t *b = wr_freelist_pop(&cache);
-    if (b == NULL) return buf_alloc(WR_BUF_SIZE);
+    wr_buf_t *b = wr_freelist_pop(fl);
+    if (b == NULL) return buf_alloc(size);
     b->refs = 1;
     count_live(b);
     return b;
+}
+
+wr_buf_t *wr_buf_get(void)
+{
+    return cached_get(&cache, WR_BUF_SIZE);
+}
+
+wr_buf_t *wr_buf_get_bulk(void)
+{
+    return cached_get(&bulk_cache, WR_BUF_BULK_SIZE);
 }
 
 wr_buf_t *wr_buf_new(size_t size)
@@ -52,6 +64,8 @@ void wr_buf_release(wr_buf_t *b)
     live_bytes -= b->size;
     if (b->size == WR_BUF_SIZE)
         wr_freelist_push(&cache, b);
+    else if (b->size == WR_BUF_BULK_SIZE)
+        wr_freelist_push(&bulk_cache, b);
     else
         free(b);
 }
@@ -64,6 +78,7 @@ void wr_buf_cache_set_limit(size_t chunks)
 void wr_buf_cache_trim(void)
 {
     wr_freelist_trim(&cache);
+    wr_freelist_trim(&bulk_cache);
 }
 
 size_t wr_buf_live_bytes(void)
@@ -74,7 +89,7 @@ size_t wr_buf_live_bytes(void)
 int wr_buf_release_memory(size_t min_freed)
 {
     if (peak_bytes - live_bytes < min_freed || live_bytes > peak_bytes / 2) return 0;
-    wr_freelist_trim(&cache);
+    wr_buf_cache_trim();
 #ifdef __GLIBC__
     /* glibc keeps freed heap pages mapped; a backlog of 64 KiB chunks never goes back without
      * this (they are below the mmap threshold). */
@@ -88,6 +103,6 @@ void wr_buf_get_stats(wr_buf_stats_t *out)
 {
     out->live = live;
     out->live_bytes = live_bytes;
-    out->cached = cache.count;
+    out->cached = cache.count + bulk_cache.count;
     out->mallocs = mallocs;
 }

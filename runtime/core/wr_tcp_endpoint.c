@@ -9,6 +9,7 @@ typedef struct tcp_ep {
     wr_endpoint_t base;
     uv_tcp_t *tcp;
     uv_shutdown_t sreq;
+    int bulk; /* the last read brought WR_BUF_SIZE or more: more is likely waiting, read in bulk */
 } tcp_ep_t;
 
 /* A queued write: holds a chunk reference until libuv is done with the bytes. */
@@ -50,7 +51,8 @@ static void report_error(tcp_ep_t *t, int err)
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 {
-    wr_buf_t *b = wr_buf_get();
+    tcp_ep_t *t = h->data;
+    wr_buf_t *b = t->bulk ? wr_buf_get_bulk() : wr_buf_get();
     /* A NULL base makes libuv report UV_ENOBUFS to read_cb. */
     *out = b ? uv_buf_init(b->data, b->size) : uv_buf_init(NULL, 0);
 }
@@ -61,6 +63,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     wr_endpoint_t *ep = &t->base;
     wr_buf_t *b = buf->base ? wr_buf_of(buf->base) : NULL;
 
+    t->bulk = nread >= WR_BUF_SIZE;
     if (nread > 0) {
         ep->bytes_read += (uint64_t)nread;
         if (!(ep->flags & WR_EP_CLOSING) && ep->cbs->on_read)
@@ -217,6 +220,7 @@ wr_endpoint_t *wr_tcp_endpoint_new(uv_tcp_t *tcp)
     if (t == NULL) return NULL;
     wr_endpoint__init(&t->base, &tcp_ops, &no_cbs);
     t->tcp = tcp;
+    t->bulk = 0;
     tcp->data = t;
     return &t->base;
 }

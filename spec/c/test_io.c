@@ -436,7 +436,102 @@ static void test_buf_refcount_and_cache(void **state)
     wr_buf_release(s);
     wr_buf_get_stats(&st);
     assert_int_equal(st.cached, 2);
+
+    /* Bulk chunks have their own cache, reused without malloc. */
+    wr_buf_t *k = wr_buf_get_bulk();
+    assert_int_equal(k->size, WR_BUF_BULK_SIZE);
+    wr_buf_release(k);
+    wr_buf_get_stats(&st);
+    assert_int_equal(st.cached, 3);
+    m = st.mallocs;
+    assert_ptr_equal(wr_buf_get_bulk(), k);
+    wr_buf_release(k);
+    wr_buf_get_stats(&st);
+    assert_int_equal(st.mallocs, m);
     wr_buf_cache_set_limit(WR_BUF_CACHE_DEFAULT);
+}
+
+/* ---- tcp endpoint reads ---- */
+
+typedef struct bulk_reader {
+    size_t got, want, largest_read, last_chunk;
+} bulk_reader;
+
+static void bulk_on_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len)
+{
+    bulk_reader *r = ep->data;
+    r->got += len;
+    if (len > r->largest_read) r->largest_read = len;
+    r->last_chunk = b->size;
+}
+
+static int bulk_done(void *arg)
+{
+    const bulk_reader *r = arg;
+    return r->got >= r->want;
+}
+
+static void closed_ep(wr_endpoint_t *ep)
+{
+    *(int *)ep->data = 1;
+}
+
+/* A socket with a backlog is read in bulk chunks (a quarter of the syscalls); a short read puts it
+ * back on full-size chunks, so quiet sockets do not hold bulk ones. */
+static void test_tcp_endpoint_bulk_reads(void **state)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), wfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    assert_int_equal(connect(wfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    int rfd = accept(lfd, NULL, NULL);
+    assert_true(rfd >= 0);
+    close(lfd);
+
+    /* 1 MiB waits in the socket before the endpoint reads at all. */
+    int big = 4 << 20;
+    setsockopt(rfd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+    setsockopt(wfd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+    static char data[1 << 20];
+    memset(data, 'b', sizeof(data));
+    size_t sent = 0;
+    while (sent < sizeof(data)) {
+        ssize_t n = send(wfd, data + sent, sizeof(data) - sent, MSG_DONTWAIT);
+        if (n <= 0) break;
+        sent += (size_t)n;
+    }
+    assert_true(sent > 2 * WR_BUF_BULK_SIZE);
+    usleep(50 * 1000); /* loopback delivery */
+
+    uv_tcp_t *tcp = malloc(sizeof(*tcp));
+    uv_tcp_init(&loop, tcp);
+    assert_int_equal(uv_tcp_open(tcp, rfd), 0);
+    wr_endpoint_t *ep = wr_tcp_endpoint_new(tcp);
+    static const wr_endpoint_cbs_t cbs = {.on_read = bulk_on_read};
+    bulk_reader r = {.want = sent};
+    wr_endpoint_set_callbacks(ep, &cbs, &r);
+    assert_int_equal(wr_endpoint_read_start(ep), 0);
+    run_until(bulk_done, &r, 5000);
+    assert_int_equal(r.got, sent);
+    assert_true(r.largest_read > WR_BUF_SIZE);
+
+    /* Caught up: after a short read, a few bytes land in a full-size chunk, not a bulk one. */
+    for (int i = 0; i < 2; i++) {
+        r.want = r.got + 100;
+        assert_int_equal(send(wfd, data, 100, 0), 100);
+        run_until(bulk_done, &r, 5000);
+    }
+    assert_int_equal(r.last_chunk, WR_BUF_SIZE);
+
+    static const wr_endpoint_cbs_t close_cbs = {.on_closed = closed_ep};
+    int closed = 0;
+    wr_endpoint_set_callbacks(ep, &close_cbs, &closed);
+    wr_endpoint_close(ep, WR_CLOSE_GRACEFUL);
+    run_until(flag_set, &closed, 5000);
+    close(wfd);
 }
 
 int main(void)
@@ -456,6 +551,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dial_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dial_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dial_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tcp_endpoint_bulk_reads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
