@@ -26,6 +26,7 @@ int main(int argc, char **argv)
     argv = uv_setup_args(argc, argv);
     signal(SIGPIPE, SIG_IGN); /* a peer that goes away is an error return, not a process kill */
     raise_fd_limit();
+    wr_buf_malloc_setup();
     if (wr_host_init(&host) != 0) {
         fprintf(stderr, "warren: cannot initialise the runtime\n");
         return 1;

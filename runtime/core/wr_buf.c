@@ -70,6 +70,16 @@ void wr_buf_release(wr_buf_t *b)
         free(b);
 }
 
+void wr_buf_malloc_setup(void)
+{
+#ifdef __GLIBC__
+    /* Setting the trim threshold also freezes the mmap threshold at its 128 KiB default: raise
+     * it above a bulk chunk, or every bulk chunk malloc'ed would be an mmap and a munmap. */
+    mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
+    mallopt(M_MMAP_THRESHOLD, 4 * WR_BUF_BULK_SIZE);
+#endif
+}
+
 void wr_buf_cache_set_limit(size_t chunks)
 {
     wr_freelist_limit(&cache, chunks);
