@@ -32,6 +32,7 @@ struct wr_relay {
     uint32_t pauses;
     void (*tap)(wr_relay_t *r, int dir, const char *base, size_t len, void *data);
     size_t tap_left[2];
+    void (*on_eof)(wr_relay_t *r, int side, void *data);
     int pending_closes;
     int ending;
     wr_relay_result_t res;
@@ -139,6 +140,7 @@ static void on_eof(wr_endpoint_t *src)
     wr_relay_t *r = src->data;
     int i = side_of(r, src);
     r->dir[i].eof = 1;
+    if (r->on_eof) r->on_eof(r, i, r->data);
     /* Half-close: the sink's write side closes once what we queued has flushed. */
     int rc = wr_endpoint_shutdown(r->ep[1 - i]);
     if (rc < 0) relay_fail(r, rc, 1 - i);
@@ -236,6 +238,7 @@ wr_relay_t *wr_relay_start(uv_loop_t *loop, wr_endpoint_t *a, wr_endpoint_t *b,
     r->cb = cb;
     r->data = data;
     r->idle_ms = opts ? opts->idle_timeout_ms : 0;
+    r->on_eof = opts ? opts->on_eof : NULL;
     if (opts && opts->tap) {
         r->tap = opts->tap;
         r->tap_left[0] = r->tap_left[1] = opts->tap_limit;

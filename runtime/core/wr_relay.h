@@ -32,6 +32,9 @@ typedef struct wr_relay_opts {
      * A to B), before they are written on. It only looks; the bytes go on unchanged. */
     void (*tap)(wr_relay_t *r, int dir, const char *base, size_t len, void *data);
     size_t tap_limit;
+    /* Told once when a side has finished sending (side 0 is A), before its EOF is carried over;
+     * for accounting only: it must not close the relay or its endpoints. */
+    void (*on_eof)(wr_relay_t *r, int side, void *data);
 } wr_relay_opts_t;
 
 typedef struct wr_relay_result {

@@ -196,11 +196,8 @@ start_path() {
             alloc_port relay
             alloc_port o1
             alloc_port o2
-            # redis-benchmark's clients all come from 127.0.0.1 and reconnect between its tests
-            # while the previous ones are still closing through the tunnel: over the relay's
-            # default of 64 users per address (meant for floods from one address), so it goes.
             spawn warren-relay "$WARREN_BIN" serve "127.0.0.1:$relay" -k "$WARREN_KEY" \
-                --ports "$o1" --ports "$o2" --outer-bind 127.0.0.1 --max-users-per-address 0
+                --ports "$o1" --ports "$o2" --outer-bind 127.0.0.1
             PEER_PIDS=("$SPAWNED")
             wait_listen "$relay" "$SPAWNED" || return 1
             spawn warren-client "$WARREN_BIN" -R "127.0.0.1:0:127.0.0.1:$REDIS_PORT" --name redis \
@@ -396,7 +393,7 @@ report() {
     done
 
     printf '\n### How\n\n'
-    printf -- '- Paths: direct; warren -R: `warren serve 127.0.0.1:R --ports A --ports B --outer-bind 127.0.0.1 --max-users-per-address 0` and one `warren -R 127.0.0.1:0:127.0.0.1:REDIS --name redis -R 127.0.0.1:0:127.0.0.1:IPERF --name iperf3` client, so every byte goes user -> relay -> encrypted session -> client -> target; ssh -R: `ssh -N -R ... -R ...` to a private sshd (aes128-gcm, curve25519). All processes free-running on all cores, default logging.\n'
+    printf -- '- Paths: direct; warren -R: `warren serve 127.0.0.1:R --ports A --ports B --outer-bind 127.0.0.1` and one `warren -R 127.0.0.1:0:127.0.0.1:REDIS --name redis -R 127.0.0.1:0:127.0.0.1:IPERF --name iperf3` client, so every byte goes user -> relay -> encrypted session -> client -> target; ssh -R: `ssh -N -R ... -R ...` to a private sshd (aes128-gcm, curve25519). All processes free-running on all cores, default logging.\n'
     printf -- '- redis-server started by this script (`--save '"''"' --appendonly no`); redis-benchmark `-t set,get -P %s -c %s -n %s -q`, requests/s as it prints them.\n' "$REDIS_PIPELINE" "$REDIS_CLIENTS" "$REDIS_N"
     printf -- '- iperf3 -c to the outer port, -t %s -O %s, received side; iperf3 -s runs behind the tunnel.\n' "$IPERF_SECS" "$IPERF_OMIT"
     printf -- '- Registrations: a fresh relay per case with a pool of exactly %s ports; `warren run spec/bench/register_many.lua` connects its client(s) (not timed), then registers %s services from 1 task or %s tasks with `outer = "any"` (the relay picks a free port), or from 1 task naming the ports in order; the time runs from the first request to the last answer. RSS is the relay'"'"'s VmRSS 0.5 s after it started and 0.5 s after the last answer; per service = the difference / %s, so it includes the client'"'"'s session and Lua garbage not yet collected. CPU is the relay'"'"'s user+system time over the handshake, the registrations and the listing, per registration. "list all" is one `services` request answered with all %s. Every case checks that the relay lists all %s and that all %s ports listen.\n' \

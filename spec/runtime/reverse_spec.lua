@@ -151,6 +151,42 @@ describe("reverse tunnels", function()
     relay:close()
   end)
 
+  it("frees an address's share when a user has finished sending, before the service closes", function()
+    -- a service that never closes: the tunnels of users who sent their EOF stay open
+    local peers, eofs = {}, 0
+    local service, service_port = assert(net.serve(function(peer)
+      peers[#peers + 1] = peer
+      peer:read_start(function(_, data) if not data then eofs = eofs + 1 end end)
+    end))
+    local from, to = free_range(1)
+    local relay, client = setup_pair({ ports = { from .. "-" .. to }, max_users_per_address = 2 })
+    local entry = assert(client:register({ outer = from, inner = "127.0.0.1:" .. service_port, name = "quiet" }))
+    local users = {}
+    local function user()
+      local c = uv.new_tcp()
+      assert(c:bind("127.0.0.4", 0))
+      warren.await(function(resolve) c:connect("127.0.0.1", entry.port, function() resolve() end) end, 2000)
+      users[#users + 1] = c
+      return c
+    end
+    for _ = 1, 2 do user():shutdown() end
+    assert(eventually(function() return eofs == 2 end, 5000))
+    -- two users done sending, their tunnels still open: two more from the address get in
+    user()
+    user()
+    assert(eventually(function() return #peers == 4 end, 5000))
+    assert.equal(0, relay:stats().reverse_users_refused)
+    -- and the share still holds for users that are sending
+    user()
+    assert(eventually(function() return relay:stats().reverse_users_refused == 1 end, 5000))
+    assert.equal(4, #peers)
+    for _, c in ipairs(users) do c:close() end
+    for _, p in ipairs(peers) do p:close() end
+    service:close()
+    client:close()
+    relay:close()
+  end)
+
   it("registers, is discovered, and serves curl through the outer port", function()
     local from, to = free_range(4)
     local relay, client, key = setup_pair({ ports = { from .. "-" .. to } })
