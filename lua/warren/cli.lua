@@ -169,7 +169,8 @@ Relay (serve):
                           idle timeout (default 600; 0 = never)
   --max-users-per-address N
                           users one address may hold at once on an outer port; its further
-                          users are refused, others still get in (default 64; 0 = no limit)
+                          users are refused, others still get in; a user that has finished
+                          sending no longer counts (default 64; 0 = no limit)
   --max-failed-handshakes N
                           failed handshakes one address may cause per minute before its
                           connections are the first dropped when the relay is full (default 32;
