@@ -67,13 +67,14 @@ static void conn_unlink(forward_conn *c)
     c->prev = c->next = NULL;
 }
 
-/* Frees a connection record, giving back its place in the per-address count. */
+/* Gives back the connection's place in the per-address count (once). */
 static void uncount(forward_conn *c)
 {
     if (c->counted) wr_addr_count_remove(c->fwd->per_address, (struct sockaddr *)&c->addr);
     c->counted = 0;
 }
 
+/* Frees a connection record, giving back its place in the per-address count. */
 static void conn_free(forward_conn *c)
 {
     conn_unlink(c);

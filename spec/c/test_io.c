@@ -491,7 +491,7 @@ static void test_tcp_endpoint_bulk_reads(void **state)
     assert_true(rfd >= 0);
     close(lfd);
 
-    /* 1 MiB waits in the socket before the endpoint reads at all. */
+    /* A backlog (up to 1 MiB, as the socket buffers allow) waits before the endpoint reads. */
     int big = 4 << 20;
     setsockopt(rfd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
     setsockopt(wfd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
