@@ -251,6 +251,26 @@ describe("the KCP carrier", function()
     client:close()
   end)
 
+  -- fast2 is the default because a lost lone segment waits for the minimum retransmission timeout:
+  -- 30 ms there (nodelay), 100 ms in fast and normal. On loopback the RTO settles at that minimum.
+  it("runs fast2 unless told otherwise: a 30 ms minimum RTO, not fast's 100 ms", function()
+    local function settled_rto(mode)
+      local client = assert(warren.client({ server = "kcp://127.0.0.1:" .. relay_port, key = k, kcp_mode = mode }))
+      assert(client:connect())
+      local st
+      assert(wait.eventually(function()
+        st = client.session:stats()
+        return st.kcp_segments_received > 0 and st.kcp_rtt_ms > 0
+      end, 5000), "no RTT sample")
+      client:close()
+      return st.kcp_rto_ms
+    end
+    -- bounds, not the exact 30: a loaded machine's jitter adds to the RTO above its minimum
+    local default_rto, fast_rto = settled_rto(nil), settled_rto("fast")
+    assert.is_true(default_rto >= 30 and default_rto < 100, "default mode's RTO: " .. default_rto)
+    assert.is_true(fast_rto >= 100, "fast mode's RTO: " .. fast_rto)
+  end)
+
   it("shows the KCP counters in warren status, on the client and (summed) on the relay", function()
     local dir = assert(uv.fs_mkdtemp("/tmp/wr-kcp-status-XXXXXX"))
     local sock = dir .. "/c.sock"
