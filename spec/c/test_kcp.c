@@ -341,6 +341,28 @@ static void test_hold_acks(void **state)
     link_clear(&ab);
 }
 
+/* Bytes in flight are not "waiting": only what the window holds back is. The KCP endpoint counts
+ * waiting bytes as queued, so what a lossy path keeps in flight does not stop the session's writes
+ * at its carrier's high-water mark. */
+static void test_waiting_is_not_in_flight(void **state)
+{
+    int sent = 0;
+    wr_kcp_config cfg = {0};
+    assert_int_equal(wr_kcp_preset("fast2", &cfg), 0);
+    cfg.snd_wnd = 16;
+    wr_kcp_t *k = wr_kcp_new(9, &cfg, sink, &sent);
+    size_t mss = wr_kcp_mss(k);
+    char *data = calloc(32, mss);
+    assert_int_equal(wr_kcp_send(k, data, 32 * mss), 0);
+    assert_int_equal(wr_kcp_waiting(k), 32 * mss);
+    wr_kcp_flush(k, 0);
+    assert_int_equal(sent, 16); /* the window's worth left, nothing is acknowledged */
+    assert_int_equal(wr_kcp_unacked(k), 32 * mss);
+    assert_int_equal(wr_kcp_waiting(k), 16 * mss);
+    free(data);
+    wr_kcp_free(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -348,7 +370,7 @@ int main(void)
         cmocka_unit_test(test_presets),         cmocka_unit_test(test_clean_link),
         cmocka_unit_test(test_lossy_link),      cmocka_unit_test(test_heavy_loss),
         cmocka_unit_test(test_fast_retransmit), cmocka_unit_test(test_window_probe),
-        cmocka_unit_test(test_hold_acks),
+        cmocka_unit_test(test_hold_acks),       cmocka_unit_test(test_waiting_is_not_in_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
