@@ -237,14 +237,21 @@ describe("the KCP carrier", function()
     fwd.close()
   end)
 
-  it("shows the conversation's counters in the client session's stats", function()
-    local client = assert(warren.client({ server = "kcp://127.0.0.1:" .. relay_port, key = k, kcp_mode = "fast3" }))
+  -- A connected in-process client in KCP mode `mode` (nil: the default) and its session's stats
+  -- once KCP has an RTT sample.
+  local function client_with_rtt(mode)
+    local client = assert(warren.client({ server = "kcp://127.0.0.1:" .. relay_port, key = k, kcp_mode = mode }))
     assert(client:connect())
     local st
     assert(wait.eventually(function()
       st = client.session:stats()
       return st.kcp_segments_received > 0 and st.kcp_rtt_ms > 0
-    end, 5000), "no KCP counters in the session's stats")
+    end, 5000), "no KCP counters with an RTT sample in the session's stats")
+    return client, st
+  end
+
+  it("shows the conversation's counters in the client session's stats", function()
+    local client, st = client_with_rtt("fast3")
     assert.is_true(st.kcp_segments_sent >= 1)
     assert.equal(1024, st.kcp_snd_wnd)
     assert.is_true(st.kcp_lost_segments >= 0 and st.kcp_retransmits >= st.kcp_lost_segments)
@@ -255,13 +262,7 @@ describe("the KCP carrier", function()
   -- 30 ms there (nodelay), 100 ms in fast and normal. On loopback the RTO settles at that minimum.
   it("runs fast2 unless told otherwise: a 30 ms minimum RTO, not fast's 100 ms", function()
     local function settled_rto(mode)
-      local client = assert(warren.client({ server = "kcp://127.0.0.1:" .. relay_port, key = k, kcp_mode = mode }))
-      assert(client:connect())
-      local st
-      assert(wait.eventually(function()
-        st = client.session:stats()
-        return st.kcp_segments_received > 0 and st.kcp_rtt_ms > 0
-      end, 5000), "no RTT sample")
+      local client, st = client_with_rtt(mode)
       client:close()
       return st.kcp_rto_ms
     end
