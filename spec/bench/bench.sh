@@ -429,13 +429,14 @@ measure_pingpong() {
     log "  $peer (free): $out"
 }
 
-# measure_connrate PEER: 16 dialers (recorded as cps) and 64 (cps64).
+# measure_connrate PEER: 16 dialers (recorded as cps, cfail) and 64 (cps64, cfail64).
 measure_connrate() {
-    local peer=$1 out dialers
+    local peer=$1 out dialers suffix
     for dialers in 16 64; do
+        suffix=$( ((dialers == 16)) || echo "$dialers")
         out=$(timeout $((CR_SECS + 30)) "$LOADGEN" connrate -t "127.0.0.1:$PEER_PORT" -c "$dialers" -d "$CR_SECS" -timeout 5 -q 2>&1 | tail -1) || true
-        record "$peer" "cps${dialers#16}" "$(kv conns_per_s "$out")"
-        record "$peer" "cfail${dialers#16}" "$(kv failures "$out")"
+        record "$peer" "cps$suffix" "$(kv conns_per_s "$out")"
+        record "$peer" "cfail$suffix" "$(kv failures "$out")"
         log "  $peer: $out"
     done
 }

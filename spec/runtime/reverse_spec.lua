@@ -21,9 +21,11 @@ local function banner_server(banner)
   end))
 end
 
--- Opens a connection and keeps it: returns the handle once connected (or nil).
-local function hold(port)
+-- Opens a connection (from the local address `from`, if given) and keeps it: returns the handle
+-- once connected (or nil).
+local function hold(port, from)
   local c = uv.new_tcp()
+  if from then assert(c:bind(from, 0)) end
   local ok = warren.await(function(resolve)
     c:connect("127.0.0.1", port, function(e) resolve(not e) end)
   end, 3000)
@@ -128,11 +130,8 @@ describe("reverse tunnels", function()
     local relay, client = setup_pair({ ports = { from .. "-" .. to }, max_users_per_address = 5 })
     local entry = assert(client:register({ outer = "any", inner = ":" .. http_port, name = "web" }))
     local held = {}
-    for i = 1, 8 do -- a slowloris source: connects and sends nothing
-      local c = uv.new_tcp()
-      assert(c:bind("127.0.0.4", 0))
-      warren.await(function(resolve) c:connect("127.0.0.1", entry.port, function() resolve() end) end, 2000)
-      held[i] = c
+    for _ = 1, 8 do -- a slowloris source: connects and sends nothing
+      held[#held + 1] = hold(entry.port, "127.0.0.4")
     end
     assert(eventually(function() return relay:stats().reverse_users_refused >= 3 end, 5000))
     assert.equal(3, relay:stats().reverse_users_refused)
@@ -163,9 +162,7 @@ describe("reverse tunnels", function()
     local entry = assert(client:register({ outer = from, inner = "127.0.0.1:" .. service_port, name = "quiet" }))
     local users = {}
     local function user()
-      local c = uv.new_tcp()
-      assert(c:bind("127.0.0.4", 0))
-      warren.await(function(resolve) c:connect("127.0.0.1", entry.port, function() resolve() end) end, 2000)
+      local c = hold(entry.port, "127.0.0.4")
       users[#users + 1] = c
       return c
     end
