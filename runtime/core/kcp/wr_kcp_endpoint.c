@@ -55,6 +55,15 @@ static uint32_t now_ms(uv_loop_t *loop)
     return (uint32_t)uv_now(loop);
 }
 
+/* The clock, read again: the loop's time is taken once per pass, and a busy pass (hundreds of
+ * datagrams read, decrypted and delivered) would stamp a late acknowledgement with the pass's
+ * start, a round trip shorter than the path's, which the pacer takes as its base. */
+static uint32_t fresh_now_ms(uv_loop_t *loop)
+{
+    uv_update_time(loop);
+    return now_ms(loop);
+}
+
 static int same_addr(const struct sockaddr_storage *a, const struct sockaddr *b)
 {
     if (a->ss_family != b->sa_family) return 0;
@@ -219,7 +228,7 @@ static void pump(kcp_ep_t *e, uint32_t min_delay)
 static void tick(uv_timer_t *t)
 {
     kcp_ep_t *e = t->data;
-    uint32_t now = now_ms(e->loop);
+    uint32_t now = fresh_now_ms(e->loop); /* the segments it sends are stamped with it */
     wr_kcp_update(e->kcp, now);
     if (wr_kcp_check(e->kcp, now) == now) wr_kcp_flush(e->kcp, now);
     pump(e, 1);
@@ -228,7 +237,7 @@ static void tick(uv_timer_t *t)
 static void input(kcp_ep_t *e, const uint8_t *data, size_t len)
 {
     e->rx_bytes += len;
-    wr_kcp_input(e->kcp, data, len, now_ms(e->loop));
+    wr_kcp_input(e->kcp, data, len, fresh_now_ms(e->loop));
     if (!e->validated && wr_kcp_rcv_nxt(e->kcp) >= 2) {
         /* Data past msg1: the client read msg2, so it receives at this address. */
         e->validated = 1;

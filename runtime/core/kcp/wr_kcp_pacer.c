@@ -76,7 +76,17 @@ static void end_round(wr_kcp_pacer *p, uint32_t now, uint32_t srtt)
             p->draining = 1;
         }
     } else if (p->draining) {
-        if (queue_gone(p, srtt) || ++p->drain_rounds >= DRAIN_ROUNDS_MAX) p->draining = 0;
+        if (queue_gone(p, srtt)) {
+            p->draining = 0;
+        } else if (++p->drain_rounds >= DRAIN_ROUNDS_MAX) {
+            /* Slower rounds did not bring the round trip down, so no queue of ours holds it up:
+             * the path's round trip grew, or the lowest was a sample stamped late by a busy
+             * host. Kept, it would start a drain every round and shrink the pace until it aged
+             * out (MIN_RTT_MS). */
+            p->draining = 0;
+            p->min_rtt = srtt;
+            p->min_rtt_at = now;
+        }
     } else if (!p->startup) {
         p->phase++;
         if (queue_building(p, srtt)) {
