@@ -7,15 +7,16 @@
 #define ROUND_MIN_MS     10  /* shorter rounds measure the clock's granularity, not the path */
 #define BURST_MS                                                                                   \
     5 /* budget that may pile up: the owner's timer ticks in milliseconds, late under load */
-#define BURST_SEGMENTS   4   /* and at least this much, so a slow pace still sends whole bursts */
-#define STARTUP_GAIN     200 /* percent */
-#define STARTUP_ROUNDS   3   /* rounds without 25% growth that end startup */
-#define QUEUE_RTT        150 /* percent of the lowest srtt: above it, a queue is building */
-#define DRAIN_GAIN       50  /* percent, after startup and whenever a queue built up: */
-#define DRAIN_RTT        125 /* until srtt is within this percentage of the lowest seen */
-#define DRAIN_ROUNDS_MAX 10
-#define MIN_RTT_MS       10000 /* how long the lowest srtt counts (the path may change) */
-#define QUEUE_MIN_MS     5 /* and a queue is at least this long: a busy host's jitter is not one */
+#define BURST_SEGMENTS    4   /* and at least this much, so a slow pace still sends whole bursts */
+#define STARTUP_GAIN      200 /* percent */
+#define STARTUP_ROUNDS    3   /* rounds without 25% growth that end startup */
+#define QUEUE_RTT         150 /* percent of the lowest srtt: above it, a queue is building */
+#define DRAIN_GAIN        50  /* percent, after startup and whenever a queue built up: */
+#define DRAIN_RTT         125 /* until srtt is within this percentage of the lowest seen */
+#define DRAIN_ROUNDS_MAX  10
+#define FAILED_DRAINS_MAX 2     /* drains in a row ended by DRAIN_ROUNDS_MAX: lowest srtt wrong */
+#define MIN_RTT_MS        10000 /* how long the lowest srtt counts (the path may change) */
+#define QUEUE_MIN_MS      5 /* and a queue is at least this long: a busy host's jitter is not one */
 
 /* The round trip says the bottleneck's queue is growing / is (nearly) empty. */
 static int queue_building(const wr_kcp_pacer *p, uint32_t srtt)
@@ -78,14 +79,19 @@ static void end_round(wr_kcp_pacer *p, uint32_t now, uint32_t srtt)
     } else if (p->draining) {
         if (queue_gone(p, srtt)) {
             p->draining = 0;
+            p->failed_drains = 0;
         } else if (++p->drain_rounds >= DRAIN_ROUNDS_MAX) {
-            /* Slower rounds did not bring the round trip down, so no queue of ours holds it up:
-             * the path's round trip grew, or the lowest was a sample stamped late by a busy
-             * host. Kept, it would start a drain every round and shrink the pace until it aged
-             * out (MIN_RTT_MS). */
             p->draining = 0;
-            p->min_rtt = srtt;
-            p->min_rtt_at = now;
+            /* Two drains in a row did not bring the round trip down, so no queue of ours holds
+             * it up: the path's round trip grew, or the lowest was a sample stamped late by a
+             * busy host. Kept, it would start a drain every round and shrink the pace until it
+             * aged out (MIN_RTT_MS). One failed drain is not enough: on a lossy, reordering path
+             * that also happens with the right lowest, and raising it then lets a queue grow. */
+            if (++p->failed_drains >= FAILED_DRAINS_MAX) {
+                p->min_rtt = srtt;
+                p->min_rtt_at = now;
+                p->failed_drains = 0;
+            }
         }
     } else if (!p->startup) {
         p->phase++;

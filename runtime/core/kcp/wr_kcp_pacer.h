@@ -9,11 +9,11 @@
  * (and 5 ms) over the lowest seen (the bottleneck's queue is filling), then halves until the round
  * trip is back near the lowest; then the pace cycles around the estimate (a round trip a quarter
  * faster to find more room, one a quarter slower to drain the queue that made, six at the
- * estimate), draining again whenever the round trip grows by half; a drain that does not bring
- * the round trip back makes it the new lowest. Rounds in which the sender ran out of data say
- * little about the path and only ever raise the estimate. Losses do not lower it: on a lossy path
- * random loss is not a sign of congestion, and the bottleneck's queue, kept short, is what pacing
- * protects. Pure arithmetic, no clock of its own: times are the owner's milliseconds. */
+ * estimate), draining again whenever the round trip grows by half; when two drains in a row do
+ * not bring the round trip back, it becomes the new lowest. Rounds in which the sender ran out of
+ * data say little about the path and only ever raise the estimate. Losses do not lower it: on a
+ * lossy path random loss is not a sign of congestion, and the bottleneck's queue, kept short, is
+ * what pacing protects. Pure arithmetic, no clock of its own: times are the owner's ms. */
 #ifndef WR_KCP_PACER_H
 #define WR_KCP_PACER_H
 
@@ -33,10 +33,11 @@ typedef struct wr_kcp_pacer {
     uint32_t startup_flat; /* rounds without 25% growth */
     int startup;
     int draining; /* after startup: slower until srtt is back near min_rtt */
-    uint32_t drain_rounds, min_rtt, min_rtt_at; /* the lowest srtt of the last 10 s, and when */
-    uint32_t phase;                             /* position in the gain cycle after startup */
-    int64_t budget;                             /* bytes that may leave now (negative: owed) */
-    uint32_t last_refill;                       /* ms */
+    uint32_t drain_rounds, failed_drains;
+    uint32_t min_rtt, min_rtt_at; /* the lowest srtt of the last 10 s, and when */
+    uint32_t phase;               /* position in the gain cycle after startup */
+    int64_t budget;               /* bytes that may leave now (negative: owed) */
+    uint32_t last_refill;         /* ms */
     uint32_t mss;
 } wr_kcp_pacer;
 
