@@ -87,7 +87,19 @@ typedef struct tap_cfg {
     uint8_t *rec;   /* record everything written (up to rec_cap) */
     size_t rec_cap, *rec_len;
     size_t *first_len; /* length of the first write (msg1) */
+    /* A slow path toward the client: what it reads arrives delay_ms late, at most pace bytes
+     * per ms (pace 0: at once). */
+    uint32_t delay_ms, pace;
 } tap_cfg;
+
+/* Bytes read from the carrier, waiting on the delay line. */
+typedef struct held {
+    struct held *next;
+    wr_buf_t *b;
+    const char *base;
+    size_t len;
+    uint64_t due_ms;
+} held_t;
 
 typedef struct tap {
     wr_endpoint_t base;
@@ -97,18 +109,73 @@ typedef struct tap {
     uint64_t after;
     int cut;
     int frozen;
+    uv_timer_t *line; /* the delay line's clock (NULL without one) */
+    held_t *head, *tail;
+    int eof_held;
+    uint64_t budget, last_ms;
 } tap_t;
+
+static void tap_deliver(tap_t *t, wr_buf_t *b, const char *base, size_t len)
+{
+    t->base.bytes_read += len;
+    if (t->base.cbs->on_read) t->base.cbs->on_read(&t->base, b, base, len);
+}
+
+/* Once a millisecond: what is due leaves, within the pace. */
+static void tap_line_tick(uv_timer_t *timer)
+{
+    tap_t *t = timer->data;
+    uint64_t now = now_ms();
+    t->budget += (now - t->last_ms) * t->cfg.pace;
+    if (t->budget > 2ull * t->cfg.pace) t->budget = 2ull * t->cfg.pace;
+    t->last_ms = now;
+    while (t->head && t->head->due_ms <= now && t->budget > 0 && !(t->base.flags & WR_EP_CLOSING)) {
+        held_t *h = t->head;
+        size_t n = h->len < t->budget ? h->len : (size_t)t->budget;
+        const char *at = h->base;
+        t->budget -= n;
+        h->base += n;
+        h->len -= n;
+        tap_deliver(t, h->b, at, n);
+        if (h->len) break;
+        t->head = h->next;
+        if (!t->head) t->tail = NULL;
+        wr_buf_release(h->b);
+        free(h);
+    }
+    if (!t->head && t->eof_held && !(t->base.flags & WR_EP_CLOSING)) {
+        t->eof_held = 0;
+        if (t->base.cbs->on_eof) t->base.cbs->on_eof(&t->base);
+    }
+}
 
 static void tap_i_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len)
 {
     tap_t *t = ep->data;
     if (t->frozen) return;
-    t->base.bytes_read += len;
-    if (t->base.cbs->on_read) t->base.cbs->on_read(&t->base, b, base, len);
+    if (!t->line) {
+        tap_deliver(t, b, base, len);
+        return;
+    }
+    held_t *h = calloc(1, sizeof(*h));
+    assert_non_null(h);
+    h->b = wr_buf_retain(b);
+    h->base = base;
+    h->len = len;
+    h->due_ms = now_ms() + t->cfg.delay_ms;
+    if (t->tail)
+        t->tail->next = h;
+    else
+        t->head = h;
+    t->tail = h;
 }
 static void tap_i_eof(wr_endpoint_t *ep)
 {
     tap_t *t = ep->data;
+    if (t->head) {
+        t->eof_held = 1;
+        return;
+    }
     if (t->base.cbs->on_eof) t->base.cbs->on_eof(&t->base);
 }
 static void tap_i_error(wr_endpoint_t *ep, int err)
@@ -122,9 +189,20 @@ static void tap_i_shutdown(wr_endpoint_t *ep, int status)
     tap_t *t = ep->data;
     if (!t->cut && t->base.cbs->on_shutdown) t->base.cbs->on_shutdown(&t->base, status);
 }
+static void tap_line_closed(uv_handle_t *h)
+{
+    free(h);
+}
 static void tap_i_closed(wr_endpoint_t *ep)
 {
     tap_t *t = ep->data;
+    if (t->line) uv_close((uv_handle_t *)t->line, tap_line_closed);
+    while (t->head) {
+        held_t *h = t->head;
+        t->head = h->next;
+        wr_buf_release(h->b);
+        free(h);
+    }
     if (t->base.cbs->on_closed) t->base.cbs->on_closed(&t->base);
     free(t);
 }
@@ -217,6 +295,14 @@ static tap_t *tap_wrap(wr_endpoint_t *in, const tap_cfg *cfg)
     wr_endpoint__init(&t->base, &tap_ops, &no_ep_cbs);
     t->in = in;
     t->cfg = *cfg;
+    if (cfg->pace) {
+        t->line = malloc(sizeof(*t->line));
+        assert_non_null(t->line);
+        uv_timer_init(&loop, t->line);
+        t->line->data = t;
+        t->last_ms = now_ms();
+        uv_timer_start(t->line, tap_line_tick, 1, 1);
+    }
     wr_endpoint_set_callbacks(in, &tap_inner_cbs, t);
     return t;
 }

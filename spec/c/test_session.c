@@ -1,5 +1,6 @@
 /* wr_session over real loopback TCP (the real TCP endpoint as carrier): handshake, streams,
- * credit windows, half-close, keepalive, probe path, limits, tampering. */
+ * credit windows (and their growth on a slow path), half-close, keepalive, probe path, limits,
+ * tampering. */
 #include "session_harness.h"
 
 #include <malloc.h>
@@ -383,6 +384,55 @@ static void test_slow_reader(void **state)
         if (ratio > best) best = ratio;
     }
     assert_true(best >= 0.9);
+    app_free(&a);
+    pair_end(&p);
+}
+
+/* ---- window growth on a paced path ---- */
+
+typedef struct paced_watch {
+    streams_done_arg d;
+    wr_session_t *receiver;
+    uint32_t peak_grown;
+} paced_watch;
+
+static int paced_done(void *x)
+{
+    paced_watch *w = x;
+    if (w->receiver->rx_grown > w->peak_grown) w->peak_grown = w->receiver->rx_grown;
+    return streams_done(&w->d);
+}
+
+/* Data that arrives paced, a round trip late, never shows the burst that says the window is the
+ * limit: the sender waits for credit while the receiver sees a steady trickle. Half a window
+ * consumed within two round trips says so too, and the receiver's window grows. */
+static void test_window_grows_on_a_paced_path(void **state)
+{
+    pair_t p;
+    app_t a;
+    tstream_t c;
+    pair_init(&p);
+    app_init(&a, 1);
+    a.send = 2 * MiB;
+    a.hash = 1;
+    p.use_tap = 1;
+    /* 8 MB/s and 100 ms: 800 KB in flight would fill the path, more than the first window; half
+     * of a 256 KiB window goes by in 16 ms, well within two round trips. */
+    p.tapc.delay_ms = 100;
+    p.tapc.pace = 8000; /* bytes per ms */
+    pair_start_app(&p, &a);
+    ts_init(&c, 9, 0, 1);
+    ts_open(&c, p.c.s, "paced");
+    paced_watch w = {{&c, 1, a.ts, &a.n, 1}, p.c.s, 0};
+    run_until(paced_done, &w, 30000);
+    wr_session_stats st;
+    wr_session_get_stats(p.c.s, &st);
+    print_message("round trip %llu us, extra window granted at most %u KiB\n",
+                  (unsigned long long)st.rtt_us_last, w.peak_grown / 1024);
+    assert_true(st.rtt_us_last >= 100000);
+    assert_int_equal(c.received, a.send);
+    assert_memory_equal(c.rx_sum, a.ts[0].tx_sum, 32);
+    assert_true(w.peak_grown > 0);
     app_free(&a);
     pair_end(&p);
 }
@@ -1065,6 +1115,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zero_rtt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_grows_on_a_paced_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_fail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_goaway, setup, teardown),
