@@ -65,7 +65,8 @@ static void finds_the_rate_and_keeps_the_queue_short(void **state)
 
 /* A lowest round trip below the path's makes every round look queued: the drains that follow
  * cannot bring the round trip down to it, and the pace must not shrink round after round until
- * that sample ages out (10 s); once a drain has failed, the round trip it ended at is the base. */
+ * that sample ages out (10 s); after two drains in a row that failed, the round trip they ended
+ * at is the base. */
 static void a_fluke_round_trip_does_not_starve_the_path(void **state)
 {
     (void)state;
