@@ -433,7 +433,8 @@ measure_pingpong() {
 measure_connrate() {
     local peer=$1 out dialers suffix
     for dialers in 16 64; do
-        suffix=$( ((dialers == 16)) || echo "$dialers")
+        suffix=""
+        ((dialers == 16)) || suffix=$dialers
         out=$(timeout $((CR_SECS + 30)) "$LOADGEN" connrate -t "127.0.0.1:$PEER_PORT" -c "$dialers" -d "$CR_SECS" -timeout 5 -q 2>&1 | tail -1) || true
         record "$peer" "cps$suffix" "$(kv conns_per_s "$out")"
         record "$peer" "cfail$suffix" "$(kv failures "$out")"
