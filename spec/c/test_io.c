@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -353,31 +354,45 @@ static void test_dial_cancel(void **state)
     }
 }
 
-/* A listener whose accept queue is full drops SYNs, so a connect hangs: the timeout must fire.
- * The listener is a raw socket nobody accepts from, with backlog 0 pre-filled by plain
- * connects. */
+/* A listener whose accept queue is full drops SYNs, so a connect to it stays in progress. The
+ * listener is a raw socket nobody accepts from, with backlog 0 pre-filled by plain connects. */
+#define FILLERS 8
+static int full_listener(struct sockaddr_in *sa, int fillers[FILLERS])
+{
+    uv_ip4_addr("127.0.0.1", 0, sa);
+    int lsock = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lsock >= 0);
+    assert_int_equal(bind(lsock, (struct sockaddr *)sa, sizeof(*sa)), 0);
+    assert_int_equal(listen(lsock, 0), 0);
+    socklen_t sl = sizeof(*sa);
+    assert_int_equal(getsockname(lsock, (struct sockaddr *)sa, &sl), 0);
+    for (int i = 0; i < FILLERS; i++) {
+        fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fillers[i], (struct sockaddr *)sa, sizeof(*sa));
+    }
+    return lsock;
+}
+
+static void close_fillers(int fillers[FILLERS])
+{
+    for (int i = 0; i < FILLERS; i++) {
+        if (fillers[i] >= 0) close(fillers[i]);
+        fillers[i] = -1;
+    }
+}
+
+/* A connect that hangs: the timeout must fire. */
 static void test_dial_timeout(void **state)
 {
     struct sockaddr_in sa;
-    uv_ip4_addr("127.0.0.1", 0, &sa);
-    int lsock = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(lsock >= 0);
-    assert_int_equal(bind(lsock, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(lsock, 0), 0);
-    socklen_t sl = sizeof(sa);
-    assert_int_equal(getsockname(lsock, (struct sockaddr *)&sa, &sl), 0);
-    int fillers[8];
-    for (int i = 0; i < 8; i++) {
-        fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        connect(fillers[i], (struct sockaddr *)&sa, sizeof(sa));
-    }
+    int fillers[FILLERS];
+    int lsock = full_listener(&sa, fillers);
     conn_test_t ct;
     memset(&ct, 0, sizeof(ct));
     ct.t0 = uv_hrtime();
     assert_int_equal(wr_dial(&loop, "127.0.0.1", ntohs(sa.sin_port), 300, on_dial, &ct, NULL), 0);
     run_until(flag_set, &ct.dial_done, 5000);
-    for (int i = 0; i < 8; i++)
-        close(fillers[i]);
+    close_fillers(fillers);
     close(lsock);
     if (ct.dial_status == 0) {
         /* This network stack queued the connection anyway: nothing to time out. */
@@ -386,6 +401,63 @@ static void test_dial_timeout(void **state)
     }
     assert_int_equal(ct.dial_status, UV_ETIMEDOUT);
     assert_true(ct.elapsed_ns >= 250000000ull && ct.elapsed_ns < 2000000000ull);
+}
+
+typedef struct {
+    int lsock;
+    int *fillers;
+} make_room_t;
+
+/* Empties the full listener's queue and drops the other connects, so the dial's next SYN
+ * gets in. */
+static void make_room(uv_timer_t *t)
+{
+    make_room_t *m = t->data;
+    int c;
+    close_fillers(m->fillers);
+    while ((c = accept(m->lsock, NULL, NULL)) >= 0)
+        close(c);
+}
+
+/* A connect the kernel cannot finish at once is watched until it does, and the handle is as
+ * good as one connected at once. */
+static void test_dial_waits_for_a_slow_connect(void **state)
+{
+    struct sockaddr_in sa;
+    int fillers[FILLERS];
+    int lsock = full_listener(&sa, fillers);
+    assert_int_equal(fcntl(lsock, F_SETFL, O_NONBLOCK), 0);
+    make_room_t m = {lsock, fillers};
+    uv_timer_t room;
+    uv_timer_init(&loop, &room);
+    room.data = &m;
+    uv_timer_start(&room, make_room, 200, 0);
+    conn_test_t ct;
+    memset(&ct, 0, sizeof(ct));
+    ct.t0 = uv_hrtime();
+    assert_int_equal(wr_dial(&loop, "127.0.0.1", ntohs(sa.sin_port), 8000, on_dial, &ct, NULL), 0);
+    run_until(flag_set, &ct.dial_done, 10000);
+    uv_close((uv_handle_t *)&room, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT); /* room lives on this stack */
+    if (ct.dial_status == 0 && ct.elapsed_ns < 150000000ull) {
+        /* This network stack queued the connection anyway: nothing to wait for. */
+        wr_tcp_close_free(ct.dialed);
+        close(lsock);
+        skip();
+    }
+    assert_int_equal(ct.dial_status, 0);
+    assert_int_equal(nodelay_of(ct.dialed), 1);
+    assert_int_equal(peer_family(ct.dialed), AF_INET);
+    int c = accept(lsock, NULL, NULL);
+    assert_true(c >= 0);
+    uv_buf_t b = uv_buf_init("x", 1);
+    assert_int_equal(uv_try_write((uv_stream_t *)ct.dialed, &b, 1), 1);
+    char got = 0;
+    assert_int_equal(recv(c, &got, 1, MSG_WAITALL), 1);
+    assert_int_equal(got, 'x');
+    close(c);
+    close(lsock);
+    wr_tcp_close_free(ct.dialed);
 }
 
 /* ---- buffers ---- */
@@ -551,6 +623,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dial_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dial_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dial_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dial_waits_for_a_slow_connect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_endpoint_bulk_reads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
