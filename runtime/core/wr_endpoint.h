@@ -116,6 +116,20 @@ static inline void wr_endpoint__queue_done(wr_endpoint_t *ep, size_t n, int sent
     }
 }
 
+/* Implementations: tells the owner of a failure, once, and never after close(). */
+static inline void wr_endpoint__report_error(wr_endpoint_t *ep, int err)
+{
+    if (ep->flags & (WR_EP_ERRORED | WR_EP_CLOSING)) return;
+    ep->flags |= WR_EP_ERRORED;
+    if (ep->cbs->on_error) ep->cbs->on_error(ep, err);
+}
+
+/* Implementations: tells the owner that the write side closed, unless it has closed us. */
+static inline void wr_endpoint__report_shutdown(wr_endpoint_t *ep, int status)
+{
+    if (!(ep->flags & WR_EP_CLOSING) && ep->cbs->on_shutdown) ep->cbs->on_shutdown(ep, status);
+}
+
 static inline void wr_endpoint_set_callbacks(wr_endpoint_t *ep, const wr_endpoint_cbs_t *cbs,
                                              void *data)
 {

@@ -58,16 +58,10 @@ static void in_eof(wr_endpoint_t *in)
     if (p->base.cbs->on_eof) p->base.cbs->on_eof(&p->base);
 }
 
-static void report_error(prefix_ep *p, int err)
-{
-    if (p->base.flags & (WR_EP_ERRORED | WR_EP_CLOSING)) return;
-    p->base.flags |= WR_EP_ERRORED;
-    if (p->base.cbs->on_error) p->base.cbs->on_error(&p->base, err);
-}
-
 static void in_error(wr_endpoint_t *in, int err)
 {
-    report_error(in->data, err);
+    prefix_ep *p = in->data;
+    wr_endpoint__report_error(&p->base, err);
 }
 
 static void in_drain(wr_endpoint_t *in)
@@ -81,7 +75,7 @@ static void in_drain(wr_endpoint_t *in)
 static void in_shutdown(wr_endpoint_t *in, int status)
 {
     prefix_ep *p = in->data;
-    if (p->base.cbs->on_shutdown) p->base.cbs->on_shutdown(&p->base, status);
+    wr_endpoint__report_shutdown(&p->base, status);
 }
 
 static void in_closed(wr_endpoint_t *in)
@@ -113,7 +107,7 @@ static void deliver_cb(uv_idle_t *h)
     wr_buf_release(b);
     if (!(ep->flags & WR_EP_READING) || (ep->flags & WR_EP_CLOSING)) return;
     int rc = wr_endpoint_read_start(p->inner);
-    if (rc < 0) report_error(p, rc);
+    if (rc < 0) wr_endpoint__report_error(&p->base, rc);
 }
 
 static int px_read_start(wr_endpoint_t *ep)

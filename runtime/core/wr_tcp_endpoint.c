@@ -41,14 +41,6 @@ void wr_tcp_endpoint_cache_trim(void)
     wr_freelist_trim(&wreq_cache);
 }
 
-static void report_error(tcp_ep_t *t, int err)
-{
-    wr_endpoint_t *ep = &t->base;
-    if (ep->flags & (WR_EP_ERRORED | WR_EP_CLOSING)) return;
-    ep->flags |= WR_EP_ERRORED;
-    if (ep->cbs->on_error) ep->cbs->on_error(ep, err);
-}
-
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 {
     tcp_ep_t *t = h->data;
@@ -80,7 +72,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         ep->flags |= WR_EP_EOF;
         if (ep->cbs->on_eof) ep->cbs->on_eof(ep);
     } else {
-        report_error(t, (int)nread);
+        wr_endpoint__report_error(ep, (int)nread);
     }
 }
 
@@ -109,7 +101,7 @@ static void write_cb(uv_write_t *req, int status)
     size_t len = w->len;
     wr_buf_release(w->buf);
     wreq_put(w);
-    if (status < 0 && status != UV_ECANCELED) report_error(t, status);
+    if (status < 0 && status != UV_ECANCELED) wr_endpoint__report_error(&t->base, status);
     wr_endpoint__queue_done(&t->base, len, status == 0);
 }
 
@@ -163,9 +155,7 @@ static int tcp_write(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t le
 static void shutdown_cb(uv_shutdown_t *req, int status)
 {
     tcp_ep_t *t = req->handle->data;
-    wr_endpoint_t *ep = &t->base;
-    if (ep->flags & WR_EP_CLOSING) return;
-    if (ep->cbs->on_shutdown) ep->cbs->on_shutdown(ep, status);
+    wr_endpoint__report_shutdown(&t->base, status);
 }
 
 static int tcp_shutdown(wr_endpoint_t *ep)

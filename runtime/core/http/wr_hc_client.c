@@ -103,13 +103,6 @@ static uint64_t now_ms(hc_client *c)
     return uv_now(c->loop);
 }
 
-static void fail(hc_client *c, int err)
-{
-    if (c->base.flags & (WR_EP_ERRORED | WR_EP_CLOSING)) return;
-    c->base.flags |= WR_EP_ERRORED;
-    if (c->base.cbs->on_error) c->base.cbs->on_error(&c->base, err);
-}
-
 static void drain_cb(uv_idle_t *h)
 {
     hc_client *c = h->data;
@@ -306,7 +299,7 @@ static void request_failed(hc_conn *k)
     if (!c->failing_since) c->failing_since = now_ms(c);
     if (now_ms(c) - c->failing_since >= c->give_up_ms) {
         snprintf(c->why, sizeof c->why, "the relay stopped answering the HTTP carrier's requests");
-        fail(c, UV_ETIMEDOUT);
+        wr_endpoint__report_error(&c->base, UV_ETIMEDOUT);
         return;
     }
     c->st.retries++;
@@ -469,7 +462,7 @@ static void refused(hc_conn *k)
              "the relay answered the HTTP carrier's first request with HTTP %d: wrong key, clocks "
              "more than 30 s apart, a front that changes requests, or not a warren relay",
              k->status);
-    fail(c, UV_EPROTO);
+    wr_endpoint__report_error(&c->base, UV_EPROTO);
 }
 
 static void in_read(wr_endpoint_t *ep, wr_buf_t *b, const char *base, size_t len)

@@ -200,13 +200,6 @@ static void nonce_add(hc_sess *s, const uint8_t nonce[WR_HC_NONCE_LEN])
     if (s->nnonces < NONCES_KEPT) s->nnonces++;
 }
 
-static void sess_error(hc_sess *s, int err)
-{
-    if (s->base.flags & (WR_EP_ERRORED | WR_EP_CLOSING)) return;
-    s->base.flags |= WR_EP_ERRORED;
-    if (s->base.cbs->on_error) s->base.cbs->on_error(&s->base, err);
-}
-
 static void idle_cb(uv_idle_t *h);
 
 /* What the session sees as queued: bytes no answer has carried yet, like a socket's send queue;
@@ -510,7 +503,7 @@ static void idle_cb(uv_idle_t *h)
     }
     if (s->shut_pending && !(s->base.flags & WR_EP_CLOSING)) {
         s->shut_pending = 0;
-        if (s->base.cbs->on_shutdown) s->base.cbs->on_shutdown(&s->base, 0);
+        wr_endpoint__report_shutdown(&s->base, 0);
     }
 }
 
@@ -571,7 +564,7 @@ static void reap_cb(uv_timer_t *t)
     hc_sess *s = t->data;
     if (!s->getter && uv_now(s->hs->loop) - s->last_seen >= s->hs->reap_ms) {
         wr_debug("http carrier: a session no request named for %u ms ends", s->hs->reap_ms);
-        sess_error(s, UV_ETIMEDOUT);
+        wr_endpoint__report_error(&s->base, UV_ETIMEDOUT);
     }
 }
 
@@ -952,7 +945,7 @@ void wr_hc_server_free(wr_hc_server_t *hs)
     for (int i = 0; i < BUCKETS; i++)
         for (hc_sess *s = hs->buckets[i], *next; s; s = next) {
             next = s->next; /* the session's end unlinks it */
-            sess_error(s, UV_ECANCELED);
+            wr_endpoint__report_error(&s->base, UV_ECANCELED);
         }
     maybe_free_server(hs);
 }

@@ -169,14 +169,6 @@ static void output(const uint8_t *dgram, size_t len, void *user)
     if (rc >= 0) e->tx_bytes += len;
 }
 
-static void report_error(kcp_ep_t *e, int err)
-{
-    wr_endpoint_t *ep = &e->base;
-    if (ep->flags & (WR_EP_ERRORED | WR_EP_CLOSING)) return;
-    ep->flags |= WR_EP_ERRORED;
-    if (ep->cbs->on_error) ep->cbs->on_error(ep, err);
-}
-
 static void tick(uv_timer_t *t);
 
 /* Arms the timer for KCP's next due time; with nothing in flight and nothing owed, it sleeps
@@ -216,7 +208,7 @@ static void pump(kcp_ep_t *e, uint32_t min_delay)
         wr_buf_t *b = wr_buf_get();
         size_t n;
         if (!b) {
-            report_error(e, UV_ENOMEM);
+            wr_endpoint__report_error(&e->base, UV_ENOMEM);
             return;
         }
         n = wr_kcp_recv(e->kcp, b->data, b->size);
@@ -226,14 +218,14 @@ static void pump(kcp_ep_t *e, uint32_t min_delay)
     }
     if (ep->flags & WR_EP_CLOSING) return;
     if (wr_kcp_is_dead(e->kcp)) {
-        report_error(e, UV_ETIMEDOUT);
+        wr_endpoint__report_error(&e->base, UV_ETIMEDOUT);
         return;
     }
     /* Shut down: KCP has no FIN (the session ends in its own frames), so the write side is done
      * once everything written was acknowledged. */
     if ((ep->flags & (WR_EP_SHUT | WR_EP_EOF)) == WR_EP_SHUT && wr_kcp_unacked(e->kcp) == 0) {
         ep->flags |= WR_EP_EOF; /* reused here: on_shutdown was reported */
-        if (ep->cbs->on_shutdown) ep->cbs->on_shutdown(ep, 0);
+        wr_endpoint__report_shutdown(ep, 0);
         if (ep->flags & WR_EP_CLOSING) return;
     }
     arm(e, min_delay);

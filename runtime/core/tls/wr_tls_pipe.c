@@ -147,7 +147,7 @@ static void send_close_notify(wr_tls_pipe_t *p)
     p->engine->close_notify(p);
     flush_out(p);
     int rc = wr_endpoint_shutdown(p->inner);
-    if (rc < 0 && p->base.cbs->on_shutdown) p->base.cbs->on_shutdown(&p->base, rc);
+    if (rc < 0) wr_endpoint__report_shutdown(&p->base, rc);
 }
 
 static int encrypt(wr_tls_pipe_t *p, const char *base, size_t len)
@@ -330,8 +330,7 @@ static void in_drain(wr_endpoint_t *in)
 static void in_shutdown(wr_endpoint_t *in, int status)
 {
     wr_tls_pipe_t *p = in->data;
-    if (!(p->base.flags & WR_EP_CLOSING) && p->base.cbs->on_shutdown)
-        p->base.cbs->on_shutdown(&p->base, status);
+    wr_endpoint__report_shutdown(&p->base, status);
 }
 
 static void maybe_free(wr_tls_pipe_t *p)

@@ -55,13 +55,6 @@ static void sync_from_inner(ws_ep *w)
     w->base.bytes_written = w->inner->bytes_written;
 }
 
-static void report_error(ws_ep *w, int err)
-{
-    if (w->base.flags & (WR_EP_ERRORED | WR_EP_CLOSING)) return;
-    w->base.flags |= WR_EP_ERRORED;
-    if (w->base.cbs->on_error) w->base.cbs->on_error(&w->base, err);
-}
-
 static int next_mask(ws_ep *w, uint8_t key[4])
 {
     if (w->mask_off == 0 || w->mask_off == sizeof w->masks) {
@@ -133,7 +126,7 @@ static int on_control(void *ctx, enum wr_ws_opcode op, const uint8_t *p, size_t 
         if (w->base.flags & WR_EP_SHUT) return 0; /* our CLOSE went out: no more frames */
         rc = frame_write(w, WR_WS_PONG, NULL, (const char *)p, len);
         sync_from_inner(w);
-        if (rc < 0) report_error(w, rc);
+        if (rc < 0) wr_endpoint__report_error(&w->base, rc);
         return rc < 0;
     case WR_WS_CLOSE:
         /* The peer sends no more: an end of data, like a FIN. Ours follows at shutdown. */
@@ -178,7 +171,7 @@ static void decode(ws_ep *w, wr_buf_t *b, const char *base, size_t len)
             w->base.flags |= WR_EP_SHUT;
             send_close(w, rc);
         }
-        report_error(w, UV_EPROTO);
+        wr_endpoint__report_error(&w->base, UV_EPROTO);
     }
 }
 
@@ -190,7 +183,7 @@ static void read_answer(ws_ep *w, wr_buf_t *b, const char *base, size_t len)
     size_t rest;
     int rc;
     if (!w->resp && !(w->resp = malloc(WR_WS_RESPONSE_MAX))) {
-        report_error(w, UV_ENOMEM);
+        wr_endpoint__report_error(&w->base, UV_ENOMEM);
         return;
     }
     memcpy(w->resp + old, base, take);
@@ -199,7 +192,7 @@ static void read_answer(ws_ep *w, wr_buf_t *b, const char *base, size_t len)
     if (rc == 0) return;
     if (rc < 0) {
         w->state = WS_FAILED;
-        report_error(w, UV_EPROTO);
+        wr_endpoint__report_error(&w->base, UV_EPROTO);
         return;
     }
     rest = (size_t)rc - old; /* where the frames start in this read */
@@ -214,13 +207,13 @@ static void read_answer(ws_ep *w, wr_buf_t *b, const char *base, size_t len)
         wr_buf_release(pw->b);
         free(pw);
         if (rc < 0) {
-            report_error(w, rc);
+            wr_endpoint__report_error(&w->base, rc);
             return;
         }
     }
     w->pend_tail = &w->pend;
     if (w->shut_wanted && do_shutdown(w) < 0) {
-        report_error(w, UV_EPIPE);
+        wr_endpoint__report_error(&w->base, UV_EPIPE);
         return;
     }
     sync_from_inner(w);
@@ -240,7 +233,7 @@ static void in_read(wr_endpoint_t *in, wr_buf_t *b, const char *base, size_t len
     case WS_REQUEST: /* the relay spoke first: not one of ours */
         snprintf(w->why, sizeof w->why, "the relay spoke before the WebSocket upgrade");
         w->state = WS_FAILED;
-        report_error(w, UV_EPROTO);
+        wr_endpoint__report_error(&w->base, UV_EPROTO);
         return;
     case WS_FAILED:
         return;
@@ -258,7 +251,8 @@ static void in_eof(wr_endpoint_t *in)
 
 static void in_error(wr_endpoint_t *in, int err)
 {
-    report_error(in->data, err);
+    ws_ep *w = in->data;
+    wr_endpoint__report_error(&w->base, err);
 }
 
 static void in_drain(wr_endpoint_t *in)
@@ -272,7 +266,7 @@ static void in_drain(wr_endpoint_t *in)
 static void in_shutdown(wr_endpoint_t *in, int status)
 {
     ws_ep *w = in->data;
-    if (w->base.cbs->on_shutdown) w->base.cbs->on_shutdown(&w->base, status);
+    wr_endpoint__report_shutdown(&w->base, status);
 }
 
 static void maybe_free(ws_ep *w)
@@ -321,7 +315,7 @@ static void deliver_cb(uv_idle_t *h)
     wr_buf_release(b);
     if ((w->base.flags & WR_EP_READING) && !w->park && !(w->base.flags & WR_EP_CLOSING)) {
         int rc = wr_endpoint_read_start(w->inner);
-        if (rc < 0) report_error(w, rc);
+        if (rc < 0) wr_endpoint__report_error(&w->base, rc);
     }
 }
 
