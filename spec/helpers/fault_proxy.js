@@ -9,6 +9,8 @@
 //   reorder    an upstream POST is held until the next one has gone (or 300 ms passed)
 //   reset      the connection is reset once part of the answer came back (part of its head, or
 //              the head and the first piece of a streaming body)
+// Every kind shows at least once: the first five requests that may take any fault take the five
+// kinds, in an order drawn from SEED; the rest draw at random (one in two passes unharmed).
 // In MODE faults, the session's first request (a POST at offset 0) is never duplicated or reset:
 // MODE first-reset and first-duplicate do that to its first showing alone (the copy goes first, and the request
 // itself once the copy's answer came), and pass everything else.
@@ -103,6 +105,13 @@ const pass = (req, res, body, fault) => {
   res.on('close', () => { if (!res.writableFinished) up.destroy(); });
 };
 
+// The kinds still owed their first showing, shuffled (Fisher-Yates) from SEED.
+const owed = ['drop', 'delay', 'duplicate', 'reorder', 'reset'];
+for (let i = owed.length - 1; i > 0; i--) {
+  const j = Math.floor(random() * (i + 1));
+  [owed[i], owed[j]] = [owed[j], owed[i]];
+}
+
 const started = Date.now();
 let firstDone = false; // first-reset and first-duplicate touch the first showing only
 let held = null; // a POST waiting for the next one: {go, timer}
@@ -114,6 +123,7 @@ const handle = (req, res, body) => {
   const r = mode === 'faults' ? random() : 1;
   let fault = r < 0.1 ? 'drop' : r < 0.2 ? 'delay' : r < 0.3 ? 'duplicate'
     : r < 0.4 ? 'reorder' : r < 0.5 ? 'reset' : null;
+  if (mode === 'faults' && !first && owed.length) fault = owed.shift();
   if (first && (fault === 'duplicate' || fault === 'reset')) fault = null;
   const once = first && !firstDone;
   if (first) firstDone = true;
