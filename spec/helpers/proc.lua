@@ -109,16 +109,16 @@ function M.warren(args, opts)
   return M.run(spec, opts.timeout)
 end
 
--- Starts `warren serve 127.0.0.1:PORT` plus args on a free port, and waits for the relay's own
--- "listening" line, not merely for something to accept on the port: a suite running beside
--- this one may have taken the port between the check and the bind, and then the relay exits and
--- another port is tried. Returns the child and its port.
-function M.serve(args)
+-- Starts `warren serve 127.0.0.1:PORT` plus args (env adds to the environment) on a free port,
+-- and waits for the relay's own "listening" line, not merely for something to accept on the
+-- port: a suite running beside this one may have taken the port between the check and the bind,
+-- and then the relay exits and another port is tried. Returns the child and its port.
+function M.serve(args, env)
   local net = require("helpers.net")
   local wait = require("helpers.wait")
   for _ = 1, 5 do
     local port = net.free_port()
-    local spec = { M.warren_bin, "serve", "127.0.0.1:" .. port }
+    local spec = { M.warren_bin, "serve", "127.0.0.1:" .. port, env = env }
     for _, a in ipairs(args) do spec[#spec + 1] = a end
     local child = M.start(spec)
     local up = wait.eventually(function()

@@ -23,18 +23,9 @@ end
 
 -- A relay process on a free port with extra arguments and environment.
 local function relay(k, extra, env)
-  for _ = 1, 5 do
-    local port = net.free_port()
-    local spec = { proc.warren_bin, "serve", "127.0.0.1:" .. port, "-k", k, env = env }
-    for _, a in ipairs(extra or {}) do spec[#spec + 1] = a end
-    local child = proc.start(spec)
-    local up = wait.eventually(function()
-      return child.code ~= nil or select(2, child:output()):find("relay listening on", 1, true)
-    end, 10000)
-    if up and child.code == nil then return child, port end
-    child:wait(5000)
-  end
-  error("no relay started")
+  local args = { "-k", k }
+  for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+  return proc.serve(args, env)
 end
 
 local function stop(child)

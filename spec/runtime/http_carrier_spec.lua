@@ -9,6 +9,7 @@ local uv = require("luv")
 local proc = require("helpers.proc")
 local net = require("helpers.net")
 local wait = require("helpers.wait")
+local children = require("helpers.children")
 
 local integrity_runs = require("helpers.integrity")
 local integrity_js = integrity_runs.js
@@ -41,49 +42,13 @@ local function read(path)
   return text
 end
 
--- Every child this file starts, so that a failing test leaves none running into the next suite.
-local children = {}
+local kids = children.new()
 teardown(function()
-  for _, child in ipairs(children) do child:kill() end
-  for _, child in ipairs(children) do
-    if not child:wait(3000) then child:kill("sigkill") end
-  end
+  kids.stop_all()
   for _, dir in ipairs(dirs) do proc.run({ "rm", "-rf", dir }) end
 end)
-
-local function spawn(spec)
-  local child = proc.start(spec)
-  children[#children + 1] = child
-  return child
-end
-
-local function start(args, env)
-  local spec = { proc.warren_bin, env = env }
-  for _, a in ipairs(args) do spec[#spec + 1] = a end
-  return spawn(spec)
-end
-
--- Stops children (SIGTERM) and returns their results in order.
-local function stop(...)
-  local results = {}
-  for i, child in ipairs({ ... }) do
-    child:kill()
-    results[i] = child:wait(5000)
-  end
-  return unpack(results)
-end
-
-local function stderr_of(child)
-  return select(2, child:output())
-end
-
--- A node helper that prints "port N" once it listens; returns it and the port.
-local function node_server(spec, what)
-  local child = spawn(spec)
-  local port = wait.eventually(function() return child:output():match("port (%d+)") end, 10000)
-  assert(port, what .. " did not start: " .. stderr_of(child))
-  return child, tonumber(port)
-end
+local spawn, start, node_server = kids.spawn, kids.start, kids.port_server
+local stop, stderr_of = children.stop, children.stderr_of
 
 local function integrity_server()
   return node_server({ "node", integrity_js, "server" }, "the integrity server")

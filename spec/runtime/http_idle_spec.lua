@@ -8,22 +8,13 @@ local warren = require("warren")
 local proc = require("helpers.proc")
 local net = require("helpers.net")
 local wait = require("helpers.wait")
+local children = require("helpers.children")
 
 local fault_js = proc.source_dir .. "/spec/helpers/fault_proxy.js"
 
-local children = {}
-teardown(function()
-  for _, child in ipairs(children) do child:kill() end
-  for _, child in ipairs(children) do
-    if not child:wait(3000) then child:kill("sigkill") end
-  end
-end)
-
-local function spawn(spec)
-  local child = proc.start(spec)
-  children[#children + 1] = child
-  return child
-end
+local kids = children.new()
+teardown(kids.stop_all)
+local spawn = kids.spawn
 
 describe("an idle HTTP carrier client", function()
   local k, relay, echo, echo_port

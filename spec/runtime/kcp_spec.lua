@@ -10,45 +10,19 @@ local bit = require("bit")
 local proc = require("helpers.proc")
 local net = require("helpers.net")
 local wait = require("helpers.wait")
+local children = require("helpers.children")
 
 local integrity_runs = require("helpers.integrity")
 local integrity_js = integrity_runs.js
 local streams = integrity_runs.streams
 
-local children = {}
-teardown(function()
-  for _, child in ipairs(children) do child:kill() end
-  for _, child in ipairs(children) do
-    if not child:wait(3000) then child:kill("sigkill") end
-  end
-end)
-
-local function spawn(spec)
-  local child = proc.start(spec)
-  children[#children + 1] = child
-  return child
-end
-
-local function start(args)
-  local spec = { proc.warren_bin }
-  for _, a in ipairs(args) do spec[#spec + 1] = a end
-  return spawn(spec)
-end
-
-local function stop(child)
-  child:kill()
-  return child:wait(5000)
-end
-
-local function stderr_of(child)
-  return select(2, child:output())
-end
+local kids = children.new()
+teardown(kids.stop_all)
+local spawn, start = kids.spawn, kids.start
+local stop, stderr_of = children.stop, children.stderr_of
 
 local function integrity_server()
-  local server = spawn({ "node", integrity_js, "server" })
-  local port = wait.eventually(function() return server:output():match("port (%d+)") end, 10000)
-  assert(port, "integrity server did not start: " .. stderr_of(server))
-  return server, tonumber(port)
+  return kids.port_server({ "node", integrity_js, "server" }, "the integrity server")
 end
 
 local function integrity(runs)

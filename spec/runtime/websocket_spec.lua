@@ -8,6 +8,7 @@ local bit = require("bit")
 local proc = require("helpers.proc")
 local net = require("helpers.net")
 local wait = require("helpers.wait")
+local children = require("helpers.children")
 
 local node_env = { NODE_PATH = "/usr/share/nodejs" }
 local integrity_runs = require("helpers.integrity")
@@ -29,48 +30,10 @@ local function write(path, text)
   f:close()
 end
 
--- Every child this file starts, so that a failing test leaves none running into the next suite
--- (busted loads helpers anew for each file, out of reach of the runner's own clean-up).
-local children = {}
-teardown(function()
-  -- SIGTERM first: nginx's master then takes its workers down with it
-  for _, child in ipairs(children) do child:kill() end
-  for _, child in ipairs(children) do
-    if not child:wait(3000) then child:kill("sigkill") end
-  end
-end)
-
-local function spawn(spec)
-  local child = proc.start(spec)
-  children[#children + 1] = child
-  return child
-end
-
-local function serve(args)
-  local child, port = proc.serve(args)
-  children[#children + 1] = child
-  return child, port
-end
-
-local function start(args)
-  local spec = { proc.warren_bin }
-  for _, a in ipairs(args) do spec[#spec + 1] = a end
-  return spawn(spec)
-end
-
--- Stops children (SIGTERM) and returns their results in order.
-local function stop(...)
-  local results = {}
-  for i, child in ipairs({ ... }) do
-    child:kill()
-    results[i] = child:wait(5000)
-  end
-  return unpack(results)
-end
-
-local function stderr_of(child)
-  return select(2, child:output())
-end
+local kids = children.new()
+teardown(kids.stop_all)
+local spawn, serve, start = kids.spawn, kids.serve, kids.start
+local stop, stderr_of = children.stop, children.stderr_of
 
 -- A TLS relay on a free port; returns it, its port and its certificate's fingerprint.
 local function relay_with_tls(args)
@@ -82,10 +45,7 @@ end
 
 -- The integrity server (spec/helpers/integrity.js). Returns the child and its port.
 local function integrity_server()
-  local server = spawn({ "node", integrity_js, "server" })
-  local port = wait.eventually(function() return server:output():match("port (%d+)") end, 10000)
-  assert(port, "integrity server did not start: " .. stderr_of(server))
-  return server, tonumber(port)
+  return kids.port_server({ "node", integrity_js, "server" }, "the integrity server")
 end
 
 local function integrity(runs)
