@@ -7,7 +7,6 @@
 local warren = require("warren")
 local proc = require("helpers.proc")
 local net = require("helpers.net")
-local wait = require("helpers.wait")
 local children = require("helpers.children")
 
 local fault_js = proc.source_dir .. "/spec/helpers/fault_proxy.js"
@@ -58,9 +57,8 @@ describe("an idle HTTP carrier client", function()
 
   -- the buffering proxy, and the URL that goes through it
   local function buffering_proxy()
-    local proxy = spawn({ "node", fault_js, tostring(relay:port()), "1", "buffer" })
-    local port = wait.eventually(function() return proxy:output():match("port (%d+)") end, 10000)
-    assert(port, "the buffering proxy did not start: " .. select(2, proxy:output()))
+    local proxy, port = kids.port_server({ "node", fault_js, tostring(relay:port()), "1", "buffer" },
+      "the buffering proxy")
     return proxy, "http://127.0.0.1:" .. port
   end
 

@@ -130,10 +130,7 @@ server.listen(0, '127.0.0.1', () => console.log('port ' + server.address().port)
 ]]
 
 local function ws_echo_server()
-  local server = spawn({ "node", "-e", ws_js, "server", env = node_env })
-  local port = wait.eventually(function() return server:output():match("port (%d+)") end, 10000)
-  assert(port, "node ws server did not start: " .. stderr_of(server))
-  return server, tonumber(port)
+  return kids.port_server({ "node", "-e", ws_js, "server", env = node_env }, "node ws server")
 end
 
 -- What a real client sends first: a listener stands in for the relay and keeps the request head
@@ -396,9 +393,7 @@ describe("the WebSocket carrier", function()
   end)
 
   it("connects when the upgrade, the 101 and the first frames come a few bytes at a time", function()
-    local dribbler = spawn({ "node", "-e", dribble_js, tostring(relay_port), "7" })
-    local port = wait.eventually(function() return dribbler:output():match("port (%d+)") end, 10000)
-    assert(port, "the forwarder did not start: " .. stderr_of(dribbler))
+    local dribbler, port = kids.port_server({ "node", "-e", dribble_js, tostring(relay_port), "7" }, "the forwarder")
     local ws_port, wss_port = net.free_port(), net.free_port()
     local ws = start({ "-w", "-L", ws_port .. ":127.0.0.1:" .. server_port, "127.0.0.1:" .. port, "-k", k })
     local wss = start({ "-L", wss_port .. ":127.0.0.1:" .. server_port, "wss://127.0.0.1:" .. port, "--pin", fp,
